@@ -1,0 +1,50 @@
+"""Command-line entry points: ``featstore``, ``probes``, ``finetune`` and the umbrella
+``crossling`` (all three as sub-commands, plus ``demo``, ``study`` and ``report``).
+
+This file only assembles Typer apps. Each command lives in a ``commands`` module of its
+package, which parses options, builds a typed config and calls one library function.
+The registry below is explicit: adding a command means adding its module here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from featstore.commands import corpora as fs_corpora
+from featstore.commands import extract as fs_extract
+from featstore.commands import models as fs_models
+from featstore.commands import splits as fs_splits
+from featstore.commands import synth as fs_synth
+from finetune import commands as ft_commands
+from probes.commands import human as pr_human
+from probes.commands import layerwise as pr_layerwise
+from probes.commands import sed as pr_sed
+from study import commands as st_commands
+
+_SETTINGS = {"no_args_is_help": True, "pretty_exceptions_show_locals": False}
+
+featstore_app = typer.Typer(help="Corpora, folds, the demo corpus, SSL models and the feature cache.", **_SETTINGS)
+probes_app = typer.Typer(help="Layer-wise probes, listening tests and speech emotion diarization.", **_SETTINGS)
+finetune_app = typer.Typer(help="PEFT (LoRA, bottleneck adapters, weighted gating) and two-stage training.", **_SETTINGS)
+app = typer.Typer(help="Cross-lingual SER with SSL models, compared with human listeners.", **_SETTINGS)
+
+FEATSTORE_COMMANDS = (fs_corpora, fs_splits, fs_synth, fs_models, fs_extract)
+PROBES_COMMANDS = (pr_layerwise, pr_human, pr_sed)
+FINETUNE_COMMANDS = (ft_commands,)
+STUDY_COMMANDS = (st_commands,)
+
+for module in FEATSTORE_COMMANDS:
+    module.register(featstore_app)
+for module in PROBES_COMMANDS:
+    module.register(probes_app)
+for module in FINETUNE_COMMANDS:
+    module.register(finetune_app)
+for module in STUDY_COMMANDS:
+    module.register(app)
+
+app.add_typer(featstore_app, name="featstore")
+app.add_typer(probes_app, name="probes")
+app.add_typer(finetune_app, name="finetune")
+
+if __name__ == "__main__":
+    app()

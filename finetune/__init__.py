@@ -1,0 +1,1 @@
+"""finetune: PEFT adapters (LoRA, bottleneck adapters, weighted gating) and two-stage training."""

@@ -1,0 +1,2 @@
+"""probes: layer-wise probes over the feature cache, metrics, settings, listening tests,
+speech emotion diarization and reports."""

@@ -1,0 +1,1 @@
+"""study: the demo, the whole-study runner and the HTML report."""
