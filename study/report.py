@@ -1,0 +1,224 @@
+"""One self-contained HTML report of a run directory (figures embedded as data URIs).
+
+The report reads what the steps of a study left in its run directory and lays it out in
+the paper's shapes. Each section names the sub-folder it reads and the files it prefers;
+any other figure or table found there is shown too, so a new analysis appears in the
+report without touching this file. Missing sections say what command produces them.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+
+MAX_TABLE_ROWS = 60
+PROVENANCE_COLUMNS = (
+    "model", "model_fingerprint", "manifest_fingerprint", "train_manifest_fingerprint",
+    "test_manifest_fingerprint", "cache_fingerprint", "fold_scheme", "seed",
+)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of the report: where it reads from and what it is."""
+
+    key: str
+    title: str
+    folder: str
+    blurb: str
+    produced_by: str
+    preferred: tuple[str, ...] = ()
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("fig1", "Figure 1 - layer-wise analysis", "probes",
+            "UA per layer of frozen SSL features with a probe head, in the monolingual, cross-lingual "
+            "and transfer-learning settings (mean over folds, band = one standard deviation).",
+            "probes layerwise --setting all", ("figure1.png", "summary.csv", "best_layers.csv")),
+    Section("table1", "Table I - PEFT strategies", "finetune",
+            "UA of the encoder fine-tuned up to the chosen layer with LoRA, bottleneck adapters, "
+            "weighted gating and two-stage training.",
+            "finetune peft --strategy lora+ba+wg", ("table1.csv",)),
+    Section("table2", "Tables II and III - listeners and models", "human",
+            "Listening-test UA by listener group and test language, row-normalised confusion "
+            "matrices of listeners beside the models of the matching setting, Welch's t-tests.",
+            "probes human compare", ("table2.csv", "confusions.png", "ttests.csv")),
+    Section("table4", "Table IV - speech emotion diarization (EDER)", "sed",
+            "Emotion diarization error rate of the diarization model and of listeners on ZED-style "
+            "utterances (lower is better), with per-utterance timelines.",
+            "probes sed model", ("table4.csv", "timelines.png")),
+)
+
+
+def _data_uri(path: Path) -> str:
+    mime = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg"}[path.suffix.lower()]
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _table_html(frame: pl.DataFrame, caption: str) -> str:
+    shown = frame.head(MAX_TABLE_ROWS)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    rows = []
+    for row in shown.iter_rows():
+        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row)
+        rows.append(f"<tr>{cells}</tr>")
+    more = f"<p class='note'>{frame.height - MAX_TABLE_ROWS} more rows in the file.</p>" if frame.height > MAX_TABLE_ROWS else ""
+    return (f"<figure class='table'><figcaption>{html.escape(caption)}</figcaption>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}</figure>")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = "" if value is None else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _ordered(files: list[Path], preferred: tuple[str, ...]) -> list[Path]:
+    rank = {name: i for i, name in enumerate(preferred)}
+    return sorted(files, key=lambda p: (rank.get(p.name, len(rank)), str(p)))
+
+
+def _section_html(section: Section, run_dir: Path) -> str:
+    folder = run_dir / section.folder
+    parts = [f"<section id='{section.key}'><h2>{html.escape(section.title)}</h2>",
+             f"<p>{html.escape(section.blurb)}</p>"]
+    if not folder.is_dir():
+        parts.append(f"<p class='missing'>Not run yet: <code>{html.escape(section.produced_by)}</code> "
+                     f"writes <code>{html.escape(section.folder)}/</code>.</p></section>")
+        return "".join(parts)
+    figures = _ordered([p for p in folder.rglob("*.png")], section.preferred)
+    tables = _ordered([p for p in folder.rglob("*.csv") if not p.name.startswith("predictions")],
+                      section.preferred)
+    for fig in figures:
+        caption = fig.relative_to(run_dir).as_posix()
+        parts.append(f"<figure><img alt='{html.escape(caption)}' src='{_data_uri(fig)}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    for table in tables:
+        try:
+            frame = pl.read_csv(table, infer_schema_length=1000)
+        except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as err:
+            parts.append(f"<p class='missing'>{html.escape(table.name)}: unreadable ({html.escape(str(err))})</p>")
+            continue
+        parts.append(_table_html(frame, table.relative_to(run_dir).as_posix()))
+    if not figures and not tables:
+        parts.append("<p class='missing'>The folder exists but holds no figure or table yet.</p>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def collect_provenance(run_dir: Path) -> pl.DataFrame:
+    """Distinct provenance records over every results table (parquet) in ``run_dir``."""
+    frames = []
+    for path in sorted(run_dir.rglob("*.parquet")):
+        try:
+            schema = pl.read_parquet_schema(path)
+        except (pl.exceptions.PolarsError, OSError):
+            continue
+        cols = [c for c in PROVENANCE_COLUMNS if c in schema]
+        if "model" not in cols or len(cols) < 2:
+            continue
+        frame = pl.read_parquet(path, columns=cols).unique()
+        frame = frame.with_columns([pl.col(c).cast(pl.Utf8) for c in cols])
+        frames.append(frame.with_columns(pl.lit(path.relative_to(run_dir).as_posix()).alias("table")))
+    if not frames:
+        return pl.DataFrame()
+    return pl.concat(frames, how="diagonal").unique().sort("table", "model")
+
+
+def build_report(run_dir: str | Path, out: str | Path | None = None, title: str | None = None) -> Path:
+    """Write ``report.html`` for ``run_dir`` and return its path.
+
+    Parameters
+    ----------
+    run_dir : a study's run directory (sub-folders ``probes``, ``finetune``, ``human``, ``sed``)
+    out : where to write (default ``<run_dir>/report.html``)
+    title : page title (default from ``<run_dir>/study.json`` or the folder name)
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    meta = _read_meta(run_dir)
+    title = title or meta.get("title") or f"Cross-lingual SER study: {run_dir.name}"
+    banner = ""
+    if meta.get("untrained_models"):
+        banner = ("<p class='banner'>Demo run: the models are tiny, UNTRAINED, randomly initialised "
+                  "networks and the corpus is synthetic speech. The numbers show the pipeline works; "
+                  "they say nothing about real SSL models.</p>")
+    toc = "".join(f"<li><a href='#{s.key}'>{html.escape(s.title)}</a></li>" for s in SECTIONS)
+    body = "".join(_section_html(s, run_dir) for s in SECTIONS)
+    extra = _extra_html(run_dir)
+    provenance = collect_provenance(run_dir)
+    prov_html = (_table_html(provenance, "models, fingerprints, folds and seeds behind every table")
+                 if provenance.height else "<p class='missing'>No results table with provenance found.</p>")
+    meta_html = f"<pre>{html.escape(json.dumps(meta, indent=2, default=str))}</pre>" if meta else ""
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = _TEMPLATE.format(
+        title=html.escape(title), banner=banner, toc=toc, body=body, extra=extra,
+        provenance=prov_html, meta=meta_html, generated=generated,
+    )
+    out = Path(out) if out else run_dir / "report.html"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def _read_meta(run_dir: Path) -> dict:
+    path = run_dir / "study.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def _extra_html(run_dir: Path) -> str:
+    known = {s.folder for s in SECTIONS}
+    folders = [p for p in sorted(run_dir.iterdir()) if p.is_dir() and p.name not in known]
+    parts = []
+    for folder in folders:
+        if not any(folder.rglob("*.png")) and not any(folder.rglob("*.csv")):
+            continue
+        extra = Section(folder.name, f"Further analysis: {folder.name}", folder.name, "", "")
+        parts.append(_section_html(extra, run_dir))
+    return "".join(parts)
+
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: 'DejaVu Sans', Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+h1 {{ font-size: 1.6em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }}
+img {{ max-width: 100%; border: 1px solid #eee; }}
+table {{ border-collapse: collapse; font-size: .85em; margin: .5em 0; }}
+th, td {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; }}
+th {{ background: #f4f4f4; }}
+figcaption {{ font-size: .8em; color: #555; }}
+.banner {{ background: #fff3cd; border: 1px solid #e0c36b; padding: .6em; }}
+.missing {{ color: #8a6d3b; }} .note {{ font-size: .8em; color: #666; }}
+</style></head>
+<body>
+<h1>{title}</h1>
+{banner}
+<ul>{toc}<li><a href="#provenance">Provenance</a></li></ul>
+{body}
+{extra}
+<section id="provenance"><h2>Provenance</h2>{provenance}{meta}</section>
+<p class="note">Generated {generated} by crossling-ser.</p>
+<script>
+window.addEventListener('load', function () {{
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) {{ return i.complete && i.naturalWidth > 0; }}).length;
+  document.body.setAttribute('data-images-loaded', ok + '/' + imgs.length);
+}});
+</script>
+</body></html>
+"""
