@@ -1,9 +1,100 @@
-"""Commands of this module are registered by ``register`` (called from ``cli.py``)."""
+"""``featstore corpora`` (list readers) and ``featstore prepare`` (read a corpus into a manifest)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from featstore.corpora import READERS, CorpusFormatError, CorpusNotFoundError
+from featstore.corpora.prepare import PrepareConfig, PrepareResult, count_table, prepare_corpus
+from featstore.manifest import ManifestError
+
+
+def corpora() -> None:
+    """List the corpus readers with their languages and options."""
+    table = Table(title="corpus readers (featstore prepare CORPUS --root DIR)")
+    for column in ("reader", "languages", "description", "options"):
+        table.add_column(column)
+    for spec in READERS.values():
+        options = "\n".join(f"--{k.replace('_', '-')}: {v}" for k, v in spec.options.items())
+        if spec.needs_name:
+            options = "--name: corpus name (required)\n" + options
+        table.add_row(spec.name, ", ".join(spec.languages), spec.description, options or "-")
+    Console().print(table)
+
+
+def prepare(
+    corpus: Annotated[str, typer.Argument(help=f"Reader: one of {', '.join(READERS)}.")],
+    root: Annotated[Path, typer.Option(help="Where the corpus lies: its folder (or, for table, "
+                                            "the CSV/TSV/JSONL file; for zed, ZED.json). Required.")],
+    name: Annotated[Optional[str], typer.Option(help="Name of the prepared corpus (manifest file "
+                                                     "name); default the reader name. Required "
+                                                     "for table.")] = None,
+    language: Annotated[Optional[str], typer.Option(help="Language code for every utterance "
+                                                         "(esd, table; e.g. cn, de, en, tj, yue). "
+                                                         "Default: from the corpus.")] = None,
+    label_map: Annotated[Optional[str], typer.Option(help="table: original=emotion pairs, e.g. "
+                                                          "'negation=angry,expectation=happy'; "
+                                                          "unmapped labels keep their own name. "
+                                                          "Default: none.")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="pavoque: auto, release (FLAC + YAML) or "
+                                                       "extracted (wav folder). Default auto.")] = None,
+    keep_missing: Annotated[bool, typer.Option(help="iemocap: keep labelled utterances whose "
+                                                    "wav is missing. Default off.")] = False,
+    check_audio: Annotated[bool, typer.Option("--check-audio", help="Decode every file and save "
+                                              "the unusable ones as <name>.bad.parquet beside the "
+                                              "manifest; later steps skip them. Default off.")] = False,
+    cache_root: Annotated[Optional[Path], typer.Option(help="Cache root. Default: "
+                                                            "$CROSSLING_CACHE or ./cache.")] = None,
+) -> None:
+    """Read a corpus into a manifest (cache/manifests/NAME.parquet) and print its counts."""
+    given = {"language": language, "label_map": label_map, "layout": layout,
+             "keep_missing": keep_missing or None}
+    options = {k: v for k, v in given.items() if v is not None}
+    console = Console()
+    try:
+        config = PrepareConfig(corpus=corpus, root=root, name=name, options=options,
+                               cache_root=cache_root, check=check_audio)
+        result = prepare_corpus(config)
+    except (CorpusNotFoundError, CorpusFormatError, ManifestError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(code=2) from err
+    for message in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    counts = count_table(result.manifest)
+    table = Table(title=f"{config.corpus_name}: utterances per emotion and speaker")
+    for column in counts.columns:
+        table.add_column(column, justify="left" if column == "emotion" else "right")
+    for row in counts.iter_rows():
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    console.print(f"manifest: {result.manifest_path} ({result.manifest.height} utterances)", highlight=False)
+    console.print(f"fingerprint: {result.fingerprint}", highlight=False)
+    if result.removed_stale_bad_files:
+        console.print("removed a bad-file table left from an earlier manifest", highlight=False)
+    if result.bad_files is not None:
+        _print_bad(console, result)
+
+
+def _print_bad(console: Console, result: PrepareResult) -> None:
+    bad = result.bad_files
+    if bad.is_empty():
+        console.print(f"audio check: all {result.manifest.height} files decode", highlight=False)
+        return
+    table = Table(title=f"{bad.height} unusable file(s); later steps skip them")
+    for column in ("utt_id", "path", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in bad.iter_rows():
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"bad files: {result.bad_files_path}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("corpora")(corpora)
+    app.command("prepare")(prepare)
