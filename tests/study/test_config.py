@@ -1,0 +1,52 @@
+"""The study config: the shipped example parses, and mistakes name file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from study.config import StudyConfigError, load_study_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "study.example.toml"
+
+
+def _filled(tmp_path: Path) -> Path:
+    """The example with every FILL IN path pointing at a folder that exists."""
+    text = EXAMPLE.read_text()
+    for line in text.splitlines():
+        if not line.startswith("#") and ("FILL IN" in line or "paper_splits" in line):
+            value = line.split('"')[1]
+            target = tmp_path / value.lstrip("/")
+            target.mkdir(parents=True, exist_ok=True)
+            text = text.replace(f'"{value}"', f'"{target}"')
+    out = tmp_path / "study.toml"
+    out.write_text(text)
+    return out
+
+
+def test_example_config_parses(tmp_path):
+    config = load_study_config(_filled(tmp_path))
+    assert [c.name for c in config.corpora] == ["esd", "pavoque", "iemocap", "zed", "tjd"]
+    assert config.corpus("tjd").label_map == "negation=angry,expectation=happy"
+    assert config.probes.settings == ("mono", "cross", "trans") and config.probes.head == "mlp"
+    assert any(r.two_stage and r.source == "esd" for r in config.finetune.runs)
+    assert config.out == tmp_path / "cache/runs/paper"
+
+
+def test_missing_corpus_root_is_named(tmp_path):
+    with pytest.raises(StudyConfigError, match=r"corpora.esd.*does not exist"):
+        load_study_config(EXAMPLE)
+
+
+def test_unknown_key_and_undeclared_corpus(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[probes]\nheads = "mlp"\n')
+    with pytest.raises(StudyConfigError, match="unknown key"):
+        load_study_config(bad)
+    bad.write_text('[models]\nw2v2-cn = ""\n[probes]\nmodels = ["w2v2-cn"]\ncorpora = ["esd"]\n')
+    with pytest.raises(StudyConfigError, match="not declared"):
+        load_study_config(bad)
+    bad.write_text('[models]\nw2v2-cn = ""\n[[finetune.runs]]\nmodel = "w2v2-cn"\nstrategy = "lora+xx"\ntrain = "a"\ntest = "a"\n')
+    with pytest.raises(StudyConfigError, match="strategy"):
+        load_study_config(bad)
