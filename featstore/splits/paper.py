@@ -1,0 +1,181 @@
+"""Import the paper's own folds (``split_id/<CORPUS>/{train,eval,test}/metadata_fold<k>.csv``).
+
+Each csv has the header ``file,answer``: a wav base name (``0003_001041.wav``,
+``spike0013-angry.wav``, ``Ses01F_impro01_F000.wav``) and a capitalised label. A name is
+matched to the manifest by its stem, first against ``utt_id`` and then against the stem of
+the manifest's ``path`` (when that stem names one row only). ``eval`` becomes ``valid``.
+Some of the paper's files end lines with CRLF: the csv module reads both.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from featstore.manifest import manifest_fingerprint
+from featstore.splits.folds import FOLD_SCHEMA, PARTS, FoldTable
+
+PAPER_PARTS: dict[str, str] = {"train": "train", "eval": "valid", "test": "test"}
+"""Folder name in the paper's layout -> part in the fold table."""
+
+_FOLD_FILE = re.compile(r"metadata_fold(\d+)\.csv$")
+
+
+class MissingFilesError(FileNotFoundError):
+    """The split names files the corpus lacks; ``missing`` lists every one of them."""
+
+    def __init__(self, directory: Path, missing: list[str], n_listed: int) -> None:
+        self.missing = missing
+        self.directory = directory
+        listing = "\n  ".join(missing)
+        super().__init__(
+            f"{directory}: {len(missing)} of the {n_listed} files its splits list are not in the corpus "
+            f"(use --allow-missing to import the rest):\n  {listing}"
+        )
+
+
+@dataclass(frozen=True)
+class PaperSplitEntry:
+    """One line of a paper split file."""
+
+    fold: int
+    part: str
+    file: str
+    answer: str
+    source: Path
+
+
+def read_paper_splits(directory: str | Path) -> list[PaperSplitEntry]:
+    """Read every ``{train,eval,test}/metadata_fold<k>.csv`` under ``directory``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or one of its part folders is missing, or holds no fold files.
+    ValueError
+        If a file lacks the ``file,answer`` header or a fold lacks one of the parts.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such split folder")
+    entries: list[PaperSplitEntry] = []
+    folds_per_part: dict[str, set[int]] = {}
+    for folder, part in PAPER_PARTS.items():
+        sub = directory / folder
+        if not sub.is_dir():
+            raise FileNotFoundError(f"{sub}: missing; expected {list(PAPER_PARTS)} folders in {directory}")
+        folds_per_part[part] = set()
+        for path in sorted(sub.iterdir()):
+            match = _FOLD_FILE.fullmatch(path.name)
+            if not match:
+                continue
+            fold = int(match.group(1))
+            folds_per_part[part].add(fold)
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                reader = csv.DictReader(handle)
+                if reader.fieldnames is None or not {"file", "answer"} <= set(reader.fieldnames):
+                    raise ValueError(f"{path}: expected a header `file,answer`, got {reader.fieldnames}")
+                for line in reader:
+                    name = (line["file"] or "").strip()
+                    if name:
+                        entries.append(PaperSplitEntry(fold, part, name, (line["answer"] or "").strip(), path))
+    all_folds = set().union(*folds_per_part.values())
+    if not all_folds:
+        raise FileNotFoundError(f"{directory}: no metadata_fold<k>.csv files")
+    for part, folds in folds_per_part.items():
+        lacking = sorted(all_folds - folds)
+        if lacking:
+            raise ValueError(f"{directory}: part {part!r} has no file for fold(s) {lacking}")
+    return entries
+
+
+def _stem_index(manifest: pl.DataFrame) -> dict[str, str]:
+    """Stem -> utt_id: every utt_id, then path stems that name exactly one row."""
+    index = {u: u for u in manifest["utt_id"].to_list()}
+    stems: dict[str, list[str]] = {}
+    for utt, path in zip(manifest["utt_id"].to_list(), manifest["path"].to_list(), strict=True):
+        stems.setdefault(Path(path).stem, []).append(utt)
+    for stem, utts in stems.items():
+        if len(utts) == 1:
+            index.setdefault(stem, utts[0])
+    return index
+
+
+def import_paper_folds(
+    manifest: pl.DataFrame, directory: str | Path, allow_missing: bool = False
+) -> FoldTable:
+    """Reproduce the paper's folds on a prepared corpus.
+
+    Parameters
+    ----------
+    manifest : polars.DataFrame
+        The corpus's manifest.
+    directory : str or Path
+        A folder in the paper's layout, e.g. ``shared/paper/split_id/CN_ESD``.
+    allow_missing : bool
+        Import the files the corpus holds and list the rest in ``meta["missing"]``
+        instead of raising.
+
+    Returns
+    -------
+    FoldTable
+        Scheme ``paper-import``; metadata also holds ``source``, ``missing`` (every listed
+        file the corpus lacks), ``label_disagreements`` (``file``, ``answer``,
+        ``emotion`` where the split's label is not the manifest's emotion) and
+        ``counts`` (per fold and part, as imported).
+
+    Raises
+    ------
+    MissingFilesError
+        When files are missing and ``allow_missing`` is false; it names every one.
+    """
+    directory = Path(directory)
+    entries = read_paper_splits(directory)
+    index = _stem_index(manifest)
+    emotion = dict(zip(manifest["utt_id"].to_list(), manifest["emotion"].to_list(), strict=True))
+    rows: list[tuple[int, str, str]] = []
+    missing: list[str] = []
+    disagreements: list[dict] = []
+    seen_missing: set[str] = set()
+    for entry in entries:
+        utt = index.get(Path(entry.file).stem)
+        if utt is None:
+            if entry.file not in seen_missing:
+                seen_missing.add(entry.file)
+                missing.append(entry.file)
+            continue
+        rows.append((entry.fold, entry.part, utt))
+        if entry.answer.lower() != str(emotion[utt]).lower():
+            disagreements.append(
+                {"file": entry.file, "fold": entry.fold, "part": entry.part,
+                 "answer": entry.answer, "emotion": emotion[utt]}
+            )
+    missing.sort()
+    if missing and not allow_missing:
+        raise MissingFilesError(directory, missing, len({e.file for e in entries}))
+    order = {p: i for i, p in enumerate(PARTS)}
+    table = (
+        pl.DataFrame(rows, schema=FOLD_SCHEMA, orient="row").unique()
+        .with_columns(pl.col("part").replace_strict(order, return_dtype=pl.Int64).alias("_o"))
+        .sort(["fold", "_o", "utt_id"]).drop("_o")
+    )
+    counts = {
+        str(fold): {part: table.filter((pl.col("fold") == fold) & (pl.col("part") == part)).height
+                    for part in PARTS}
+        for fold in sorted(set(table["fold"].to_list()))
+    }
+    meta = {
+        "scheme": "paper-import",
+        "seed": None,
+        "manifest_fingerprint": manifest_fingerprint(manifest),
+        "source": str(directory),
+        "counts": counts,
+        "missing": missing,
+        "label_disagreements": disagreements,
+        "n_folds": len(counts),
+    }
+    return FoldTable(table=table, meta=meta)
