@@ -1,0 +1,272 @@
+"""``load_model``: a registered alias, a local folder or a cached Hugging Face id -> encoder.
+
+The weights are read and mapped here (``weights.py``), not by ``from_pretrained``, so
+that every encoder weight is accounted for and ``.bin`` files are only ever read with
+``weights_only=True``. Nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import PretrainedConfig
+
+from featstore.models import speechbrain as sb
+from featstore.models.configs import build_encoder, read_config, read_preprocessor
+from featstore.models.registry import MODELS, ModelSpec
+from featstore.models.resolve import ModelNotFoundError, detect_format, locate, missing_files
+from featstore.models.weights import (
+    ModelLoadError,
+    fingerprint_files,
+    hf_weight_files,
+    load_encoder_weights,
+    read_state_dict,
+    read_weight_file,
+)
+
+CROSSLING_JSON = "crossling.json"
+_HF_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded encoder and everything needed to feed it and to record where it came from.
+
+    Attributes
+    ----------
+    alias : str
+        Registry alias, or the folder / id name for other models.
+    source : str
+        Hugging Face id for registered and cached models, else the folder path.
+    family : str
+        ``"wav2vec2"`` or ``"wavlm"`` (from ``config.model_type``).
+    language : str
+        The paper's language code of the model.
+    encoder : torch.nn.Module
+        ``Wav2Vec2Model`` or ``WavLMModel`` in eval mode on the requested device.
+    config : PretrainedConfig
+        Its config (``apply_spec_augment`` switched off).
+    do_normalize : bool
+        Whether each clip is normalised to zero mean, unit variance before the encoder.
+    sample_rate_hz : int
+        Input sampling rate.
+    fingerprint : str
+        16-hex SHA-256 of the weight files.
+    n_hidden_states : int
+        ``num_hidden_layers + 1`` (layer 0 = transformer input).
+    hidden_size : int
+        Width of every hidden state.
+    extras : dict
+        Format-specific parts. SpeechBrain ``wavlm-emo``: ``frame_classifier``
+        (``nn.Linear(hidden, 4)``), ``labels`` (index -> canonical emotion),
+        ``label_codes``, ``output_norm`` (bool; see ``speechbrain.output_norm``),
+        ``input_norm`` (settings and stored statistics), ``frame_window``/``frame_stride``.
+        Local folders with a ``crossling.json``: ``untrained`` and ``note``.
+        Always: ``load_report`` (keys loaded, heads dropped), ``normalize_source``.
+    path : Path
+        Folder the model was loaded from.
+    format : str
+        ``"hf"`` or ``"speechbrain"``.
+    weight_files : tuple of str
+        Files hashed into ``fingerprint``.
+    """
+
+    alias: str
+    source: str
+    family: str
+    language: str
+    encoder: torch.nn.Module
+    config: PretrainedConfig
+    do_normalize: bool
+    sample_rate_hz: int
+    fingerprint: str
+    n_hidden_states: int
+    hidden_size: int
+    extras: dict = field(default_factory=dict)
+    path: Path | None = None
+    format: str = "hf"
+    weight_files: tuple[str, ...] = ()
+
+    def provenance(self) -> dict:
+        """JSON-able record of the model for caches and results tables."""
+        return {
+            "alias": self.alias,
+            "source": self.source,
+            "path": str(self.path) if self.path else None,
+            "format": self.format,
+            "family": self.family,
+            "language": self.language,
+            "fingerprint": self.fingerprint,
+            "do_normalize": self.do_normalize,
+            "sample_rate_hz": self.sample_rate_hz,
+            "n_hidden_states": self.n_hidden_states,
+            "hidden_size": self.hidden_size,
+            "config": self.config.to_dict(),
+            "untrained": bool(self.extras.get("untrained", False)),
+        }
+
+
+def _read_crossling_json(folder: Path) -> dict:
+    path = folder / CROSSLING_JSON
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{path}: unreadable ({err})") from err
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object")
+    return data
+
+
+def load_hf_folder(folder: Path) -> tuple[torch.nn.Module, PretrainedConfig, list[Path], dict]:
+    """Encoder, config, weight files and load report of a Hugging Face folder (CPU)."""
+    config = read_config(folder / "config.json")
+    files = hf_weight_files(folder)
+    encoder = build_encoder(config)
+    report = load_encoder_weights(encoder, read_state_dict(files), str(folder))
+    report["architectures"] = list(config.architectures or [])
+    return encoder, config, files, report
+
+
+def load_speechbrain_folder(folder: Path) -> tuple[torch.nn.Module, PretrainedConfig, list[Path], dict]:
+    """Encoder, config, hashed files and extras of a SpeechBrain ``wavlm-emo`` folder (CPU)."""
+    lacking = missing_files(folder, "speechbrain")
+    if lacking:
+        raise ModelLoadError(f"{folder}: SpeechBrain folder lacks {', '.join(lacking)}")
+    hparams = sb.read_hyperparams(folder)
+    config, config_source = sb.speechbrain_config(folder, hparams["hub_id"])
+    encoder = build_encoder(config)
+    ckpt = folder / "wav2vec2.ckpt"
+    report = load_encoder_weights(encoder, read_weight_file(ckpt), str(ckpt))
+    labels, codes = sb.parse_label_encoder(folder / "label_encoder.txt")
+    classifier = sb.load_frame_classifier(folder / "model.ckpt", config.hidden_size, len(labels))
+    do_normalize, norm_source = sb.speechbrain_do_normalize(folder, hparams["hub_id"])
+    extras = {
+        "frame_classifier": classifier,
+        "labels": labels,
+        "label_codes": codes,
+        "output_norm": hparams["output_norm"],
+        "output_norm_axes": "time_and_feature",
+        "input_norm": sb.load_input_norm(folder / "input_norm.ckpt", hparams["input_norm"]),
+        "frame_window": hparams["window_length"],
+        "frame_stride": hparams["stride"],
+        "hyperparams_source": hparams["source"],
+        "config_source": config_source,
+        "do_normalize": do_normalize,
+        "normalize_source": norm_source,
+        "load_report": report,
+    }
+    files = [folder / n for n in ("wav2vec2.ckpt", "model.ckpt", "input_norm.ckpt", "label_encoder.txt")]
+    return encoder, config, [f for f in files if f.is_file()], extras
+
+
+def _resolve(
+    name_or_path: str, search_dirs: list[str | Path] | None
+) -> tuple[Path, str, str, ModelSpec | None]:
+    """``(folder, alias, source, spec)`` for a name or path."""
+    spec = MODELS.get(name_or_path)
+    if spec is not None:
+        return locate(name_or_path, search_dirs), spec.alias, spec.hf_id, spec
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        folder = path.resolve()
+        return folder, folder.name, str(folder), MODELS.get(folder.name)
+    if path.exists():
+        raise ModelLoadError(f"{path}: is a file; give the folder that holds the model files")
+    if _HF_ID.match(name_or_path):
+        return locate(name_or_path, search_dirs), name_or_path.split("/")[1], name_or_path, None
+    raise ModelNotFoundError(
+        f"{name_or_path!r} is neither a registered model ({', '.join(MODELS)}), an existing folder, "
+        "nor a Hugging Face id 'org/name'."
+    )
+
+
+def load_model(
+    name_or_path: str,
+    language: str | None = None,
+    device: str = "cpu",
+    search_dirs: list[str | Path] | None = None,
+) -> LoadedModel:
+    """Load an SSL encoder from disk.
+
+    Parameters
+    ----------
+    name_or_path : str
+        A registered alias (``featstore.models.MODELS``), a local folder, or a Hugging
+        Face id ``org/name`` already in the local cache.
+    language : str, optional
+        Language code; required for models outside the registry unless their folder holds
+        a ``crossling.json`` with ``"language"``. Must agree with the registry otherwise.
+    device : str
+        Torch device for the encoder (and the SpeechBrain frame classifier).
+    search_dirs : list of path, optional
+        Extra roots searched first for ``<root>/<alias>`` folders.
+
+    Raises
+    ------
+    ModelNotFoundError
+        Not on disk; the message lists the folders searched and the files expected.
+    ModelLoadError
+        On disk but not loadable faithfully (missing encoder weight, unsafe pickle ...).
+    ValueError
+        No language known, or one that contradicts the registry.
+    """
+    folder, alias, source, spec = _resolve(name_or_path, search_dirs)
+    meta = _read_crossling_json(folder)
+    language = _pick_language(name_or_path, language, spec, meta, folder)
+    fmt = detect_format(folder)
+    if fmt is None or (fmt == "hf" and missing_files(folder, "hf")):
+        expected = "config.json plus model.safetensors or pytorch_model.bin (or their *.index.json shards)"
+        raise ModelLoadError(f"{folder}: not a model folder; expected {expected}, or a SpeechBrain folder")
+    if fmt == "speechbrain":
+        encoder, config, files, extras = load_speechbrain_folder(folder)
+        do_normalize = extras.pop("do_normalize")
+        sample_rate_hz = 16000
+    else:
+        encoder, config, files, report = load_hf_folder(folder)
+        do_normalize, sample_rate_hz, norm_source = read_preprocessor(folder, config)
+        extras = {"load_report": report, "normalize_source": norm_source}
+    if meta:
+        extras["untrained"] = bool(meta.get("untrained", False))
+        extras["note"] = str(meta.get("note", ""))
+    encoder.eval().to(device)
+    if "frame_classifier" in extras:
+        extras["frame_classifier"].to(device)
+    return LoadedModel(
+        alias=alias,
+        source=source,
+        family=config.model_type,
+        language=language,
+        encoder=encoder,
+        config=config,
+        do_normalize=do_normalize,
+        sample_rate_hz=sample_rate_hz,
+        fingerprint=fingerprint_files(files),
+        n_hidden_states=config.num_hidden_layers + 1,
+        hidden_size=config.hidden_size,
+        extras=extras,
+        path=folder,
+        format=fmt,
+        weight_files=tuple(str(f) for f in files),
+    )
+
+
+def _pick_language(
+    name: str, language: str | None, spec: ModelSpec | None, meta: dict, folder: Path
+) -> str:
+    known = spec.language if spec else meta.get("language")
+    if language is not None and known is not None and language != known:
+        where = f"the registry ({spec.alias})" if spec else str(folder / CROSSLING_JSON)
+        raise ValueError(f"{name}: language {language!r} contradicts {where}, which says {known!r}")
+    chosen = language or known
+    if not chosen:
+        raise ValueError(
+            f"{name}: unknown language: pass language= (command line: --model-language) or add "
+            f'{folder / CROSSLING_JSON} with {{"language": "<code>"}}'
+        )
+    return str(chosen)
