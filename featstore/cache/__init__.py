@@ -1,0 +1,33 @@
+"""The HDF5 feature cache: format, writer, reader, merge, checks.
+
+Public API (see ``docs/architecture.md`` and ``docs/cache-format.md``):
+
+- :func:`open_cache` -> :class:`FeatureCache` (one file, a glob, or a list of shards);
+- :func:`write_cache` writes a complete cache file at once;
+- :func:`merge_caches` joins the shards of one extraction into one file;
+- :func:`cache_info`, :func:`verify_cache`, :func:`list_caches`;
+- :class:`WriterLock` / :class:`CacheLockedError`: one writer per cache;
+- :func:`cache_fingerprint`, :func:`key_differences`, :data:`KEY_FIELDS`: what makes two
+  caches interchangeable.
+"""
+
+from featstore.cache._format import (
+    DTYPES,
+    FORMAT_VERSION,
+    KEY_FIELDS,
+    CacheError,
+    cache_fingerprint,
+    cache_key,
+    key_differences,
+    write_cache,
+)
+from featstore.cache._inspect import cache_info, list_caches, verify_cache
+from featstore.cache._lock import CacheLockedError, WriterLock
+from featstore.cache._merge import merge_caches, merge_files
+from featstore.cache._reader import FeatureCache, expand_paths, open_cache
+
+__all__ = [
+    "DTYPES", "FORMAT_VERSION", "KEY_FIELDS", "CacheError", "CacheLockedError", "FeatureCache",
+    "WriterLock", "cache_fingerprint", "cache_info", "cache_key", "expand_paths", "key_differences",
+    "list_caches", "merge_caches", "merge_files", "open_cache", "verify_cache", "write_cache",
+]

@@ -1,0 +1,135 @@
+"""The model side of extraction: forward a batch, pool on the device, bring results home."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from featstore import forward
+
+FRAME_STRIDE_SAMPLES = 320
+"""Samples per output frame of wav2vec 2.0 / WavLM at 16 kHz (product of the strides)."""
+
+
+@dataclass
+class ClipResult:
+    """Features of one utterance, on the host.
+
+    mean, std : (S, D) pooled statistics over real frames
+    n_frames : frames the model made
+    frames : (L_sel, T, D) selected layers' frames, or None
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    n_frames: int
+    frames: np.ndarray | None
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA (``cuda:$LOCAL_RANK`` under torchrun) when present, else CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (the matrix products run in bf16, norms and pooling in fp32);
+    nothing on CPU, where fp32 is as fast and exact."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def compute_dtype(device: torch.device) -> str:
+    """Name of the arithmetic used on ``device`` (recorded in the provenance)."""
+    return "bfloat16-autocast" if device.type == "cuda" else "float32"
+
+
+class BatchRunner:
+    """Forward passes of one model, pooled on its device.
+
+    Parameters
+    ----------
+    encoder : ``Wav2Vec2Model``/``WavLMModel`` already on ``device``, eval mode
+    do_normalize : per-clip zero-mean unit-variance input normalisation
+    device : where the encoder lives
+    out_dtype : numpy dtype name of the results (``float16``/``float32``)
+    frame_layers : hidden-state indices whose frames come back, or None for pooled only
+    max_clip_samples : longer clips run in consecutive chunks of this many samples
+    """
+
+    def __init__(self, encoder: torch.nn.Module, do_normalize: bool, device: torch.device, out_dtype: str,
+                 frame_layers: Sequence[int] | None, max_clip_samples: int) -> None:
+        self.encoder = encoder
+        self.do_normalize = do_normalize
+        self.device = device
+        self.out_dtype = getattr(torch, out_dtype)
+        self.frame_layers = list(frame_layers) if frame_layers is not None else None
+        chunk = max(max_clip_samples // FRAME_STRIDE_SAMPLES, 2) * FRAME_STRIDE_SAMPLES
+        self.max_clip_samples = chunk
+
+    def run(self, waves: Sequence[np.ndarray]) -> list[ClipResult]:
+        """Features of each clip of ``waves`` (16 kHz float32), in the same order."""
+        prepared = forward.prepare_inputs(waves, self.do_normalize)
+        out: list[ClipResult | None] = [None] * len(prepared)
+        short = [i for i, x in enumerate(prepared) if len(x) <= self.max_clip_samples]
+        for i in range(len(prepared)):
+            if i not in short:
+                out[i] = self._run_long(prepared[i])
+        if short:
+            for i, res in zip(short, self._run_batch([prepared[i] for i in short]), strict=True):
+                out[i] = res
+        return out  # type: ignore[return-value]
+
+    def _states(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode(), autocast_for(self.device):
+            return forward.hidden_states(self.encoder, inputs)
+
+    def _run_batch(self, inputs: list[torch.Tensor]) -> list[ClipResult]:
+        states, mask = self._states(inputs)
+        with torch.inference_mode():
+            mean, std = forward.masked_mean_std(states, mask)
+            counts = mask.sum(dim=1).cpu().tolist()
+            mean_h = mean.to(self.out_dtype).cpu().numpy()
+            std_h = std.to(self.out_dtype).cpu().numpy()
+            frames_h = None
+            if self.frame_layers is not None:
+                # Only the selected layers cross to the host, in the stored dtype.
+                frames_h = states[self.frame_layers].to(self.out_dtype).cpu().numpy()
+        return [
+            ClipResult(mean_h[:, b], std_h[:, b], int(n),
+                       frames_h[:, b, :n] if frames_h is not None else None)
+            for b, n in enumerate(counts)
+        ]
+
+    def _run_long(self, wave: torch.Tensor) -> ClipResult:
+        step = self.max_clip_samples
+        starts = list(range(0, len(wave), step))
+        if len(starts) > 1 and len(wave) - starts[-1] < 2 * FRAME_STRIDE_SAMPLES:
+            starts.pop()  # a tail too short for a frame joins the previous chunk
+        bounds = [(s, starts[i + 1] if i + 1 < len(starts) else len(wave)) for i, s in enumerate(starts)]
+        total = total_sq = None
+        n_total = 0
+        frames: list[np.ndarray] = []
+        for lo, hi in bounds:
+            states, mask = self._states([wave[lo:hi]])
+            with torch.inference_mode():
+                x = states[:, 0, : int(mask[0].sum())].to(torch.float64)
+                s, sq = x.sum(dim=1), (x * x).sum(dim=1)
+                total = s if total is None else total + s
+                total_sq = sq if total_sq is None else total_sq + sq
+                n_total += x.shape[1]
+                if self.frame_layers is not None:
+                    frames.append(x[self.frame_layers].to(self.out_dtype).cpu().numpy())
+        mean = total / n_total
+        std = (total_sq / n_total - mean * mean).clamp(min=0).sqrt()
+        return ClipResult(mean.to(self.out_dtype).cpu().numpy(), std.to(self.out_dtype).cpu().numpy(), n_total,
+                          np.concatenate(frames, axis=1) if frames else None)

@@ -1,0 +1,112 @@
+"""Configuration of an extraction run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from featstore.cache import DTYPES
+
+
+class ExtractError(RuntimeError):
+    """An extraction that cannot start or finish (bad request, mismatching cache...)."""
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """What to extract, and how.
+
+    Parameters
+    ----------
+    model : registry alias (``w2v2-cn`` ...), local folder or Hugging Face id in the local cache.
+    corpus : prepared corpus name; its manifest is ``featstore.paths.manifest_path(corpus)``.
+    cache_root : cache root (default ``$CROSSLING_CACHE`` or ``./cache``).
+    model_language : language code for a model outside the registry.
+    max_batch_seconds : cap on a batch's padded audio, seconds (default 64 s).
+    batch_size : cap on clips per batch (default: none; 1 forces one clip at a time).
+    frames : also store frame-level hidden states.
+    frame_layers : hidden-state indices stored as frames (default: all).
+    dtype : stored float type, ``float16`` (default) or ``float32``.
+    device : ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:1`` ...
+    shard : (index, count): this run extracts shard ``index`` (0-based) of ``count``.
+    strict : fail (non-zero exit) when any utterance could not be extracted.
+    overwrite : replace a cache (or unfinished parts) made with other settings.
+    wait : wait for another extraction of the same cache instead of refusing.
+    max_clip_seconds : clips longer than this run through the model in consecutive
+        chunks of this length (frames concatenated, pooled over all of them), so that
+        memory stays bounded (default 60 s).
+    piece_utts : utterances per crash-safe piece (one part file each).
+    n_workers : threads decoding and resampling audio ahead of the model.
+    manifest : manifest parquet to read instead of the prepared one.
+    out : output file instead of ``featstore.paths.features_path(model, corpus)``.
+    progress : show a progress bar.
+    """
+
+    model: str
+    corpus: str
+    cache_root: str | Path | None = None
+    model_language: str | None = None
+    max_batch_seconds: float = 64.0
+    batch_size: int | None = None
+    frames: bool = False
+    frame_layers: tuple[int, ...] | None = None
+    dtype: str = "float16"
+    device: str = "auto"
+    shard: tuple[int, int] = (0, 1)
+    strict: bool = False
+    overwrite: bool = False
+    wait: bool = False
+    max_clip_seconds: float = 60.0
+    piece_utts: int = 128
+    n_workers: int = 2
+    manifest: str | Path | None = None
+    out: str | Path | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_batch_seconds <= 0:
+            raise ValueError(f"max_batch_seconds must be > 0, got {self.max_batch_seconds}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        index, count = self.shard
+        if not (count >= 1 and 0 <= index < count):
+            raise ValueError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")
+        if self.max_clip_seconds < 1:
+            raise ValueError(f"max_clip_seconds must be >= 1, got {self.max_clip_seconds}")
+        if self.piece_utts < 1 or self.n_workers < 1:
+            raise ValueError("piece_utts and n_workers must be >= 1")
+        if self.frame_layers is not None:
+            if not self.frames:
+                raise ValueError("frame_layers needs frames=True")
+            if len(set(self.frame_layers)) != len(self.frame_layers) or min(self.frame_layers, default=0) < 0:
+                raise ValueError(f"frame_layers must be distinct non-negative indices, got {self.frame_layers}")
+            object.__setattr__(self, "frame_layers", tuple(sorted(self.frame_layers)))
+
+
+def parse_shard(text: str, env: dict | None = None) -> tuple[int, int]:
+    """``"I/N"`` (0-based ``I``), or ``"auto"``: ``RANK``/``WORLD_SIZE`` (torchrun), else
+    ``SLURM_ARRAY_TASK_ID``/``SLURM_ARRAY_TASK_COUNT``, else ``SLURM_PROCID``/``SLURM_NTASKS``,
+    else ``0/1``."""
+    env = os.environ if env is None else env
+    if text == "auto":
+        for rank, size in (("RANK", "WORLD_SIZE"), ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"),
+                           ("SLURM_PROCID", "SLURM_NTASKS")):
+            if rank in env and size in env:
+                return int(env[rank]), int(env[size])
+        return 0, 1
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be I/N (e.g. 0/4) or auto, got {text!r}") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise ValueError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def shard_file_name(corpus: str, shard: tuple[int, int]) -> str:
+    """``<corpus>.h5`` for a whole corpus, ``<corpus>.shard-I-of-N.h5`` for a shard."""
+    index, count = shard
+    return f"{corpus}.h5" if count == 1 else f"{corpus}.shard-{index}-of-{count}.h5"

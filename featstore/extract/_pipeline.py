@@ -1,0 +1,371 @@
+"""The extraction pipeline: manifest -> background decoding -> batched exact forward ->
+pooling on the device -> one writer thread -> crash-safe part files -> one cache file.
+
+Crash safety: the shard's utterances are cut into pieces of ``piece_utts``; each piece is
+written to its own part file under a temporary name and renamed when whole (see
+``_writer``). A rerun keeps every finished part whose fingerprint matches, extracts only
+the rest, and merges the parts in manifest order into ``<cache>.h5.tmp``, which is fsynced
+and renamed to ``<cache>.h5``. Batches depend only on the manifest, so an interrupted and
+resumed run stores exactly the numbers of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+import polars as pl
+import torch
+
+import featstore
+from featstore.cache import (
+    CacheError,
+    WriterLock,
+    cache_fingerprint,
+    key_differences,
+    merge_files,
+    write_cache,
+)
+from featstore.cache._format import manifest_to_json
+from featstore.extract._compute import BatchRunner, compute_dtype, pick_device
+from featstore.extract._config import ExtractConfig, ExtractError, shard_file_name
+from featstore.extract._plan import Batch, pieces, plan_batches, shard_bounds
+from featstore.extract._progress import ExtractProgress
+from featstore.extract._writer import PartWriter, part_path
+from featstore.manifest import load_manifest, manifest_fingerprint
+from featstore.paths import features_path, manifest_path
+
+SAMPLE_RATE_HZ = 16000
+
+
+@dataclass
+class ExtractReport:
+    """What a run did. ``failed`` maps utt_id -> reason for the whole shard."""
+
+    path: Path
+    status: str  # "extracted" or "up to date"
+    n_utts: int
+    n_extracted: int = 0
+    pieces_total: int = 0
+    pieces_reused: int = 0
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+    failed: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def safe_name(alias: str) -> str:
+    """A model alias as one folder name (``org/name`` -> ``org__name``)."""
+    return alias.replace("/", "__").replace("\\", "__")
+
+
+def output_path(config: ExtractConfig, alias: str) -> Path:
+    """Where this run's cache goes (a shard file name under ``--shard I/N``)."""
+    if config.out is not None:
+        return Path(config.out)
+    return features_path(safe_name(alias), config.corpus, config.cache_root).with_name(
+        shard_file_name(config.corpus, config.shard))
+
+
+def _versions() -> dict:
+    import transformers
+
+    code = featstore.__version__
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(featstore.__file__).parent)
+        if head.returncode == 0:
+            code = f"{code}+g{head.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "h5py": h5py.__version__,
+            "numpy": np.__version__, "featstore": code}
+
+
+def build_provenance(config: ExtractConfig, loaded: object, manifest: pl.DataFrame, device: torch.device,
+                     frame_layers: list[int] | None) -> dict:
+    """The provenance a run records (and compares against an existing cache)."""
+    encoder_config = loaded.encoder.config
+    return {
+        "format_version": 1,
+        "model_alias": loaded.alias,
+        "model_source": str(loaded.source),
+        "model_family": loaded.family,
+        "model_language": config.model_language or loaded.language,
+        "model_fingerprint": loaded.fingerprint,
+        "model_config": json.loads(json.dumps(encoder_config.to_dict(), default=str)),
+        "corpus": config.corpus,
+        "manifest_fingerprint": manifest_fingerprint(manifest),
+        "n_manifest_utts": manifest.height,
+        "dtype": config.dtype,
+        "n_hidden_states": int(loaded.n_hidden_states),
+        "hidden_size": int(loaded.hidden_size),
+        "frames": config.frames,
+        "frame_layers": frame_layers,
+        "sample_rate_hz": SAMPLE_RATE_HZ,
+        "normalisation": "per-clip zero-mean unit-variance" if loaded.do_normalize else "none",
+        "max_clip_seconds": config.max_clip_seconds,
+        "compute_dtype": compute_dtype(device),
+        "device": str(device),
+        "max_batch_seconds": config.max_batch_seconds,
+        "batch_size": config.batch_size,
+        "shard": list(config.shard),
+        "versions": _versions(),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _load_model(config: ExtractConfig, device: torch.device) -> object:
+    from featstore.models import load_model
+
+    try:
+        return load_model(config.model, language=config.model_language, device=str(device))
+    except FileNotFoundError as err:
+        raise ExtractError(str(err)) from err
+
+
+def _load_manifest(config: ExtractConfig) -> tuple[pl.DataFrame, dict[str, str]]:
+    from featstore.audio import load_bad_files
+
+    path = Path(config.manifest) if config.manifest else manifest_path(config.corpus, config.cache_root)
+    try:
+        frame = load_manifest(path)
+    except FileNotFoundError as err:
+        raise ExtractError(str(err)) from err
+    return frame, load_bad_files(path)
+
+
+def _load_rows(rows: list[dict], bad: dict[str, str]) -> list[np.ndarray | str]:
+    """Decode and resample rows (runs in a worker thread); a string is a failure reason."""
+    from featstore.audio import AudioError, load_row
+
+    out: list[np.ndarray | str] = []
+    for row in rows:
+        if row["utt_id"] in bad:
+            out.append(f"skipped: prepare --check-audio found {bad[row['utt_id']]}")
+            continue
+        try:
+            out.append(load_row(row, sample_rate_hz=SAMPLE_RATE_HZ))
+        except AudioError as err:
+            out.append(str(err))
+        except Exception as err:  # noqa: BLE001 - one odd file must not stop the corpus
+            out.append(f"{row['path']}: unexpected error: {type(err).__name__}: {err}")
+    return out
+
+
+def _prefetch(batches: list[Batch], rows: list[dict], bad: dict[str, str], n_workers: int
+              ) -> Iterator[tuple[Batch, list[np.ndarray | str]]]:
+    """Yield each batch with its decoded audio, decoding a few batches ahead in threads."""
+    ahead = 2 * n_workers + 2
+    with ThreadPoolExecutor(n_workers, thread_name_prefix="featstore-decode") as pool:
+        pending: deque[tuple[Batch, Future]] = deque()
+        it = iter(batches)
+        for batch in it:
+            pending.append((batch, pool.submit(_load_rows, [rows[r] for r in batch.rows], bad)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            batch, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(_load_rows, [rows[r] for r in nxt.rows], bad)))
+            yield batch, fut.result()
+
+
+def _run_resilient(runner: BatchRunner, waves: list[np.ndarray]) -> list:
+    """Forward a batch; on out-of-memory split it in halves (down to one clip)."""
+    try:
+        return runner.run(waves)
+    except torch.OutOfMemoryError:
+        if len(waves) == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(waves) // 2
+        return _run_resilient(runner, waves[:half]) + _run_resilient(runner, waves[half:])
+
+
+def _check_existing(out: Path, prov: dict, overwrite: bool) -> bool:
+    """True when ``out`` already holds what was asked for; raise if it holds something else."""
+    if not out.exists():
+        return False
+    try:
+        with h5py.File(out, "r") as f:
+            stored = json.loads(f.attrs["provenance"])
+    except (OSError, KeyError, ValueError) as err:
+        if overwrite:
+            return False
+        raise ExtractError(f"{out}: exists but is not a readable cache ({err}); pass --overwrite to replace it") from err
+    diffs = key_differences(stored, prov)
+    if not diffs:
+        return True
+    if overwrite:
+        return False
+    raise ExtractError(f"{out} was extracted with other settings; refusing to reuse it:\n  "
+                       + "\n  ".join(diffs) + "\npass --overwrite to re-extract")
+
+
+def _finished_parts(parts_dir: Path, prov: dict, ranges: list[tuple[int, int]], ids: list[str],
+                    overwrite: bool) -> set[int]:
+    """Pieces whose part file is whole and made with the same settings."""
+    plan_file = parts_dir / "plan.json"
+    plan = {"fingerprint": cache_fingerprint(prov), "provenance": prov,
+            "pieces": [[ids[lo], ids[hi - 1], hi - lo] for lo, hi in ranges]}
+    if plan_file.exists():
+        old = json.loads(plan_file.read_text())
+        diffs = key_differences(old.get("provenance", {}), prov)
+        if diffs or old.get("pieces") != plan["pieces"]:
+            if not overwrite:
+                why = diffs or ["the manifest or --piece-utts changed"]
+                raise ExtractError(f"{parts_dir} holds an unfinished extraction with other settings:\n  "
+                                   + "\n  ".join(why) + "\npass --overwrite to discard it")
+            shutil.rmtree(parts_dir)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    for tmp in parts_dir.glob("*.tmp"):
+        tmp.unlink()  # left by a killed writer: never whole, never read
+    tmp_plan = plan_file.with_suffix(".json.tmp")
+    tmp_plan.write_text(json.dumps(plan, default=str))
+    tmp_plan.replace(plan_file)
+    done: set[int] = set()
+    for k, (lo, hi) in enumerate(ranges):
+        path = part_path(parts_dir, k)
+        if not path.exists():
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                same = str(f.attrs["fingerprint"]) == plan["fingerprint"]
+                have = sorted([*f["utt_ids"].asstr()[:], *f["failed/utt_ids"].asstr()[:]])
+        except (OSError, KeyError):
+            same, have = False, []
+        if same and have == sorted(ids[lo:hi]):
+            done.add(k)
+        else:
+            path.unlink()
+    return done
+
+
+def run_extraction(config: ExtractConfig, model: object | None = None, manifest: pl.DataFrame | None = None
+                   ) -> ExtractReport:
+    """Extract (or finish extracting) one cache; see the module docstring.
+
+    Parameters
+    ----------
+    config : what to extract
+    model : an already loaded ``featstore.models.LoadedModel`` (default: load ``config.model``)
+    manifest : the manifest (default: the prepared one of ``config.corpus``)
+    """
+    t0 = time.perf_counter()
+    bad: dict[str, str] = {}
+    if manifest is None:
+        manifest, bad = _load_manifest(config)
+    device = pick_device(config.device)
+    loaded = model if model is not None else _load_model(config, device)
+    encoder = loaded.encoder.to(device).eval()
+    n_states = int(loaded.n_hidden_states)
+    frame_layers = None
+    if config.frames:
+        frame_layers = list(config.frame_layers) if config.frame_layers is not None else list(range(n_states))
+        if max(frame_layers) >= n_states:
+            raise ExtractError(f"--frame-layers {frame_layers}: the model has hidden states 0..{n_states - 1}")
+    prov = build_provenance(config, loaded, manifest, device, frame_layers)
+    lo, hi = shard_bounds(manifest["duration"].to_list(), config.shard[1])[config.shard[0]]
+    shard_df = manifest.slice(lo, hi - lo)
+    out = output_path(config, loaded.alias)
+    with WriterLock(out, wait=config.wait):
+        if _check_existing(out, prov, config.overwrite):
+            with h5py.File(out, "r") as f:
+                failed = dict(zip(f["failed/utt_ids"].asstr()[:], f["failed/reasons"].asstr()[:], strict=True))
+            return ExtractReport(out, "up to date", shard_df.height, failed=failed,
+                                 wall_s=time.perf_counter() - t0)
+        report = _extract_locked(config, loaded, encoder, device, shard_df, bad, prov, frame_layers, out)
+    report.wall_s = time.perf_counter() - t0
+    return report
+
+
+def _extract_locked(config: ExtractConfig, loaded: object, encoder: torch.nn.Module, device: torch.device,
+                    shard_df: pl.DataFrame, bad: dict[str, str], prov: dict, frame_layers: list[int] | None,
+                    out: Path) -> ExtractReport:
+    ids = shard_df["utt_id"].to_list()
+    report = ExtractReport(out, "extracted", len(ids))
+    if not ids:
+        dim, n_states = int(loaded.hidden_size), int(loaded.n_hidden_states)
+        empty = np.zeros((n_states, 0, dim), np.float32)
+        write_cache(out, [], empty, empty, prov, shard_df, frames=[] if frame_layers else None,
+                    frame_layers=frame_layers, dtype=config.dtype)
+        return report
+    parts_dir = out.with_name(out.name + ".parts")
+    ranges = pieces(len(ids), config.piece_utts)
+    done = _finished_parts(parts_dir, prov, ranges, ids, config.overwrite)
+    report.pieces_total, report.pieces_reused = len(ranges), len(done)
+    rows = shard_df.to_dicts()
+    durations = shard_df["duration"].to_list()
+    batches = [b for k, (lo, hi) in enumerate(ranges) if k not in done
+               for b in plan_batches(range(lo, hi), durations, k, config.max_batch_seconds, config.batch_size)]
+    runner = BatchRunner(encoder, bool(loaded.do_normalize), device, config.dtype, frame_layers,
+                         int(config.max_clip_seconds * SAMPLE_RATE_HZ))
+    writer = PartWriter(parts_dir, prov, frame_layers, int(loaded.hidden_size), config.dtype)
+    reused_utts = sum(ranges[k][1] - ranges[k][0] for k in done)
+    current = None
+    with ExtractProgress(len(ids), reused_utts, enabled=config.progress, label=f"{loaded.alias} / {config.corpus}") as bar:
+        try:
+            for batch, loaded_audio in _prefetch(batches, rows, bad, config.n_workers):
+                if batch.piece != current:
+                    if current is not None:
+                        writer.end()
+                    current = batch.piece
+                    lo, hi = ranges[current]
+                    writer.begin(current, manifest_to_json(shard_df.slice(lo, hi - lo)))
+                good = [(r, w) for r, w in zip(batch.rows, loaded_audio, strict=True) if not isinstance(w, str)]
+                for r, w in zip(batch.rows, loaded_audio, strict=True):
+                    if isinstance(w, str):
+                        writer.fail(ids[r], w)
+                if good:
+                    results = _run_resilient(runner, [w for _, w in good])
+                    for (r, _), res in zip(good, results, strict=True):
+                        writer.add(ids[r], res)
+                audio_s = sum(len(w) for _, w in good) / SAMPLE_RATE_HZ
+                report.audio_s += audio_s
+                report.n_extracted += len(good)
+                bar.advance(len(batch.rows), audio_s)
+            if current is not None:
+                writer.end()
+        finally:
+            writer.close()
+    _merge_parts(parts_dir, ranges, ids, shard_df, prov, out, report)
+    return report
+
+
+def _merge_parts(parts_dir: Path, ranges: list[tuple[int, int]], ids: list[str], shard_df: pl.DataFrame,
+                 prov: dict, out: Path, report: ExtractReport) -> None:
+    paths = [part_path(parts_dir, k) for k in range(len(ranges))]
+    failed: dict[str, str] = {}
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            failed.update(zip(f["failed/utt_ids"].asstr()[:], f["failed/reasons"].asstr()[:], strict=True))
+    order = [u for u in ids if u not in failed]
+    try:
+        merge_files(paths, out, order=order, manifest_json=manifest_to_json(shard_df), provenance=prov)
+    except CacheError as err:
+        raise ExtractError(f"could not assemble {out} from {parts_dir}: {err}") from err
+    shutil.rmtree(parts_dir)
+    report.failed = {u: failed[u] for u in ids if u in failed}
+
+
+def extract(config: ExtractConfig, model: object | None = None, manifest: pl.DataFrame | None = None) -> Path:
+    """Extract one cache and return its path; with ``config.strict``, raise
+    :class:`ExtractError` (after writing the cache) when any utterance failed."""
+    report = run_extraction(config, model=model, manifest=manifest)
+    if config.strict and report.failed:
+        raise ExtractError(f"{len(report.failed)} utterance(s) could not be extracted (--strict): "
+                           + ", ".join(list(report.failed)[:5]))
+    return report.path

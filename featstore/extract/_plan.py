@@ -1,0 +1,64 @@
+"""Planning: which utterances a shard gets, the crash-safe pieces, and the batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def shard_bounds(durations_s: Sequence[float], n_shards: int) -> list[tuple[int, int]]:
+    """Split rows (in manifest order) into ``n_shards`` contiguous ranges of about equal
+    total duration; returns ``[(start, stop), ...]``.
+
+    A row goes to the shard where the midpoint of its stretch of the cumulative duration
+    falls, so shards differ by at most about one utterance's length. Contiguous ranges in
+    manifest order make the merge of the shards the unsharded cache, row for row.
+    """
+    d = np.asarray(durations_s, dtype=np.float64)
+    total = float(d.sum())
+    if len(d) == 0 or total <= 0:
+        cuts = np.linspace(0, len(d), n_shards + 1).round().astype(int)
+        return [(int(cuts[i]), int(cuts[i + 1])) for i in range(n_shards)]
+    mid = np.cumsum(d) - d / 2
+    owner = np.minimum((mid / total * n_shards).astype(int), n_shards - 1)
+    return [(int(np.searchsorted(owner, i, "left")), int(np.searchsorted(owner, i, "right")))
+            for i in range(n_shards)]
+
+
+def pieces(n_rows: int, piece_utts: int) -> list[tuple[int, int]]:
+    """Consecutive ``[start, stop)`` row ranges of at most ``piece_utts`` rows."""
+    return [(lo, min(lo + piece_utts, n_rows)) for lo in range(0, n_rows, piece_utts)]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows (indices into the shard's manifest) forward-passed together."""
+
+    piece: int
+    rows: tuple[int, ...]
+
+
+def plan_batches(rows: Sequence[int], durations_s: Sequence[float], piece: int, max_batch_seconds: float,
+                 batch_size: int | None) -> list[Batch]:
+    """Cut one piece's rows into batches: longest first (an out-of-memory shows at once),
+    each batch's padded audio (clips x longest clip) at most ``max_batch_seconds`` and at
+    most ``batch_size`` clips; a clip longer than the cap goes alone.
+
+    Depends only on the manifest durations, so a rerun plans exactly the same batches
+    and computes exactly the same numbers.
+    """
+    order = sorted(rows, key=lambda r: (-durations_s[r], r))
+    out: list[Batch] = []
+    current: list[int] = []
+    for r in order:
+        longest = durations_s[current[0]] if current else durations_s[r]
+        full = batch_size is not None and len(current) >= batch_size
+        if current and (full or (len(current) + 1) * longest > max_batch_seconds):
+            out.append(Batch(piece, tuple(current)))
+            current = []
+        current.append(r)
+    if current:
+        out.append(Batch(piece, tuple(current)))
+    return out
