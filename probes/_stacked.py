@@ -1,0 +1,288 @@
+"""The stacked trainer: every (layer, fold) head of a condition trained as one model.
+
+Each head's weights are a slice of stacked tensors (``(H, in, out)``) and one training step
+runs all heads with batched matrix products (``torch.baddbmm``). The loss is the sum of the
+heads' own mean cross-entropies, so a head's gradient is the one it would get alone, and
+AdamW updates each weight from its own gradient and its own moments: a stacked head follows
+the trajectory of a head trained alone. What would couple heads is kept per head: the
+initialisation and the shuffle order come from the head's own ``torch.Generator`` (seeded
+from ``(seed, layer, fold)``); early stopping, best-accuracy snapshots and epochs run are
+tracked per head. A stopped head is cut out of the stack, with its AdamW moments sliced
+alongside, so it stops costing time and nothing (not even weight decay) moves it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from probes.config import ProbeConfig
+from probes.heads import HEADS
+
+
+@dataclass(frozen=True)
+class HeadTask:
+    """One head to train.
+
+    Attributes
+    ----------
+    slot : index of the head's features along axis 0 of the feature tensor
+    layer : hidden-state index (reporting and seeding)
+    fold : fold number (reporting and seeding)
+    train_rows, valid_rows : row indices (into axis 1 of the features) of the training and
+        validation parts
+    """
+
+    slot: int
+    layer: int
+    fold: int
+    train_rows: np.ndarray
+    valid_rows: np.ndarray
+
+
+@dataclass
+class TrainedHead:
+    """A trained head at its best-validation-accuracy epoch.
+
+    Attributes
+    ----------
+    layer, fold : what it was trained on
+    weights : per layer of the head, a ``(in, out)`` float32 tensor
+    biases : per layer, a ``(out,)`` tensor
+    mean, scale : ``(D,)`` standardisation applied to inputs first (``None``: raw features)
+    epochs : epochs run (iterations for ``logreg``)
+    best_epoch : epoch of the kept state (1-based)
+    best_val_loss : lowest validation cross-entropy seen (the early-stopping criterion)
+    best_val_acc : validation accuracy of the kept state
+    """
+
+    layer: int
+    fold: int
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    mean: torch.Tensor | None
+    scale: torch.Tensor | None
+    epochs: int
+    best_epoch: int
+    best_val_loss: float
+    best_val_acc: float
+
+    def logits(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, n_classes)`` for features ``(n, D)``."""
+        x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+        if self.mean is not None:
+            x = (x - self.mean) / self.scale
+        with torch.no_grad():
+            for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+                x = torch.addmm(b, x, w)
+                if i < len(self.weights) - 1:
+                    x = torch.relu(x)
+        return x
+
+    def predict_proba(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` float32."""
+        return torch.softmax(self.logits(features), dim=-1).numpy()
+
+    def predict(self, features: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Class indices ``(n,)`` int64."""
+        return self.logits(features).argmax(-1).numpy().astype(np.int64)
+
+
+def head_generator(seed: int, layer: int, fold: int) -> torch.Generator:
+    """The head's own generator, seeded from ``(seed, layer, fold)`` (same head, same draws)."""
+    state = np.random.SeedSequence([int(seed), int(layer), int(fold)]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+
+
+def init_params(widths: Sequence[int], generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``nn.Linear``'s default init, U(-1/sqrt(in), 1/sqrt(in)), drawn from ``generator``.
+
+    Returns per layer ``(W (in, out), b (out,))``; W first, then b, layer by layer.
+    """
+    out = []
+    for d_in, d_out in zip(widths[:-1], widths[1:], strict=True):
+        bound = 1.0 / np.sqrt(d_in)
+        w = (torch.rand(d_out, d_in, generator=generator) * 2 - 1) * bound
+        b = (torch.rand(d_out, generator=generator) * 2 - 1) * bound
+        out.append((w.t().contiguous(), b))
+    return out
+
+
+def make_optimizer(params: Sequence[torch.nn.Parameter], config: ProbeConfig) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel where this torch has it (the optimiser, not the
+    arithmetic, dominates small probes), else the foreach one."""
+    kwargs = {"lr": config.lr, "eps": config.eps, "weight_decay": config.weight_decay}
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, foreach=True, **kwargs)
+
+
+def standardisation(features: torch.Tensor, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and scale ``(D,)`` of ``features[rows]`` (population std; 1 where constant)."""
+    part = features[torch.as_tensor(rows)].double()
+    mean = part.mean(0)
+    scale = part.std(0, unbiased=False)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return mean.float(), scale.float()
+
+
+def train_stacked(
+    features: np.ndarray | torch.Tensor,
+    labels: np.ndarray,
+    tasks: Sequence[HeadTask],
+    config: ProbeConfig,
+    n_classes: int = 4,
+) -> list[TrainedHead]:
+    """Train every head of ``tasks`` with AdamW, stacked, as if each were trained alone.
+
+    Parameters
+    ----------
+    features : ``(S, N, D)`` float32 pooled features (``S`` slots, e.g. layers)
+    labels : ``(N,)`` class indices in ``0 .. n_classes-1``
+    tasks : the heads; heads whose training and validation parts have the same sizes train
+        together (usually all of them)
+    config : protocol (head widths, AdamW, epochs, batch size, patience, seed)
+
+    Returns
+    -------
+    list of :class:`TrainedHead`, in the order of ``tasks``.
+    """
+    spec = HEADS[config.head]
+    if spec.kind != "sgd":
+        raise ValueError(f"head {config.head!r} is not trained by gradient descent")
+    feats = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    widths = spec.widths(feats.shape[-1], n_classes)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, task in enumerate(tasks):
+        if len(task.train_rows) == 0 or len(task.valid_rows) == 0:
+            raise ValueError(f"layer {task.layer} fold {task.fold}: empty training or validation part")
+        groups.setdefault((len(task.train_rows), len(task.valid_rows)), []).append(i)
+    out: list[TrainedHead | None] = [None] * len(tasks)
+    for members in groups.values():
+        for i, head in zip(members, _train_group(feats, y, [tasks[i] for i in members], widths, config), strict=True):
+            out[i] = head
+    return out  # type: ignore[return-value]
+
+
+def _forward(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        x = torch.baddbmm(b, x, w)
+        if i < len(weights) - 1:
+            x = torch.relu(x)
+    return x
+
+
+def _head_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    n_heads, n, n_classes = logits.shape
+    per = F.cross_entropy(logits.reshape(-1, n_classes), target.reshape(-1), reduction="none")
+    return per.view(n_heads, n).mean(1)
+
+
+def _train_group(
+    feats: torch.Tensor, y: torch.Tensor, tasks: Sequence[HeadTask], widths: Sequence[int], config: ProbeConfig
+) -> list[TrainedHead]:
+    n_heads, n_layers = len(tasks), len(widths) - 1
+    gens = [head_generator(config.seed, t.layer, t.fold) for t in tasks]
+    inits = [init_params(widths, g) for g in gens]
+    weights = [torch.nn.Parameter(torch.stack([p[k][0] for p in inits])) for k in range(n_layers)]
+    biases = [torch.nn.Parameter(torch.stack([p[k][1] for p in inits]).unsqueeze(1)) for k in range(n_layers)]
+    slots = torch.tensor([t.slot for t in tasks])
+    train_rows = torch.as_tensor(np.stack([np.asarray(t.train_rows, dtype=np.int64) for t in tasks]))
+    valid_rows = torch.as_tensor(np.stack([np.asarray(t.valid_rows, dtype=np.int64) for t in tasks]))
+    mean = scale = stats = None
+    if config.standardize:
+        stats = [standardisation(feats[t.slot], t.train_rows) for t in tasks]
+        mean = torch.stack([m for m, _ in stats]).unsqueeze(1)
+        scale = torch.stack([s for _, s in stats]).unsqueeze(1)
+    x_valid = feats[slots[:, None], valid_rows]
+    if mean is not None:
+        x_valid = (x_valid - mean) / scale
+    y_valid = y[valid_rows]
+
+    active = list(range(n_heads))  # original head index of each position in the stack
+    best_acc = [-1.0] * n_heads
+    best_loss = [float("inf")] * n_heads
+    best_epoch = [0] * n_heads
+    epochs = [0] * n_heads
+    wait = [0] * n_heads
+    best_state: list[list[torch.Tensor]] = [[] for _ in range(n_heads)]
+    params = [*weights, *biases]
+    opt = make_optimizer(params, config)
+    n_train = train_rows.shape[1]
+    for epoch in range(1, config.max_epochs + 1):
+        perms = torch.stack([torch.randperm(n_train, generator=gens[h]) for h in active])
+        rows = torch.gather(train_rows, 1, perms)
+        slot_col = slots[:, None]
+        for start in range(0, n_train, config.batch_size):
+            batch = rows[:, start:start + config.batch_size]
+            x = feats[slot_col, batch]
+            if mean is not None:
+                x = (x - mean) / scale
+            loss = _head_losses(_forward(weights, biases, x), y[batch]).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            logits = _forward(weights, biases, x_valid)
+            v_loss = _head_losses(logits, y_valid).tolist()
+            v_acc = (logits.argmax(-1) == y_valid).double().mean(1).tolist()
+        keep = []
+        for pos, h in enumerate(active):
+            epochs[h] = epoch
+            if v_acc[pos] > best_acc[h]:  # strict: ties keep the earliest epoch
+                best_acc[h], best_epoch[h] = v_acc[pos], epoch
+                best_state[h] = [p.detach()[pos].clone() for p in params]
+            if v_loss[pos] < best_loss[h]:
+                best_loss[h], wait[h] = v_loss[pos], 0
+            else:
+                wait[h] += 1
+            if wait[h] < config.patience:
+                keep.append(pos)
+        if not keep:
+            break
+        if len(keep) < len(active):
+            idx = torch.tensor(keep)
+            params, opt = _compact(params, opt, idx, config)
+            weights, biases = params[:n_layers], params[n_layers:]
+            slots, train_rows, x_valid, y_valid = slots[idx], train_rows[idx], x_valid[idx], y_valid[idx]
+            if mean is not None:
+                mean, scale = mean[idx], scale[idx]
+            active = [active[p] for p in keep]
+
+    out = []
+    for h, task in enumerate(tasks):
+        state = best_state[h]
+        out.append(TrainedHead(
+            layer=task.layer, fold=task.fold,
+            weights=state[:n_layers], biases=[b.squeeze(0) for b in state[n_layers:]],
+            mean=None if stats is None else stats[h][0],
+            scale=None if stats is None else stats[h][1],
+            epochs=epochs[h], best_epoch=best_epoch[h],
+            best_val_loss=best_loss[h], best_val_acc=best_acc[h],
+        ))
+    return out
+
+
+def _compact(
+    params: list[torch.nn.Parameter], opt: torch.optim.Optimizer, keep: torch.Tensor, config: ProbeConfig
+) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer]:
+    """Cut stopped heads out of the stack, carrying the AdamW moments of the others."""
+    n_before = params[0].shape[0]
+    new_params = [torch.nn.Parameter(p.detach()[keep].clone()) for p in params]
+    new_opt = make_optimizer(new_params, config)
+    for old, new in zip(params, new_params, strict=True):
+        state = opt.state.get(old)
+        if not state:
+            continue
+        new_opt.state[new] = {
+            k: (v[keep].clone() if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == n_before else
+                (v.clone() if torch.is_tensor(v) else v))
+            for k, v in state.items()
+        }
+    return new_params, new_opt
