@@ -1,0 +1,96 @@
+"""Running chosen encoder layers from a given hidden state, batched with a frame mask.
+
+The front end (convolutions, projection, positional convolution) comes from
+``featstore.forward``, exact under padding; here the transformer layers run from hidden
+state ``start`` (0 = the transformer input, ``i`` = output of layer ``i``) to ``stop``, so
+that frozen states read from featstore's cache can stand in for what lies below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from featstore.forward import encoder_states, front_end, prepare_inputs
+
+
+def states_from_waves(encoder: nn.Module, waves: Sequence[np.ndarray | torch.Tensor], do_normalize: bool,
+                      state: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden state ``state`` (B, T, D) of raw clips and the (B, T) bool mask of real
+    frames, computed without gradients by the frozen encoder (layers below ``state`` must be
+    frozen, i.e. in eval mode and without adapters)."""
+    with torch.no_grad():
+        features, mask = front_end(encoder, prepare_inputs(waves, do_normalize))
+        states = encoder_states(encoder, features, mask, n_layers=state)
+    return states[-1], mask
+
+
+def attention_mask_for(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mask each layer expects: the bool frame mask for WavLM, transformers'
+    bidirectional (4-D) mask for wav2vec 2.0 (an integer mask would be misread)."""
+    if encoder.config.model_type == "wavlm":
+        return mask
+    from transformers.masking_utils import create_bidirectional_mask
+
+    return create_bidirectional_mask(config=encoder.config, inputs_embeds=h, attention_mask=mask)
+
+
+def run_layers(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor, start: int, stop: int,
+               use_checkpointing: bool = False, final_norm: bool = False) -> torch.Tensor:
+    """Hidden state ``stop`` from hidden state ``start``.
+
+    Parameters
+    ----------
+    encoder : ``Wav2Vec2Model``/``WavLMModel`` (possibly adapted; layers may be wrapped)
+    h : (B, T, D) hidden state ``start``
+    mask : (B, T) bool, True on real frames
+    start, stop : hidden-state indices, ``0 <= start <= stop <= n_layers``
+    use_checkpointing : recompute each layer in the backward pass (saves memory on GPU)
+    final_norm : apply the encoder's final layer norm after ``stop`` (pre-norm models whose
+        ``stop`` is their last layer, as transformers' ``output_hidden_states`` does)
+    """
+    enc = encoder.encoder
+    if not 0 <= start <= stop <= len(enc.layers):
+        raise ValueError(f"need 0 <= start ({start}) <= stop ({stop}) <= {len(enc.layers)}")
+    mask = mask.to(torch.bool)
+    wavlm = encoder.config.model_type == "wavlm"
+    stable = bool(getattr(encoder.config, "do_stable_layer_norm", False))
+    attn_mask = attention_mask_for(encoder, h, mask)
+    position_bias = None
+    if wavlm and start > 0:
+        # only layer 0 owns the relative position embedding; compute its bias as it would
+        first = _unwrap(enc.layers[0]).attention
+        bsz, t, _ = h.shape
+        position_bias = first.compute_bias(t, t).unsqueeze(0).repeat(bsz, 1, 1, 1)
+        position_bias = position_bias.view(bsz * first.num_heads, t, t)
+    for i in range(start, stop):
+        layer = enc.layers[i]
+        if wavlm:
+            kwargs = {} if stable else {"index": i}
+
+            def call(x: torch.Tensor, pb: torch.Tensor | None, layer: nn.Module = layer,
+                     kwargs: dict = kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+                return layer(x, attention_mask=mask, position_bias=pb, **kwargs)
+
+            if use_checkpointing and position_bias is not None:
+                h, position_bias = checkpoint(call, h, position_bias, use_reentrant=False)
+            elif use_checkpointing:
+                h, position_bias = checkpoint(call, h, None, use_reentrant=False)
+            else:
+                h, position_bias = call(h, position_bias)
+        else:
+            if use_checkpointing:
+                h = checkpoint(layer, h, attn_mask, use_reentrant=False)
+            else:
+                h = layer(h, attention_mask=attn_mask)
+    if final_norm and stop > start:
+        h = enc.layer_norm(h)
+    return h
+
+
+def _unwrap(layer: nn.Module) -> nn.Module:
+    return getattr(layer, "base_layer", layer)

@@ -1,0 +1,24 @@
+"""Gating the input of chosen encoder layers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from finetune.tuners.wg.config import WGSettings
+from finetune.tuners.wg.layer import GatedLayer
+
+
+def apply_wg(encoder: nn.Module, layers: Sequence[int], settings: WGSettings) -> nn.Module:
+    """Wrap each layer in ``layers`` (0-based) in a :class:`GatedLayer`; returns ``encoder``.
+
+    Runs last (it renames the layer's parameters to ``...layers.<i>.base_layer...``)."""
+    hidden = encoder.config.hidden_size
+    for i in layers:
+        layer = encoder.encoder.layers[i]
+        if isinstance(layer, GatedLayer):
+            raise ValueError(f"layer {i} already has a weighted gate")
+        ref = next(layer.parameters())
+        encoder.encoder.layers[i] = GatedLayer(layer, hidden, settings.init_logit).to(ref.device, ref.dtype)
+    return encoder
