@@ -42,7 +42,7 @@ from featstore.extract._config import ExtractConfig, ExtractError, shard_file_na
 from featstore.extract._plan import Batch, pieces, plan_batches, shard_bounds
 from featstore.extract._progress import ExtractProgress
 from featstore.extract._writer import PartWriter, part_path
-from featstore.manifest import load_manifest, manifest_fingerprint
+from featstore.manifest import ManifestError, load_manifest, manifest_fingerprint
 from featstore.paths import features_path, manifest_path
 
 SAMPLE_RATE_HZ = 16000
@@ -126,11 +126,11 @@ def build_provenance(config: ExtractConfig, loaded: object, manifest: pl.DataFra
 
 
 def _load_model(config: ExtractConfig, device: torch.device) -> object:
-    from featstore.models import load_model
+    from featstore.models import ModelLoadError, load_model
 
     try:
         return load_model(config.model, language=config.model_language, device=str(device))
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ModelLoadError, ValueError) as err:
         raise ExtractError(str(err)) from err
 
 
@@ -140,7 +140,7 @@ def _load_manifest(config: ExtractConfig) -> tuple[pl.DataFrame, dict[str, str]]
     path = Path(config.manifest) if config.manifest else manifest_path(config.corpus, config.cache_root)
     try:
         frame = load_manifest(path)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ManifestError) as err:
         raise ExtractError(str(err)) from err
     return frame, load_bad_files(path)
 
