@@ -1,9 +1,181 @@
-"""Commands of this module are registered by ``register`` (called from ``cli.py``)."""
+"""``probes human build | ingest | compare``: the SER listening test with webMUSHRA.
+
+Thin commands: parse options, build a config, call one function of
+:mod:`probes.human`, print. Errors for the user end with exit code 2 and a message.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+human_app = typer.Typer(
+    help="Listening tests: build a webMUSHRA test, read its answers, compare listeners with models.",
+    no_args_is_help=True, pretty_exceptions_show_locals=False,
+)
+console = Console()
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the ``human`` sub-app to ``app``."""
+    app.add_typer(human_app, name="human")
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=2)
+
+
+@human_app.command("build")
+def build_cmd(
+    corpora: Annotated[str, typer.Option(help="Comma-separated prepared corpora (default: esd,pavoque,iemocap; add e.g. tjd).")] = "esd,pavoque,iemocap",
+    per_emotion: Annotated[int, typer.Option(help="Stimuli per emotion per corpus (default: 12, the paper's).")] = 12,
+    seed: Annotated[int, typer.Option(help="Seed of the selection and of the stimulus keys (default: 0).")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache>/runs/human/<name>).")] = None,
+    name: Annotated[str, typer.Option(help="Config name and webMUSHRA testId (default: ser-test).")] = "ser-test",
+    cache: Annotated[Path | None, typer.Option(help="Cache root holding manifests/ and splits/ (default: $CROSSLING_CACHE or ./cache).")] = None,
+    email: Annotated[bool, typer.Option(help="Ask an optional e-mail on the finish page (default: yes).")] = True,
+) -> None:
+    """Select the stimuli, export 16 kHz 16-bit wavs, write configs/<name>.yaml and the key."""
+    from featstore.paths import runs_root
+    from probes.human.build import BuildConfig, build_listening_test, parse_corpora, select_stimuli
+
+    try:
+        config = BuildConfig(corpora=parse_corpora(corpora), per_emotion=per_emotion, seed=seed, name=name,
+                             ask_email=email)
+        selection = select_stimuli(config, cache)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    out_dir = out or runs_root(cache) / "human" / name
+    try:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("exporting stimuli", total=selection.height)
+            result = build_listening_test(selection, out_dir, config,
+                                          progress=lambda done, total: bar.update(task, completed=done))
+    except (ValueError, FileNotFoundError, OSError) as err:
+        _fail(str(err))
+    console.print(f"{result.n_stimuli} stimuli from {', '.join(config.corpora)}")
+    console.print(f"config : {result.config_path}  (copy {out_dir / 'configs'} into the webMUSHRA root)")
+    console.print(f"audio  : {result.audio_dir}")
+    console.print(f"key    : {result.key_path}  (keep it away from the web server)")
+
+
+@human_app.command("ingest")
+def ingest_cmd(
+    results: Annotated[list[Path], typer.Argument(help="webMUSHRA lss.csv files and/or long tables (listener, group, stimulus, answer).")],
+    key: Annotated[Path, typer.Option(help="Key table written by `probes human build` (<name>.key.csv).")],
+    groups: Annotated[Path | None, typer.Option(help="Table listener,group; overrides --group-column (default: none).")] = None,
+    group_column: Annotated[str, typer.Option(help="Questionnaire column giving the group (default: native_language).")] = "native_language",
+    config: Annotated[Path | None, typer.Option(help="The webMUSHRA config, to map response values to labels (default: none; labels are matched by name).")] = None,
+    duplicates: Annotated[str, typer.Option(help="Two answers for one stimulus: keep 'last', 'first' or 'drop' all (default: last).")] = "last",
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: folder of the key / answers).")] = None,
+) -> None:
+    """Join answers with the key; write answers.parquet, listeners.csv and the anomalies."""
+    from probes.human import webmushra
+    from probes.human.build import read_key
+    from probes.human.ingest import IngestConfig, ingest, read_groups, save_ingest
+    from probes.human.results import file_provenance
+
+    try:
+        key_frame = read_key(key)
+        response_map = webmushra.response_values(webmushra.load_config(config)) if config else {}
+        cfg = IngestConfig(group_column=group_column, duplicates=duplicates, response_map=response_map)
+        group_map = read_groups(groups) if groups else None
+        result = ingest(results, key_frame, cfg, group_map)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        _fail(str(err))
+    out_dir = out or key.parent / "answers"
+    prov = {"key": file_provenance(key), "results": [file_provenance(p) for p in results],
+            "groups": file_provenance(groups) if groups else None,
+            "config": file_provenance(config) if config else None,
+            "ingest_config": {"group_column": group_column, "duplicates": duplicates}}
+    paths = save_ingest(result, out_dir, prov)
+    _print_anomalies(result.anomalies_frame())
+    n_l = result.listeners.height
+    console.print(f"{result.answers.height} answers from {n_l} listener(s); "
+                  f"{len(result.anomalies)} anomaly(ies) -> {paths['anomalies_json']}")
+    console.print(f"answers: {paths['answers']}")
+
+
+def _print_anomalies(frame: object) -> None:
+    if frame.height == 0:  # type: ignore[attr-defined]
+        console.print("no anomalies")
+        return
+    table = Table(title="anomalies")
+    for col in ("kind", "action", "listener", "stimulus", "source", "line", "detail"):
+        table.add_column(col, overflow="fold")
+    for row in frame.head(200).iter_rows():  # type: ignore[attr-defined]
+        table.add_row(*[Path(v).name if i == 4 and v else (v or "") for i, v in enumerate(row)])
+    console.print(table)
+    if frame.height > 200:  # type: ignore[attr-defined]
+        console.print(f"... {frame.height - 200} more in the JSON/CSV report")  # type: ignore[attr-defined]
+
+
+def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(f"{what}: expected NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+@human_app.command("compare")
+def compare_cmd(
+    answers: Annotated[Path, typer.Argument(help="answers.parquet written by `probes human ingest`.")],
+    predictions: Annotated[list[Path] | None, typer.Option(help="Model predictions table(s) (utt_id, pred, model, setting, ...); repeatable (default: none).")] = None,
+    key: Annotated[Path | None, typer.Option(help="Key table; default: the stimuli found in the answers.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <answers folder>/compare).")] = None,
+    correction: Annotated[str, typer.Option(help="Multiple-comparison correction: holm, bonferroni, fdr_bh or none (default: holm).")] = "holm",
+    metric: Annotated[list[str] | None, typer.Option(help="Metric to t-test, repeatable, e.g. recall_happy (default: UA and all per-class P/R/F1).")] = None,
+    l2: Annotated[list[str] | None, typer.Option(help="Second languages: 'en' for every group or 'GROUP=en+fr'; repeatable (default: en).")] = None,
+    group_language: Annotated[list[str] | None, typer.Option(help="GROUP=LANG when a group is not named by its language code (default: the group name).")] = None,
+    model_language: Annotated[list[str] | None, typer.Option(help="MODEL=LANG pre-training language (default: from the model registry or the alias suffix).")] = None,
+    where: Annotated[list[str] | None, typer.Option(help="Prediction filter COLUMN=VALUE, e.g. layer=7 or fold=0; repeatable (default: none).")] = None,
+) -> None:
+    """Per-listener metrics, Table II, Table III with models beside humans, Welch t-tests, figures."""
+    from probes.human.build import read_key
+    from probes.human.compare import CompareConfig, compare
+    from probes.human.results import file_provenance, read_answers, read_predictions, save_compare
+
+    try:
+        l2_map: dict[str, tuple[str, ...]] = {}
+        for item in l2 or ["en"]:
+            group, _, langs = item.rpartition("=")
+            l2_map[group.strip() or "*"] = tuple(s.strip() for s in langs.split("+") if s.strip())
+        cfg = CompareConfig(
+            correction=correction, metrics=tuple(metric or ()), l2_languages=l2_map,
+            group_languages=_parse_pairs(group_language or [], "--group-language"),
+            model_languages=_parse_pairs(model_language or [], "--model-language"),
+            prediction_filters=_parse_pairs(where or [], "--where"),
+        )
+        frame = read_answers(answers)
+        preds = read_predictions(predictions or [])
+        key_frame = read_key(key) if key else None
+        result = compare(frame, preds if preds.height else None, cfg, key_frame)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        _fail(str(err))
+    prov = {"answers": file_provenance(answers),
+            "predictions": [file_provenance(p) for p in predictions or []],
+            "key": file_provenance(key) if key else None,
+            "config": {"correction": correction, "metrics": list(cfg.metrics), "l2": l2_map,
+                       "group_languages": dict(cfg.group_languages),
+                       "model_languages": dict(cfg.model_languages),
+                       "filters": dict(cfg.prediction_filters)}}
+    out_dir = out or answers.parent / "compare"
+    paths = save_compare(result, out_dir, prov, cfg.labels)
+    console.print("Table II (mean UA %, rows = listener groups):")
+    console.print(result.table2)
+    if result.pairs.height:
+        console.print(result.pairs.select("group", "language", "human_setting", "model", "human_ua", "model_ua"))
+    if result.ttests.height:
+        sig = result.ttests.filter("significant")
+        console.print(f"{result.ttests.height} Welch t-tests ({correction}); {sig.height} significant")
+    console.print(f"written to {out_dir} ({json.dumps(sorted(paths))})")

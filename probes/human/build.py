@@ -1,0 +1,276 @@
+"""Build a ready-to-run webMUSHRA listening test for utterance-level SER.
+
+The stimuli are chosen as in the paper (12 per emotion per corpus from the test data,
+improvised-only IEMOCAP, seeded) by ``featstore.splits.select_listening_subset``; this
+module renames them to opaque keys, exports the selected stretch of each as a 16 kHz
+16-bit wav, writes ``configs/<name>.yaml`` and the answer key.
+
+Layout under ``out_dir`` (copy ``configs/`` into the webMUSHRA root)::
+
+    configs/<name>.yaml
+    configs/resources/audio/<name>/<key>.wav
+    <name>.key.csv          stimulus -> corpus, utt_id, language, true label (NOT under
+                            configs/, which the web server publishes)
+    <name>.build.json       provenance: seed, counts, manifest fingerprints
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import soundfile as sf
+
+from featstore.manifest import CANONICAL_EMOTIONS, manifest_fingerprint
+from probes.human import webmushra
+
+KEY_COLUMNS: tuple[str, ...] = ("stimulus", "corpus", "utt_id", "language", "emotion")
+"""Required columns of a key table (``emotion`` is the true label)."""
+
+RowLoader = Callable[[dict], np.ndarray]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What to put in the test. Defaults are the paper's (12 per emotion per corpus).
+
+    Attributes
+    ----------
+    corpora : prepared corpus names, in the order of the paper's columns
+    per_emotion : stimuli per emotion per corpus
+    seed : seed of the stimulus selection and of the stimulus keys
+    name : config name (``configs/<name>.yaml``) and webMUSHRA ``testId``
+    emotions : response options, in the paper's order A H N S
+    improvised_only : corpora restricted to improvised speech (the paper: IEMOCAP)
+    sample_rate_hz : sample rate of the exported wavs
+    ask_email : add an optional e-mail question to the finish page
+    """
+
+    corpora: tuple[str, ...] = ("esd", "pavoque", "iemocap")
+    per_emotion: int = 12
+    seed: int = 0
+    name: str = "ser-test"
+    emotions: tuple[str, ...] = CANONICAL_EMOTIONS
+    improvised_only: tuple[str, ...] = ("iemocap",)
+    sample_rate_hz: int = 16000
+    ask_email: bool = True
+    languages: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.corpora:
+            raise ValueError("corpora: give at least one corpus")
+        if len(set(self.corpora)) != len(self.corpora):
+            raise ValueError(f"corpora: duplicates in {self.corpora}")
+        if self.per_emotion < 1:
+            raise ValueError(f"per_emotion must be >= 1, got {self.per_emotion}")
+        if not self.name or webmushra.sanitize_test_id(self.name) != self.name.lower():
+            raise ValueError(f"name {self.name!r}: use letters, digits, '-' and '_' only")
+        if self.sample_rate_hz <= 0:
+            raise ValueError(f"sample_rate_hz must be positive, got {self.sample_rate_hz}")
+        if not self.emotions:
+            raise ValueError("emotions: give at least one response option")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """Paths written by :func:`build_listening_test`."""
+
+    config_path: Path
+    key_path: Path
+    audio_dir: Path
+    provenance_path: Path
+    n_stimuli: int
+
+
+def select_stimuli(config: BuildConfig, root: str | Path | None = None) -> pl.DataFrame:
+    """Select the stimuli of every corpus from its prepared manifest and folds.
+
+    Raises ``FileNotFoundError`` naming the missing manifest or fold table.
+    """
+    from featstore.manifest import load_manifest
+    from featstore.paths import manifest_path, splits_path
+    from featstore.splits import load_folds, select_listening_subset
+
+    parts = []
+    for corpus in config.corpora:
+        manifest = load_manifest(manifest_path(corpus, root))
+        fpath = splits_path(corpus, root)
+        if not fpath.exists():
+            raise FileNotFoundError(f"{fpath}: no folds for {corpus}; run `featstore splits` first")
+        folds, _meta = load_folds(fpath)
+        improvised = True if corpus in config.improvised_only else None
+        parts.append(select_listening_subset(
+            manifest, folds, per_emotion=config.per_emotion, seed=config.seed,
+            improvised_only=improvised,
+        ))
+    return pl.concat(parts, how="diagonal_relaxed")
+
+
+def assign_keys(selection: pl.DataFrame, seed: int, prefix: str = "s") -> pl.DataFrame:
+    """Give every row an opaque stimulus key (``s001``...) in a seeded random order, so
+    that neither the key nor its position reveals corpus or label."""
+    n = selection.height
+    width = max(3, len(str(n)))
+    order = np.random.default_rng(seed).permutation(n)
+    keys = [f"{prefix}{i + 1:0{width}d}" for i in range(n)]
+    shuffled = selection[order.tolist()]
+    return shuffled.with_columns(pl.Series("stimulus", keys)).select(["stimulus", *selection.columns])
+
+
+def default_loader() -> RowLoader:
+    """``featstore.audio.load_row`` (mono float32 at 16 kHz, only the row's stretch)."""
+    from featstore.audio import load_row
+
+    return load_row
+
+
+def export_wav(wave: np.ndarray, path: Path, sample_rate_hz: int) -> None:
+    """Write ``wave`` (float, shape (n_samples,)) as 16-bit PCM, atomically."""
+    wave = np.clip(np.asarray(wave, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    tmp = path.with_name(path.stem + ".tmp.wav")
+    sf.write(tmp, wave, sample_rate_hz, subtype="PCM_16")
+    os.replace(tmp, path)
+
+
+def build_listening_test(
+    selection: pl.DataFrame,
+    out_dir: str | Path,
+    config: BuildConfig = BuildConfig(),
+    loader: RowLoader | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BuildResult:
+    """Write config, audio and key for the selected utterances.
+
+    Parameters
+    ----------
+    selection : manifest rows to use (columns of ``featstore.manifest.MANIFEST_SCHEMA``;
+        ``emotion`` must be one of ``config.emotions``)
+    out_dir : output folder (created)
+    config : see :class:`BuildConfig`
+    loader : row -> float32 waveform at ``config.sample_rate_hz``; default
+        ``featstore.audio.load_row``
+    progress : called as ``progress(done, total)`` after each exported file
+    """
+    missing = [c for c in ("utt_id", "corpus", "language", "emotion", "path") if c not in selection.columns]
+    if missing:
+        raise ValueError(f"selection: missing column(s) {missing}")
+    if selection.is_empty():
+        raise ValueError("selection: no utterances selected")
+    bad = sorted(set(selection["emotion"].to_list()) - set(config.emotions))
+    if bad:
+        raise ValueError(f"selection: labels {bad} are not response options {list(config.emotions)}")
+    dup = selection.filter(pl.struct("corpus", "utt_id").is_duplicated())
+    if dup.height:
+        raise ValueError(f"selection: utterances selected twice: {dup['utt_id'].to_list()[:5]}")
+    loader = loader or default_loader()
+    out_dir = Path(out_dir)
+    rel_audio = Path("configs") / "resources" / "audio" / config.name
+    audio_dir = out_dir / rel_audio
+    audio_dir.mkdir(parents=True, exist_ok=True)
+
+    keyed = assign_keys(selection, config.seed)
+    files, durations = [], []
+    for i, row in enumerate(keyed.iter_rows(named=True)):
+        wave = loader(row)
+        export_wav(wave, audio_dir / f"{row['stimulus']}.wav", config.sample_rate_hz)
+        files.append((rel_audio / f"{row['stimulus']}.wav").as_posix())
+        durations.append(len(wave) / config.sample_rate_hz)
+        if progress:
+            progress(i + 1, keyed.height)
+
+    extra = [c for c in ("speaker", "path", "start", "end") if c in keyed.columns]
+    key = keyed.select([*KEY_COLUMNS, *extra]).rename({"path": "source_path"} if "path" in extra else {})
+    key = key.with_columns(pl.Series("file", files), pl.Series("duration_s", durations))
+    key_path = out_dir / f"{config.name}.key.csv"
+    _write_csv(key, key_path)
+
+    languages = config.languages or tuple(dict.fromkeys(selection["language"].to_list()))
+    cfg = webmushra.make_config(
+        dict(zip(key["stimulus"].to_list(), files, strict=True)), config.name,
+        labels=config.emotions, languages=languages, ask_email=config.ask_email,
+    )
+    config_path = webmushra.write_config(cfg, out_dir / "configs" / f"{config.name}.yaml")
+    webmushra.validate_config(webmushra.load_config(config_path), root=out_dir)
+
+    counts = (keyed.group_by("corpus", "emotion").len().sort("corpus", "emotion")
+              .iter_rows(named=True))
+    prov = {
+        "config": asdict(config),
+        "n_stimuli": keyed.height,
+        "counts": [dict(r) for r in counts],
+        # fingerprints of the selected rows (the manifests' own are in their parquet metadata)
+        "selection_fingerprints": {
+            c: manifest_fingerprint(selection.filter(pl.col("corpus") == c))
+            for c in sorted(set(selection["corpus"].to_list()))
+        },
+        "key_sha256": file_sha256(key_path),
+        "config_sha256": file_sha256(config_path),
+    }
+    prov_path = out_dir / f"{config.name}.build.json"
+    _write_text(prov_path, json.dumps(prov, indent=2, default=str))
+    return BuildResult(config_path, key_path, audio_dir, prov_path, keyed.height)
+
+
+def read_key(path: str | Path) -> pl.DataFrame:
+    """Read a key table (CSV) and check its columns and unique stimulus keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no key table here")
+    try:
+        key = pl.read_csv(path, infer_schema_length=0)
+    except Exception as err:  # polars raises several error types for malformed CSV
+        raise ValueError(f"{path}: cannot read key table ({err})") from err
+    return check_key(key, path)
+
+
+def check_key(key: pl.DataFrame, source: str | Path = "key") -> pl.DataFrame:
+    """Validate a key table; returns it with string key columns."""
+    missing = [c for c in KEY_COLUMNS if c not in key.columns]
+    if missing:
+        raise ValueError(f"{source}: key table lacks column(s) {missing}")
+    key = key.with_columns([pl.col(c).cast(pl.Utf8) for c in KEY_COLUMNS])
+    dup = key.filter(pl.col("stimulus").is_duplicated())["stimulus"].unique().to_list()
+    if dup:
+        raise ValueError(f"{source}: stimulus key(s) listed twice: {sorted(dup)[:5]}")
+    return key
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_csv(frame: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.write_csv(tmp)
+    os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def parse_corpora(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"esd,pavoque"`` -> ``("esd", "pavoque")`` (lower-cased, blanks dropped)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    return tuple(s.strip().lower() for s in items if s.strip())
+
+
+def summary_counts(key: pl.DataFrame) -> Mapping[str, dict[str, int]]:
+    """corpus -> emotion -> number of stimuli."""
+    out: dict[str, dict[str, int]] = {}
+    for row in key.group_by("corpus", "emotion").len().iter_rows(named=True):
+        out.setdefault(row["corpus"], {})[row["emotion"]] = int(row["len"])
+    return out

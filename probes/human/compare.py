@@ -1,0 +1,384 @@
+"""Listeners against models on the same stimuli (the paper's Tables II and III, t-tests).
+
+- per listener and test language: UA, WA, macro-F1, per-class precision/recall/F1
+  (:func:`probes.metrics.classification_metrics`);
+- per group and test language: mean (and SD) of the per-listener UA (Table II) and the
+  row-normalised confusion matrix of the pooled answers (Table III; every listener hears
+  the same stimuli, so pooling weighs listeners equally when all finished);
+- Welch two-sided t-tests on per-listener metrics between groups (same language) and
+  between languages within a group. The paper used Welch for both, so both are Welch
+  here although the second compares the same listeners twice;
+- models on exactly the stimuli heard, paired by setting: a group whose language is the
+  stimulus language is ``mono`` (native listeners <-> monolingual model of that
+  language), a stimulus language in the group's second languages is ``L2`` (<-> the
+  transfer-learning model), any other is ``cross`` (<-> the cross-lingual model). The
+  model paired with a group is the one whose pre-training language is the group's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+import polars as pl
+
+from featstore.manifest import CANONICAL_EMOTIONS
+from probes.human.stats import CORRECTIONS, adjust_pvalues, welch_test
+from probes.metrics import classification_metrics, row_normalise
+
+MODEL_SETTING: dict[str, str] = {"mono": "mono", "cross": "cross", "L2": "trans"}
+"""Human setting -> the model setting it is paired with (as in the paper's Table III)."""
+VARIANT_COLUMNS: tuple[str, ...] = (
+    "model", "setting", "train_corpus", "strategy", "two_stage", "scope", "layer", "fold",
+)
+"""Prediction columns that tell model variants apart (those present are used)."""
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Options of :func:`compare`.
+
+    Attributes
+    ----------
+    labels : class order (A H N S)
+    correction : multiple-comparison correction over the whole t-test table
+    metrics : per-listener metrics to test; empty = UA and every per-class P/R/F1
+    group_languages : group -> its language code; a group not listed is its own code
+    l2_languages : group -> second-language codes; key ``"*"`` applies to every group
+        (the paper: English for both groups)
+    model_languages : model alias -> pre-training language; else taken from the model
+        registry or the alias suffix (``w2v2-cn`` -> ``cn``)
+    prediction_filters : column -> value kept (e.g. ``{"layer": "7"}``), compared as text
+    alpha : significance level for the ``significant`` column (corrected p)
+    """
+
+    labels: tuple[str, ...] = CANONICAL_EMOTIONS
+    correction: str = "holm"
+    metrics: tuple[str, ...] = ()
+    group_languages: Mapping[str, str] = field(default_factory=dict)
+    l2_languages: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {"*": ("en",)})
+    model_languages: Mapping[str, str] = field(default_factory=dict)
+    prediction_filters: Mapping[str, str] = field(default_factory=dict)
+    alpha: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.correction not in CORRECTIONS:
+            raise ValueError(f"correction must be one of {CORRECTIONS}, got {self.correction!r}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        bad = [m for m in self.metrics if m not in metric_names(self.labels)]
+        if bad:
+            raise ValueError(f"unknown metric(s) {bad}; choose from {metric_names(self.labels)}")
+
+    def group_language(self, group: str) -> str:
+        return self.group_languages.get(group, group)
+
+    def second_languages(self, group: str) -> tuple[str, ...]:
+        return tuple(self.l2_languages.get(group, self.l2_languages.get("*", ())))
+
+    def human_setting(self, group: str, language: str) -> str:
+        """``mono``, ``L2`` or ``cross`` for a group listening to a language."""
+        if language == self.group_language(group):
+            return "mono"
+        return "L2" if language in self.second_languages(group) else "cross"
+
+
+def metric_names(labels: Sequence[str] = CANONICAL_EMOTIONS) -> list[str]:
+    """Testable per-listener metrics: ``ua``, ``wa``, ``macro_f1`` and per-class P/R/F1."""
+    return ["ua", "wa", "macro_f1"] + [f"{m}_{c}" for m in ("precision", "recall", "f1") for c in labels]
+
+
+@dataclass
+class CompareResult:
+    """Tables of :func:`compare` (polars frames) and a report of the model matching."""
+
+    per_listener: pl.DataFrame
+    group_summary: pl.DataFrame
+    table2: pl.DataFrame
+    confusions: pl.DataFrame
+    ttests: pl.DataFrame
+    model_metrics: pl.DataFrame
+    table3: pl.DataFrame
+    pairs: pl.DataFrame
+    report: dict
+
+
+def _metrics_row(true: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict:
+    m = classification_metrics(true, pred, labels)
+    m["confusion"] = json.dumps(m["confusion"])
+    m["n"] = len(true)
+    return m
+
+
+def listener_metrics(answers: pl.DataFrame, labels: Sequence[str] = CANONICAL_EMOTIONS) -> pl.DataFrame:
+    """One row per listener and test language with every metric of
+    :func:`probes.metrics.classification_metrics` (confusion as JSON counts)."""
+    rows = []
+    for (listener, group, language), part in answers.group_by(
+        "listener", "group", "language", maintain_order=True
+    ):
+        rows.append({"listener": listener, "group": group, "language": language,
+                     **_metrics_row(part["true"].to_list(), part["answer"].to_list(), labels)})
+    return pl.DataFrame(rows).sort("group", "listener", "language", nulls_last=True)
+
+
+def group_summary(per_listener: pl.DataFrame, metric: str = "ua") -> pl.DataFrame:
+    """Mean, SD and number of listeners of ``metric`` per group and language."""
+    return (
+        per_listener.filter(pl.col("group").is_not_null())
+        .group_by("group", "language")
+        .agg(pl.col(metric).mean().alias("mean"), pl.col(metric).std(ddof=1).alias("sd"),
+             pl.len().alias("n_listeners"))
+        .with_columns(pl.lit(metric).alias("metric"))
+        .sort("group", "language")
+    )
+
+
+def table2(summary: pl.DataFrame, languages: Sequence[str] | None = None) -> pl.DataFrame:
+    """Table II: rows = listener groups, columns = test languages (upper case), mean UA %."""
+    langs = list(languages or sorted(set(summary["language"].to_list())))
+    wide = summary.with_columns((pl.col("mean") * 100).alias("pct")).pivot(
+        on="language", index="group", values="pct"
+    )
+    cols = [c for c in langs if c in wide.columns]
+    return wide.select("group", *cols).rename({c: c.upper() for c in cols}).sort("group")
+
+
+def group_confusions(answers: pl.DataFrame, labels: Sequence[str] = CANONICAL_EMOTIONS) -> pl.DataFrame:
+    """Pooled counts and row-normalised confusion per group and language (long form:
+    group, language, true, then one column per predicted label, plus ``n``)."""
+    rows = []
+    for (group, language), part in answers.filter(pl.col("group").is_not_null()).group_by(
+        "group", "language", maintain_order=True
+    ):
+        counts = np.asarray(classification_metrics(part["true"].to_list(), part["answer"].to_list(),
+                                                   labels)["confusion"], dtype=float)
+        norm = row_normalise(counts)
+        for i, lab in enumerate(labels):
+            rows.append({"group": group, "language": language, "true": lab, "n": int(counts[i].sum()),
+                         **{p: float(norm[i, j]) for j, p in enumerate(labels)}})
+    return pl.DataFrame(rows).sort("group", "language")
+
+
+def welch_tests(per_listener: pl.DataFrame, config: CompareConfig = CompareConfig()) -> pl.DataFrame:
+    """Welch t-tests between groups (per language) and between languages (per group).
+
+    Columns: comparison, metric, group_a, group_b, language_a, language_b, n_a, n_b,
+    mean_a, mean_b, sd_a, sd_b, t, df, p, p_adj, correction, significant. ``t`` is
+    ``a`` minus ``b``; untestable pairs (n < 2 or no variance) have nan and are left out
+    of the correction.
+    """
+    metrics = list(config.metrics) or metric_names(config.labels)
+    pl_g = per_listener.filter(pl.col("group").is_not_null())
+    groups = sorted(set(pl_g["group"].to_list()))
+    langs = sorted(set(pl_g["language"].to_list()))
+    rows = []
+
+    def values(group: str, lang: str, metric: str) -> np.ndarray:
+        sel = pl_g.filter((pl.col("group") == group) & (pl.col("language") == lang))
+        return sel[metric].to_numpy().astype(float)
+
+    for metric in metrics:
+        for lang in langs:
+            for ga, gb in combinations(groups, 2):
+                a, b = values(ga, lang, metric), values(gb, lang, metric)
+                if a.size and b.size:
+                    rows.append({"comparison": "between_groups", "metric": metric, "group_a": ga,
+                                 "group_b": gb, "language_a": lang, "language_b": lang,
+                                 **welch_test(a, b)})
+        for group in groups:
+            for la, lb in combinations(langs, 2):
+                a, b = values(group, la, metric), values(group, lb, metric)
+                if a.size and b.size:
+                    rows.append({"comparison": "between_languages", "metric": metric, "group_a": group,
+                                 "group_b": group, "language_a": la, "language_b": lb,
+                                 **welch_test(a, b)})
+    if not rows:
+        return pl.DataFrame()
+    frame = pl.DataFrame(rows)
+    adj = adjust_pvalues(frame["p"].to_numpy(), config.correction)
+    return frame.with_columns(
+        pl.Series("p_adj", adj), pl.lit(config.correction).alias("correction"),
+        pl.Series("significant", [bool(x < config.alpha) if not np.isnan(x) else False for x in adj]),
+        pl.col("n_a").cast(pl.Int64), pl.col("n_b").cast(pl.Int64),
+    )
+
+
+def _model_language(model: str, config: CompareConfig, languages: set[str]) -> str | None:
+    if model in config.model_languages:
+        return config.model_languages[model]
+    try:
+        from featstore.models import MODELS
+
+        lang = getattr(MODELS.get(model), "language", None)
+        if lang:
+            return str(lang)
+    except ImportError:
+        pass
+    suffix = model.rsplit("-", 1)[-1].lower()
+    return suffix if suffix in languages else None
+
+
+def match_predictions(
+    predictions: pl.DataFrame, key: pl.DataFrame, config: CompareConfig = CompareConfig()
+) -> tuple[pl.DataFrame, dict]:
+    """Model predictions for exactly the stimuli in ``key`` (corpus + utt_id).
+
+    Returns
+    -------
+    (matched, report): matched has variant, model, model_language, setting, stimulus,
+    corpus, utt_id, language, true, pred; report lists filters, per-variant coverage,
+    label mismatches, duplicates and unpaired models.
+    """
+    need = [c for c in ("utt_id", "pred", "model", "setting") if c not in predictions.columns]
+    if need:
+        raise ValueError(f"predictions lack column(s) {need}")
+    preds = predictions
+    for col, value in config.prediction_filters.items():
+        if col not in preds.columns:
+            raise ValueError(f"prediction filter {col}={value}: no column {col!r}")
+        preds = preds.filter(pl.col(col).cast(pl.Utf8) == str(value))
+    corpus_col = next((c for c in ("test_corpus", "corpus") if c in preds.columns), None)
+    vcols = [c for c in VARIANT_COLUMNS if c in preds.columns]
+    keep = [*vcols, "utt_id", "pred", *([corpus_col] if corpus_col else []),
+            *(["true"] if "true" in preds.columns else [])]
+    preds = preds.select(keep).with_columns(pl.col("utt_id").cast(pl.Utf8))
+    if preds["pred"].dtype.is_integer():
+        preds = preds.with_columns(pl.col("pred").map_elements(lambda i: config.labels[i], return_dtype=pl.Utf8))
+    if "true" in preds.columns and preds["true"].dtype.is_integer():
+        preds = preds.with_columns(pl.col("true").map_elements(lambda i: config.labels[i], return_dtype=pl.Utf8))
+    k = key.select("stimulus", "corpus", "utt_id", "language", pl.col("emotion").alias("key_true"))
+    on = ["utt_id"]
+    if corpus_col:
+        preds = preds.rename({corpus_col: "corpus"}) if corpus_col != "corpus" else preds
+        on = ["corpus", "utt_id"]
+    matched = preds.join(k, on=on, how="inner")
+    matched = matched.with_columns(
+        pl.concat_str([pl.col(c).cast(pl.Utf8).fill_null("") for c in vcols], separator="|").alias("variant")
+    )
+    languages = set(key["language"].to_list())
+    report: dict = {"filters": dict(config.prediction_filters), "n_rows_in": predictions.height,
+                    "variants": [], "label_mismatches": 0, "duplicates": 0, "unpaired_models": []}
+    if "true" in matched.columns:
+        bad = matched.filter(pl.col("true") != pl.col("key_true"))
+        report["label_mismatches"] = bad.height
+        matched = matched.drop("true")
+    before = matched.height
+    matched = matched.unique(subset=["variant", "stimulus"], keep="first", maintain_order=True)
+    report["duplicates"] = before - matched.height
+    lang_of = {m: _model_language(m, config, languages) for m in set(matched["model"].to_list())}
+    report["unpaired_models"] = sorted(m for m, lang in lang_of.items() if lang is None)
+    matched = matched.with_columns(
+        pl.col("model").replace_strict(lang_of, default=None, return_dtype=pl.Utf8).alias("model_language")
+    ).rename({"key_true": "true"})
+    for (variant,), part in matched.group_by("variant", maintain_order=True):
+        report["variants"].append({"variant": variant, "n_matched": part.height,
+                                   "n_stimuli": key.height})
+    cols = ["variant", "model", "model_language", "setting", "stimulus", "corpus", "utt_id",
+            "language", "true", "pred", *[c for c in vcols if c not in ("model", "setting")]]
+    return matched.select(cols), report
+
+
+def model_metrics(matched: pl.DataFrame, labels: Sequence[str] = CANONICAL_EMOTIONS) -> pl.DataFrame:
+    """Metrics of each model variant per test language on the matched stimuli."""
+    rows = []
+    for (variant, model, mlang, setting, language), part in matched.group_by(
+        "variant", "model", "model_language", "setting", "language", maintain_order=True
+    ):
+        rows.append({"variant": variant, "model": model, "model_language": mlang, "setting": setting,
+                     "language": language, **_metrics_row(part["true"].to_list(),
+                                                           part["pred"].to_list(), labels)})
+    return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def pair_humans_models(summary: pl.DataFrame, models: pl.DataFrame, config: CompareConfig) -> pl.DataFrame:
+    """One row per (group, language) cell and paired model variant (variant null when
+    no model fits): group, language, human_setting, model_setting, variant, human_ua,
+    model_ua."""
+    rows = []
+    for r in summary.iter_rows(named=True):
+        hs = config.human_setting(r["group"], r["language"])
+        ms = MODEL_SETTING[hs]
+        cands = models.filter(
+            (pl.col("model_language") == config.group_language(r["group"]))
+            & (pl.col("setting") == ms) & (pl.col("language") == r["language"])
+        ) if models.height else models
+        base = {"group": r["group"], "language": r["language"], "human_setting": hs,
+                "model_setting": ms, "human_ua": r["mean"]}
+        if not cands.height:
+            rows.append({**base, "variant": None, "model": None, "model_ua": None})
+        for c in cands.iter_rows(named=True):
+            rows.append({**base, "variant": c["variant"], "model": c["model"], "model_ua": c["ua"]})
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def table3(confusions: pl.DataFrame, models: pl.DataFrame, pairs: pl.DataFrame,
+           labels: Sequence[str] = CANONICAL_EMOTIONS) -> pl.DataFrame:
+    """Table III in long form: one panel per human cell and per paired model, each
+    with 4 rows (true label) and one column per predicted label (row-normalised).
+
+    Columns: panel, who (``human``/``model``), group, language, setting, variant, true,
+    and the label columns.
+    """
+    rows = []
+    for p in pairs.unique(subset=["group", "language"], keep="first", maintain_order=True).iter_rows(named=True):
+        human = confusions.filter((pl.col("group") == p["group"]) & (pl.col("language") == p["language"]))
+        title = f"Human: {p['group'].upper()} ({p['human_setting']} on {p['language'].upper()})"
+        for h in human.iter_rows(named=True):
+            rows.append({"panel": title, "who": "human", "group": p["group"], "language": p["language"],
+                         "setting": p["human_setting"], "variant": None, "true": h["true"],
+                         **{lab: h[lab] for lab in labels}})
+        for v in pairs.filter((pl.col("group") == p["group"]) & (pl.col("language") == p["language"])
+                              & pl.col("variant").is_not_null()).iter_rows(named=True):
+            m = models.filter((pl.col("variant") == v["variant"]) & (pl.col("language") == p["language"]))
+            if not m.height:
+                continue
+            norm = row_normalise(json.loads(m["confusion"][0]))
+            mtitle = (f"Model: {v['model']} {v['model_setting']} (on {p['language'].upper()})"
+                      f" [{v['variant']}]")
+            for i, lab in enumerate(labels):
+                rows.append({"panel": mtitle, "who": "model", "group": p["group"], "language": p["language"],
+                             "setting": v["model_setting"], "variant": v["variant"], "true": lab,
+                             **{c: float(norm[i, j]) for j, c in enumerate(labels)}})
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def compare(
+    answers: pl.DataFrame,
+    predictions: pl.DataFrame | None = None,
+    config: CompareConfig = CompareConfig(),
+    key: pl.DataFrame | None = None,
+) -> CompareResult:
+    """Every table of the human-model comparison.
+
+    Parameters
+    ----------
+    answers : tidy answers (:func:`probes.human.ingest.ingest`)
+    predictions : model predictions (utt_id, pred, model, setting, + optional columns)
+    key : the stimuli heard; default: the distinct stimuli of ``answers``
+    """
+    if answers.is_empty():
+        raise ValueError("no answers to compare")
+    labels = config.labels
+    per = listener_metrics(answers, labels)
+    summary = group_summary(per, "ua")
+    langs = sorted(set(answers["language"].to_list()))
+    t2 = table2(summary, langs)
+    conf = group_confusions(answers, labels)
+    tests = welch_tests(per, config)
+    if key is None:
+        key = answers.select("stimulus", "corpus", "utt_id", "language",
+                             pl.col("true").alias("emotion")).unique("stimulus", maintain_order=True)
+    report: dict = {"n_listeners": per["listener"].n_unique(),
+                    "listeners_without_group": sorted(set(
+                        per.filter(pl.col("group").is_null())["listener"].to_list()))}
+    mm = pl.DataFrame()
+    if predictions is not None and predictions.height:
+        matched, report["models"] = match_predictions(predictions, key, config)
+        mm = model_metrics(matched, labels)
+    pairs = pair_humans_models(summary, mm, config)
+    t3 = table3(conf, mm, pairs, labels)
+    return CompareResult(per, summary, t2, conf, tests, mm, t3, pairs, report)

@@ -1,0 +1,95 @@
+"""Writing the comparison: CSV tables, figures and a provenance JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from probes.human import figures
+from probes.human.build import file_sha256
+from probes.human.compare import CompareResult
+
+
+def file_provenance(path: str | Path) -> dict:
+    """sha256 of a file and the ``crossling`` parquet metadata it carries (if any)."""
+    path = Path(path)
+    out: dict = {"path": str(path), "sha256": file_sha256(path)}
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+        raw = meta.get(b"crossling")
+        if raw:
+            try:
+                out["metadata"] = json.loads(raw)
+            except ValueError:
+                out["metadata"] = raw.decode("utf-8", "replace")
+    return out
+
+
+def save_compare(result: CompareResult, out_dir: str | Path, provenance: Mapping,
+                 labels: Sequence[str]) -> dict[str, Path]:
+    """Write every table (CSV), the figures (PNG + SVG) and ``compare.json``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = {
+        "per_listener": result.per_listener, "group_summary": result.group_summary,
+        "table2_ua": result.table2, "confusions": result.confusions, "ttests": result.ttests,
+        "model_metrics": result.model_metrics, "table3": result.table3, "pairs": result.pairs,
+    }
+    paths: dict[str, Path] = {}
+    for name, frame in tables.items():
+        path = out_dir / f"{name}.csv"
+        tmp = path.with_name(path.name + ".tmp")
+        frame.write_csv(tmp)
+        os.replace(tmp, path)
+        paths[name] = path
+    fig_dir = out_dir / "figures"
+    for name, made in (
+        ("confusion_grid", figures.confusion_grid(result.table3, fig_dir / "confusion_grid", labels)),
+        ("recall_bars", figures.recall_bars(result.table3, fig_dir / "recall_bars", labels)),
+        ("ua_by_group", figures.ua_bars(result.group_summary, fig_dir / "ua_by_group")),
+    ):
+        if made:
+            paths[name] = made[0]
+    summary = {"provenance": dict(provenance), "report": result.report,
+               "table2_ua": result.table2.to_dicts(), "files": {k: str(v) for k, v in paths.items()}}
+    path = out_dir / "compare.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+    paths["summary"] = path
+    return paths
+
+
+def read_answers(path: str | Path) -> pl.DataFrame:
+    """Read the answers parquet written by ``probes human ingest`` and check its columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no answers table here; run `probes human ingest` first")
+    frame = pl.read_parquet(path)
+    need = [c for c in ("listener", "group", "stimulus", "corpus", "utt_id", "language", "true", "answer")
+            if c not in frame.columns]
+    if need:
+        raise ValueError(f"{path}: answers table lacks column(s) {need}")
+    return frame
+
+
+def read_predictions(paths: Sequence[str | Path]) -> pl.DataFrame:
+    """Concatenate prediction tables (parquet or CSV) with at least utt_id, pred, model,
+    setting."""
+    frames = []
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no predictions table here")
+        frame = pl.read_parquet(p) if p.suffix == ".parquet" else pl.read_csv(p)
+        need = [c for c in ("utt_id", "pred", "model", "setting") if c not in frame.columns]
+        if need:
+            raise ValueError(f"{p}: predictions lack column(s) {need}")
+        frames.append(frame)
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
