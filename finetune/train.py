@@ -185,7 +185,7 @@ def _train_epoch(model: SERModel, clips: ClipSet, optimizer: torch.optim.Optimiz
         with _autocast(dtype, device):
             logits = model(h, mask).float()
         loss = F.cross_entropy(logits, y)
-        total += float(loss) * len(idx)
+        total += float(loss.detach()) * len(idx)
         correct += int((logits.argmax(1) == y).sum())
         scaled = loss / config.accumulate
         (scaler.scale(scaled) if scaler is not None else scaled).backward()
