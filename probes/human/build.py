@@ -123,11 +123,12 @@ def assign_keys(selection: pl.DataFrame, seed: int, prefix: str = "s") -> pl.Dat
     return shuffled.with_columns(pl.Series("stimulus", keys)).select(["stimulus", *selection.columns])
 
 
-def default_loader() -> RowLoader:
-    """``featstore.audio.load_row`` (mono float32 at 16 kHz, only the row's stretch)."""
+def default_loader(sample_rate_hz: int = 16000) -> RowLoader:
+    """``featstore.audio.load_row`` at ``sample_rate_hz`` (mono float32, only the row's
+    stretch)."""
     from featstore.audio import load_row
 
-    return load_row
+    return lambda row: load_row(row, sample_rate_hz=sample_rate_hz)
 
 
 def export_wav(wave: np.ndarray, path: Path, sample_rate_hz: int) -> None:
@@ -168,7 +169,7 @@ def build_listening_test(
     dup = selection.filter(pl.struct("corpus", "utt_id").is_duplicated())
     if dup.height:
         raise ValueError(f"selection: utterances selected twice: {dup['utt_id'].to_list()[:5]}")
-    loader = loader or default_loader()
+    loader = loader or default_loader(config.sample_rate_hz)
     out_dir = Path(out_dir)
     rel_audio = Path("configs") / "resources" / "audio" / config.name
     audio_dir = out_dir / rel_audio
