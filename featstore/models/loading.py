@@ -256,9 +256,7 @@ def load_model(
     )
 
 
-def _pick_language(
-    name: str, language: str | None, spec: ModelSpec | None, meta: dict, folder: Path
-) -> str:
+def _pick_language(name: str, language: str | None, spec: ModelSpec | None, meta: dict, folder: Path) -> str:
     known = spec.language if spec else meta.get("language")
     if language is not None and known is not None and language != known:
         where = f"the registry ({spec.alias})" if spec else str(folder / CROSSLING_JSON)

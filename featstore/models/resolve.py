@@ -128,7 +128,9 @@ def candidates(
     return found
 
 
-def not_found_message(alias: str, spec: ModelSpec | None, searched: list[Candidate], hf_id: str | None) -> str:
+def not_found_message(
+    alias: str, spec: ModelSpec | None, searched: list[Candidate], hf_id: str | None
+) -> str:
     """The error text for a model that is not on disk: where we looked, what to provide."""
     fmt = spec.format if spec else "hf"
     repo_id = spec.hf_id if spec else hf_id

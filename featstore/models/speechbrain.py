@@ -172,7 +172,9 @@ def speechbrain_config(folder: Path, hub_id: str = DEFAULT_HUB_ID) -> tuple[Pret
     for path in options:
         if path.is_file():
             return read_config(path), str(path)
-    return config_from_dict(dict(WAVLM_LARGE_CONFIG), "WAVLM_LARGE_CONFIG"), f"built-in {DEFAULT_HUB_ID} config"
+    return config_from_dict(
+        dict(WAVLM_LARGE_CONFIG), "WAVLM_LARGE_CONFIG"
+    ), f"built-in {DEFAULT_HUB_ID} config"
 
 
 def speechbrain_do_normalize(folder: Path, hub_id: str = DEFAULT_HUB_ID) -> tuple[bool, str]:
@@ -237,7 +239,9 @@ def input_norm(wave: torch.Tensor, settings: dict) -> torch.Tensor:
     return out
 
 
-def output_norm(last_hidden: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+def output_norm(
+    last_hidden: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5
+) -> torch.Tensor:
     """SpeechBrain's ``output_norm``: non-affine layer norm over each clip's (T, D) block.
 
     Parameters

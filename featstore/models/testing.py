@@ -168,7 +168,8 @@ def _write_weights(state: dict[str, torch.Tensor], directory: Path, safetensors:
     else:
         size = -(-len(keys) // shards)
         parts = [
-            (f"{stem}-{i + 1:05d}-of-{shards:05d}.{ext}", keys[i * size : (i + 1) * size]) for i in range(shards)
+            (f"{stem}-{i + 1:05d}-of-{shards:05d}.{ext}", keys[i * size : (i + 1) * size])
+            for i in range(shards)
         ]
     weight_map = {}
     for name, part in parts:
@@ -343,6 +344,10 @@ def save_tiny_model(
                 )
             )
     if language is not None:
-        meta = {"language": language, "untrained": untrained, "note": note or "random weights, for demos and tests"}
+        meta = {
+            "language": language,
+            "untrained": untrained,
+            "note": note or "random weights, for demos and tests",
+        }
         (directory / "crossling.json").write_text(json.dumps(meta, indent=2))
     return directory

@@ -53,7 +53,7 @@ HF_WEIGHT_FILES = (
     "pytorch_model.bin",
 )
 _CHUNK_BYTES = 1 << 20
-_FINGERPRINTS: dict[tuple[tuple[str, int, int], ...], str] = {}
+_FINGERPRINTS: dict[tuple, str] = {}
 
 
 class ModelLoadError(ValueError):
@@ -233,13 +233,18 @@ def load_encoder_weights(encoder: torch.nn.Module, raw: dict[str, torch.Tensor],
     }
 
 
+def _stat_key(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
 def fingerprint_files(paths: list[Path]) -> str:
     """16-hex SHA-256 of the files' bytes, streamed, in sorted file-name order.
 
-    Memoised by (path, size, mtime) so that a 1.3 GB checkpoint is hashed once per process.
+    Memoised by (path, size, mtime, inode) so that a 1.3 GB checkpoint is hashed once per process.
     """
     files = sorted((Path(p) for p in paths), key=lambda p: p.name)
-    key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    key = tuple((str(p.resolve()), *_stat_key(p)) for p in files)
     if key in _FINGERPRINTS:
         return _FINGERPRINTS[key]
     digest = hashlib.sha256()
