@@ -254,6 +254,22 @@ def _finished_parts(parts_dir: Path, prov: dict, ranges: list[tuple[int, int]], 
     return done
 
 
+def shard_rows(manifest: pl.DataFrame, shard: tuple[int, int], piece_utts: int) -> pl.DataFrame:
+    """The manifest rows of ``shard``: a contiguous run of whole pieces, balanced by duration.
+
+    Shards hold whole pieces of the unsharded plan, so each batch is the same in a sharded
+    and an unsharded run and the merged shards equal the unsharded cache bit for bit.
+    """
+    ranges = pieces(manifest.height, piece_utts)
+    durations = manifest["duration"].to_list()
+    piece_s = [sum(durations[lo:hi]) for lo, hi in ranges]
+    first, stop = shard_bounds(piece_s, shard[1])[shard[0]]
+    if first == stop:
+        return manifest.clear()
+    lo, hi = ranges[first][0], ranges[stop - 1][1]
+    return manifest.slice(lo, hi - lo)
+
+
 def run_extraction(config: ExtractConfig, model: object | None = None, manifest: pl.DataFrame | None = None
                    ) -> ExtractReport:
     """Extract (or finish extracting) one cache; see the module docstring.
@@ -278,8 +294,7 @@ def run_extraction(config: ExtractConfig, model: object | None = None, manifest:
         if max(frame_layers) >= n_states:
             raise ExtractError(f"--frame-layers {frame_layers}: the model has hidden states 0..{n_states - 1}")
     prov = build_provenance(config, loaded, manifest, device, frame_layers)
-    lo, hi = shard_bounds(manifest["duration"].to_list(), config.shard[1])[config.shard[0]]
-    shard_df = manifest.slice(lo, hi - lo)
+    shard_df = shard_rows(manifest, config.shard, config.piece_utts)
     out = output_path(config, loaded.alias)
     with WriterLock(out, wait=config.wait):
         if _check_existing(out, prov, config.overwrite):
