@@ -216,6 +216,7 @@ def load_model(
     ValueError
         No language known, or one that contradicts the registry.
     """
+    name_or_path = str(name_or_path)
     folder, alias, source, spec = _resolve(name_or_path, search_dirs)
     meta = _read_crossling_json(folder)
     language = _pick_language(name_or_path, language, spec, meta, folder)

@@ -161,3 +161,15 @@ def test_fingerprint_covers_classifier(sb_folder):
     torch.save({"0.w.weight": weight * 2}, sb_folder / "model.ckpt")
     os.utime(sb_folder / "model.ckpt", ns=(1, 1))  # same size: make the memo's mtime differ for sure
     assert load_model("wavlm-emo").fingerprint != before
+
+
+def test_speechbrain_folder_in_hf_cache(tmp_path, monkeypatch):
+    for var in ("HF_HOME", "HUGGINGFACE_HUB_CACHE", "CROSSLING_MODELS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CROSSLING_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--speechbrain--emotion-diarization-wavlm-large"
+    snap = save_tiny_model(repo / "snapshots" / ("f" * 40), "wavlm", "speechbrain")
+    loaded = load_model("wavlm-emo", device="cpu")
+    assert loaded.path == snap and loaded.source == "speechbrain/emotion-diarization-wavlm-large"
+    assert next(loaded.extras["frame_classifier"].parameters()).device.type == "cpu"
