@@ -142,10 +142,20 @@ def find_esd_root(root: Path) -> Path:
     or a single sub-folder of ``root``."""
     if not root.is_dir():
         raise CorpusNotFoundError(_missing_message(root))
-    candidates = [root / OFFICIAL_FOLDER, root, *sorted(d for d in root.iterdir() if d.is_dir())]
-    for candidate in candidates:
+    for candidate in (root / OFFICIAL_FOLDER, root):
         if candidate.is_dir() and _speaker_dirs(candidate):
             return candidate
+    # one level down (a zip unpacked into its own folder); several trees there (the demo's
+    # per-language folders) are distinct corpora, so refuse to pick one silently
+    below = [d for d in sorted(root.iterdir()) if d.is_dir() and _speaker_dirs(d)]
+    below += [d / OFFICIAL_FOLDER for d in sorted(root.iterdir())
+              if (d / OFFICIAL_FOLDER).is_dir() and _speaker_dirs(d / OFFICIAL_FOLDER)]
+    if len(below) == 1:
+        return below[0]
+    if len(below) > 1:
+        names = ", ".join(str(d.relative_to(root)) for d in below)
+        raise CorpusNotFoundError(f"several ESD-layout trees under {root} ({names}): prepare each "
+                                  f"one separately, e.g. --root {below[0]} --name <corpus>")
     raise CorpusNotFoundError(_missing_message(root))
 
 

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 import polars as pl
+import soundfile as sf
 import yaml
 
 from featstore.corpora.base import (
@@ -161,3 +162,37 @@ def read_pavoque(root: Path, name: str = "pavoque", layout: str = "auto") -> pl.
     use_release = layout == "release" or (layout == "auto" and _release_yamls(root))
     rows = _read_release(root, name) if use_release else _read_extracted(root, name)
     return to_manifest(rows, {"gender": pl.Utf8, "text": pl.Utf8}, message)
+
+
+def extract_release(frame: pl.DataFrame, out_dir: Path) -> list[Path]:
+    """Write each stretch of a release manifest as ``<out_dir>/<utt_id>.wav`` (the extracted
+    layout), only when a user asks for a copy (e.g. to serve files to listeners).
+
+    Samples are copied bit-exactly as integers at the FLAC's own rate and bit depth; an
+    existing file is left alone. Rows without ``start``/``end`` are skipped.
+
+    Returns
+    -------
+    list of Path
+        The wav files written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    stretches = frame.filter(pl.col("start").is_not_null() & pl.col("end").is_not_null())
+    for path, group in stretches.group_by("path", maintain_order=True):
+        with sf.SoundFile(str(path[0])) as source:
+            subtype = source.subtype if source.subtype in ("PCM_16", "PCM_24") else "PCM_24"
+            for row in group.iter_rows(named=True):
+                target = out_dir / f"{row['utt_id']}.wav"
+                if target.exists():
+                    continue
+                first = int(round(row["start"] * source.samplerate))
+                last = min(int(round(row["end"] * source.samplerate)), source.frames)
+                source.seek(first)
+                data = source.read(last - first, dtype="int32")
+                tmp = target.with_name(target.name + ".tmp")
+                sf.write(str(tmp), data, source.samplerate, subtype=subtype, format="WAV")
+                tmp.replace(target)
+                written.append(target)
+    return written

@@ -136,6 +136,16 @@ def test_language_override_for_demo_layout(tmp_path):
         assert read_esd(tmp_path / "yue", language="yue").height == 4
 
 
+def test_parent_folder_with_one_or_several_trees(tmp_path):
+    write_esd_tree(tmp_path / "unzipped", [("0002_000001", "Neutral")], official_folder=True)
+    assert read_esd(tmp_path)["utt_id"].to_list() == ["0002_000001"]
+    for lang in ("cn", "de"):
+        write_tone(tmp_path / "demo" / lang / "spk1" / "Sad" / "spk1_000001.wav", 0.05)
+    with pytest.raises(CorpusNotFoundError, match=r"several ESD-layout trees .*\(cn, de\)"):
+        read_esd(tmp_path / "demo", language="cn")
+    assert read_esd(tmp_path / "demo" / "de", language="de")["language"].to_list() == ["de"]
+
+
 def test_missing_root_says_what_goes_where(tmp_path):
     with pytest.raises(CorpusNotFoundError, match="expected speaker folders 0001 ... 0020") as info:
         read_esd(tmp_path / "nothing")

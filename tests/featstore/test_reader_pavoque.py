@@ -9,6 +9,7 @@ import yaml
 
 from featstore.audio import load_row
 from featstore.corpora import READERS, CorpusNotFoundError, CorpusWarning, read_pavoque
+from featstore.corpora.pavoque import extract_release
 from featstore.corpora.testing import write_tone
 
 SR = 44100
@@ -69,6 +70,21 @@ def test_release_every_field_and_no_copy(tmp_path):
         np.testing.assert_array_equal(native, signals[style][first:last].astype(np.float32) / 32768)
         assert load_row(row).shape == (round((last - first) * 16000 / SR),)
     assert "poker" in set(frame["emotion"])  # fifth style kept as its own label
+
+
+def test_extract_release_copies_exact_samples_when_asked(tmp_path):
+    signals = _build_release(tmp_path / "pavoque")
+    release = read_pavoque(tmp_path / "pavoque")
+    written = extract_release(release, tmp_path / "extracted")
+    assert sorted(p.stem for p in written) == sorted(release["utt_id"])
+    extracted = read_pavoque(tmp_path / "extracted")
+    assert sorted(extracted["utt_id"]) == sorted(release["utt_id"])
+    for row in release.iter_rows(named=True):
+        style = row["label"]
+        data, sr = sf.read(tmp_path / "extracted" / f"{row['utt_id']}.wav", dtype="int16")
+        assert sr == SR
+        np.testing.assert_array_equal(data, signals[style][round(row["start"] * SR): round(row["end"] * SR)])
+    assert extract_release(release, tmp_path / "extracted") == []  # nothing overwritten
 
 
 def test_release_odd_items_reported(tmp_path):
