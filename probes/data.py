@@ -7,6 +7,7 @@ record, so tests and benchmarks can also build it from arrays (:func:`corpus_fro
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,8 +127,12 @@ def _open(model: str, corpus: str, cache_root: str | Path | None):  # noqa: ANN2
     from featstore.cache import CacheError, open_cache
 
     path = features_path(model, corpus, cache_root)
+    target: Path | str = path
+    shards = path.with_name(f"{corpus}.shard-*-of-*.h5")
+    if not path.exists() and glob.glob(str(shards)):
+        target = str(shards)  # an extraction split over ranks and not merged reads as one cache
     try:
-        return path, open_cache(path)
+        return path, open_cache(target)
     except CacheError as err:
         raise ProbeDataError(f"{err} (extract it with `featstore extract --model {model} --corpus {corpus}`)") from err
 

@@ -233,8 +233,8 @@ def run_layerwise(config: LayerwiseConfig, progress: bool = False) -> pl.DataFra
 
 
 def run_layerwise_full(config: LayerwiseConfig, progress: bool = False) -> LayerwiseRun:
-    """Run the grid, write results/predictions/summary/best layers into the run directory
-    and update ``runs_root()/probes/best_layers.json`` (with ``config.write_best``)."""
+    """Run the grid, write results/predictions/summary/best layers/Figure 1 into the run
+    directory and update ``runs_root()/probes/best_layers.json`` (with ``config.write_best``)."""
     config = replace(config, cache_root=cache_root(config.cache_root).resolve())
     jobs = plan_jobs(config)
     outputs = dispatch(jobs, config, progress=progress)
@@ -243,6 +243,9 @@ def run_layerwise_full(config: LayerwiseConfig, progress: bool = False) -> Layer
         ["model", "setting", "train_corpus", "test_corpus", "layer", "fold", "utt_id"])
     out_dir = config.out_dir or default_out_dir(config)
     paths = res.write_run(frame, preds, out_dir, config.to_json())
+    from probes.plot import plot_figure1
+
+    paths["figure_png"], paths["figure_svg"] = plot_figure1(frame, out_dir)
     best = res.best_layers(frame)
     if config.write_best:
         paths["best_layers_global"] = res.write_best_layers(best, res.best_layers_path(config.cache_root))

@@ -1,9 +1,203 @@
-"""Commands of this module are registered by ``register`` (called from ``cli.py``)."""
+"""``probes layerwise``, ``probes plot`` and ``probes bench``: thin shells over
+:func:`probes.layerwise.run_layerwise_full`, :func:`probes.plot.plot_figure1` and
+:func:`probes.bench.run_bench`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from probes.config import BACKENDS, LayerwiseConfig, ProbeConfig
+from probes.heads import HEADS
+from probes.settings import SETTINGS
+
+console = Console()
+
+
+def _csv(text: str, what: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not items:
+        raise typer.BadParameter(f"give at least one {what}")
+    return items
+
+
+def _settings(text: str) -> tuple[str, ...]:
+    if text.strip() == "all":
+        return SETTINGS
+    items = _csv(text, "setting")
+    bad = [s for s in items if s not in SETTINGS]
+    if bad:
+        raise typer.BadParameter(f"unknown setting(s) {bad}; choose from {list(SETTINGS)} or 'all'")
+    return items
+
+
+def _layers(text: str) -> tuple[int, ...] | None:
+    if text.strip() == "all":
+        return None
+    try:
+        return tuple(int(v) for v in _csv(text, "layer"))
+    except ValueError as err:
+        raise typer.BadParameter(f"layers must be 'all' or comma-separated integers, got {text!r}") from err
+
+
+def summary_tables(frame: pl.DataFrame) -> list[Table]:
+    """One rich table per model: a row per layer, a column per condition, UA mean ± std (%)
+    over folds; the best layer of each column in bold."""
+    from probes.results import summarise
+
+    summary = summarise(frame)
+    tables = []
+    for model in sorted(summary["model"].unique().to_list()):
+        sub = summary.filter(pl.col("model") == model)
+        conds = sub.select("setting", "train_corpus", "test_corpus").unique().sort(
+            pl.col("setting").replace_strict({s: i for i, s in enumerate(SETTINGS)}, default=9), "train_corpus",
+            "test_corpus")
+        table = Table(title=f"{model}: UA (%) mean ± std over folds")
+        table.add_column("layer", justify="right")
+        cells: dict[int, list[str]] = {}
+        for cond in conds.iter_rows(named=True):
+            table.add_column(f"{cond['setting']}\n{cond['train_corpus']}→{cond['test_corpus']}", justify="right")
+            part = sub.filter((pl.col("setting") == cond["setting"]) & (pl.col("train_corpus") == cond["train_corpus"])
+                              & (pl.col("test_corpus") == cond["test_corpus"]))
+            best = part.sort(["ua_mean", "layer"], descending=[True, False])["layer"][0]
+            for row in part.iter_rows(named=True):
+                text = f"{100 * row['ua_mean']:.1f} ± {100 * row['ua_std']:.1f}"
+                cells.setdefault(row["layer"], []).append(f"[bold]{text}[/bold]" if row["layer"] == best else text)
+        for layer in sorted(cells):
+            table.add_row(str(layer), *cells[layer])
+        tables.append(table)
+    return tables
+
+
+def layerwise(
+    setting: Annotated[str, typer.Option(help="mono, cross, trans, a comma list, or all (default: all)")] = "all",
+    model: Annotated[str, typer.Option(help="Comma-separated model aliases (default: w2v2-cn,w2v2-de)")] = "w2v2-cn,w2v2-de",
+    corpora: Annotated[str, typer.Option(help="Comma-separated corpora (default: esd,pavoque,iemocap)")] = "esd,pavoque,iemocap",
+    head: Annotated[str, typer.Option(help=f"Probe head: {', '.join(HEADS)} (default: mlp)")] = "mlp",
+    layers: Annotated[str, typer.Option(help="Hidden states to probe: all or e.g. 0,6,12 (default: all)")] = "all",
+    folds: Annotated[int, typer.Option(help="Use folds 0..N-1 of each fold table (default: 5)")] = 5,
+    seed: Annotated[int, typer.Option(help="Root seed of every head's generator (default: 0)")] = 0,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (default: 1e-4)")] = 1e-4,
+    eps: Annotated[float, typer.Option(help="AdamW epsilon (default: 1e-8)")] = 1e-8,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (default: 1e-5)")] = 1e-5,
+    max_epochs: Annotated[int, typer.Option(help="Maximum epochs (default: 100)")] = 100,
+    batch_size: Annotated[int, typer.Option(help="Utterances per minibatch (default: 32)")] = 32,
+    patience: Annotated[int, typer.Option(help="Epochs without lower validation loss before stopping (default: 10)")] = 10,
+    standardize: Annotated[bool, typer.Option(help="Z-score mlp/linear inputs with training statistics (default: off, as the paper)")] = False,
+    logreg_c: Annotated[float, typer.Option(help="logreg inverse L2 strength C (default: 1.0)")] = 1.0,
+    logreg_max_iter: Annotated[int, typer.Option(help="logreg L-BFGS iterations (default: 200)")] = 200,
+    stat: Annotated[str, typer.Option(help="Pooled statistic: mean or std (default: mean)")] = "mean",
+    n_jobs: Annotated[int, typer.Option(help="Parallel workers, -1 = all cores (default: 1)")] = 1,
+    backend: Annotated[str, typer.Option(help=f"Parallel backend: {', '.join(BACKENDS)} (default: loky)")] = "loky",
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address for --backend dask (default: none)")] = None,
+    threads_per_worker: Annotated[int, typer.Option(help="BLAS/torch threads per worker (default: 1)")] = 1,
+    split_folds: Annotated[bool, typer.Option(help="One job per (training corpus, fold) (default: one per corpus)")] = False,
+    cache_root: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache)")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: <cache>/runs/probes/<run-name>)")] = None,
+    run_name: Annotated[str | None, typer.Option(help="Run directory name (default: head, seed, UTC time)")] = None,
+    write_best: Annotated[bool, typer.Option(help="Update <cache>/runs/probes/best_layers.json (default: yes)")] = True,
+) -> None:
+    """The paper's layer-wise analysis (Figure 1) from the feature cache."""
+    from probes.data import ProbeDataError
+    from probes.layerwise import run_layerwise_full
+
+    try:
+        probe = ProbeConfig(
+            head=head, lr=lr, eps=eps, weight_decay=weight_decay, max_epochs=max_epochs, batch_size=batch_size,
+            patience=patience, seed=seed, standardize=standardize, logreg_c=logreg_c,
+            logreg_max_iter=logreg_max_iter, stat=stat, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+            threads_per_worker=threads_per_worker, split_folds=split_folds)
+        config = LayerwiseConfig(
+            models=_csv(model, "model"), corpora=_csv(corpora, "corpus"), settings=_settings(setting),
+            layers=_layers(layers), n_folds=folds, cache_root=cache_root, out_dir=out, run_name=run_name,
+            write_best=write_best, probe=probe)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    try:
+        run = run_layerwise_full(config, progress=True)
+    except (ProbeDataError, FileNotFoundError, KeyError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(code=2) from err
+    for table in summary_tables(run.results):
+        console.print(table)
+    console.print(f"best layers: {json.dumps(run.best)}")
+    console.print(f"results: {run.paths['results']} (+ .csv), predictions: {run.paths['predictions']}")
+    console.print(f"Figure 1: {run.paths['figure_png']}, {run.paths['figure_svg']}")
+
+
+def plot(
+    results_table: Annotated[Path, typer.Argument(help="results.parquet (or .csv) of a layerwise run")],
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: the table's directory)")] = None,
+    per_corpus: Annotated[bool, typer.Option(help="One line per corpus of a setting, else their mean (default: per corpus)")] = True,
+) -> None:
+    """Redraw Figure 1 (PNG and SVG) from a results table."""
+    from probes.plot import plot_figure1
+    from probes.results import load_results
+
+    try:
+        frame = load_results(results_table)
+        png, svg = plot_figure1(frame, out or results_table.parent, per_corpus=per_corpus)
+    except (FileNotFoundError, ValueError, OSError, pl.exceptions.PolarsError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(code=2) from err
+    console.print(f"Figure 1: {png}, {svg}")
+
+
+def bench(
+    n_utts: Annotated[int, typer.Option(help="Utterances per corpus (default: 2000, the paper's)")] = 2000,
+    layers: Annotated[int, typer.Option(help="Hidden states per model (default: 13, wav2vec 2.0 base)")] = 13,
+    dim: Annotated[int, typer.Option(help="Feature width (default: 768)")] = 768,
+    folds: Annotated[int, typer.Option(help="Folds (default: 5)")] = 5,
+    quick: Annotated[bool, typer.Option(help="5 epochs and a 2-head baseline sample (default: off)")] = False,
+    baseline_sample: Annotated[int | None, typer.Option(help="Time only K baseline heads and extrapolate (default: all; 2 with --quick)")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Epochs for (a) and (b) (default: 100; 5 with --quick)")] = None,
+    n_jobs: Annotated[int, typer.Option(help="Workers for (a) and (c) (default: 1)")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of data and heads (default: 0)")] = 0,
+    workdir: Annotated[Path | None, typer.Option(help="Keep the synthetic caches here (default: a temporary dir)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON (default: a table)")] = False,
+) -> None:
+    """Benchmark the layer-wise grid at the paper's shape: stacked vs one-head-at-a-time vs logreg."""
+    from probes.bench import BenchConfig, run_bench
+
+    try:
+        config = BenchConfig(n_utts=n_utts, n_layers=layers, dim=dim, n_folds=folds, quick=quick,
+                             baseline_sample=baseline_sample, max_epochs=max_epochs, n_jobs=n_jobs, seed=seed,
+                             workdir=workdir)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    with console.status("running the benchmark (a: stacked, b: plain loop, c: logreg)"):
+        report = run_bench(config)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    base = report["b_baseline"]
+    table = Table(title=f"probes bench: {report['heads_trained']} heads, {report['conditions']} conditions, "
+                        f"{report['shape']['max_epochs']} max epochs")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target")
+    t = report["targets"]
+    table.add_row("(a) stacked grid", f"{report['a_stacked_s']:.1f} s", f"<= 300 s: {t['a_le_300s']}")
+    how = f"extrapolated from {base['heads_timed']} of {base['heads_total']} heads" if base["extrapolated"] else "all heads"
+    table.add_row("(b) one head at a time", f"{base['extrapolated_s']:.1f} s", how)
+    table.add_row("(b)/(a)", f"{report['b_over_a']:.1f}x", f">= 5x: {t['b_over_a_ge_5']}")
+    table.add_row("UA |a-b| per layer, mean", f"{base['mean_abs_ua_diff_points']:.2f} points",
+                  f"<= 1 point: {t['ua_within_1_point']}")
+    table.add_row("(c) logreg grid", f"{report['c_logreg_s']:.1f} s", f"<= 30 s: {t['c_le_30s']}")
+    passes = report["forward_passes"]
+    table.add_row("SSL forward passes: cache", f"{passes['cache']:,}", "1 per utterance per model")
+    table.add_row("SSL forward passes: paper code", f"{passes['paper_code']:,}", f"{passes['ratio']:.0f}x the cache")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("layerwise")(layerwise)
+    app.command("plot")(plot)
+    app.command("bench")(bench)
