@@ -146,7 +146,7 @@ def fit(
         torch.manual_seed(config.seed)
         for epoch in range(1, config.max_epochs + 1):
             start = time.perf_counter()
-            train_loss, train_acc = _train_epoch(model, train, optimizer, config, rng, dtype, scaler, result)
+            train_loss, train_acc = train_epoch(model, train, optimizer, config, rng, dtype, scaler, result)
             valid_loss, probs = evaluate(model, valid, config.batch_size, config)
             valid_acc = float(np.mean(probs.argmax(1) == valid.labels))
             row = {"stage": stage, "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
@@ -170,9 +170,11 @@ def fit(
     return result
 
 
-def _train_epoch(model: SERModel, clips: ClipSet, optimizer: torch.optim.Optimizer, config: TrainConfig,
-                 rng: np.random.Generator, dtype: torch.dtype | None, scaler: torch.amp.GradScaler | None,
-                 result: FitResult) -> tuple[float, float]:
+def train_epoch(model: SERModel, clips: ClipSet, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                rng: np.random.Generator, dtype: torch.dtype | None, scaler: torch.amp.GradScaler | None,
+                result: FitResult) -> tuple[float, float]:
+    """One pass over ``clips`` in length-sorted batches drawn from ``rng``; returns the
+    mean training loss and accuracy (training clips are added to ``result.seen_utt_ids``)."""
     device = next(model.parameters()).device
     model.train(True)
     batches = length_sorted_batches(clips.lengths, config.batch_size, rng)

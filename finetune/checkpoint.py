@@ -1,0 +1,136 @@
+"""Checkpoints: adapters and head only (safetensors) plus a JSON config naming the base
+model and its weight fingerprint.
+
+Layout of a checkpoint folder::
+
+    adapters.safetensors   adapter + head tensors, keys as SERModel.trainable_state_dict()
+    config.json            {"format", "version", "base": {...}, "model": {...}, "labels", "info"}
+
+Loading rebuilds the model on the base encoder and refuses a base whose weight fingerprint
+differs from the one recorded: adapters trained on other weights would load silently and
+predict nonsense.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from featstore.manifest import CANONICAL_EMOTIONS
+from finetune.model import PeftModelConfig, SERModel
+
+FORMAT = "crossling-finetune"
+VERSION = 1
+WEIGHTS_FILE = "adapters.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that is missing, malformed, or does not fit the base model."""
+
+
+def base_record(base: Any) -> dict:
+    """What a checkpoint records of its base model (a ``featstore.models.LoadedModel``)."""
+    return {
+        "alias": base.alias, "source": base.source, "family": base.family, "language": base.language,
+        "fingerprint": base.fingerprint, "do_normalize": bool(base.do_normalize),
+        "sample_rate_hz": int(base.sample_rate_hz), "hidden_size": int(base.hidden_size),
+        "n_hidden_states": int(base.n_hidden_states),
+    }
+
+
+def save_checkpoint(directory: str | Path, model: SERModel, base: Any | Mapping,
+                    info: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model``'s adapters and head to ``directory`` (created; files replaced
+    atomically).
+
+    Parameters
+    ----------
+    directory : output folder
+    model : the trained :class:`SERModel`
+    base : the ``LoadedModel`` it was built on, or an already made :func:`base_record`
+    info : extra JSON-able provenance (corpora, fold, setting, seed, metrics...)
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    record = dict(base) if isinstance(base, Mapping) else base_record(base)
+    config = {
+        "format": FORMAT, "version": VERSION, "base": record, "model": model.config.to_dict(),
+        "labels": list(CANONICAL_EMOTIONS)[: model.config.n_classes], "info": dict(info or {}),
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
+    tmp = out / (WEIGHTS_FILE + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": FORMAT, "base_fingerprint": record["fingerprint"]})
+    os.replace(tmp, out / WEIGHTS_FILE)
+    tmp = out / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out / CONFIG_FILE)
+    return out
+
+
+def read_checkpoint_config(directory: str | Path) -> dict:
+    """The JSON config of a checkpoint folder (checked for format and required parts)."""
+    folder = Path(directory)
+    path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such checkpoint folder")
+    if not path.exists() or not (folder / WEIGHTS_FILE).exists():
+        raise CheckpointError(f"{folder}: not a fine-tuning checkpoint (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
+    if config.get("format") != FORMAT or "base" not in config or "model" not in config:
+        raise CheckpointError(f"{path}: not a {FORMAT} config")
+    return config
+
+
+def load_checkpoint(directory: str | Path, base: Any | None = None, device: str = "cpu",
+                    search_dirs: list[str | Path] | None = None) -> tuple[SERModel, dict]:
+    """Rebuild a fine-tuned model from a checkpoint folder.
+
+    Parameters
+    ----------
+    directory : folder written by :func:`save_checkpoint`
+    base : the base ``LoadedModel`` (default: ``featstore.models.load_model`` of the
+        recorded source, else alias); its encoder is copied, never changed
+    device : torch device
+    search_dirs : extra model folders for ``load_model``
+
+    Returns
+    -------
+    (model in eval mode, checkpoint config dict)
+
+    Raises
+    ------
+    CheckpointError : missing/malformed folder, or a base whose fingerprint differs
+    """
+    config = read_checkpoint_config(directory)
+    want = config["base"]
+    if base is None:
+        from featstore.models import load_model
+
+        source = want.get("source") or ""
+        name = source if source and Path(source).exists() else want["alias"]
+        base = load_model(name, language=want.get("language"), device=device, search_dirs=search_dirs)
+    if base.fingerprint != want["fingerprint"]:
+        raise CheckpointError(
+            f"{directory}: these adapters were trained on {want['alias']} with weight fingerprint "
+            f"{want['fingerprint']}, but the base model given ({base.alias}, {getattr(base, 'path', '') or base.source}) "
+            f"has fingerprint {base.fingerprint}; load the same weights the checkpoint was trained on"
+        )
+    model_config = PeftModelConfig.from_dict(config["model"])
+    model = SERModel(copy.deepcopy(base.encoder), model_config, bool(want["do_normalize"])).to(device)
+    state = load_file(str(Path(directory) / WEIGHTS_FILE), device=str(device))
+    try:
+        model.load_trainable_state_dict(state)
+    except ValueError as err:
+        raise CheckpointError(f"{directory}: {err}") from err
+    model.train(False)
+    return model, config

@@ -1,0 +1,99 @@
+"""The fine-tuning results table (the probes' columns plus the fine-tuning ones), the
+per-utterance predictions, the epoch log and the Table-I-shaped summary."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from probes.results import PREDICTION_SCHEMA, RESULT_SCHEMA
+
+FINETUNE_SCHEMA: dict[str, pl.DataType] = {
+    "strategy": pl.Utf8, "two_stage": pl.Boolean, "scope": pl.Utf8, "source_corpus": pl.Utf8,
+    "train_language": pl.Utf8, "test_language": pl.Utf8, "source_language": pl.Utf8,
+    "source_manifest_fingerprint": pl.Utf8, "source_fold_scheme": pl.Utf8,
+    "stage1_epochs": pl.Int64, "trainable_params": pl.Int64, "total_params": pl.Int64,
+    "checkpoint": pl.Utf8,
+}
+"""Columns added to ``probes.results.RESULT_SCHEMA``; ``source_*`` describe stage 1 of a
+two-stage run (null otherwise)."""
+RESULT_SCHEMA_FT: dict[str, pl.DataType] = {**RESULT_SCHEMA, **FINETUNE_SCHEMA}
+PREDICTION_SCHEMA_FT: dict[str, pl.DataType] = {
+    **PREDICTION_SCHEMA, "strategy": pl.Utf8, "two_stage": pl.Boolean, "scope": pl.Utf8,
+}
+LOG_SCHEMA: dict[str, pl.DataType] = {
+    "fold": pl.Int64, "stage": pl.Utf8, "epoch": pl.Int64, "train_loss": pl.Float64,
+    "train_acc": pl.Float64, "valid_loss": pl.Float64, "valid_acc": pl.Float64, "seconds": pl.Float64,
+}
+TABLE_ONE_KEYS: tuple[str, ...] = ("model", "setting", "source", "target", "strategy", "two_stage")
+
+
+def results_frame(rows: Sequence[Mapping[str, object]]) -> pl.DataFrame:
+    """Typed results table (missing columns -> error)."""
+    for row in rows:
+        missing = [c for c in RESULT_SCHEMA_FT if c not in row]
+        if missing:
+            raise ValueError(f"results row lacks {missing}")
+    data = [{c: row[c] for c in RESULT_SCHEMA_FT} for row in rows]
+    return pl.DataFrame(data, schema=RESULT_SCHEMA_FT) if data else pl.DataFrame(schema=RESULT_SCHEMA_FT)
+
+
+def table_one(results: pl.DataFrame) -> pl.DataFrame:
+    """The paper's Table I shape: one row per (model, setting, source language, target
+    language, strategy, two-stage) with UA mean and standard deviation over folds (in %,
+    sample standard deviation, 0 for a single fold)."""
+    frame = results.with_columns(
+        pl.col("train_language").alias("source"), pl.col("test_language").alias("target"),
+    )
+    out = frame.group_by(list(TABLE_ONE_KEYS), maintain_order=True).agg(
+        (pl.col("ua").mean() * 100).alias("ua_mean"),
+        (pl.col("ua").std(ddof=1).fill_null(0.0) * 100).alias("ua_std"),
+        pl.len().alias("n_folds"),
+    )
+    return out.sort(list(TABLE_ONE_KEYS))
+
+
+def table_one_markdown(table: pl.DataFrame) -> str:
+    """Table I as a Markdown table (UA % mean ± std)."""
+    lines = ["| Model | Setting | Source | Target | PEFT strategy | 2-stg | UA % |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in table.iter_rows(named=True):
+        lines.append(
+            f"| {r['model']} | {r['setting']} | {r['source'].upper()} | {r['target'].upper()} | "
+            f"{r['strategy'].upper().replace('+', ' + ')} | {'✓' if r['two_stage'] else ''} | "
+            f"{r['ua_mean']:.1f} ± {r['ua_std']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_finetune_run(out_dir: str | Path, results: pl.DataFrame, predictions: pl.DataFrame,
+                       log: pl.DataFrame, config_json: str) -> dict[str, Path]:
+    """Write results (parquet + CSV), predictions, epoch log, Table I (CSV + Markdown) and
+    the config to ``out_dir``, each under a temporary name first."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = table_one(results)
+    paths = {
+        "results": out / "results.parquet", "results_csv": out / "results.csv",
+        "predictions": out / "predictions.parquet", "log": out / "epochs.csv",
+        "table_one": out / "table_one.csv", "table_one_md": out / "table_one.md", "config": out / "config.json",
+    }
+    _atomic(paths["results"], results.write_parquet)
+    _atomic(paths["results_csv"], results.write_csv)
+    _atomic(paths["predictions"], predictions.write_parquet)
+    _atomic(paths["log"], log.write_csv)
+    _atomic(paths["table_one"], table.write_csv)
+    _atomic(paths["table_one_md"], lambda p: Path(p).write_text(table_one_markdown(table)))
+    text = json.dumps(json.loads(config_json), indent=2, sort_keys=True) + "\n"
+    _atomic(paths["config"], lambda p: Path(p).write_text(text))
+    return paths
+
+
+def _atomic(path: Path, write: object) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)  # type: ignore[operator]
+    os.replace(tmp, path)

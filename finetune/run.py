@@ -1,0 +1,361 @@
+"""``run_finetune``: the whole fine-tuning experiment of one condition over its folds.
+
+For each fold: a fresh copy of the base encoder gets the adapters, trains on the training
+corpus (after the source corpus, for two-stage runs) with early stopping on its validation
+part, is tested on the test part of the test corpus, and is saved as a checkpoint. Frozen
+inputs are read from featstore's frame cache when one holds them in float32 and they
+match what the model computes; otherwise they are computed from the audio.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from featstore.manifest import CANONICAL_EMOTIONS
+from finetune.checkpoint import base_record, save_checkpoint
+from finetune.data import ClipSet, labels_to_indices
+from finetune.model import SCOPES, PeftModelConfig, SERModel
+from finetune.results import LOG_SCHEMA, PREDICTION_SCHEMA_FT, results_frame, write_finetune_run
+from finetune.train import FitResult, TrainConfig, evaluate, fit, fit_two_stage
+from finetune.tuners import BASettings, LoraSettings, WGSettings, canonical_strategy, count_parameters
+
+Log = Callable[[str], None]
+
+
+class FinetuneError(ValueError):
+    """A fine-tuning request that cannot run (missing corpus, folds, layer ...)."""
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """One fine-tuning condition (defaults: the paper's PEFT runs)."""
+
+    model: str = field(metadata={"help": "model alias or folder"})
+    train_corpus: str = field(metadata={"help": "corpus trained on (stage 2 of a two-stage run)"})
+    test_corpus: str = field(metadata={"help": "corpus tested on"})
+    layer: int | str = field(default="best", metadata={"help": "k >= 1, or 'best' from the probes"})
+    strategy: str = field(default="lora+ba+wg", metadata={"help": "adapter methods joined by '+'"})
+    scope: str = field(default="every-layer", metadata={"help": "every-layer or target-layer"})
+    head: str = field(default="mlp", metadata={"help": "mlp or linear"})
+    two_stage: bool = field(default=False, metadata={"help": "train on source_corpus first"})
+    source_corpus: str | None = field(default=None, metadata={"help": "stage-1 corpus of a two-stage run"})
+    folds: tuple[int, ...] = field(default=(0, 1, 2, 3, 4), metadata={"help": "folds to run"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    ba: BASettings = field(default_factory=BASettings)
+    wg: WGSettings = field(default_factory=WGSettings)
+    use_cache: bool = field(default=True, metadata={"help": "read frozen states from the frame cache"})
+    cache_root: str | None = field(default=None, metadata={"help": "cache root (default $CROSSLING_CACHE or ./cache)"})
+    out: str | None = field(default=None, metadata={"help": "output folder (default under runs/finetune)"})
+    device: str = field(default="cpu", metadata={"help": "torch device"})
+    language: str | None = field(default=None, metadata={"help": "model language for unregistered models"})
+    save_checkpoints: bool = field(default=True, metadata={"help": "save each fold's adapters and head"})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strategy", canonical_strategy(self.strategy))
+        if self.scope not in SCOPES:
+            raise ValueError(f"unknown scope {self.scope!r}; choose from {list(SCOPES)}")
+        if isinstance(self.layer, str) and self.layer != "best":
+            if not self.layer.isdigit():
+                raise ValueError(f"layer must be a positive integer or 'best', got {self.layer!r}")
+            object.__setattr__(self, "layer", int(self.layer))
+        if isinstance(self.layer, int) and self.layer < 1:
+            raise ValueError(f"layer must be >= 1, got {self.layer}")
+        if self.two_stage and not self.source_corpus:
+            raise ValueError("a two-stage run needs a source corpus (--source)")
+        if self.source_corpus and not self.two_stage:
+            raise ValueError("a source corpus is only used by two-stage runs (add --two-stage)")
+        if not self.folds or min(self.folds) < 0 or len(set(self.folds)) != len(self.folds):
+            raise ValueError(f"folds must be distinct non-negative integers, got {self.folds}")
+
+    def to_json(self) -> str:
+        """The config as JSON (recorded with every result)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=list)
+
+
+@dataclass
+class _Corpus:
+    name: str
+    language: str
+    manifest: pl.DataFrame
+    fingerprint: str
+    folds: pl.DataFrame
+    scheme: str
+    cache: Any = None
+    cache_fingerprint: str = ""
+    waves: dict = field(default_factory=dict)
+
+    def part(self, fold: int, part: str, state: int) -> ClipSet:
+        ids = self.folds.filter((pl.col("fold") == fold) & (pl.col("part") == part))["utt_id"].to_list()
+        rows = self.manifest.filter(pl.col("utt_id").is_in(ids))
+        if rows.is_empty():
+            raise FinetuneError(f"{self.name}: fold {fold} has no {part} utterances with one of {CANONICAL_EMOTIONS}")
+        uid = rows["utt_id"].to_list()
+        labels = labels_to_indices(rows["emotion"].to_list())
+        lengths = rows["duration"].to_numpy()
+        # durations order clips like their frame counts; integers in microseconds
+        lengths = np.round(lengths * 1e6).astype(np.int64)
+        name = f"{self.name}/{part}/fold{fold}"
+        if self.cache is not None:
+            return ClipSet(uid, labels, lengths, frames=self.cache, state=state, name=name)
+        return ClipSet(uid, labels, lengths, waves=self.waves, name=name)
+
+
+def run_finetune(config: FinetuneConfig, base: Any | None = None, log: Log | None = None,
+                 on_epoch: Callable[[dict], None] | None = None) -> pl.DataFrame:
+    """Fine-tune and test one condition over ``config.folds``; write the run to
+    ``config.out`` (results, predictions, epoch log, Table I, config, checkpoints).
+
+    Parameters
+    ----------
+    config : :class:`FinetuneConfig`
+    base : an already loaded ``featstore.models.LoadedModel`` (default: ``load_model``)
+    log : receives progress lines (default: silent)
+    on_epoch : receives each epoch's log row (with ``fold``)
+
+    Returns
+    -------
+    The results table: one row per fold (see :mod:`finetune.results`).
+    """
+    say = log or (lambda _msg: None)
+    if base is None:
+        from featstore.models import load_model
+
+        base = load_model(config.model, language=config.language, device=config.device)
+    alias = base.alias
+    names = [config.train_corpus, config.test_corpus] + ([config.source_corpus] if config.two_stage else [])
+    corpora = {n: _load_corpus(n, config.cache_root) for n in dict.fromkeys(names)}
+    train_c, test_c = corpora[config.train_corpus], corpora[config.test_corpus]
+    source_c = corpora[config.source_corpus] if config.two_stage else None
+    setting = _setting(base.language, train_c, test_c, source_c)
+    layer = _layer(config, alias, setting, base)
+    model_config = PeftModelConfig(layer=layer, strategy=config.strategy, scope=config.scope, head=config.head,
+                                   lora=config.lora, ba=config.ba, wg=config.wg, init_seed=config.train.seed)
+    state = model_config.input_state
+    probe = SERModel(copy.deepcopy(base.encoder), model_config, base.do_normalize).to(config.device)
+    trainable, total = count_parameters(probe)
+    say(f"{alias} layer {layer} {config.strategy} ({config.scope}): {trainable:,} trainable of {total:,} "
+        f"parameters ({100 * trainable / total:.2f}%)")
+    for c in corpora.values():
+        _attach_inputs(c, config, alias, base, probe, state, say)
+    del probe
+    out = Path(config.out) if config.out else _default_out(config, alias, setting, layer)
+    rows, preds, logs = [], [], []
+    for fold in config.folds:
+        say(f"fold {fold}: training on {config.train_corpus}"
+            + (f" after {config.source_corpus}" if config.two_stage else ""))
+        model = SERModel(copy.deepcopy(base.encoder), model_config, base.do_normalize).to(config.device)
+        epoch_cb = (lambda row, f=fold: on_epoch({"fold": f, **row})) if on_epoch else None
+        first: FitResult | None = None
+        if source_c is not None:
+            first, result = fit_two_stage(
+                model, source_c.part(fold, "train", state), source_c.part(fold, "valid", state),
+                train_c.part(fold, "train", state), train_c.part(fold, "valid", state), config.train, epoch_cb)
+        else:
+            result = fit(model, train_c.part(fold, "train", state), train_c.part(fold, "valid", state),
+                         config.train, stage="train", on_epoch=epoch_cb)
+        test = test_c.part(fold, "test", state)
+        _, probs = evaluate(model, test, config.train.batch_size, config.train)
+        from probes.metrics import classification_metrics
+
+        metrics = classification_metrics(test.labels, probs.argmax(1))
+        say(f"fold {fold}: UA {metrics['ua']:.4f} WA {metrics['wa']:.4f} after {result.epochs} epochs")
+        ckpt = ""
+        key = {"model": alias, "setting": setting, "train_corpus": config.train_corpus,
+               "test_corpus": config.test_corpus, "layer": layer, "fold": fold, "head": config.head}
+        if config.save_checkpoints:
+            info = {**key, "source_corpus": config.source_corpus, "strategy": config.strategy,
+                    "scope": config.scope, "two_stage": config.two_stage, "seed": config.train.seed,
+                    "ua": metrics["ua"], "config_json": config.to_json()}
+            ckpt = str(save_checkpoint(out / "checkpoints" / f"fold{fold}", model, base_record(base), info))
+        rows.append(_row(key, metrics, result, first, config, train_c, test_c, source_c, base,
+                         len(test), trainable, total, ckpt))
+        for table in ([first.log] if first else []) + [result.log]:
+            logs += [{"fold": fold, **r} for r in table]
+        preds.append(_predictions(key, config, test, probs))
+    frame = results_frame(rows)
+    predictions = pl.concat(preds) if preds else pl.DataFrame(schema=PREDICTION_SCHEMA_FT)
+    log_frame = pl.DataFrame(logs, schema=LOG_SCHEMA)
+    paths = write_finetune_run(out, frame, predictions, log_frame, config.to_json())
+    say(f"results in {paths['results']}; Table I in {paths['table_one_md']}")
+    for c in corpora.values():
+        if c.cache is not None:
+            c.cache.close()
+    return frame
+
+
+def _load_corpus(name: str, cache_root: str | None) -> _Corpus:
+    from featstore.manifest import four_class, load_manifest, manifest_fingerprint
+    from featstore.paths import manifest_path, splits_path
+    from featstore.splits import load_folds
+
+    try:
+        manifest = load_manifest(manifest_path(name, cache_root))
+        folds, meta = load_folds(splits_path(name, cache_root))
+    except FileNotFoundError as err:
+        raise FinetuneError(str(err)) from err
+    fingerprint = manifest_fingerprint(manifest)
+    if meta.get("manifest_fingerprint") and meta["manifest_fingerprint"] != fingerprint:
+        raise FinetuneError(f"{name}: the fold table was made for another manifest "
+                            f"({meta['manifest_fingerprint']} != {fingerprint}); rerun `featstore splits {name}`")
+    langs = manifest["language"].unique().to_list()
+    if len(langs) != 1:
+        raise FinetuneError(f"{name}: expected one language in the manifest, found {sorted(map(str, langs))}")
+    return _Corpus(name, str(langs[0]), four_class(manifest), fingerprint, folds, str(meta.get("scheme", "")))
+
+
+def _setting(model_language: str, train: _Corpus, test: _Corpus, source: _Corpus | None) -> str:
+    from probes.settings import setting_of
+
+    try:
+        return setting_of(model_language, train.language, test.language)
+    except ValueError:
+        if source is None:
+            raise
+    return setting_of(model_language, source.language, test.language)
+
+
+def _layer(config: FinetuneConfig, alias: str, setting: str, base: Any) -> int:
+    if config.layer == "best":
+        from probes.results import best_layer
+
+        try:
+            layer = best_layer(alias, setting, config.cache_root)
+        except (FileNotFoundError, KeyError) as err:
+            raise FinetuneError(f"--layer best: {err}") from err
+        if layer < 1:
+            raise FinetuneError(f"the probes' best layer of {alias} in {setting} is {layer}; fine-tuning needs k >= 1")
+    else:
+        layer = int(config.layer)
+    if layer > base.n_hidden_states - 1:
+        raise FinetuneError(f"layer {layer} out of range: {alias} has {base.n_hidden_states - 1} layers")
+    return layer
+
+
+def _attach_inputs(c: _Corpus, config: FinetuneConfig, alias: str, base: Any, model: SERModel, state: int,
+                   say: Log) -> None:
+    """Use the frame cache when it holds float32 hidden state ``state`` of this model and
+    it matches what the model computes; else load the audio."""
+    from featstore.audio import load_row
+
+    rows = c.manifest.filter(pl.col("utt_id").is_in(c.folds["utt_id"].to_list())).to_dicts()
+    if config.use_cache:
+        cache, why = _usable_cache(alias, c.name, base, state, config.cache_root)
+        if cache is not None:
+            missing = [r["utt_id"] for r in rows if r["utt_id"] not in cache]
+            if missing:
+                why = f"{len(missing)} utterance(s) missing, e.g. {missing[:3]}"
+            else:
+                why = _compare(cache, rows[0], model, state, base.sample_rate_hz)
+            if why is None:
+                c.cache, c.cache_fingerprint = cache, cache.fingerprint
+                say(f"{c.name}: reading hidden state {state} from the frame cache")
+                return
+            cache.close()
+        say(f"{c.name}: computing the frozen front end from audio ({why})")
+    c.waves = {r["utt_id"]: load_row(r, sample_rate_hz=base.sample_rate_hz) for r in rows}
+
+
+def _usable_cache(alias: str, corpus: str, base: Any, state: int, root: str | None) -> tuple[Any, str]:
+    from featstore.cache import CacheError, open_cache
+    from featstore.paths import features_path
+
+    path = features_path(alias, corpus, root)
+    if not path.exists():
+        return None, f"no cache at {path}"
+    try:
+        cache = open_cache(path)
+    except (CacheError, OSError) as err:
+        return None, f"cache unreadable: {err}"
+    prov = cache.provenance
+    problems = []
+    if not cache.has_frames or state not in cache.frame_layers:
+        problems.append(f"no frames of hidden state {state} (extract with --frames)")
+    if prov.get("dtype") != "float32":
+        problems.append(f"frames stored as {prov.get('dtype')}, need float32")
+    if prov.get("model_fingerprint") not in (None, base.fingerprint):
+        problems.append("made with other model weights")
+    if problems:
+        cache.close()
+        return None, "; ".join(problems)
+    return cache, ""
+
+
+def _compare(cache: Any, row: dict, model: SERModel, state: int, rate: int) -> str | None:
+    """None when the cached state of one utterance equals the recomputed one."""
+    from featstore.audio import load_row
+
+    wave = load_row(row, sample_rate_hz=rate)
+    h, _ = model.input_states([wave])
+    got = cache.frames(row["utt_id"], [state])[0]
+    want = h[0].float().cpu().numpy()
+    if got.shape != want.shape:
+        return f"cached frames of {row['utt_id']} have shape {got.shape}, the model makes {want.shape}"
+    err = float(np.abs(got - want).max())
+    scale = max(1.0, float(np.abs(want).max()))
+    if err > 1e-3 * scale:
+        return f"cached frames of {row['utt_id']} differ from the model's by {err:.2e}"
+    return None
+
+
+def _default_out(config: FinetuneConfig, alias: str, setting: str, layer: int) -> Path:
+    from featstore.paths import runs_root
+
+    stage = f"_2stg-{config.source_corpus}" if config.two_stage else ""
+    name = f"{setting}_{config.train_corpus}-{config.test_corpus}{stage}_{config.strategy}_{config.scope}_L{layer}_s{config.train.seed}"
+    return runs_root(config.cache_root) / "finetune" / alias.replace("/", "_") / name
+
+
+def _row(key: dict, metrics: dict, result: FitResult, first: FitResult | None, config: FinetuneConfig,
+         train_c: _Corpus, test_c: _Corpus, source_c: _Corpus | None, base: Any, n_test: int,
+         trainable: int, total: int, ckpt: str) -> dict:
+    row = {**key, **{k: v for k, v in metrics.items() if k != "confusion"}}
+    row.update({
+        "confusion": json.dumps(metrics["confusion"]), "epochs": result.epochs, "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_valid_loss, "best_val_acc": result.best_valid_acc,
+        "n_train": len(train_c.folds.filter((pl.col("fold") == key["fold"]) & (pl.col("part") == "train"))),
+        "n_valid": len(train_c.folds.filter((pl.col("fold") == key["fold"]) & (pl.col("part") == "valid"))),
+        "n_test": n_test,
+        "cache_path": "", "cache_fingerprint": train_c.cache_fingerprint,
+        "test_cache_path": "", "test_cache_fingerprint": test_c.cache_fingerprint,
+        "model_fingerprint": base.fingerprint, "manifest_fingerprint": train_c.fingerprint,
+        "test_manifest_fingerprint": test_c.fingerprint, "fold_scheme": train_c.scheme,
+        "test_fold_scheme": test_c.scheme, "seed": config.train.seed, "config_json": config.to_json(),
+        "strategy": config.strategy, "two_stage": config.two_stage, "scope": config.scope,
+        "source_corpus": source_c.name if source_c else None, "train_language": train_c.language,
+        "test_language": test_c.language, "source_language": source_c.language if source_c else None,
+        "source_manifest_fingerprint": source_c.fingerprint if source_c else None,
+        "source_fold_scheme": source_c.scheme if source_c else None,
+        "stage1_epochs": first.epochs if first else None,
+        "trainable_params": trainable, "total_params": total, "checkpoint": ckpt,
+    })
+    if train_c.cache is not None:
+        row["cache_path"] = str(train_c.cache.paths[0])
+    if test_c.cache is not None:
+        row["test_cache_path"] = str(test_c.cache.paths[0])
+    return row
+
+
+def _predictions(key: dict, config: FinetuneConfig, test: ClipSet, probs: np.ndarray) -> pl.DataFrame:
+    data = {k: [key[k]] * len(test) for k in ("model", "setting", "train_corpus", "test_corpus", "layer", "fold")}
+    data["utt_id"] = list(test.utt_ids)
+    data["true"] = [CANONICAL_EMOTIONS[i] for i in test.labels]
+    data["pred"] = [CANONICAL_EMOTIONS[i] for i in probs.argmax(1)]
+    for j, c in enumerate(CANONICAL_EMOTIONS):
+        data[f"prob_{c}"] = probs[:, j].astype(np.float32)
+    data["strategy"] = [config.strategy] * len(test)
+    data["two_stage"] = [config.two_stage] * len(test)
+    data["scope"] = [config.scope] * len(test)
+    return pl.DataFrame(data, schema=PREDICTION_SCHEMA_FT)
+
+
+__all__ = ["FinetuneConfig", "FinetuneError", "run_finetune"]
