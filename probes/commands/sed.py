@@ -1,9 +1,183 @@
-"""Commands of this module are registered by ``register`` (called from ``cli.py``)."""
+"""``probes sed model | probe | listeners build | listeners score | concat``: speech emotion
+diarization on ZED (the paper's Table IV and beyond).
+
+Thin commands: parse options, build a config, call one function of :mod:`probes.sed`,
+print. Errors for the user end with exit code 2 and a message.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, NoReturn
+
 import typer
+from rich.console import Console
+from rich.progress import track
+
+sed_app = typer.Typer(
+    help="Speech emotion diarization (EDER): the diarization WavLM, frame probes per layer, listeners on ZED.",
+    no_args_is_help=True, pretty_exceptions_show_locals=False,
+)
+listeners_app = typer.Typer(help="The SED listening test: build it, score the answers.", no_args_is_help=True,
+                            pretty_exceptions_show_locals=False)
+sed_app.add_typer(listeners_app, name="listeners")
+console = Console()
+_USER_ERRORS = (ValueError, FileNotFoundError, KeyError, OSError)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the ``sed`` sub-app to ``app``."""
+    app.add_typer(sed_app, name="sed")
+
+
+def _fail(message: str) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=2)
+
+
+def _bar(label: str):  # noqa: ANN202 - returns a progress wrapper
+    return lambda items: track(items, description=label, console=console, transient=True)
+
+
+def _csv_list(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _print_paths(paths: dict) -> None:
+    for name, path in paths.items():
+        console.print(f"{name:28s} {path}")
+
+
+def _print_table(path: Path) -> None:
+    import polars as pl
+
+    console.print(pl.read_csv(path))
+
+
+@sed_app.command("model")
+def model_cmd(
+    corpus: Annotated[str, typer.Option(help="Prepared diarization corpus with events (default: zed).")] = "zed",
+    model: Annotated[str, typer.Option(help="Diarization model alias or SpeechBrain folder (default: wavlm-emo).")] = "wavlm-emo",
+    device: Annotated[str, typer.Option(help="Torch device (default: cpu).")] = "cpu",
+    pad: Annotated[bool, typer.Option(help="Append the last frame label once when short of the recipe's frame count, as the ZED recipe does (default: yes).")] = True,
+    limit: Annotated[int | None, typer.Option(help="Only the first N utterances by id, for a quick check (default: all).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache>/runs/sed/model/<model>/<corpus>).")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
+) -> None:
+    """Frame labels of the diarization WavLM -> segments (0.02 s) -> EDER per utterance and emotion."""
+    from featstore.models import ModelLoadError, ModelNotFoundError
+    from probes.sed import ModelRunConfig, run_model
+
+    try:
+        config = ModelRunConfig(model=model, corpus=corpus, pad_like_recipe=pad, device=device)
+        paths = run_model(config, root=cache, out_dir=out, limit=limit, progress=_bar("diarizing"))
+    except (ModelNotFoundError, ModelLoadError, *_USER_ERRORS) as err:
+        _fail(str(err))
+    _print_table(paths["table_iv"])
+    _print_paths(paths)
+
+
+def _parse_layers(text: str) -> tuple[int, ...] | None:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return tuple(int(x) for x in _csv_list(text))
+    except ValueError as err:
+        raise typer.BadParameter(f"--layers: 'all' or comma-separated integers, got {text!r}") from err
+
+
+@sed_app.command("probe")
+def probe_cmd(
+    model: Annotated[str, typer.Option(help="Model alias whose frame caches are read (<cache>/<model>/<corpus>.h5).")],
+    train_corpora: Annotated[str, typer.Option(help="Comma-separated training corpora (default: esd,pavoque,iemocap).")] = "esd,pavoque,iemocap",
+    test: Annotated[str, typer.Option(help="Diarization test corpus (default: zed).")] = "zed",
+    layers: Annotated[str, typer.Option(help="'all' or comma-separated hidden-state indices (default: all).")] = "all",
+    max_train_frames: Annotated[int, typer.Option(help="Training frames per layer at most, subsampled (default: 50000).")] = 50_000,
+    c: Annotated[float, typer.Option(help="Inverse L2 regularisation of the logistic regression (default: 1.0).")] = 1.0,
+    max_iter: Annotated[int, typer.Option(help="L-BFGS iterations (default: 300).")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of subsampling and solver (default: 0).")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache>/runs/sed/probe/<model>/<test>).")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
+) -> None:
+    """A frame-level probe per layer, trained on utterance-level corpora, scored on ZED with EDER."""
+    import polars as pl
+
+    from probes.sed import ProbeConfig, run_frame_probe
+
+    try:
+        config = ProbeConfig(model=model, train_corpora=_csv_list(train_corpora), test_corpus=test,
+                             layers=_parse_layers(layers), max_train_frames=max_train_frames, c=c,
+                             max_iter=max_iter, seed=seed)
+        paths = run_frame_probe(config, root=cache, out_dir=out, progress=_bar("layers"))
+    except _USER_ERRORS as err:
+        _fail(str(err))
+    per_layer = pl.read_parquet(paths["per_layer_parquet"])
+    console.print(per_layer.select("layer", "eder", "eder_duration_weighted", "n_utterances"))
+    best = per_layer.sort("eder").row(0, named=True)
+    console.print(f"best layer: {best['layer']} (EDER {best['eder']:.4f})")
+    _print_paths(paths)
+
+
+@listeners_app.command("build")
+def listeners_build_cmd(
+    corpus: Annotated[str, typer.Option(help="Prepared diarization corpus (default: zed).")] = "zed",
+    per_emotion: Annotated[int, typer.Option(help="Utterances per emotion (angry, happy, sad) (default: 8, the paper's).")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the selection and the presentation order (default: 0).")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache>/runs/sed/listening_test/<corpus>).")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
+) -> None:
+    """Stimuli wavs, key.csv and answers_template.csv (listener, group, stimulus, label, start, end)."""
+    from probes.sed import SedTestConfig, build_listeners
+
+    try:
+        paths = build_listeners(SedTestConfig(n_per_emotion=per_emotion, seed=seed), corpus, cache, out)
+    except _USER_ERRORS as err:
+        _fail(str(err))
+    _print_paths(paths)
+    console.print("keep key.csv away from the listeners; each fills a copy of answers_template.csv")
+
+
+@listeners_app.command("score")
+def listeners_score_cmd(
+    answers: Annotated[Path, typer.Argument(help="Answer sheet CSV/TSV: listener, group, stimulus, label, start, end (s).")],
+    key: Annotated[Path, typer.Option(help="key.csv written by `probes sed listeners build`.")],
+    model_results: Annotated[Path | None, typer.Option(help="per_utterance.parquet of `probes sed model`, to add the model on the same stimuli (default: none).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: sed_scores/ beside the answers).")] = None,
+) -> None:
+    """Each answer -> hypothesis (label on the selection, neutral elsewhere) -> EDER; Table IV."""
+    from probes.sed import score_listeners
+
+    try:
+        paths = score_listeners(answers, key, out_dir=out, model_results=model_results)
+    except _USER_ERRORS as err:
+        _fail(str(err))
+    _print_table(paths["table_iv"])
+    _print_paths(paths)
+
+
+@sed_app.command("concat")
+def concat_cmd(
+    corpus: Annotated[str, typer.Option(help="Prepared utterance-level corpus (e.g. esd).")],
+    out: Annotated[Path, typer.Option(help="Output folder for the wavs and ZED.json.")],
+    n: Annotated[int | None, typer.Option(help="Utterances to make (default: one per emotional utterance).")] = None,
+    patterns: Annotated[str, typer.Option(help="Comma-separated: neu_emo_neu, neu_emo, emo_neu (default: neu_emo_neu).")] = "neu_emo_neu",
+    seed: Annotated[int, typer.Option(help="Seed of every draw (default: 0).")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
+) -> None:
+    """Neutral + emotional (+ neutral) concatenations of one speaker, written in ZED's format."""
+    from featstore.audio import load_row
+    from probes.sed import ConcatConfig, concatenate_for_sed
+    from probes.sed._pipeline import load_corpus_manifest
+
+    try:
+        config = ConcatConfig(n_utterances=n, patterns=_csv_list(patterns), seed=seed)
+        manifest = load_corpus_manifest(corpus, cache)
+        with console.status("concatenating"):
+            path = concatenate_for_sed(manifest, out, load_row, config)
+    except _USER_ERRORS as err:
+        _fail(str(err))
+    console.print(f"ZED.json: {path}  (read it with `featstore prepare zed --root {out}`)")
+
+
+__all__: Sequence[str] = ("register",)
