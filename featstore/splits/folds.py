@@ -227,7 +227,9 @@ def make_folds(manifest: pl.DataFrame, config: FoldConfig = FoldConfig()) -> Fol
             need = _candidate_counts(config)[-1 if config.scale == "auto" else 0]
             raise FoldError(
                 f"not enough utterances for {n_folds} folds held out by {column}: each group needs "
-                f"{max(need[1] + need[2], math.ceil(need[0] / (n_folds - 1)))} per emotion, "
+                f"{max(need[1] + need[2], math.ceil(need[0] / (n_folds - 1)))} per emotion"
+                + (" (the smallest folds in these proportions)" if config.scale == "auto" else "")
+                + ", "
                 f"found {_availability_text(avail)}"
             )
         rows, held_out = _group_folds(frame, groups, counts, config, rng)
@@ -238,7 +240,9 @@ def make_folds(manifest: pl.DataFrame, config: FoldConfig = FoldConfig()) -> Fol
         if counts is None:
             need = _candidate_counts(config)[-1 if config.scale == "auto" else 0]
             raise FoldError(
-                f"not enough utterances for balanced folds: each emotion needs {sum(need)}, "
+                f"not enough utterances for balanced folds: each emotion needs {sum(need)}"
+                + (" (the smallest folds in these proportions)" if config.scale == "auto" else "")
+                + ", "
                 f"found {_availability_text(avail)}"
             )
         rows = _random_folds(frame, counts, config, rng)
