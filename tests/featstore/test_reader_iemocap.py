@@ -122,3 +122,22 @@ def test_missing_root(tmp_path):
     with pytest.raises(CorpusNotFoundError, match="EmoEvaluation"):
         read_iemocap(tmp_path)
     assert READERS["iemocap"].read is read_iemocap
+
+
+def test_paper_split_names_give_ten_speakers():
+    import csv
+    from pathlib import Path
+
+    split_dir = Path(__file__).resolve().parents[2].parent / "shared" / "paper" / "split_id" / "EN_IEMOCAP"
+    speakers, sessions = set(), {}
+    for path in sorted(split_dir.glob("test/metadata_fold*.csv")):
+        fold = int(path.stem[-1])
+        with path.open(encoding="utf-8") as handle:
+            for record in csv.DictReader(handle):
+                info = parse_utterance_name(record["file"].removesuffix(".wav"))
+                speakers.add(info["speaker"])
+                sessions.setdefault(fold, set()).add(info["session"])
+                assert info["mode"] in ("improvised", "scripted")
+    assert speakers == {f"Ses0{s}{g}" for s in range(1, 6) for g in "FM"}
+    # each fold's test set is one held-out session
+    assert all(len(s) == 1 for s in sessions.values()) and len(sessions) == 5

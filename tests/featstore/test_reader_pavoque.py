@@ -147,3 +147,20 @@ def test_layout_choice_and_missing(tmp_path):
     with pytest.raises(ValueError, match="layout"):
         read_pavoque(tmp_path / "both", layout="zip")
     assert READERS["pavoque"].languages == ("de",)
+
+
+def test_paper_split_names_parse_as_extracted_files():
+    import csv
+    from pathlib import Path
+
+    from featstore.corpora.pavoque import _EXTRACTED_RE
+
+    split_dir = Path(__file__).resolve().parents[2].parent / "shared" / "paper" / "split_id" / "DE_PAVOQUE"
+    n = 0
+    for path in sorted(split_dir.glob("*/metadata_fold*.csv")):
+        with path.open(encoding="utf-8") as handle:
+            for record in csv.DictReader(handle):
+                match = _EXTRACTED_RE.match(record["file"].removesuffix(".wav"))
+                assert match is not None and match["style"] == record["answer"].lower()
+                n += 1
+    assert n == 5 * 2000
