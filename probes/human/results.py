@@ -19,15 +19,12 @@ def file_provenance(path: str | Path) -> dict:
     path = Path(path)
     out: dict = {"path": str(path), "sha256": file_sha256(path)}
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        meta = pq.read_schema(path).metadata or {}
-        raw = meta.get(b"crossling")
+        raw = pl.read_parquet_metadata(path).get("crossling")
         if raw:
             try:
                 out["metadata"] = json.loads(raw)
             except ValueError:
-                out["metadata"] = raw.decode("utf-8", "replace")
+                out["metadata"] = raw
     return out
 
 

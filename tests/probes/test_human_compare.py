@@ -1,0 +1,284 @@
+"""`probes human compare`: every number against scikit-learn / SciPy / brute force, and
+the simulated round trip through the real webMUSHRA ingest path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from itertools import combinations
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
+from typer.testing import CliRunner
+
+from cli import probes_app
+from probes.human import CompareConfig, NoiseModel, compare, simulate_answers
+from probes.human.compare import match_predictions, welch_tests
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+
+
+def _key(per=3):
+    rows, i = [], 0
+    for corpus, lang in (("esd", "cn"), ("pavoque", "de"), ("iemocap", "en")):
+        for emo in LABELS:
+            for _ in range(per):
+                i += 1
+                rows.append({"stimulus": f"s{i:03d}", "corpus": corpus, "utt_id": f"u{i}",
+                             "language": lang, "emotion": emo})
+    return pl.DataFrame(rows)
+
+
+def _answers(key, seed=0, n_per_group=5, skip=True):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group in ("cn", "de"):
+        for li in range(n_per_group):
+            acc = rng.uniform(0.3, 0.95)
+            for r in key.iter_rows(named=True):
+                if skip and rng.random() < 0.08:  # a few unanswered stimuli: unbalanced
+                    continue
+                ans = r["emotion"] if rng.random() < acc else LABELS[int(rng.integers(4))]
+                rows.append({"listener": f"{group}{li}", "group": group, "stimulus": r["stimulus"],
+                             "corpus": r["corpus"], "utt_id": r["utt_id"], "language": r["language"],
+                             "true": r["emotion"], "answer": ans})
+    return pl.DataFrame(rows)
+
+
+def _sk_metrics(part):
+    y, p = part["true"].to_list(), part["answer"].to_list()
+    prec, rec, f1, _ = precision_recall_fscore_support(y, p, labels=LABELS, zero_division=0)
+    out = {"ua": balanced_accuracy_score(y, p)}
+    for i, c in enumerate(LABELS):
+        out |= {f"precision_{c}": prec[i], f"recall_{c}": rec[i], f"f1_{c}": f1[i]}
+    return out
+
+
+def test_per_listener_tables_and_confusions_match_sklearn():
+    key = _key()
+    ans = _answers(key)
+    res = compare(ans, None, CompareConfig(correction="none"), key=key)
+    assert res.per_listener.height == 10 * 3
+    for row in res.per_listener.iter_rows(named=True):
+        part = ans.filter((pl.col("listener") == row["listener"]) & (pl.col("language") == row["language"]))
+        ref = _sk_metrics(part)
+        for name, value in ref.items():
+            assert row[name] == pytest.approx(value, abs=1e-12), (row["listener"], name)
+        assert row["n"] == part.height
+    # Table II: mean per-listener UA per group x language, in percent
+    t2 = {r["group"]: r for r in res.table2.iter_rows(named=True)}
+    assert res.table2.columns == ["group", "CN", "DE", "EN"]
+    for group in ("cn", "de"):
+        for lang in ("cn", "de", "en"):
+            uas = [balanced_accuracy_score(p["true"].to_list(), p["answer"].to_list())
+                   for (_,), p in ans.filter((pl.col("group") == group) & (pl.col("language") == lang))
+                   .group_by("listener")]
+            assert t2[group][lang.upper()] == pytest.approx(100 * np.mean(uas))
+    # Table III: pooled confusion, rows normalised, counted by hand
+    for (group, lang), part in ans.group_by("group", "language"):
+        counts = np.zeros((4, 4))
+        for t, a in zip(part["true"].to_list(), part["answer"].to_list(), strict=True):
+            counts[LABELS.index(t), LABELS.index(a)] += 1
+        got = res.confusions.filter((pl.col("group") == group) & (pl.col("language") == lang)).sort(
+            pl.col("true").replace_strict({c: i for i, c in enumerate(LABELS)}))
+        assert np.allclose(got.select(LABELS).to_numpy(), counts / counts.sum(axis=1, keepdims=True))
+        assert np.allclose(got.select(LABELS).to_numpy().sum(axis=1), 1.0)
+
+
+def _holm(p):
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    out = [0.0] * m
+    for k, i in enumerate(order):
+        out[i] = min(1.0, max((m - j) * p[order[j]] for j in range(k + 1)))
+    return out
+
+
+def test_welch_table_matches_scipy_on_independent_metrics():
+    key = _key()
+    ans = _answers(key, seed=3, n_per_group=6)
+    cfg = CompareConfig(correction="holm", metrics=("ua", "recall_happy", "precision_neutral"))
+    res = compare(ans, None, cfg, key=key)
+    tests = res.ttests
+    # metrics recomputed with sklearn, per listener and language
+    per = {}
+    for (listener, group, lang), part in ans.group_by("listener", "group", "language"):
+        per[(listener, group, lang)] = _sk_metrics(part)
+
+    def vals(group, lang, metric):
+        return [m[metric] for (_, g, lg), m in sorted(per.items()) if g == group and lg == lang]
+
+    expected = []
+    for metric in cfg.metrics:
+        for lang in ("cn", "de", "en"):
+            expected.append(("between_groups", metric, "cn", "de", lang, lang))
+        for group in ("cn", "de"):
+            for la, lb in combinations(("cn", "de", "en"), 2):
+                expected.append(("between_languages", metric, group, group, la, lb))
+    got = list(tests.select("comparison", "metric", "group_a", "group_b", "language_a", "language_b").iter_rows())
+    assert sorted(got) == sorted(expected)
+    raw = []
+    for r in tests.iter_rows(named=True):
+        a, b = vals(r["group_a"], r["language_a"], r["metric"]), vals(r["group_b"], r["language_b"], r["metric"])
+        ref = stats.ttest_ind(a, b, equal_var=False)
+        va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+        assert r["t"] == pytest.approx(ref.statistic, rel=1e-9)
+        assert r["p"] == pytest.approx(ref.pvalue, rel=1e-9)
+        assert r["df"] == pytest.approx(df, rel=1e-9)
+        assert (r["n_a"], r["n_b"]) == (len(a), len(b))
+        raw.append(r["p"])
+    assert np.allclose(tests["p_adj"].to_numpy(), _holm(raw))
+    assert tests["significant"].to_list() == [p < 0.05 for p in _holm(raw)]
+
+
+def _predictions(key, rng):
+    rows = []
+    for model, mlang in (("w2v2-cn", "cn"), ("w2v2-de", "de"), ("mystery", None)):
+        for r in key.iter_rows(named=True):
+            setting = ("mono" if r["language"] == mlang else "trans" if r["language"] == "en" else "cross")
+            for layer in (3, 7):
+                pred = r["emotion"] if rng.random() < (0.9 if layer == 3 else 0.5) else LABELS[int(rng.integers(4))]
+                rows.append({"model": model, "setting": setting, "train_corpus": "x", "test_corpus": r["corpus"],
+                             "layer": layer, "fold": 0, "utt_id": r["utt_id"], "true": r["emotion"], "pred": pred})
+        # predictions for utterances nobody heard, and a same-named utterance of another corpus
+        rows.append({"model": model, "setting": "mono", "train_corpus": "x", "test_corpus": "esd", "layer": 3,
+                     "fold": 0, "utt_id": "unheard", "true": "sad", "pred": "sad"})
+        rows.append({"model": model, "setting": "cross", "train_corpus": "x", "test_corpus": "other", "layer": 3,
+                     "fold": 0, "utt_id": "u1", "true": "angry", "pred": "sad"})
+    return pl.DataFrame(rows)
+
+
+def test_models_on_the_same_stimuli_paired_by_setting():
+    key = _key()
+    ans = _answers(key, seed=5)
+    preds = _predictions(key, np.random.default_rng(1))
+    cfg = CompareConfig(prediction_filters={"layer": "3"})
+    matched, report = match_predictions(preds, key, cfg)
+    assert set(matched["stimulus"].to_list()) == set(key["stimulus"].to_list())
+    assert matched.height == 3 * key.height  # exactly the heard stimuli, once per model
+    assert report["unpaired_models"] == ["mystery"]
+    res = compare(ans, preds, cfg, key=key)
+    # model metrics against sklearn on the filtered, matched predictions
+    sel = preds.filter((pl.col("layer") == 3) & pl.col("utt_id").is_in(key["utt_id"].to_list())
+                       & (pl.col("test_corpus") != "other"))
+    for r in res.model_metrics.iter_rows(named=True):
+        part = sel.filter((pl.col("model") == r["model"]) & (pl.col("setting") == r["setting"])).join(
+            key.select("utt_id", "language"), on="utt_id").filter(pl.col("language") == r["language"])
+        y, p = part["true"].to_list(), part["pred"].to_list()
+        assert r["ua"] == pytest.approx(balanced_accuracy_score(y, p))
+        assert json.loads(r["confusion"]) == confusion_matrix(y, p, labels=LABELS).tolist()
+    pairs = {(r["group"], r["language"]): r for r in res.pairs.iter_rows(named=True)}
+    assert {k: (v["human_setting"], v["model"], v["model_setting"]) for k, v in pairs.items()} == {
+        ("cn", "cn"): ("mono", "w2v2-cn", "mono"), ("cn", "de"): ("cross", "w2v2-cn", "cross"),
+        ("cn", "en"): ("L2", "w2v2-cn", "trans"), ("de", "de"): ("mono", "w2v2-de", "mono"),
+        ("de", "cn"): ("cross", "w2v2-de", "cross"), ("de", "en"): ("L2", "w2v2-de", "trans"),
+    }
+    # Table III: the model panel beside the human panel is the model's row-normalised confusion
+    t3 = res.table3
+    panel = t3.filter((pl.col("who") == "model") & (pl.col("group") == "de") & (pl.col("language") == "cn"))
+    part = sel.filter((pl.col("model") == "w2v2-de") & (pl.col("setting") == "cross")).join(
+        key.select("utt_id", "language"), on="utt_id").filter(pl.col("language") == "cn")
+    cm = confusion_matrix(part["true"].to_list(), part["pred"].to_list(), labels=LABELS).astype(float)
+    assert np.allclose(panel.select(LABELS).to_numpy(), cm / cm.sum(axis=1, keepdims=True))
+    assert panel["panel"][0].startswith("Model: w2v2-de cross (on CN)")
+    human = t3.filter((pl.col("who") == "human") & (pl.col("group") == "de") & (pl.col("language") == "cn"))
+    assert human["panel"][0] == "Human: DE (cross on CN)" and human.height == 4
+    # without the layer filter each layer is its own variant
+    res2 = compare(ans, preds, CompareConfig(), key=key)
+    assert res2.pairs.filter((pl.col("group") == "cn") & (pl.col("language") == "cn")).height == 2
+
+
+def test_l2_and_group_language_options():
+    cfg = CompareConfig(group_languages={"mandarin": "cn"}, l2_languages={"*": ("en",), "de": ("en", "cn")})
+    assert cfg.human_setting("mandarin", "cn") == "mono"
+    assert cfg.human_setting("mandarin", "en") == "L2"
+    assert cfg.human_setting("mandarin", "tj") == "cross"
+    assert cfg.human_setting("de", "cn") == "L2"
+    with pytest.raises(ValueError, match="unknown metric"):
+        CompareConfig(metrics=("recall_bored",))
+    with pytest.raises(ValueError, match="correction"):
+        CompareConfig(correction="sidak")
+
+
+@pytest.mark.slow
+def test_simulated_round_trip_through_webmushra_files(tmp_path):
+    key = _key(per=3)
+    key_path = tmp_path / "ser-test.key.csv"
+    key.write_csv(key_path)
+    happy_to_neutral = [[1, 0, 0, 0], [0, 0.2, 0.8, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    noise = NoiseModel(default=0.6, cells={("cn", "cn"): 1.0, ("cn", "de"): happy_to_neutral})
+    lss = simulate_answers(key, {"cn": 6, "de": 6}, noise, seed=4, out_dir=tmp_path / "web", pad_ratings=True)
+    path = tmp_path / "web" / "results" / "ser-test" / "lss.csv"
+    header = path.read_text().splitlines()[0].split(",")
+    assert header[0] == "session_test_id"
+    assert header[-4:] == ["trial_id", "stimuli_rating", "stimuli", "rating_time"]
+    assert lss.height == 12 * key.height
+    assert lss["stimuli_rating"].str.starts_with(" ").all()
+    # a second round appends without a second header, as write.php does
+    simulate_answers(key, {"de": ["late"]}, noise, seed=5, out_dir=tmp_path / "web")
+    assert path.read_text().count("session_test_id") == 1
+
+    runner = CliRunner()
+    r = runner.invoke(probes_app, ["human", "ingest", str(path), "--key", str(key_path),
+                                   "--out", str(tmp_path / "ans")])
+    assert r.exit_code == 0, r.output
+    answers = pl.read_parquet(tmp_path / "ans" / "answers.parquet")
+    assert answers.height == 13 * key.height
+    # the noise model shows through: perfect CN-on-CN, happy heard as neutral on DE
+    cn_cn = answers.filter((pl.col("group") == "cn") & (pl.col("language") == "cn"))
+    assert (cn_cn["answer"] == cn_cn["true"]).all()
+    cn_de_happy = answers.filter((pl.col("group") == "cn") & (pl.col("language") == "de")
+                                 & (pl.col("true") == "happy"))
+    assert set(cn_de_happy["answer"].to_list()) <= {"happy", "neutral"}
+
+    preds = _predictions(key, np.random.default_rng(2)).filter(pl.col("layer") == 3)
+    preds.write_parquet(tmp_path / "preds.parquet")
+    out = tmp_path / "cmp"
+    r = runner.invoke(probes_app, ["human", "compare", str(tmp_path / "ans" / "answers.parquet"),
+                                   "--predictions", str(tmp_path / "preds.parquet"), "--key", str(key_path),
+                                   "--out", str(out), "--correction", "fdr_bh",
+                                   "--metric", "ua", "--metric", "recall_happy"])
+    assert r.exit_code == 0, r.output
+    t2 = pl.read_csv(out / "table2_ua.csv")
+    assert t2.filter(pl.col("group") == "cn")["CN"][0] == pytest.approx(100.0)
+    tests = pl.read_csv(out / "ttests.csv")
+    assert set(tests["metric"].to_list()) == {"ua", "recall_happy"}
+    assert set(tests["correction"].to_list()) == {"fdr_bh"}
+    for name in ("confusion_grid", "recall_bars", "ua_by_group"):
+        for ext in ("png", "svg"):
+            assert (out / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    summary = json.loads((out / "compare.json").read_text())
+    answers_hash = hashlib.sha256((tmp_path / "ans" / "answers.parquet").read_bytes()).hexdigest()
+    assert summary["provenance"]["answers"]["sha256"] == answers_hash
+    # the ingest provenance (key hash) travels inside the answers parquet
+    key_hash = hashlib.sha256(key_path.read_bytes()).hexdigest()
+    assert summary["provenance"]["answers"]["metadata"]["key"]["sha256"] == key_hash
+    assert summary["provenance"]["predictions"][0]["sha256"] == hashlib.sha256(
+        (tmp_path / "preds.parquet").read_bytes()).hexdigest()
+    # the 'late' listener answered after the first round: still one group member more
+    per = pl.read_csv(out / "per_listener.csv")
+    assert per.filter(pl.col("group") == "de")["listener"].n_unique() == 7
+
+
+def test_compare_command_errors(tmp_path):
+    r = CliRunner().invoke(probes_app, ["human", "compare", str(tmp_path / "none.parquet")])
+    assert r.exit_code == 2 and "none.parquet" in r.output
+    key = _key(1)
+    ans = _answers(key, n_per_group=2, skip=False)
+    ans.write_parquet(tmp_path / "a.parquet")
+    pl.DataFrame({"utt_id": ["u1"]}).write_parquet(tmp_path / "p.parquet")
+    r = CliRunner().invoke(probes_app, ["human", "compare", str(tmp_path / "a.parquet"),
+                                        "--predictions", str(tmp_path / "p.parquet")])
+    assert r.exit_code == 2 and "lack column" in r.output
+    # one listener per group: no test is possible, the rows say so with nan, never significant
+    per = compare(ans, None, key=key).per_listener
+    one = per.filter(pl.col("listener").is_in(["cn0", "de0"]))
+    tests = welch_tests(one, CompareConfig(metrics=("ua",)))
+    assert tests.height == 3 + 2 * 3
+    assert all(math.isnan(t) for t in tests["t"].to_list())
+    assert all(math.isnan(p) for p in tests["p_adj"].to_list()) and not tests["significant"].any()
