@@ -75,6 +75,9 @@ def config_from_dict(data: dict, source: str) -> PretrainedConfig:
         raise ValueError(
             f"{source}: model_type {model_type!r} is not supported (supported: {sorted(CONFIG_CLASSES)})"
         )
+    # Old transformers configs carry `gradient_checkpointing`, which would switch it on in
+    # the built module; training code decides that itself.
+    data = {k: v for k, v in data.items() if k != "gradient_checkpointing"}
     return CONFIG_CLASSES[model_type].from_dict(data)
 
 

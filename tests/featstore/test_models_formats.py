@@ -259,3 +259,13 @@ def test_not_a_model_folder(tmp_path):
     (path / "model.safetensors").unlink()
     with pytest.raises(ModelLoadError, match="model.safetensors"):
         load_model(str(path), language="en")
+
+
+def test_old_config_fields_do_not_leak_into_the_encoder(tmp_path):
+    path = save_tiny_model(tmp_path / "m", "wav2vec2", "ctc")
+    config = json.loads((path / "config.json").read_text())
+    config.update({"gradient_checkpointing": True, "torch_dtype": "float16", "transformers_version": "4.4.0"})
+    (path / "config.json").write_text(json.dumps(config))
+    loaded = load_model(str(path), language="en")
+    assert not loaded.encoder.is_activation_checkpointing
+    assert next(loaded.encoder.parameters()).dtype == torch.float32
