@@ -111,6 +111,15 @@ def test_prepare_table_with_label_map_and_language(tmp_path):
     frame = load_manifest(manifest_path("tjd", cache))
     assert dict(zip(frame["utt_id"], frame["emotion"], strict=True)) == {"a": "angry", "b": "question"}
     assert set(frame["language"]) == {"tj"} and set(frame["corpus"]) == {"tjd"}
+    # a row pointing out of the table's folder is caught by the audio check
+    write_tone(tmp_path / "outside.wav", 0.1)
+    with (tmp_path / "tjd" / "list.csv").open("a") as handle:
+        handle.write("../outside.wav,negation,s1\n")
+    result, out = _run("prepare", "table", "--root", tmp_path / "tjd" / "list.csv", "--name", "tjd",
+                       "--language", "tj", "--cache-root", cache, "--check-audio")
+    assert result.exit_code == 0, result.output
+    bad = load_bad_files(manifest_path("tjd", cache))
+    assert list(bad) == ["outside"] and "outside the corpus root" in bad["outside"]
 
 
 def test_prepare_pavoque_layout_option(tmp_path):
