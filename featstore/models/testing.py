@@ -147,6 +147,11 @@ def build_tiny_model(family: str, fmt: str, config: PretrainedConfig, seed: int 
                     "project_q": heads.project_q,
                 }
             )
+        # Fresh init leaves norms at 1 and biases at 0, so a weight loaded into the wrong
+        # slot (or not at all) could go unnoticed; perturb every parameter.
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(0.05 * torch.randn_like(param))
     return model.eval()
 
 
