@@ -160,7 +160,8 @@ def group_confusions(answers: pl.DataFrame, labels: Sequence[str] = CANONICAL_EM
         for i, lab in enumerate(labels):
             rows.append({"group": group, "language": language, "true": lab, "n": int(counts[i].sum()),
                          **{p: float(norm[i, j]) for j, p in enumerate(labels)}})
-    return pl.DataFrame(rows).sort("group", "language")
+    # a stable sort keeps the true-label rows of each matrix in label order
+    return pl.DataFrame(rows).sort("group", "language", maintain_order=True)
 
 
 def welch_tests(per_listener: pl.DataFrame, config: CompareConfig = CompareConfig()) -> pl.DataFrame:
@@ -327,7 +328,8 @@ def table3(confusions: pl.DataFrame, models: pl.DataFrame, pairs: pl.DataFrame,
     for p in pairs.unique(subset=["group", "language"], keep="first", maintain_order=True).iter_rows(named=True):
         human = confusions.filter((pl.col("group") == p["group"]) & (pl.col("language") == p["language"]))
         title = f"Human: {p['group'].upper()} ({p['human_setting']} on {p['language'].upper()})"
-        for h in human.iter_rows(named=True):
+        by_true = {h["true"]: h for h in human.iter_rows(named=True)}
+        for h in (by_true[lab] for lab in labels if lab in by_true):
             rows.append({"panel": title, "who": "human", "group": p["group"], "language": p["language"],
                          "setting": p["human_setting"], "variant": None, "true": h["true"],
                          **{lab: h[lab] for lab in labels}})

@@ -48,7 +48,9 @@ def confusion_grid(table3: pl.DataFrame, stem: Path,
                 ax.axis("off")
                 continue
             title, panel = row[j]
-            mat = panel.select(list(labels)).to_numpy()
+            order = {lab: i for i, lab in enumerate(labels)}
+            mat = panel.sort(pl.col("true").replace_strict(order, default=len(order)),
+                             maintain_order=True).select(list(labels)).to_numpy()
             ax.imshow(mat, vmin=0, vmax=1, cmap="Blues")
             for (r, c), v in np.ndenumerate(mat):
                 ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7,

@@ -187,7 +187,10 @@ def test_models_on_the_same_stimuli_paired_by_setting():
     assert np.allclose(panel.select(LABELS).to_numpy(), cm / cm.sum(axis=1, keepdims=True))
     assert panel["panel"][0].startswith("Model: w2v2-de cross (on CN)")
     human = t3.filter((pl.col("who") == "human") & (pl.col("group") == "de") & (pl.col("language") == "cn"))
-    assert human["panel"][0] == "Human: DE (cross on CN)" and human.height == 4
+    assert human["panel"][0] == "Human: DE (cross on CN)" and human["true"].to_list() == LABELS
+    heard = ans.filter((pl.col("group") == "de") & (pl.col("language") == "cn"))
+    hcm = confusion_matrix(heard["true"].to_list(), heard["answer"].to_list(), labels=LABELS).astype(float)
+    assert np.allclose(human.select(LABELS).to_numpy(), hcm / hcm.sum(axis=1, keepdims=True))
     # without the layer filter each layer is its own variant
     res2 = compare(ans, preds, CompareConfig(), key=key)
     assert res2.pairs.filter((pl.col("group") == "cn") & (pl.col("language") == "cn")).height == 2
