@@ -1,0 +1,66 @@
+"""Results helpers (summary, best layers, best_layer) and config validation."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from probes.config import LayerwiseConfig, ProbeConfig
+from probes.results import best_layer, best_layers, best_layers_path, summarise, write_best_layers
+
+
+def _frame(rows):
+    return pl.DataFrame(rows, schema=["model", "setting", "train_corpus", "test_corpus", "layer", "fold", "ua",
+                                      "wa", "macro_f1"], orient="row")
+
+
+def test_summary_mean_and_sample_std_over_folds():
+    frame = _frame([("m", "mono", "a", "a", 0, f, ua, ua, ua) for f, ua in enumerate([0.5, 0.7, 0.9])])
+    row = summarise(frame).row(0, named=True)
+    assert row["ua_mean"] == pytest.approx(0.7) and row["ua_std"] == pytest.approx(0.2) and row["n_folds"] == 3
+
+
+def test_best_layers_average_over_corpora_and_break_ties_low():
+    rows = [("m", "cross", "a", t, layer, 0, ua, 0, 0) for t, layer, ua in [
+        ("b", 0, 0.9), ("c", 0, 0.1), ("b", 1, 0.6), ("c", 1, 0.6), ("b", 2, 0.6), ("c", 2, 0.6)]]
+    rows += [("m", "mono", "a", "a", layer, 0, 0.5, 0, 0) for layer in (3, 1, 2)]
+    assert best_layers(_frame(rows)) == {"m": {"cross": 1, "mono": 1}}
+
+
+def test_best_layers_file_merges_and_reads_back(tmp_path):
+    path = best_layers_path(tmp_path)
+    with pytest.raises(FileNotFoundError, match="probes layerwise"):
+        best_layer("m", "mono", root=tmp_path)
+    write_best_layers({"m": {"mono": 3}, "n": {"trans": 1}}, path)
+    write_best_layers({"m": {"cross": 5}}, path)
+    assert json.loads(path.read_text()) == {"m": {"mono": 3, "cross": 5}, "n": {"trans": 1}}
+    assert best_layer("m", "cross", root=tmp_path) == 5
+    with pytest.raises(KeyError, match="no best layer"):
+        best_layer("n", "mono", root=tmp_path)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"head": "svm"}, {"lr": 0}, {"max_epochs": 0}, {"batch_size": 0}, {"n_jobs": 0},
+    {"backend": "ray"}, {"backend": "dask"}, {"stat": "max"}, {"weight_decay": -1.0},
+])
+def test_probe_config_rejects(kwargs):
+    with pytest.raises(ValueError):
+        ProbeConfig(**kwargs)
+
+
+def test_probe_config_defaults_are_the_papers():
+    c = ProbeConfig()
+    assert (c.head, c.lr, c.eps, c.weight_decay, c.max_epochs, c.batch_size, c.patience) == (
+        "mlp", 1e-4, 1e-8, 1e-5, 100, 32, 10)
+    assert "n_jobs" not in json.loads(c.to_json())  # parallelism does not change results
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"settings": ("mono", "bogus")}, {"models": ()}, {"layers": (1, 1)}, {"layers": (-1,)}, {"n_folds": 0},
+    {"corpora": ("esd", "esd")},
+])
+def test_layerwise_config_rejects(kwargs):
+    with pytest.raises(ValueError):
+        LayerwiseConfig(**kwargs)
