@@ -166,6 +166,7 @@ def test_run_model_end_to_end(tiny_sb: Path, zed_corpus: tuple[Path, Path], tmp_
     assert pl.read_csv(paths["per_utterance_csv"]).height == per_utt.height
 
 
+@pytest.mark.slow  # importing cli loads every command module (~10 s)
 def test_model_command_and_errors(tiny_sb: Path, zed_corpus: tuple[Path, Path], tmp_path: Path) -> None:
     from cli import app
 
