@@ -32,9 +32,10 @@ from probes.metrics import classification_metrics, row_normalise
 MODEL_SETTING: dict[str, str] = {"mono": "mono", "cross": "cross", "L2": "trans"}
 """Human setting -> the model setting it is paired with (as in the paper's Table III)."""
 VARIANT_COLUMNS: tuple[str, ...] = (
-    "model", "setting", "train_corpus", "strategy", "two_stage", "scope", "layer", "fold",
+    "model", "setting", "train_corpus", "head", "strategy", "two_stage", "scope", "layer",
 )
-"""Prediction columns that tell model variants apart (those present are used)."""
+"""Prediction columns that tell model variants apart (those present are used). ``fold``
+is not one: each stimulus is predicted by the fold(s) where it was test data."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,13 @@ def match_predictions(
     (matched, report): matched has variant, model, model_language, setting, stimulus,
     corpus, utt_id, language, true, pred; report lists filters, per-variant coverage,
     label mismatches, duplicates and unpaired models.
+
+    Notes
+    -----
+    A stimulus predicted by several folds of one variant (PAVOQUE's test sets overlap)
+    gets the arg-max of the mean ``prob_<label>`` columns when they are all present, else
+    the prediction of the lowest fold; the report gives the number of such rows and the
+    rule. Filter with ``prediction_filters={"fold": "0"}`` to use one fold only.
     """
     need = [c for c in ("utt_id", "pred", "model", "setting") if c not in predictions.columns]
     if need:
@@ -244,8 +252,10 @@ def match_predictions(
         preds = preds.filter(pl.col(col).cast(pl.Utf8) == str(value))
     corpus_col = next((c for c in ("test_corpus", "corpus") if c in preds.columns), None)
     vcols = [c for c in VARIANT_COLUMNS if c in preds.columns]
+    prob_cols = [f"prob_{c}" for c in config.labels]
+    has_probs = all(c in preds.columns for c in prob_cols)
     keep = [*vcols, "utt_id", "pred", *([corpus_col] if corpus_col else []),
-            *(["true"] if "true" in preds.columns else [])]
+            *[c for c in ("true", "fold") if c in preds.columns], *(prob_cols if has_probs else [])]
     preds = preds.select(keep).with_columns(pl.col("utt_id").cast(pl.Utf8))
     if preds["pred"].dtype.is_integer():
         preds = preds.with_columns(pl.col("pred").map_elements(lambda i: config.labels[i], return_dtype=pl.Utf8))
@@ -267,9 +277,8 @@ def match_predictions(
         bad = matched.filter(pl.col("true") != pl.col("key_true"))
         report["label_mismatches"] = bad.height
         matched = matched.drop("true")
-    before = matched.height
-    matched = matched.unique(subset=["variant", "stimulus"], keep="first", maintain_order=True)
-    report["duplicates"] = before - matched.height
+    matched, report["duplicates"], report["duplicate_rule"] = _one_per_stimulus(
+        matched, prob_cols if has_probs else [], config.labels)
     lang_of = {m: _model_language(m, config, languages) for m in set(matched["model"].to_list())}
     report["unpaired_models"] = sorted(m for m, lang in lang_of.items() if lang is None)
     matched = matched.with_columns(
@@ -281,6 +290,27 @@ def match_predictions(
     cols = ["variant", "model", "model_language", "setting", "stimulus", "corpus", "utt_id",
             "language", "true", "pred", *[c for c in vcols if c not in ("model", "setting")]]
     return matched.select(cols), report
+
+
+def _one_per_stimulus(matched: pl.DataFrame, prob_cols: list[str],
+                      labels: Sequence[str]) -> tuple[pl.DataFrame, int, str]:
+    n_dup = matched.height - matched.select("variant", "stimulus").n_unique()
+    if "fold" in matched.columns:
+        matched = matched.sort("fold", maintain_order=True)
+    if not n_dup:
+        return matched, 0, "none"
+    if not prob_cols:
+        kept = matched.unique(subset=["variant", "stimulus"], keep="first", maintain_order=True)
+        return kept, n_dup, "prediction of the lowest fold kept"
+    others = [c for c in matched.columns if c not in (*prob_cols, "variant", "stimulus")]
+    agg = matched.group_by("variant", "stimulus", maintain_order=True).agg(
+        *[pl.col(c).first() for c in others], *[pl.col(c).mean() for c in prob_cols],
+        pl.len().alias("_n"),
+    )
+    mean_pred = pl.concat_list(prob_cols).list.arg_max().replace_strict(
+        dict(enumerate(labels)), return_dtype=pl.Utf8)
+    agg = agg.with_columns(pl.when(pl.col("_n") > 1).then(mean_pred).otherwise(pl.col("pred")).alias("pred"))
+    return agg.drop("_n"), n_dup, "arg-max of the mean probabilities over folds"
 
 
 def model_metrics(matched: pl.DataFrame, labels: Sequence[str] = CANONICAL_EMOTIONS) -> pl.DataFrame:

@@ -285,3 +285,26 @@ def test_compare_command_errors(tmp_path):
     assert tests.height == 3 + 2 * 3
     assert all(math.isnan(t) for t in tests["t"].to_list())
     assert all(math.isnan(p) for p in tests["p_adj"].to_list()) and not tests["significant"].any()
+
+
+def test_stimulus_predicted_by_several_folds():
+    key = _key(1).head(2)  # s001 angry (u1), s002 happy (u2)
+    base = {"model": "w2v2-cn", "setting": "mono", "test_corpus": "esd"}
+    rows = [
+        {**base, "fold": 1, "utt_id": "u1", "pred": "happy", "prob_angry": 0.1, "prob_happy": 0.6,
+         "prob_neutral": 0.3, "prob_sad": 0.0},
+        {**base, "fold": 0, "utt_id": "u1", "pred": "angry", "prob_angry": 0.5, "prob_happy": 0.4,
+         "prob_neutral": 0.1, "prob_sad": 0.0},
+        {**base, "fold": 2, "utt_id": "u2", "pred": "sad", "prob_angry": 0.0, "prob_happy": 0.4,
+         "prob_neutral": 0.0, "prob_sad": 0.6},
+    ]
+    preds = pl.DataFrame(rows)
+    matched, report = match_predictions(preds, key)
+    # mean probabilities of u1 over folds 0 and 1: (0.3, 0.5, 0.2, 0) -> happy
+    assert dict(matched.select("utt_id", "pred").iter_rows()) == {"u1": "happy", "u2": "sad"}
+    assert report["duplicates"] == 1 and "mean" in report["duplicate_rule"]
+    matched, report = match_predictions(preds.drop("prob_sad"), key)
+    assert dict(matched.select("utt_id", "pred").iter_rows()) == {"u1": "angry", "u2": "sad"}
+    assert "lowest fold" in report["duplicate_rule"]
+    matched, _ = match_predictions(preds, key, CompareConfig(prediction_filters={"fold": "1"}))
+    assert matched["utt_id"].to_list() == ["u1"] and matched["pred"].to_list() == ["happy"]
