@@ -181,10 +181,10 @@ def train_epoch(model: SERModel, clips: ClipSet, optimizer: torch.optim.Optimize
     total, correct = 0.0, 0
     optimizer.zero_grad(set_to_none=True)
     for b, idx in enumerate(batches):
-        h, mask = batch_inputs(model, clips, idx)
         y = torch.as_tensor(clips.labels[idx], device=device)
         result.seen_utt_ids.update(clips.utt_ids[i] for i in idx)
         with _autocast(dtype, device):
+            h, mask = batch_inputs(model, clips, idx)
             logits = model(h, mask).float()
         loss = F.cross_entropy(logits, y)
         total += float(loss.detach()) * len(idx)

@@ -188,3 +188,21 @@ def test_peft_command_reports_bad_input_cleanly(setup):
                                        "--cache-root", str(root), "--out", str(root / "cli_run")])
     assert res.exit_code == 0, res.output
     assert (root / "cli_run" / "results.parquet").exists() and "UA mean" in res.output
+
+
+def test_layer_best_comes_from_the_probes(setup):
+    from finetune.run import FinetuneError
+    from probes.results import best_layers_path, write_best_layers
+
+    root, model_dir = setup
+    alias = load_model(str(model_dir)).alias
+    cfg = _config(root, model_dir, layer="best", folds=(0,), train=TrainConfig(max_epochs=1, batch_size=8),
+                  save_checkpoints=False, out=str(root / "best"))
+    path = best_layers_path(root)
+    if path.exists():
+        path.unlink()
+    with pytest.raises(FinetuneError, match="probes layerwise"):
+        run_finetune(cfg)
+    write_best_layers({alias: {"trans": 3, "mono": 1}}, path)
+    frame = run_finetune(cfg)
+    assert frame["layer"].to_list() == [3] and frame["setting"].to_list() == ["trans"]

@@ -14,7 +14,7 @@ from featstore.manifest import make_manifest
 from finetune.data import ClipSet, length_sorted_batches
 from finetune.model import PeftModelConfig, SERModel
 from finetune.train import TrainConfig, evaluate, fit, fit_two_stage
-from finetune.tuners import STRATEGIES
+from finetune.tuners import STRATEGIES, LoraSettings
 
 FAST = TrainConfig(lr=3e-3, batch_size=8, max_epochs=6, patience=10, seed=0)
 
@@ -149,3 +149,36 @@ def test_cached_front_end_training_matches_recomputed(tmp_path, family, scope):
         torch.testing.assert_close(w1[k], w2[k], atol=1e-4, rtol=0)
     np.testing.assert_allclose(p1, p2, atol=1e-4)
     cache.close()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    """The memory-saving recomputation (used on CUDA) changes no gradient."""
+    from finetune.data import batch_inputs
+
+    train, *_ = _sets(n=1)
+    grads = []
+    for checkpointing in (False, True):
+        model = SERModel(tiny_encoder("wavlm", hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0),
+                         PeftModelConfig(layer=2, strategy="lora+ba+wg", lora=LoraSettings(dropout=0.0)), True)
+        model.train(True)
+        model.use_checkpointing = checkpointing
+        h, mask = batch_inputs(model, train, np.arange(len(train)))
+        torch.nn.functional.cross_entropy(model(h, mask), torch.as_tensor(train.labels)).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5)
+
+
+def test_bf16_autocast_path_trains():
+    """The mixed-precision code path (bf16 autocast, as on GPU) runs and learns; CPU
+    autocast stands in for CUDA here."""
+    from finetune.train import FitResult, make_optimizer, train_epoch
+
+    train, *_ = _sets()
+    model = SERModel(tiny_encoder("wav2vec2"), PeftModelConfig(layer=2, strategy="lora+ba+wg", head="linear"), True)
+    tc = TrainConfig(lr=1e-2, batch_size=8)
+    opt = make_optimizer(model, tc)
+    rng = np.random.default_rng(0)
+    sink = FitResult({}, 0.0, 0.0, 0, 0)
+    losses = [train_epoch(model, train, opt, tc, rng, torch.bfloat16, None, sink)[0] for _ in range(6)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
