@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from featstore.audio import load_bad_files
 from featstore.manifest import ManifestError, load_manifest
 from featstore.paths import manifest_path, splits_path
 from featstore.splits import (
@@ -51,18 +52,19 @@ def splits(
     console = Console()
     try:
         manifest = load_manifest(manifest_path(corpus, cache_root))
+        bad = load_bad_files(manifest_path(corpus, cache_root))
     except (FileNotFoundError, ManifestError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(code=2) from err
     try:
         if import_dir is not None:
-            folds = import_paper_folds(manifest, import_dir, allow_missing=allow_missing)
+            folds = import_paper_folds(manifest, import_dir, allow_missing=allow_missing, exclude=bad)
         else:
             config = FoldConfig(
                 n_folds=n_folds, n_train=n_train, n_valid=n_valid, n_test=n_test, seed=seed,
                 group_by=group_by, scale=scale, languages=tuple(language or ()),
             )
-            folds = make_folds(manifest, config)
+            folds = make_folds(manifest, config, exclude=bad)
     except MissingFilesError as err:
         console.print(f"[red]error:[/red] {err}", markup=False, highlight=False)
         raise typer.Exit(code=2) from err
@@ -77,6 +79,9 @@ def splits(
         console.print(f"held out ({meta['group_by']}): {held}")
     if meta.get("note"):
         console.print(f"[yellow]note:[/yellow] {meta['note']}")
+    if meta.get("unusable"):
+        console.print(f"[yellow]warning:[/yellow] {len(meta['unusable'])} utterance(s) with unusable audio "
+                      "(featstore prepare --check-audio) left out")
     if meta.get("missing"):
         console.print(f"[yellow]warning:[/yellow] {len(meta['missing'])} listed files are not in the corpus (skipped):")
         missing = Table()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,7 +176,9 @@ def _availability_text(avail: dict) -> str:
     return json.dumps(avail, ensure_ascii=False)
 
 
-def make_folds(manifest: pl.DataFrame, config: FoldConfig = FoldConfig()) -> FoldTable:
+def make_folds(
+    manifest: pl.DataFrame, config: FoldConfig = FoldConfig(), exclude: Mapping[str, str] | None = None
+) -> FoldTable:
     """Cut a manifest into balanced folds following the paper's protocol.
 
     Parameters
@@ -185,6 +188,9 @@ def make_folds(manifest: pl.DataFrame, config: FoldConfig = FoldConfig()) -> Fol
         ``config.languages`` are ignored.
     config : FoldConfig
         Counts, seed, grouping and scaling.
+    exclude : Mapping[str, str], optional
+        Utterances to leave out, ``{utt_id: reason}``: the unusable files that
+        ``featstore prepare --check-audio`` found (``featstore.audio.load_bad_files``).
 
     Returns
     -------
@@ -192,7 +198,8 @@ def make_folds(manifest: pl.DataFrame, config: FoldConfig = FoldConfig()) -> Fol
         ``n_folds * (n_train + n_valid + n_test)`` rows (fewer when scaled down) and the
         metadata ``scheme``, ``seed``, ``manifest_fingerprint``, ``counts`` (fold -> part ->
         utterances), ``per_emotion``, ``requested``, ``scaled``, ``note``, ``group_by``,
-        ``held_out`` (fold -> held-out speakers/sessions), ``emotions``, ``languages``.
+        ``held_out`` (fold -> held-out speakers/sessions), ``emotions``, ``languages``,
+        ``excluded`` (the left-out utterance ids that the manifest holds).
 
     Raises
     ------
@@ -201,6 +208,9 @@ def make_folds(manifest: pl.DataFrame, config: FoldConfig = FoldConfig()) -> Fol
         ``scale="off"``, for the counts asked), with the numbers found.
     """
     frame = manifest.filter(pl.col("emotion").is_in(list(config.emotions)))
+    excluded = sorted(set(exclude or {}) & set(frame["utt_id"].to_list()))
+    if excluded:
+        frame = frame.filter(~pl.col("utt_id").is_in(excluded))
     if config.languages:
         frame = frame.filter(pl.col("language").is_in(list(config.languages)))
     if frame.is_empty():
@@ -254,6 +264,8 @@ def make_folds(manifest: pl.DataFrame, config: FoldConfig = FoldConfig()) -> Fol
     used = tuple(c * n_emo for c in counts)
     scaled = used != exact
     notes = [note] if note else []
+    if excluded:
+        notes.append(f"left out {len(excluded)} utterance(s) with unusable audio")
     if scaled:
         notes.append(
             f"the corpus is too small for {exact[0]}/{exact[1]}/{exact[2]} per fold: scaled down to "
@@ -280,6 +292,7 @@ def make_folds(manifest: pl.DataFrame, config: FoldConfig = FoldConfig()) -> Fol
         "n_folds": n_folds,
         "emotions": list(config.emotions),
         "languages": list(config.languages),
+        "excluded": excluded,
     }
     return FoldTable(table=table, meta=meta)
 

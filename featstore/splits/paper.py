@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +29,17 @@ _FOLD_FILE = re.compile(r"metadata_fold(\d+)\.csv$")
 class MissingFilesError(FileNotFoundError):
     """The split names files the corpus lacks; ``missing`` lists every one of them."""
 
-    def __init__(self, directory: Path, missing: list[str], n_listed: int) -> None:
+    def __init__(
+        self, directory: Path, missing: list[str], n_listed: int, reasons: dict[str, str] | None = None
+    ) -> None:
         self.missing = missing
         self.directory = directory
-        listing = "\n  ".join(missing)
+        reasons = reasons or {}
+        listing = "\n  ".join(f"{name} ({reasons[name]})" if name in reasons else name for name in missing)
         super().__init__(
-            f"{directory}: {len(missing)} of the {n_listed} files its splits list are not in the corpus "
-            f"(use --allow-missing to import the rest):\n  {listing}"
+            f"{directory}: {len(missing)} of the {n_listed} files its splits list are not in the corpus"
+            + (" or have unusable audio" if reasons else "")
+            + f" (use --allow-missing to import the rest):\n  {listing}"
         )
 
 
@@ -106,7 +111,10 @@ def _stem_index(manifest: pl.DataFrame) -> dict[str, str]:
 
 
 def import_paper_folds(
-    manifest: pl.DataFrame, directory: str | Path, allow_missing: bool = False
+    manifest: pl.DataFrame,
+    directory: str | Path,
+    allow_missing: bool = False,
+    exclude: Mapping[str, str] | None = None,
 ) -> FoldTable:
     """Reproduce the paper's folds on a prepared corpus.
 
@@ -119,6 +127,9 @@ def import_paper_folds(
     allow_missing : bool
         Import the files the corpus holds and list the rest in ``meta["missing"]``
         instead of raising.
+    exclude : Mapping[str, str], optional
+        ``{utt_id: reason}`` of unusable audio (``featstore.audio.load_bad_files``): such
+        utterances count as missing and are listed with their reason in ``meta["unusable"]``.
 
     Returns
     -------
@@ -135,6 +146,11 @@ def import_paper_folds(
     """
     directory = Path(directory)
     entries = read_paper_splits(directory)
+    exclude = dict(exclude or {})
+    unusable = {u: exclude[u] for u in manifest["utt_id"].to_list() if u in exclude}
+    manifest_all = manifest
+    if unusable:
+        manifest = manifest.filter(~pl.col("utt_id").is_in(list(unusable)))
     index = _stem_index(manifest)
     emotion = dict(zip(manifest["utt_id"].to_list(), manifest["emotion"].to_list(), strict=True))
     rows: list[tuple[int, str, str]] = []
@@ -156,7 +172,10 @@ def import_paper_folds(
             )
     missing.sort()
     if missing and not allow_missing:
-        raise MissingFilesError(directory, missing, len({e.file for e in entries}))
+        index_all = _stem_index(manifest_all)
+        reasons = {name: f"unusable audio: {unusable[index_all[Path(name).stem]]}" for name in missing
+                   if index_all.get(Path(name).stem) in unusable}
+        raise MissingFilesError(directory, missing, len({e.file for e in entries}), reasons)
     order = {p: i for i, p in enumerate(PARTS)}
     table = (
         pl.DataFrame(rows, schema=FOLD_SCHEMA, orient="row").unique()
@@ -171,8 +190,9 @@ def import_paper_folds(
     meta = {
         "scheme": "paper-import",
         "seed": None,
-        "manifest_fingerprint": manifest_fingerprint(manifest),
+        "manifest_fingerprint": manifest_fingerprint(manifest_all),
         "source": str(directory),
+        "unusable": unusable,
         "counts": counts,
         "missing": missing,
         "label_disagreements": disagreements,

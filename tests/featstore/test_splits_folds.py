@@ -205,3 +205,13 @@ def test_splits_command(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "not enough utterances" in result.output
     result = runner.invoke(featstore_app, ["splits", "missing-corpus"])
     assert result.exit_code == 2 and "featstore prepare" in result.output
+
+
+def test_unusable_audio_is_left_out():
+    manifest = esd_like(per_emotion=60)
+    bad = {"0001_000351": "silent", "0004_000001": "truncated", "9999_000001": "not in this manifest"}
+    folds = make_folds(manifest, exclude=bad)
+    assert not set(folds.table["utt_id"]) & set(bad)
+    assert folds.meta["excluded"] == ["0001_000351", "0004_000001"]
+    assert "unusable audio" in folds.meta["note"] and folds.meta["scaled"] is False
+    assert len(folds.ids(0, "train")) == 1600

@@ -152,3 +152,13 @@ def test_splits_command_imports_and_names_missing_files(tmp_path, monkeypatch):
     assert "paper-import" in result.output and "Ses01F_impro01_F002.wav" in result.output
     table, meta = load_folds(splits_path("iemocap"))
     assert meta["missing"] == ["Ses01F_impro01_F002.wav"] and meta["scheme"] == "paper-import"
+
+
+def test_unusable_audio_counts_as_missing_with_its_reason():
+    manifest = names_only_manifest("EN_IEMOCAP")
+    bad = {"Ses01F_impro01_F002": "silent (clipping-only or all zeros)"}
+    with pytest.raises(MissingFilesError, match=r"Ses01F_impro01_F002\.wav \(unusable audio: silent"):
+        import_paper_folds(manifest, SPLIT_ID / "EN_IEMOCAP", exclude=bad)
+    folds = import_paper_folds(manifest, SPLIT_ID / "EN_IEMOCAP", allow_missing=True, exclude=bad)
+    assert folds.meta["unusable"] == bad and folds.meta["missing"] == ["Ses01F_impro01_F002.wav"]
+    assert "Ses01F_impro01_F002" not in set(folds.table["utt_id"])
