@@ -97,6 +97,7 @@ def probe_cmd(
     c: Annotated[float, typer.Option(help="Inverse L2 regularisation of the logistic regression (default: 1.0).")] = 1.0,
     max_iter: Annotated[int, typer.Option(help="L-BFGS iterations (default: 300).")] = 300,
     seed: Annotated[int, typer.Option(help="Seed of subsampling and solver (default: 0).")] = 0,
+    model_results: Annotated[Path | None, typer.Option(help="per_utterance.parquet of `probes sed model`, printed beside the best layer (default: none).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache>/runs/sed/probe/<model>/<test>).")] = None,
     cache: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
 ) -> None:
@@ -116,6 +117,13 @@ def probe_cmd(
     console.print(per_layer.select("layer", "eder", "eder_duration_weighted", "n_utterances"))
     best = per_layer.sort("eder").row(0, named=True)
     console.print(f"best layer: {best['layer']} (EDER {best['eder']:.4f})")
+    if model_results is not None:
+        try:
+            fine_tuned = pl.read_parquet(model_results)
+        except (OSError, pl.exceptions.PolarsError) as err:
+            _fail(f"{model_results}: {err}")
+        console.print(f"diarization model {fine_tuned['model'][0]}: EDER {fine_tuned['eder'].mean():.4f} "
+                      f"over {fine_tuned.height} utterances")
     _print_paths(paths)
 
 

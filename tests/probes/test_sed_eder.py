@@ -220,3 +220,14 @@ def test_recipe_padding() -> None:
     assert recipe_frame_count(1.0) == 50
     assert pad_like_recipe(["n"] * 49, 50) == ["n"] * 50
     assert pad_like_recipe(["n"] * 50, 50) == ["n"] * 50
+
+
+def test_event_past_duration_kept_like_the_reference() -> None:
+    # The reference builds no trailing neutral segment and counts the event up to its end:
+    # correct = 0.7 s (sad 0.5-1.2), so EDER = 1 - 0.7 / 1.0 = 0.3, although only the
+    # stretch 0-0.5 is wrong; the components then cover the 1.2 s actually scored.
+    ref = reference_segments([{"emo": "sad", "start": 0.5, "end": 1.2}], 1.0)
+    assert ref == [(0.0, 0.5, "neutral"), (0.5, 1.2, "sad")]
+    res = eder([(0.0, 1.2, "sad")], ref, 1.0)
+    assert res.eder == pytest.approx(0.3)
+    assert res.scored_s == pytest.approx(1.2) and res.false_alarm == pytest.approx(0.5)

@@ -139,10 +139,12 @@ def test_run_frame_probe_writes_tables_and_checks_inputs(root: Path, tmp_path: P
 def test_probe_command(root: Path, tmp_path: Path) -> None:
     from cli import app
 
+    pl.DataFrame({"model": ["wavlm-emo"] * 2, "eder": [0.25, 0.5]}).write_parquet(tmp_path / "m.parquet")
     res = CliRunner().invoke(app, ["probes", "sed", "probe", "--model", "toy", "--train-corpora", "ua,ub",
                                    "--test", "zz", "--max-train-frames", "400", "--cache", str(root),
-                                   "--out", str(tmp_path / "o")])
+                                   "--out", str(tmp_path / "o"), "--model-results", str(tmp_path / "m.parquet")])
     assert res.exit_code == 0, res.output
     assert "best layer: 1" in res.output
+    assert "wavlm-emo: EDER 0.3750" in res.output
     res = CliRunner().invoke(app, ["probes", "sed", "probe", "--model", "toy", "--layers", "x", "--cache", str(root)])
     assert res.exit_code == 2
