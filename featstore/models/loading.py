@@ -127,7 +127,8 @@ def load_hf_folder(folder: Path) -> tuple[torch.nn.Module, PretrainedConfig, lis
     """Encoder, config, weight files and load report of a Hugging Face folder (CPU)."""
     config = read_config(folder / "config.json")
     files = hf_weight_files(folder)
-    encoder = build_encoder(config)
+    with torch.device("meta"):  # weights come from the checkpoint: skip the random init
+        encoder = build_encoder(config)
     report = load_encoder_weights(encoder, read_state_dict(files), str(folder))
     report["architectures"] = list(config.architectures or [])
     return encoder, config, files, report
@@ -140,7 +141,8 @@ def load_speechbrain_folder(folder: Path) -> tuple[torch.nn.Module, PretrainedCo
         raise ModelLoadError(f"{folder}: SpeechBrain folder lacks {', '.join(lacking)}")
     hparams = sb.read_hyperparams(folder)
     config, config_source = sb.speechbrain_config(folder, hparams["hub_id"])
-    encoder = build_encoder(config)
+    with torch.device("meta"):  # weights come from the checkpoint: skip the random init
+        encoder = build_encoder(config)
     ckpt = folder / "wav2vec2.ckpt"
     report = load_encoder_weights(encoder, read_weight_file(ckpt), str(ckpt))
     labels, codes = sb.parse_label_encoder(folder / "label_encoder.txt")

@@ -220,17 +220,38 @@ def load_encoder_weights(encoder: torch.nn.Module, raw: dict[str, torch.Tensor],
         problems.append(f"shape mismatch: {shapes}")
     if problems:
         raise ModelLoadError(f"{source}: cannot load the encoder faithfully:\n  " + "\n  ".join(problems))
-    result = encoder.load_state_dict(mapped, strict=False)
+    # assign=True lets the encoder be built on the meta device (no random init of 300M
+    # weights); tensors are cast to the model's dtype first (checkpoints may be fp16).
+    mapped = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in mapped.items()}
+    result = encoder.load_state_dict(mapped, strict=False, assign=True)
     still_missing = sorted(set(result.missing_keys) - OPTIONAL_KEYS)
     if still_missing or result.unexpected_keys:
         raise ModelLoadError(
             f"{source}: load_state_dict left keys unloaded: {still_missing} / {result.unexpected_keys}"
         )
+    _materialise_optional(encoder, set(mapped), source)
     return {
         "loaded": len(mapped),
         "dropped": sorted(dropped),
         "optional_missing": sorted(OPTIONAL_KEYS & (expected - set(mapped))),
     }
+
+
+def _materialise_optional(encoder: torch.nn.Module, loaded: set[str], source: str) -> None:
+    # Optional weights absent from the checkpoint (masked_spec_embed, used only by
+    # SpecAugment, which is off) are set to zeros: deterministic, no hidden RNG. They are
+    # reset even when not on the meta device: transformers builds masked_spec_embed with
+    # torch.Tensor(n), which ignores the device context and holds uninitialised memory.
+    for name, param in list(encoder.named_parameters()):
+        if name in OPTIONAL_KEYS and name not in loaded:
+            owner = encoder.get_submodule(name.rpartition(".")[0])
+            zeros = torch.zeros(param.shape, dtype=param.dtype)
+            setattr(owner, name.rpartition(".")[2], torch.nn.Parameter(zeros))
+        elif param.is_meta:
+            raise ModelLoadError(f"{source}: weight {name} was never loaded")
+    meta_buffers = [name for name, buf in encoder.named_buffers() if buf.is_meta]
+    if meta_buffers:
+        raise ModelLoadError(f"{source}: buffers never initialised: {meta_buffers}")
 
 
 def _stat_key(path: Path) -> tuple[int, int, int]:

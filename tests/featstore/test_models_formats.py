@@ -269,3 +269,22 @@ def test_old_config_fields_do_not_leak_into_the_encoder(tmp_path):
     loaded = load_model(str(path), language="en")
     assert not loaded.encoder.is_activation_checkpointing
     assert next(loaded.encoder.parameters()).dtype == torch.float32
+
+
+def test_absent_masked_spec_embed_is_allowed_and_everything_is_materialised(tmp_path):
+    path = save_tiny_model(tmp_path / "m", "wavlm", "ctc", safetensors=True)
+    _rewrite(path, True, lambda raw: raw.pop("wavlm.masked_spec_embed"))
+    loaded = load_model(str(path), language="en")
+    assert loaded.extras["load_report"]["optional_missing"] == ["masked_spec_embed"]
+    assert torch.equal(loaded.encoder.masked_spec_embed, torch.zeros(32))
+    assert not any(p.is_meta for p in loaded.encoder.parameters())
+    assert all(p.requires_grad for p in loaded.encoder.parameters())
+
+
+def test_fp16_checkpoint_loads_as_float32(tmp_path):
+    path = save_tiny_model(tmp_path / "m", "wav2vec2", "model", safetensors=True)
+    _rewrite(path, True, lambda raw: raw.update({k: v.half() for k, v in raw.items()}))
+    loaded = load_model(str(path), language="en")
+    assert {p.dtype for p in loaded.encoder.parameters()} == {torch.float32}
+    wave = _wave(4000, seed=5)
+    assert torch.isfinite(_hidden(loaded.encoder, wave)[-1]).all()
