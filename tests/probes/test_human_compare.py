@@ -308,3 +308,22 @@ def test_stimulus_predicted_by_several_folds():
     assert "lowest fold" in report["duplicate_rule"]
     matched, _ = match_predictions(preds, key, CompareConfig(prediction_filters={"fold": "1"}))
     assert matched["utt_id"].to_list() == ["u1"] and matched["pred"].to_list() == ["happy"]
+
+
+def test_noise_model_cells_and_empirical_distribution():
+    m = [[0.7, 0.1, 0.1, 0.1], [0.0, 0.5, 0.5, 0.0], [0.0, 0.0, 1.0, 0.0], [0.25, 0.25, 0.25, 0.25]]
+    noise = NoiseModel(default=0.4, cells={("de", "*"): m, ("*", "en"): 0.9})
+    assert np.allclose(noise.matrix("de", "cn"), m)
+    assert np.allclose(noise.matrix("cn", "en"), 0.9 * np.eye(4) + (0.1 / 3) * (1 - np.eye(4)))
+    assert np.allclose(noise.matrix("cn", "cn").sum(axis=1), 1.0) and noise.matrix("cn", "cn")[0, 0] == 0.4
+    with pytest.raises(ValueError, match="rows summing to 1"):
+        NoiseModel(cells={("a", "b"): [[1, 0], [0, 1]]})
+    with pytest.raises(ValueError, match="accuracy"):
+        NoiseModel(default=1.5)
+    key = _key(1).filter(pl.col("language") == "cn")
+    lss = simulate_answers(key, {"de": 300}, noise, seed=9)
+    truth = dict(zip(key["stimulus"].to_list(), key["emotion"].to_list(), strict=True))
+    for i, emo in enumerate(LABELS):
+        answers = lss.filter(pl.col("stimuli").replace_strict(truth) == emo)["stimuli_rating"].to_list()
+        freq = [answers.count(lab) / len(answers) for lab in LABELS]
+        assert np.allclose(freq, m[i], atol=0.09), (emo, freq)
