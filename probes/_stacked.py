@@ -215,13 +215,17 @@ def _train_group(
     params = [*weights, *biases]
     opt = make_optimizer(params, config)
     n_train = train_rows.shape[1]
+    n_utts = feats.shape[1]
+    flat = feats.reshape(-1, feats.shape[-1])
     for epoch in range(1, config.max_epochs + 1):
         perms = torch.stack([torch.randperm(n_train, generator=gens[h]) for h in active])
         rows = torch.gather(train_rows, 1, perms)
-        slot_col = slots[:, None]
+        flat_rows = rows + slots[:, None] * n_utts  # rows of the (S * N, D) view
         for start in range(0, n_train, config.batch_size):
             batch = rows[:, start:start + config.batch_size]
-            x = feats[slot_col, batch]
+            # index_select on a 2-D view gathers about twice as fast as 3-D fancy indexing
+            x = flat.index_select(0, flat_rows[:, start:start + config.batch_size].reshape(-1))
+            x = x.view(batch.shape[0], batch.shape[1], -1)
             if mean is not None:
                 x = (x - mean) / scale
             loss = _head_losses(_forward(weights, biases, x), y[batch]).sum()
