@@ -139,17 +139,23 @@ def not_found_message(
     title = f"Model {alias!r}" + (f" ({repo_id})" if repo_id and repo_id != alias else "")
     lines = [f"{title} is not on this machine, and nothing is downloaded here.", "Searched:"]
     lines += [f"  {c.path}  [{c.origin}: {c.status}]" for c in searched]
-    target = cache_root() / "models" / alias
     lines.append("Provide one of:")
-    lines.append(f"  - a folder {target}/ (or $CROSSLING_MODELS/{alias}/) holding: {files};")
+    if spec is not None:
+        target = cache_root() / "models" / alias
+        extra = ", plus hyperparams.yaml and input_norm.ckpt" if fmt == "speechbrain" else ""
+        lines.append(f"  - a folder {target}/ (or ${MODELS_ENV}/{alias}/) holding: {files}{extra};")
+    else:
+        lines.append(f"  - a local folder holding {files}, given as a path;")
     if repo_id:
         lines.append(
             f"  - the Hugging Face cache entry {hf_cache_repo_dir(repo_id)}/ "
             f"(set HF_HUB_CACHE or HF_HOME to use another cache folder)."
         )
+        name = alias.split("/")[-1]
+        where = f"to {cache_root() / 'models' / alias}/" if spec is not None else "here and pass its path"
         lines.append(
-            f"On a machine with internet access: `hf download {repo_id} --local-dir {alias}`, "
-            "then copy that folder here."
+            f"On a machine with internet access: `hf download {repo_id} --local-dir {name}`, "
+            f"then copy that folder {where}."
         )
     return "\n".join(lines)
 
