@@ -140,6 +140,8 @@ def group_summary(per_listener: pl.DataFrame, metric: str = "ua") -> pl.DataFram
 
 def table2(summary: pl.DataFrame, languages: Sequence[str] | None = None) -> pl.DataFrame:
     """Table II: rows = listener groups, columns = test languages (upper case), mean UA %."""
+    if summary.is_empty():
+        return pl.DataFrame(schema={"group": pl.Utf8})
     langs = list(languages or sorted(set(summary["language"].to_list())))
     wide = summary.with_columns((pl.col("mean") * 100).alias("pct")).pivot(
         on="language", index="group", values="pct"
@@ -161,6 +163,9 @@ def group_confusions(answers: pl.DataFrame, labels: Sequence[str] = CANONICAL_EM
         for i, lab in enumerate(labels):
             rows.append({"group": group, "language": language, "true": lab, "n": int(counts[i].sum()),
                          **{p: float(norm[i, j]) for j, p in enumerate(labels)}})
+    if not rows:
+        return pl.DataFrame(schema={"group": pl.Utf8, "language": pl.Utf8, "true": pl.Utf8, "n": pl.Int64,
+                                    **dict.fromkeys(labels, pl.Float64)})
     # a stable sort keeps the true-label rows of each matrix in label order
     return pl.DataFrame(rows).sort("group", "language", maintain_order=True)
 
@@ -343,7 +348,9 @@ def pair_humans_models(summary: pl.DataFrame, models: pl.DataFrame, config: Comp
             rows.append({**base, "variant": None, "model": None, "model_ua": None})
         for c in cands.iter_rows(named=True):
             rows.append({**base, "variant": c["variant"], "model": c["model"], "model_ua": c["ua"]})
-    return pl.DataFrame(rows, infer_schema_length=None)
+    schema = {"group": pl.Utf8, "language": pl.Utf8, "human_setting": pl.Utf8, "model_setting": pl.Utf8,
+              "human_ua": pl.Float64, "variant": pl.Utf8, "model": pl.Utf8, "model_ua": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
 
 
 def table3(confusions: pl.DataFrame, models: pl.DataFrame, pairs: pl.DataFrame,
@@ -375,7 +382,9 @@ def table3(confusions: pl.DataFrame, models: pl.DataFrame, pairs: pl.DataFrame,
                 rows.append({"panel": mtitle, "who": "model", "group": p["group"], "language": p["language"],
                              "setting": v["model_setting"], "variant": v["variant"], "true": lab,
                              **{c: float(norm[i, j]) for j, c in enumerate(labels)}})
-    return pl.DataFrame(rows, infer_schema_length=None)
+    schema = {"panel": pl.Utf8, "who": pl.Utf8, "group": pl.Utf8, "language": pl.Utf8, "setting": pl.Utf8,
+              "variant": pl.Utf8, "true": pl.Utf8, **dict.fromkeys(labels, pl.Float64)}
+    return pl.DataFrame(rows, schema=schema)
 
 
 def compare(

@@ -327,3 +327,15 @@ def test_noise_model_cells_and_empirical_distribution():
         answers = lss.filter(pl.col("stimuli").replace_strict(truth) == emo)["stimuli_rating"].to_list()
         freq = [answers.count(lab) / len(answers) for lab in LABELS]
         assert np.allclose(freq, m[i], atol=0.09), (emo, freq)
+
+
+def test_listeners_without_group_are_reported_not_tabled(tmp_path):
+    key = _key(1)
+    ans = _answers(key, n_per_group=1, skip=False).with_columns(
+        pl.when(pl.col("group") == "de").then(None).otherwise(pl.col("group")).alias("group"))
+    res = compare(ans, None, key=key)
+    assert res.report["listeners_without_group"] == ["de0"]
+    assert res.table2["group"].to_list() == ["cn"]
+    assert res.per_listener.filter(pl.col("listener") == "de0").height == 3
+    alone = compare(ans.filter(pl.col("group").is_null()), None, key=key)
+    assert alone.table2.is_empty() and alone.table3.is_empty() and alone.ttests.is_empty()
