@@ -17,7 +17,14 @@ from featstore.paths import features_path, manifest_path, runs_root
 from probes.sed._listeners import SedTestConfig, build_sed_test, read_answers, read_key, score_answers
 from probes.sed._model import ModelRunConfig, diarize_corpus
 from probes.sed._probe import ProbeConfig, run_probe
-from probes.sed._results import per_emotion, plot_timelines, table_iv, with_provenance, write_table
+from probes.sed._results import (
+    consensus_segments,
+    per_emotion,
+    plot_timelines,
+    table_iv,
+    with_provenance,
+    write_table,
+)
 
 Progress = Callable[[Sequence], Sequence]
 
@@ -194,8 +201,10 @@ def _timelines(model_rows: pl.DataFrame | None, listener_rows: pl.DataFrame | No
         for row in model_rows.filter(pl.col("utt_id").is_in(order)).to_dicts():
             tracks.setdefault(row["utt_id"], []).append((model_name, json.loads(row["hypothesis"])))
     if listener_rows is not None:
-        for row in listener_rows.sort("group", "listener").to_dicts():
-            tracks.setdefault(row["utt_id"], []).append(
-                (f"{row['group']}: {row['listener']}", json.loads(row["hypothesis"])))
+        # One consensus track per listener group keeps the figure readable with many listeners.
+        for (utt, group), part in sorted(listener_rows.group_by("utt_id", "group"), key=lambda g: g[0]):
+            hyps = [json.loads(h) for h in part["hypothesis"]]
+            tracks.setdefault(utt, []).append(
+                (f"listeners {group} (n={len(hyps)})", consensus_segments(hyps, durations[utt])))
     paths = plot_timelines({u: refs[u] for u in order}, tracks, durations, stem)
     return {f"timelines_{k}": v for k, v in paths.items()}

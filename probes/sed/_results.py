@@ -8,11 +8,14 @@ then renamed, so an interrupted run never leaves half a table behind.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from probes.sed._eder import EMOTIONS
@@ -122,6 +125,39 @@ def table_iv(
     return table
 
 
+def consensus_segments(hypotheses: Sequence[Sequence[Sequence]], duration: float,
+                       resolution_s: float = 0.01) -> list[tuple[float, float, str]]:
+    """One timeline for a group of listeners: the most frequent label at each time.
+
+    Parameters
+    ----------
+    hypotheses : one segment list ``(start_s, end_s, label)`` per listener.
+    duration : utterance length in seconds.
+    resolution_s : time step of the vote.
+
+    Returns
+    -------
+    Segments of the majority label on a ``resolution_s`` grid (ties go to the label that
+    comes first in ``angry, happy, neutral, sad``; uncovered time is left out).
+    """
+    from featstore.manifest import CANONICAL_EMOTIONS
+
+    n = max(1, int(math.ceil(duration / resolution_s)))
+    centres = (np.arange(n) + 0.5) * resolution_s
+    votes = np.zeros((len(CANONICAL_EMOTIONS), n), dtype=int)
+    for segs in hypotheses:
+        for s, e, lab in segs:
+            votes[CANONICAL_EMOTIONS.index(str(lab))] += (centres >= float(s)) & (centres < float(e))
+    winner = np.where(votes.sum(axis=0) > 0, votes.argmax(axis=0), -1)
+    out, pos = [], 0
+    for index, run in itertools.groupby(winner.tolist()):
+        length = len(list(run))
+        if index >= 0:
+            out.append((pos * resolution_s, min((pos + length) * resolution_s, duration), CANONICAL_EMOTIONS[index]))
+        pos += length
+    return out
+
+
 def plot_timelines(
     references: Mapping[str, Sequence[Sequence]],
     tracks: Mapping[str, Sequence[tuple[str, Sequence[Sequence]]]],
@@ -134,10 +170,11 @@ def plot_timelines(
     Parameters
     ----------
     references : utt_id -> reference segments ``(start_s, end_s, label)``.
-    tracks : utt_id -> ``[(track name, segments), ...]`` (model, each listener ...).
+    tracks : utt_id -> ``[(track name, segments), ...]`` (model, each listener group ...).
     durations : utt_id -> seconds.
     out_stem : path without suffix; ``.png`` and ``.svg`` are written.
-    max_utterances : at most this many panels (the first in ``references`` order).
+    max_utterances : at most this many panels (the first in ``references`` order), laid
+        out in three columns beyond six.
 
     Returns
     -------
@@ -152,10 +189,14 @@ def plot_timelines(
     utts = list(references)[:max_utterances]
     if not utts:
         raise ValueError("no utterances to plot")
-    heights = [1 + len(tracks.get(u, ())) for u in utts]
-    fig, axes = plt.subplots(len(utts), 1, figsize=(10, 0.35 * sum(heights) + 0.6 * len(utts) + 1),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
-    for ax, utt in zip(axes[:, 0], utts, strict=True):
+    n_cols = 1 if len(utts) <= 6 else 3
+    n_rows = int(math.ceil(len(utts) / n_cols))
+    n_tracks = 1 + max(len(tracks.get(u, ())) for u in utts)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.5 * n_cols, n_rows * (0.3 * n_tracks + 0.7) + 0.8),
+                             squeeze=False)
+    for ax in axes.flat[len(utts):]:
+        ax.set_visible(False)
+    for ax, utt in zip(axes.flat, utts, strict=False):
         rows = [("reference", references[utt]), *tracks.get(utt, ())]
         for y, (_, segs) in enumerate(rows):
             for s, e, lab in segs:
@@ -166,10 +207,11 @@ def plot_timelines(
         ax.set_xlim(0, float(durations[utt]))
         ax.set_title(utt, fontsize=8, loc="left")
         ax.tick_params(axis="x", labelsize=7)
-    axes[-1, 0].set_xlabel("time (s)")
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)", fontsize=8)
     fig.legend(handles=[Patch(color=c, label=n) for n, c in EMOTION_COLOURS.items()],
                loc="upper right", ncol=4, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     stem = Path(out_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = {"png": stem.with_suffix(".png"), "svg": stem.with_suffix(".svg")}

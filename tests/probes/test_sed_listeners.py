@@ -189,3 +189,14 @@ def test_score_with_model_results(tmp_path: Path) -> None:
     assert table.columns[:2] == ["emotion", "allneutral"]
     model = pl.DataFrame(rows).filter(pl.col("utt_id").is_in(key["utt_id"].to_list()))
     assert table["allneutral"][3] == pytest.approx(model["eder"].mean(), abs=1e-4)
+
+
+def test_consensus_segments_majority_vote() -> None:
+    from probes.sed import consensus_segments
+
+    hyps = [[(0.0, 1.0, "sad")], [(0.0, 0.5, "sad"), (0.5, 1.0, "angry")], [(0.0, 0.6, "happy")],
+            [(0.6, 1.0, "angry")]]
+    # 0-0.5: sad 2 / happy 1; 0.5-0.6: sad, angry, happy 1 each (tie -> angry, first in A H N S);
+    # 0.6-1.0: angry 2 / sad 1
+    assert consensus_segments(hyps, 1.0, 0.1) == pytest.approx([(0.0, 0.5, "sad"), (0.5, 1.0, "angry")])
+    assert consensus_segments([[(0.2, 0.4, "sad")]], 1.0, 0.1) == pytest.approx([(0.2, 0.4, "sad")])
