@@ -1,30 +1,26 @@
-"""Classification heads, the same choices as the probes: ``mlp`` (D -> 128 -> 16 -> 4,
-ReLU; the paper's) and ``linear`` (D -> 4)."""
+"""Classification heads: the probes' trainable heads (``probes.heads.HEADS`` of kind
+``sgd``: ``mlp`` = D -> 128 -> 16 -> 4 with ReLU, the paper's; ``linear`` = D -> 4), built
+as torch modules so they train together with the adapters."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 
+from probes.heads import HEADS as PROBE_HEADS
 
-def mlp_head(dim: int, n_classes: int) -> nn.Module:
-    """The paper's head: Linear(D, 128), ReLU, Linear(128, 16), ReLU, Linear(16, n_classes)."""
-    return nn.Sequential(
-        nn.Linear(dim, 128), nn.ReLU(), nn.Linear(128, 16), nn.ReLU(), nn.Linear(16, n_classes)
-    )
-
-
-def linear_head(dim: int, n_classes: int) -> nn.Module:
-    """A single Linear(D, n_classes)."""
-    return nn.Sequential(nn.Linear(dim, n_classes))
-
-
-HEADS: dict[str, Callable[[int, int], nn.Module]] = {"mlp": mlp_head, "linear": linear_head}
+HEADS: tuple[str, ...] = tuple(name for name, spec in PROBE_HEADS.items() if spec.kind == "sgd")
+"""Head names usable for fine-tuning (closed-form probe heads such as ``logreg`` cannot
+back-propagate into the adapters)."""
 
 
 def make_head(kind: str, dim: int, n_classes: int) -> nn.Module:
-    """Build a head from :data:`HEADS`."""
+    """Linear layers with ReLU between them, widths from the probes' head spec."""
     if kind not in HEADS:
-        raise ValueError(f"unknown head {kind!r}; choose from {list(HEADS)}")
-    return HEADS[kind](dim, n_classes)
+        raise ValueError(f"unknown head {kind!r} for fine-tuning; choose from {list(HEADS)}")
+    widths = PROBE_HEADS[kind].widths(dim, n_classes)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        if i:
+            layers.append(nn.ReLU())
+        layers.append(nn.Linear(a, b))
+    return nn.Sequential(*layers)

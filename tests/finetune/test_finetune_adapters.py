@@ -164,3 +164,16 @@ def test_run_layers_matches_transformers_hidden_states(family):
         torch.testing.assert_close(h2, ref[2], atol=1e-5, rtol=1e-5)
         h1 = run_layers(model.encoder, ref[1], mask, 1, 2)
         torch.testing.assert_close(h1, ref[2], atol=1e-5, rtol=1e-5)
+
+
+def test_heads_are_the_probes_heads():
+    from finetune.heads import HEADS, make_head
+
+    assert HEADS == ("mlp", "linear")
+    mlp = make_head("mlp", 768, 4)
+    linear_shapes = [tuple(m.weight.shape) for m in mlp if isinstance(m, torch.nn.Linear)]
+    assert linear_shapes == [(128, 768), (16, 128), (4, 16)]
+    assert sum(isinstance(m, torch.nn.ReLU) for m in mlp) == 2
+    assert [tuple(m.weight.shape) for m in make_head("linear", 768, 4)] == [(4, 768)]
+    with pytest.raises(ValueError):
+        make_head("logreg", 768, 4)
