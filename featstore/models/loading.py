@@ -260,11 +260,17 @@ def load_model(
 
 
 def _pick_language(name: str, language: str | None, spec: ModelSpec | None, meta: dict, folder: Path) -> str:
-    known = spec.language if spec else meta.get("language")
-    if language is not None and known is not None and language != known:
-        where = f"the registry ({spec.alias})" if spec else str(folder / CROSSLING_JSON)
-        raise ValueError(f"{name}: language {language!r} contradicts {where}, which says {known!r}")
-    chosen = language or known
+    sources = {}
+    if spec is not None:
+        sources[f"the registry ({spec.alias})"] = spec.language
+    if meta.get("language"):
+        sources[str(folder / CROSSLING_JSON)] = str(meta["language"])
+    if language is not None:
+        sources["the language argument"] = language
+    if len(set(sources.values())) > 1:
+        said = "; ".join(f"{where} says {code!r}" for where, code in sources.items())
+        raise ValueError(f"{name}: the model's language contradicts itself: {said}")
+    chosen = next(iter(sources.values()), None)
     if not chosen:
         raise ValueError(
             f"{name}: unknown language: pass language= (command line: --model-language) or add "

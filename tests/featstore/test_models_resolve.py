@@ -143,9 +143,14 @@ def test_local_folder_language_rules(env):
     assert load_model(str(path)).language == "yue"
     with pytest.raises(ValueError, match="contradicts"):
         load_model(str(path), language="en")
+    save_tiny_model(env / "models" / "w2v2-en", "wav2vec2", "ctc")
     with pytest.raises(ValueError, match="contradicts"):
-        save_tiny_model(env / "models" / "w2v2-en", "wav2vec2", "ctc")
         load_model("w2v2-en", language="de")
+    assert load_model("w2v2-en", language="en").language == "en"
+    # a registered alias whose folder says another language: refuse rather than guess
+    save_tiny_model(env / "models" / "w2v2-de", "wav2vec2", "ctc", language="yue")
+    with pytest.raises(ValueError, match="crossling.json says 'yue'"):
+        load_model("w2v2-de")
 
 
 def test_unknown_name(env):
