@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,6 +50,8 @@ class BuildConfig:
     improvised_only : corpora restricted to improvised speech (the paper: IEMOCAP)
     sample_rate_hz : sample rate of the exported wavs
     ask_email : add an optional e-mail question to the finish page
+    languages : native-language choices of the questionnaire (default: the languages of
+        the selected corpora, in corpus order)
     """
 
     corpora: tuple[str, ...] = ("esd", "pavoque", "iemocap")
@@ -267,11 +269,3 @@ def parse_corpora(text: str | Sequence[str]) -> tuple[str, ...]:
     """``"esd,pavoque"`` -> ``("esd", "pavoque")`` (lower-cased, blanks dropped)."""
     items = text.split(",") if isinstance(text, str) else list(text)
     return tuple(s.strip().lower() for s in items if s.strip())
-
-
-def summary_counts(key: pl.DataFrame) -> Mapping[str, dict[str, int]]:
-    """corpus -> emotion -> number of stimuli."""
-    out: dict[str, dict[str, int]] = {}
-    for row in key.group_by("corpus", "emotion").len().iter_rows(named=True):
-        out.setdefault(row["corpus"], {})[row["emotion"]] = int(row["len"])
-    return out
