@@ -188,6 +188,7 @@ def test_peft_command_reports_bad_input_cleanly(setup):
                                        "--cache-root", str(root), "--out", str(root / "cli_run")])
     assert res.exit_code == 0, res.output
     assert (root / "cli_run" / "results.parquet").exists() and "UA mean" in res.output
+    assert "trainable of" in res.output and "%)" in res.output
 
 
 def test_layer_best_comes_from_the_probes(setup):
