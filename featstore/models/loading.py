@@ -170,14 +170,14 @@ def load_speechbrain_folder(folder: Path) -> tuple[torch.nn.Module, PretrainedCo
 def _resolve(
     name_or_path: str, search_dirs: list[str | Path] | None
 ) -> tuple[Path, str, str, ModelSpec | None]:
-    """``(folder, alias, source, spec)`` for a name or path."""
+    """``(folder, alias, source, spec)`` for a name or path (``spec`` only for aliases)."""
     spec = MODELS.get(name_or_path)
     if spec is not None:
         return locate(name_or_path, search_dirs), spec.alias, spec.hf_id, spec
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         folder = path.resolve()
-        return folder, folder.name, str(folder), MODELS.get(folder.name)
+        return folder, folder.name, str(folder), None
     if path.exists():
         raise ModelLoadError(f"{path}: is a file; give the folder that holds the model files")
     if _HF_ID.match(name_or_path):
@@ -271,6 +271,9 @@ def _pick_language(name: str, language: str | None, spec: ModelSpec | None, meta
         said = "; ".join(f"{where} says {code!r}" for where, code in sources.items())
         raise ValueError(f"{name}: the model's language contradicts itself: {said}")
     chosen = next(iter(sources.values()), None)
+    if chosen is None and folder.name in MODELS:
+        # a folder given by path and named after an alias: that alias's language, last
+        chosen = MODELS[folder.name].language
     if not chosen:
         raise ValueError(
             f"{name}: unknown language: pass language= (command line: --model-language) or add "

@@ -153,6 +153,12 @@ def test_local_folder_language_rules(env):
         load_model("w2v2-de")
 
 
+def test_folder_named_after_an_alias(env):
+    path = save_tiny_model(env / "elsewhere" / "w2v2-de", "wav2vec2", "model")
+    assert load_model(str(path)).language == "de"  # the alias's language as the last resort
+    assert load_model(str(path), language="yue").language == "yue"  # a path is not the alias
+
+
 def test_unknown_name(env):
     with pytest.raises(ModelNotFoundError, match="neither a registered model"):
         load_model("no-such-model")
