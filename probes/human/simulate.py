@@ -120,3 +120,28 @@ def simulate_answers(
         path = Path(out_dir) / "results" / webmushra.sanitize_test_id(test_id) / "lss.csv"
         webmushra.append_results_csv(path, header, rows)
     return pl.DataFrame(rows, schema=header, orient="row")
+
+
+# The paper's human confusion matrices (Table III (a), (c), (e), (g), (k), (m); rows = true
+# A H N S) and its Table II accuracies on Tianjin speech, where no matrix is given.
+PAPER_HUMAN_CONFUSIONS: dict[tuple[str, str], tuple[tuple[float, ...], ...]] = {
+    ("cn", "cn"): ((.71, .24, .06, 0), (0, .82, .18, 0), (0, .10, .86, .04), (0, .01, .18, .81)),
+    ("de", "de"): ((.97, .03, 0, 0), (0, .94, .05, 0), (0, 0, .83, .17), (0, 0, .04, .96)),
+    ("cn", "de"): ((.81, .13, .06, .01), (.21, .38, .42, 0), (.01, .01, .93, .04), (.01, 0, .15, .83)),
+    ("de", "cn"): ((.88, .07, .06, 0), (.08, .75, .15, .01), (.03, .03, .76, .18), (0, .03, .06, .92)),
+    ("cn", "en"): ((.54, .22, .13, .11), (.14, .61, .19, .06), (.04, .28, .58, .10), (.03, .01, .15, .81)),
+    ("de", "en"): ((.78, .03, .04, .15), (.06, .69, .22, .03), (.15, .13, .60, .13), (.01, .01, .10, .88)),
+}
+PAPER_TJ_ACCURACY: dict[str, float] = {"cn": 0.675, "de": 0.292}
+
+
+def paper_noise_model(default: float = 0.7) -> NoiseModel:
+    """Simulated listeners who answer like the paper's: CN and DE groups with the
+    published confusion matrices (rows re-normalised: the paper rounds to 2 decimals)
+    and the published accuracies on TJ speech; ``default`` elsewhere."""
+    cells: dict[tuple[str, str], Cell] = {
+        k: (np.asarray(m) / np.asarray(m).sum(axis=1, keepdims=True)).tolist()
+        for k, m in PAPER_HUMAN_CONFUSIONS.items()
+    }
+    cells |= {(g, "tj"): acc for g, acc in PAPER_TJ_ACCURACY.items()}
+    return NoiseModel(default=default, cells=cells)

@@ -339,3 +339,16 @@ def test_listeners_without_group_are_reported_not_tabled(tmp_path):
     assert res.per_listener.filter(pl.col("listener") == "de0").height == 3
     alone = compare(ans.filter(pl.col("group").is_null()), None, key=key)
     assert alone.table2.is_empty() and alone.table3.is_empty() and alone.ttests.is_empty()
+
+
+def test_paper_noise_model_reproduces_table_ii_expectations():
+    from probes.human import paper_noise_model
+
+    noise = paper_noise_model()
+    # Table II of the paper (UA %); the expected UA of a matrix is its mean diagonal
+    table2 = {("cn", "cn"): 79.5, ("cn", "de"): 73.3, ("cn", "en"): 63.5, ("cn", "tj"): 67.5,
+              ("de", "cn"): 82.6, ("de", "de"): 91.7, ("de", "en"): 73.6, ("de", "tj"): 29.2}
+    for (group, lang), ua in table2.items():
+        m = noise.matrix(group, lang)
+        assert np.allclose(m.sum(axis=1), 1.0)
+        assert 100 * np.mean(np.diag(m)) == pytest.approx(ua, abs=1.5), (group, lang)
