@@ -207,3 +207,15 @@ def test_layer_best_comes_from_the_probes(setup):
     write_best_layers({alias: {"trans": 3, "mono": 1}}, path)
     frame = run_finetune(cfg)
     assert frame["layer"].to_list() == [3] and frame["setting"].to_list() == ["trans"]
+
+
+def test_bench_command_times_both_scopes():
+    res = CliRunner().invoke(finetune_app, ["bench", "--size", "tiny", "--layer", "2", "--n-utts", "4",
+                                            "--duration-s", "0.5", "--epochs", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [r["scope"] for r in rows] == ["every-layer", "target-layer"]
+    assert all(r["recompute_s"] > 0 and r["cached_s"] > 0 for r in rows)
+    assert all(r["speedup"] == pytest.approx(r["recompute_s"] / r["cached_s"]) for r in rows)
+    bad = CliRunner().invoke(finetune_app, ["bench", "--size", "tiny", "--layer", "9"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
