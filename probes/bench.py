@@ -50,7 +50,8 @@ class BenchConfig:
     quick : 5 epochs instead of 100 and, unless given, a 2-head baseline sample
     baseline_sample : train only this many baseline heads and extrapolate (None: all)
     max_epochs : epochs of (a) and (b) (None: 100, or 5 with ``quick``)
-    n_jobs : workers for (a) and (c)
+    n_jobs : workers for (a) and (c), and BLAS threads for (b) (default 2: the target
+        machine's two cores for every figure)
     seed : seed of the data and of the heads
     workdir : where to write the synthetic caches (None: a temporary directory)
     """
@@ -62,7 +63,7 @@ class BenchConfig:
     quick: bool = False
     baseline_sample: int | None = None
     max_epochs: int | None = None
-    n_jobs: int = 1
+    n_jobs: int = 2
     seed: int = 0
     workdir: Path | None = None
 
@@ -100,7 +101,7 @@ def run_bench(config: BenchConfig) -> dict:
         t0 = time.perf_counter()
         stacked = run_layerwise_full(grid)
         stacked_s = time.perf_counter() - t0
-        base = _baseline(grid, stacked.results, config.sample)
+        base = _baseline(grid, stacked.results, config.sample, n_threads=config.n_jobs)
         t0 = time.perf_counter()
         logreg = run_layerwise_full(replace(grid, out_dir=root / "runs" / "c", probe=replace(probe, head="logreg")))
         logreg_s = time.perf_counter() - t0
@@ -126,7 +127,7 @@ def run_bench(config: BenchConfig) -> dict:
     }
 
 
-def _baseline(grid: LayerwiseConfig, stacked: pl.DataFrame, sample: int | None) -> dict:
+def _baseline(grid: LayerwiseConfig, stacked: pl.DataFrame, sample: int | None, n_threads: int) -> dict:
     """(b): the grid's heads one at a time with the plain loop (all, or ``sample`` of them
     spread over the grid), tested like (a); time extrapolated to every head."""
     probe = grid.probe
@@ -139,7 +140,7 @@ def _baseline(grid: LayerwiseConfig, stacked: pl.DataFrame, sample: int | None) 
         chosen = heads
     rows, train_s = [], 0.0
     cache: dict[tuple[str, str], object] = {}
-    with limit_threads(probe.threads_per_worker):
+    with limit_threads(n_threads):
         for job, fold, layer in chosen:
             for name in {job.train_corpus, *(c for _, c in job.tests)}:
                 if (job.model, name) not in cache:

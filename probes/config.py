@@ -35,8 +35,10 @@ class ProbeConfig:
         logreg always standardises); the paper used raw mean-pooled features
     logreg_c, logreg_max_iter : inverse L2 strength and L-BFGS iterations of ``logreg``
     stat : pooled statistic read from the cache (``mean`` as the paper, or ``std``)
-    n_jobs : parallel workers (joblib); 1 runs in this process
-    backend : ``loky`` (local processes) or ``dask`` (a Dask cluster at ``scheduler``)
+    n_jobs : parallel workers (joblib); 1 runs in this process (ignored with ``dask``:
+        the cluster's workers decide)
+    backend : ``loky`` (local processes) or ``dask`` (a Dask cluster at ``scheduler``;
+        its workers must see the cache root at the same path)
     scheduler : Dask scheduler address (required with ``backend="dask"``)
     threads_per_worker : BLAS/torch threads inside each worker (1: two threads ran slower
         than one on small products on 2 cores)

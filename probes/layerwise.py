@@ -199,8 +199,9 @@ def dispatch(jobs: Sequence[TrainJob], config: LayerwiseConfig, progress: bool =
     if probe.backend == "dask":
         from distributed import Client
 
+        # the cluster's workers set the parallelism; joblib's n_jobs=1 would run in-process
         with Client(probe.scheduler) as _client, parallel_config(backend="dask"):
-            return _collect(Parallel(n_jobs=probe.n_jobs, return_as="generator")(calls), len(jobs), progress)
+            return _collect(Parallel(n_jobs=-1, return_as="generator")(calls), len(jobs), progress)
     if probe.n_jobs == 1:
         return _collect((run_job(job, config) for job in jobs), len(jobs), progress)
     parallel = Parallel(n_jobs=probe.n_jobs, backend="loky", return_as="generator")

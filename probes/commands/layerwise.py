@@ -157,7 +157,7 @@ def bench(
     quick: Annotated[bool, typer.Option(help="5 epochs and a 2-head baseline sample (default: off)")] = False,
     baseline_sample: Annotated[int | None, typer.Option(help="Time only K baseline heads and extrapolate (default: all; 2 with --quick)")] = None,
     max_epochs: Annotated[int | None, typer.Option(help="Epochs for (a) and (b) (default: 100; 5 with --quick)")] = None,
-    n_jobs: Annotated[int, typer.Option(help="Workers for (a) and (c) (default: 1)")] = 1,
+    n_jobs: Annotated[int, typer.Option(help="Workers for (a) and (c), BLAS threads for (b) (default: 2, the 2-core target)")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of data and heads (default: 0)")] = 0,
     workdir: Annotated[Path | None, typer.Option(help="Keep the synthetic caches here (default: a temporary dir)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON (default: a table)")] = False,
