@@ -160,6 +160,7 @@ def bench(
     frames: Annotated[bool, typer.Option("--frames", help="Also time an extraction that stores every frame. Default: measured size of pooled only, frame size computed.")] = False,
     max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, seconds. Default 64.")] = 64.0,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic clips and the random model. Default 0.")] = 0,
+    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory on N and 4N clips (two extra runs in fresh processes). Default on.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON. Default: a table.")] = False,
 ) -> None:
     """Benchmark extraction: forward alone, ours end to end, the paper code's naive loop, memory, sizes."""
@@ -167,7 +168,8 @@ def bench(
 
     try:
         config = BenchConfig(n_utts=n_utts, model_size=model_size, device=device, frames=frames,
-                             max_batch_seconds=max_batch_seconds, seed=seed, progress=not as_json)
+                             max_batch_seconds=max_batch_seconds, seed=seed, progress=not as_json,
+                             memory=memory)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     result = run_bench(config)

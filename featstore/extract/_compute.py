@@ -53,6 +53,29 @@ def compute_dtype(device: torch.device) -> str:
     return "bfloat16-autocast" if device.type == "cuda" else "float32"
 
 
+def per_clip_front_end_states(encoder: torch.nn.Module, inputs: Sequence[torch.Tensor]
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states with the convolutional front end run clip by clip, the transformer batched.
+
+    The CPU strategy (``checkpoints.md``): an unpadded clip needs no masked normalisation,
+    so the encoder's own fused front end is exact, and no convolution runs over padding
+    (the front end is about a third of the compute). Measured on wav2vec 2.0 base, one CPU
+    thread, four 3 s clips: 1.08 s CPU time, against 1.52 s for the batched masked front end
+    of ``forward.hidden_states`` and 1.30 s for transformers one clip at a time. On CUDA the
+    batched front end wins. Same contract as :func:`featstore.forward.hidden_states`.
+    """
+    device = next(encoder.parameters()).device
+    feats = []
+    for x in inputs:
+        h = encoder.feature_extractor(x.to(device)[None])
+        f, _ = encoder.feature_projection(h.transpose(1, 2))
+        feats.append(f[0])
+    lengths = torch.tensor([f.shape[0] for f in feats], device=device)
+    features = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    mask = torch.arange(features.shape[1], device=device)[None, :] < lengths[:, None]
+    return torch.stack(forward.encoder_states(encoder, features, mask)), mask
+
+
 class BatchRunner:
     """Forward passes of one model, pooled on its device.
 
@@ -75,6 +98,7 @@ class BatchRunner:
         self.frame_layers = list(frame_layers) if frame_layers is not None else None
         chunk = max(max_clip_samples // FRAME_STRIDE_SAMPLES, 2) * FRAME_STRIDE_SAMPLES
         self.max_clip_samples = chunk
+        self.per_clip_front_end = device.type == "cpu"
 
     def run(self, waves: Sequence[np.ndarray]) -> list[ClipResult]:
         """Features of each clip of ``waves`` (16 kHz float32), in the same order."""
@@ -89,12 +113,15 @@ class BatchRunner:
                 out[i] = res
         return out  # type: ignore[return-value]
 
-    def _states(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def states(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, B, T, D) hidden states and (B, T) mask of prepared clips, by this device's strategy."""
         with torch.inference_mode(), autocast_for(self.device):
+            if self.per_clip_front_end:
+                return per_clip_front_end_states(self.encoder, inputs)
             return forward.hidden_states(self.encoder, inputs)
 
     def _run_batch(self, inputs: list[torch.Tensor]) -> list[ClipResult]:
-        states, mask = self._states(inputs)
+        states, mask = self.states(inputs)
         with torch.inference_mode():
             mean, std = forward.masked_mean_std(states, mask)
             counts = mask.sum(dim=1).cpu().tolist()
@@ -120,7 +147,7 @@ class BatchRunner:
         n_total = 0
         frames: list[np.ndarray] = []
         for lo, hi in bounds:
-            states, mask = self._states([wave[lo:hi]])
+            states, mask = self.states([wave[lo:hi]])
             with torch.inference_mode():
                 x = states[:, 0, : int(mask[0].sum())].to(torch.float64)
                 s, sq = x.sum(dim=1), (x * x).sum(dim=1)

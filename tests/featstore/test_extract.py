@@ -171,3 +171,21 @@ def test_commands_end_to_end(tmp_path):
     assert res.exit_code == 2 and "Traceback" not in res.output
     res = run.invoke(featstore_app, ["extract", "--model", str(model_dir), "--corpus", "absent", "--cache-root", str(root)])
     assert res.exit_code == 2 and "prepare" in res.output
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "wavlm"])
+def test_cpu_and_gpu_forward_strategies_agree(family):
+    """The CPU strategy (front end clip by clip) and the CUDA one (batched masked front end,
+    ``forward.hidden_states``) give the same features; both run here on the CPU."""
+    from featstore.extract._compute import BatchRunner
+
+    model = tiny_model(family)
+    rng = np.random.default_rng(3)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (9000, 4000, 16000, 640)]
+    per_clip = BatchRunner(model.encoder, True, torch.device("cpu"), "float32", [0, 2], 10**9)
+    batched = BatchRunner(model.encoder, True, torch.device("cpu"), "float32", [0, 2], 10**9)
+    batched.per_clip_front_end = False
+    for a, b in zip(per_clip.run(waves), batched.run(waves), strict=True):
+        assert a.n_frames == b.n_frames
+        assert np.abs(a.mean - b.mean).max() <= 1e-4 and np.abs(a.std - b.std).max() <= 1e-4
+        assert np.abs(a.frames - b.frames).max() <= 1e-4

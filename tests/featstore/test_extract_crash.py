@@ -128,3 +128,18 @@ def test_lock_is_released_when_the_holder_is_killed(tmp_path):
     holder.wait()
     with WriterLock(target):
         pass
+
+
+def test_wait_blocks_until_the_holder_is_done(tmp_path):
+    target = tmp_path / "y.h5"
+    code = (f"from featstore.cache import WriterLock; import time\nwith WriterLock({str(target)!r}):\n"
+            " print('locked', flush=True); time.sleep(1.0)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert holder.stdout.readline().strip() == "locked"
+    t0 = time.perf_counter()
+    with WriterLock(target, wait=True):
+        waited = time.perf_counter() - t0
+        assert holder.poll() is not None or waited > 0.3
+    holder.wait()
+    assert waited > 0.3
