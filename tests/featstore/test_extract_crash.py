@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent("""
     def hook(module, args):
         seen[0] += 1
         time.sleep(delay)
-    loaded.encoder.feature_projection.register_forward_pre_hook(hook)
+    loaded.encoder.encoder.pos_conv_embed.register_forward_pre_hook(hook)  # once per batch
     cfg = ExtractConfig(model=model_dir, corpus="toy", cache_root=root, out=out, piece_utts=4, batch_size=4,
                         frames=True, progress=False)
     rep = run_extraction(cfg, model=loaded)
