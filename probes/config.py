@@ -43,6 +43,8 @@ class ProbeConfig:
     threads_per_worker : BLAS/torch threads inside each worker (1: two threads ran slower
         than one on small products on 2 cores)
     split_folds : one job per (training corpus, fold) instead of per training corpus
+    max_stack : most heads trained as one stacked model (speed only: every head ends the
+        same whatever the stacking)
     """
 
     head: str = "mlp"
@@ -62,6 +64,7 @@ class ProbeConfig:
     scheduler: str | None = None
     threads_per_worker: int = 1
     split_folds: bool = False
+    max_stack: int = 16
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -72,7 +75,8 @@ class ProbeConfig:
         for name in ("eps", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_epochs", "batch_size", "patience", "logreg_max_iter", "threads_per_worker"):
+        for name in ("max_epochs", "batch_size", "patience", "logreg_max_iter", "threads_per_worker",
+                     "max_stack"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_jobs == 0 or self.n_jobs < -1:
@@ -92,7 +96,7 @@ class ProbeConfig:
         return json.dumps(keep, sort_keys=True)
 
 
-_RUNTIME_FIELDS = ("n_jobs", "backend", "scheduler", "threads_per_worker", "split_folds")
+_RUNTIME_FIELDS = ("n_jobs", "backend", "scheduler", "threads_per_worker", "split_folds", "max_stack")
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ def _max_diff(a, b):
 def test_stacked_heads_equal_single_runs(head, standardize):
     x, y = _data()
     tasks = _tasks(x)
-    config = ProbeConfig(head=head, lr=3e-3, max_epochs=25, patience=3, batch_size=16, standardize=standardize)
+    config = ProbeConfig(head=head, lr=3e-3, max_epochs=25, patience=3, batch_size=16, standardize=standardize,
+                         max_stack=4)  # 6 heads: stacks of 4 and 2
     stacked = train_stacked(x, y, tasks, config)
     epochs = set()
     for task, got in zip(tasks, stacked, strict=True):
