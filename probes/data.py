@@ -149,14 +149,40 @@ def model_language(model: str, provenance: Mapping) -> str:
     return MODELS[model].language
 
 
+def _read_folds(corpus: str, cache_root: str | Path | None) -> tuple[pl.DataFrame, dict]:
+    from featstore.splits import load_folds
+
+    fold_path = splits_path(corpus, cache_root)
+    if not fold_path.exists():
+        raise ProbeDataError(f"{fold_path}: no fold table; make one with `featstore splits {corpus}`")
+    try:
+        return load_folds(fold_path)
+    except ValueError as err:
+        raise ProbeDataError(str(err)) from err
+
+
+def _fold_language(manifest: pl.DataFrame, fold_ids: set[str], source: object) -> str:
+    """The one language of the utterances the folds use (ESD's manifest holds Mandarin and
+    English speakers; its folds usually take one language)."""
+    used = manifest.filter(pl.col("utt_id").is_in(list(fold_ids)))
+    if used.is_empty():
+        raise ProbeDataError(f"{source}: no utterance of the fold table is in the cache")
+    langs = sorted(str(v) for v in used["language"].unique().to_list())
+    if len(langs) != 1:
+        raise ProbeDataError(
+            f"{source}: the folds mix languages {langs}; make folds of one language "
+            "(`featstore splits CORPUS --languages cn`)")
+    return langs[0]
+
+
 def corpus_language(model: str, corpus: str, cache_root: str | Path | None = None) -> tuple[str, str]:
-    """``(corpus language, model language)`` read from the cache of ``model`` over ``corpus``."""
+    """``(corpus language, model language)``: the language of the utterances the fold table
+    uses (from the cache's manifest) and the model's."""
+    table, _ = _read_folds(corpus, cache_root)
     path, cache = _open(model, corpus, cache_root)
     with cache:
-        langs = cache.manifest()["language"].unique().to_list()
-        if len(langs) != 1:
-            raise ProbeDataError(f"{path}: expected one language in the manifest, found {sorted(map(str, langs))}")
-        return str(langs[0]), model_language(model, cache.provenance)
+        lang = _fold_language(cache.manifest(), set(table["utt_id"].to_list()), path)
+        return lang, model_language(model, cache.provenance)
 
 
 def load_corpus(
@@ -174,15 +200,12 @@ def load_corpus(
     model, corpus : model alias and corpus name (``<root>/<model>/<corpus>.h5``)
     cache_root : cache root (``None``: ``$CROSSLING_CACHE`` or ``./cache``)
     layers : hidden states to load (``None``: all)
-    n_folds : folds ``0 .. n_folds-1`` of ``<root>/splits/<corpus>.parquet`` (``None``: all)
+    n_folds : folds ``0 .. n_folds-1`` of ``<root>/splits/<corpus>.parquet`` (``None``: all);
+        only the 4-class utterances of the fold table are loaded
     stat : pooled statistic (``mean`` or ``std``)
     """
-    from featstore.splits import load_folds
-
-    fold_path = splits_path(corpus, cache_root)
-    if not fold_path.exists():
-        raise ProbeDataError(f"{fold_path}: no fold table; make one with `featstore splits {corpus}`")
-    table, meta = load_folds(fold_path)
+    table, meta = _read_folds(corpus, cache_root)
+    fold_ids = set(table["utt_id"].to_list())
     path, cache = _open(model, corpus, cache_root)
     with cache:
         manifest = cache.manifest()
@@ -192,13 +215,16 @@ def load_corpus(
                 raise ProbeDataError(f"{path}: layer(s) {bad} out of range 0..{cache.n_hidden_states - 1}")
         ids = manifest["utt_id"].to_list()
         emotions = manifest["emotion"].to_list()
-        wanted = [u for u, e in zip(ids, emotions, strict=True) if e in CANONICAL_EMOTIONS]
+        # only what the folds use: ESD's cache also holds its English speakers
+        wanted = [u for u, e in zip(ids, emotions, strict=True) if e in CANONICAL_EMOTIONS and u in fold_ids]
+        if not wanted:
+            raise ProbeDataError(f"{path}: none of the fold table's 4-class utterances is in the cache")
+        language = _fold_language(manifest, fold_ids, path)
         if layers is None:
             feats = cache.pooled_all(wanted, stat=stat)
             layers = range(cache.n_hidden_states)
         else:
             feats = np.stack([cache.pooled(int(v), wanted, stat=stat) for v in layers])
-        langs = manifest["language"].unique().to_list()
         prov = cache.provenance
         provenance = {
             "cache_path": str(Path(path).resolve()),
@@ -211,7 +237,6 @@ def load_corpus(
         }
     emo_of = dict(zip(ids, emotions, strict=True))
     return corpus_from_arrays(
-        model, corpus, str(langs[0]) if len(langs) == 1 else "+".join(sorted(map(str, langs))),
-        wanted, [emo_of[u] for u in wanted], feats, table, layers=layers, n_folds=n_folds,
+        model, corpus, language, wanted, [emo_of[u] for u in wanted], feats, table, layers=layers, n_folds=n_folds,
         provenance=provenance,
     )
