@@ -99,14 +99,19 @@ def summarise(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.group_by(keys).agg(aggs).sort(keys)
 
 
+def best_layer_table(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per model and setting: the best ``layer`` and its ``ua_mean`` (UA averaged
+    over folds and over the setting's corpora; ties -> the lower layer)."""
+    per = (frame.group_by(["model", "setting", "layer"]).agg(pl.col("ua").mean().alias("ua_mean"))
+           .sort(["model", "setting", "ua_mean", "layer"], descending=[False, False, True, False]))
+    return per.group_by(["model", "setting"], maintain_order=True).first().sort(["model", "setting"])
+
+
 def best_layers(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
-    """``{model: {setting: layer}}``: the layer with the highest UA averaged over folds and
-    over the setting's corpora (ties -> the lower layer)."""
-    per = (frame.group_by(["model", "setting", "layer"]).agg(pl.col("ua").mean())
-           .sort(["model", "setting", "ua", "layer"], descending=[False, False, True, False]))
+    """``{model: {setting: layer}}`` from :func:`best_layer_table`."""
     out: dict[str, dict[str, int]] = {}
-    for row in per.iter_rows(named=True):
-        out.setdefault(row["model"], {}).setdefault(row["setting"], int(row["layer"]))
+    for row in best_layer_table(frame).iter_rows(named=True):
+        out.setdefault(row["model"], {})[row["setting"]] = int(row["layer"])
     return out
 
 
@@ -149,7 +154,8 @@ def best_layer(model: str, setting: str, root: str | Path | None = None) -> int:
 def write_run(
     frame: pl.DataFrame, predictions: pl.DataFrame, out_dir: str | Path, config_json: str
 ) -> dict[str, Path]:
-    """Write results (parquet + CSV), predictions, summary, best layers and config to ``out_dir``.
+    """Write results (parquet + CSV), predictions, summary, best layers (JSON + CSV) and
+    config to ``out_dir``.
 
     Every file is written under a temporary name and renamed, so an interrupted run never
     leaves a half-written table where a finished one was.
@@ -159,13 +165,15 @@ def write_run(
     paths = {
         "results": out / "results.parquet", "results_csv": out / "results.csv",
         "predictions": out / "predictions.parquet", "summary": out / "summary.csv",
-        "best_layers": out / BEST_LAYERS_FILE, "config": out / "config.json",
+        "best_layers": out / BEST_LAYERS_FILE, "best_layers_csv": out / "best_layers.csv",
+        "config": out / "config.json",
     }
     _atomic(paths["results"], frame.write_parquet)
     _atomic(paths["results_csv"], frame.write_csv)
     _atomic(paths["predictions"], predictions.write_parquet)
     _atomic(paths["summary"], summarise(frame).write_csv)
     write_best_layers(best_layers(frame), paths["best_layers"], merge=False)
+    _atomic(paths["best_layers_csv"], best_layer_table(frame).write_csv)
     _atomic_text(paths["config"], json.dumps(json.loads(config_json), indent=2, sort_keys=True) + "\n")
     return paths
 

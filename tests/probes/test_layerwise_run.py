@@ -109,6 +109,12 @@ def test_rows_carry_provenance_and_files_are_written(run, study):
     assert summary.height == 10 * N_LAYERS and (summary["n_folds"] == 5).all()
     assert json.loads(best_layers_path(study).read_text()) == json.loads(run.paths["best_layers"].read_text())
     assert best_layer("w2v2-de", "trans", root=study) == PLANTED
+    table = pl.read_csv(run.paths["best_layers_csv"])
+    assert table.height == 6 and (table["layer"] == PLANTED).all()
+    mono_cn = run.results.filter((pl.col("model") == "w2v2-cn") & (pl.col("setting") == "mono")
+                                 & (pl.col("layer") == PLANTED))["ua"].mean()
+    row = table.filter((pl.col("model") == "w2v2-cn") & (pl.col("setting") == "mono")).row(0, named=True)
+    assert row["ua_mean"] == pytest.approx(mono_cn)
 
 
 def test_layer_subset_and_per_fold_jobs_reproduce_the_full_run(run, study, tmp_path):
