@@ -64,3 +64,27 @@ def test_probe_config_defaults_are_the_papers():
 def test_layerwise_config_rejects(kwargs):
     with pytest.raises(ValueError):
         LayerwiseConfig(**kwargs)
+
+
+def test_figure1_lines_are_fold_means_and_stds(tmp_path):
+    import numpy as np
+
+    from probes.plot import figure1_lines, plot_figure1
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for setting, train, test in [("mono", "a", "a"), ("cross", "a", "b"), ("cross", "a", "c"), ("trans", "b", "b")]:
+        for layer in range(3):
+            rows += [("m", setting, train, test, layer, f, float(rng.uniform()), 0.0, 0.0) for f in range(4)]
+    frame = _frame(rows)
+    lines = figure1_lines(frame)
+    assert set(lines["label"]) == {"mono: a", "cross: a→b", "cross: a→c", "trans: b"}
+    got = lines.filter((pl.col("label") == "cross: a→c") & (pl.col("layer") == 1)).row(0, named=True)
+    uas = [r[6] for r in rows if r[3] == "c" and r[4] == 1]
+    assert got["ua_mean"] == pytest.approx(np.mean(uas)) and got["ua_std"] == pytest.approx(np.std(uas, ddof=1))
+    mean = figure1_lines(frame, per_corpus=False)
+    got = mean.filter((pl.col("setting") == "cross") & (pl.col("layer") == 1)).row(0, named=True)
+    per_fold = [np.mean([r[6] for r in rows if r[1] == "cross" and r[4] == 1 and r[5] == f]) for f in range(4)]
+    assert got["ua_mean"] == pytest.approx(np.mean(per_fold)) and got["ua_std"] == pytest.approx(np.std(per_fold, ddof=1))
+    png, svg = plot_figure1(frame, tmp_path)
+    assert png.read_bytes()[:4] == b"\x89PNG" and b"<svg" in svg.read_bytes()[:500]
