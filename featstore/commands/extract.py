@@ -39,7 +39,7 @@ def extract(
     max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, in seconds. Default 64.")] = 64.0,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Cap on clips per batch; 1 = one clip at a time. Default: no cap.")] = None,
     max_clip_seconds: Annotated[float, typer.Option("--max-clip-seconds", help="Longer clips run through the model in consecutive chunks of this length, in seconds. Default 60.")] = 60.0,
-    piece_utts: Annotated[int, typer.Option("--piece-utts", help="Utterances per crash-safe piece (one part file each). Default 128.")] = 128,
+    piece_utts: Annotated[Optional[int], typer.Option("--piece-utts", help="Utterances per crash-safe piece (one part file each). Default: about 64 pieces of 8 to 128 utterances.")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Threads decoding audio ahead of the model. Default 2.")] = 2,
     device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ... Default auto.")] = "auto",
     shard: Annotated[str, typer.Option(help="I/N: extract shard I (0-based) of N, split by cumulative duration, into <corpus>.shard-I-of-N.h5; auto: from RANK/WORLD_SIZE (torchrun) or SLURM array variables. Default 0/1.")] = "0/1",

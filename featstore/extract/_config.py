@@ -36,7 +36,8 @@ class ExtractConfig:
     max_clip_seconds : clips longer than this run through the model in consecutive
         chunks of this length (frames concatenated, pooled over all of them), so that
         memory stays bounded (default 60 s).
-    piece_utts : utterances per crash-safe piece (one part file each).
+    piece_utts : utterances per crash-safe piece (one part file each); default: about 64
+        pieces of 8 to 128 utterances (:func:`auto_piece_utts`).
     n_workers : threads decoding and resampling audio ahead of the model.
     manifest : manifest parquet to read instead of the prepared one.
     out : output file instead of ``featstore.paths.features_path(model, corpus)``.
@@ -58,7 +59,7 @@ class ExtractConfig:
     overwrite: bool = False
     wait: bool = False
     max_clip_seconds: float = 60.0
-    piece_utts: int = 128
+    piece_utts: int | None = None
     n_workers: int = 2
     manifest: str | Path | None = None
     out: str | Path | None = None
@@ -76,7 +77,7 @@ class ExtractConfig:
             raise ValueError(f"shard must be I/N with 0 <= I < N, got {index}/{count}")
         if self.max_clip_seconds < 1:
             raise ValueError(f"max_clip_seconds must be >= 1, got {self.max_clip_seconds}")
-        if self.piece_utts < 1 or self.n_workers < 1:
+        if (self.piece_utts is not None and self.piece_utts < 1) or self.n_workers < 1:
             raise ValueError("piece_utts and n_workers must be >= 1")
         if self.frame_layers is not None:
             if not self.frames:

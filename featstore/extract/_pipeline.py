@@ -39,7 +39,7 @@ from featstore.cache import (
 from featstore.cache._format import manifest_to_json
 from featstore.extract._compute import BatchRunner, compute_dtype, pick_device
 from featstore.extract._config import ExtractConfig, ExtractError, shard_file_name
-from featstore.extract._plan import Batch, pieces, plan_batches, shard_bounds
+from featstore.extract._plan import Batch, auto_piece_utts, pieces, plan_batches, shard_bounds
 from featstore.extract._progress import ExtractProgress
 from featstore.extract._writer import PartWriter, part_path
 from featstore.manifest import ManifestError, load_manifest, manifest_fingerprint
@@ -293,8 +293,10 @@ def run_extraction(config: ExtractConfig, model: object | None = None, manifest:
         frame_layers = list(config.frame_layers) if config.frame_layers is not None else list(range(n_states))
         if max(frame_layers) >= n_states:
             raise ExtractError(f"--frame-layers {frame_layers}: the model has hidden states 0..{n_states - 1}")
+    piece_utts = config.piece_utts or auto_piece_utts(manifest.height)
     prov = build_provenance(config, loaded, manifest, device, frame_layers)
-    shard_df = shard_rows(manifest, config.shard, config.piece_utts)
+    prov["piece_utts"] = piece_utts
+    shard_df = shard_rows(manifest, config.shard, piece_utts)
     out = output_path(config, loaded.alias)
     with WriterLock(out, wait=config.wait):
         if _check_existing(out, prov, config.overwrite):
@@ -302,14 +304,15 @@ def run_extraction(config: ExtractConfig, model: object | None = None, manifest:
                 failed = dict(zip(f["failed/utt_ids"].asstr()[:], f["failed/reasons"].asstr()[:], strict=True))
             return ExtractReport(out, "up to date", shard_df.height, failed=failed,
                                  wall_s=time.perf_counter() - t0)
-        report = _extract_locked(config, loaded, encoder, device, shard_df, bad, prov, frame_layers, out)
+        report = _extract_locked(config, loaded, encoder, device, shard_df, bad, prov, frame_layers, out,
+                                  piece_utts)
     report.wall_s = time.perf_counter() - t0
     return report
 
 
 def _extract_locked(config: ExtractConfig, loaded: object, encoder: torch.nn.Module, device: torch.device,
                     shard_df: pl.DataFrame, bad: dict[str, str], prov: dict, frame_layers: list[int] | None,
-                    out: Path) -> ExtractReport:
+                    out: Path, piece_utts: int) -> ExtractReport:
     ids = shard_df["utt_id"].to_list()
     report = ExtractReport(out, "extracted", len(ids))
     if not ids:
@@ -319,7 +322,7 @@ def _extract_locked(config: ExtractConfig, loaded: object, encoder: torch.nn.Mod
                     frame_layers=frame_layers, dtype=config.dtype)
         return report
     parts_dir = out.with_name(out.name + ".parts")
-    ranges = pieces(len(ids), config.piece_utts)
+    ranges = pieces(len(ids), piece_utts)
     done = _finished_parts(parts_dir, prov, ranges, ids, config.overwrite)
     report.pieces_total, report.pieces_reused = len(ranges), len(done)
     rows = shard_df.to_dicts()

@@ -27,6 +27,18 @@ def shard_bounds(durations_s: Sequence[float], n_shards: int) -> list[tuple[int,
             for i in range(n_shards)]
 
 
+MAX_PIECE_UTTS = 128
+MIN_PIECE_UTTS = 8
+TARGET_PIECES = 64
+
+
+def auto_piece_utts(n_rows: int) -> int:
+    """Default piece size for a manifest of ``n_rows``: about 64 pieces, 8 to 128 utterances
+    each. Depends only on the whole manifest (never on the shard count), so sharded and
+    unsharded runs cut the same pieces; 64 pieces balance up to ~16 shards well."""
+    return int(min(MAX_PIECE_UTTS, max(MIN_PIECE_UTTS, -(-n_rows // TARGET_PIECES))))
+
+
 def pieces(n_rows: int, piece_utts: int) -> list[tuple[int, int]]:
     """Consecutive ``[start, stop)`` row ranges of at most ``piece_utts`` rows."""
     return [(lo, min(lo + piece_utts, n_rows)) for lo in range(0, n_rows, piece_utts)]

@@ -33,7 +33,7 @@ import torch
 from featstore.extract._compute import BatchRunner, autocast_for, pick_device
 from featstore.extract._config import ExtractConfig
 from featstore.extract._pipeline import run_extraction
-from featstore.extract._plan import pieces, plan_batches
+from featstore.extract._plan import auto_piece_utts, pieces, plan_batches
 from featstore.manifest import make_manifest, save_manifest
 
 FILE_RATE_HZ = 22050
@@ -215,14 +215,13 @@ def run_bench(config: BenchConfig) -> dict:
     """Run the benchmark; return every figure as a JSON-ready dict."""
     device = pick_device(config.device)
     loaded = bench_model(config.model_size, config.seed, device)
-    piece_utts = ExtractConfig(model="x", corpus="x").piece_utts
     with tempfile.TemporaryDirectory(prefix="featstore-bench-") as tmp_name:
         tmp = Path(tmp_name)
         n_mem = 4 * config.n_utts if config.memory else config.n_utts
         all_clips = synth_clips(tmp / "wav", n_mem, config.seed)
         manifest = all_clips.head(config.n_utts)
         audio_s = float(manifest["duration"].sum())
-        forward_s = time_forward(loaded, manifest, device, config.max_batch_seconds, piece_utts)
+        forward_s = time_forward(loaded, manifest, device, config.max_batch_seconds, auto_piece_utts(manifest.height))
         cfg = ExtractConfig(model=loaded.alias, corpus="bench", out=tmp / "ours.h5", device=str(device),
                             max_batch_seconds=config.max_batch_seconds, progress=config.progress, dtype="float16")
         _sync(device)

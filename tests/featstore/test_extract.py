@@ -189,3 +189,17 @@ def test_cpu_and_gpu_forward_strategies_agree(family):
         assert a.n_frames == b.n_frames
         assert np.abs(a.mean - b.mean).max() <= 1e-4 and np.abs(a.std - b.std).max() <= 1e-4
         assert np.abs(a.frames - b.frames).max() <= 1e-4
+
+
+def test_default_piece_size_and_shards_of_whole_pieces():
+    from featstore.extract._pipeline import shard_rows
+    from featstore.extract._plan import auto_piece_utts
+    from featstore.manifest import make_manifest
+
+    assert auto_piece_utts(10) == 8 and auto_piece_utts(2000) == 32 and auto_piece_utts(100_000) == 128
+    man = make_manifest([{"utt_id": f"u{i:03d}", "corpus": "c", "language": "en", "speaker": "s", "emotion": "sad",
+                          "label": "s", "path": "/x", "duration": 1.0 + (i % 7), "sample_rate": 16000}
+                         for i in range(100)])
+    got = [shard_rows(man, (k, 4), 8)["utt_id"].to_list() for k in range(4)]
+    assert sum(got, []) == man["utt_id"].to_list()  # contiguous, complete, in order
+    assert all(len(g) % 8 == 0 for g in got[:-1]) and all(g for g in got)
