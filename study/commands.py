@@ -1,9 +1,68 @@
-"""Commands of this module are registered by ``register`` (called from ``cli.py``)."""
+"""``crossling demo``, ``crossling study`` and ``crossling report``: thin shells over
+:mod:`study.demo`, :mod:`study.runner` and :mod:`study.report`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, NoReturn
+
 import typer
+from rich.console import Console
+
+console = Console()
+
+
+def _fail(message: str) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=2)
+
+
+def demo(
+    out: Annotated[Path | None, typer.Option(help="Run directory for results, figures and report.html. "
+                                                  "Default: <cache root>/runs/demo.")] = None,
+    cache_root: Annotated[Path | None, typer.Option(help="Cache root for the demo corpus, models, manifests and "
+                                                         "features. Default: $CROSSLING_CACHE or ./cache.")] = None,
+    seed: Annotated[int, typer.Option(help="One seed for corpus, models, folds, probes, fine-tuning and "
+                                           "listeners. Default: 0.")] = 0,
+    per_emotion: Annotated[int, typer.Option(help="Demo sentences per emotion, speaker and language. "
+                                                  "Default: 8 (640 utterances).")] = 8,
+    probe_head: Annotated[str, typer.Option(help="Probe head: logreg (default for the demo's small corpus), or "
+                                                 "the paper's mlp, or linear.")] = "logreg",
+    probe_epochs: Annotated[int, typer.Option(help="Probe epochs at most (early stopping, patience 10). "
+                                                   "Default: 100, the paper's.")] = 100,
+    finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per stage. Default: 2 (a short "
+                                                      "run that shows the pipeline).")] = 2,
+    listeners: Annotated[int, typer.Option(help="Simulated listeners per group. Default: 6, as the paper.")] = 6,
+) -> None:
+    """Run the whole study on the embedded demo corpus with untrained demo models (no data,
+    no weights, no network). Reruns reuse the cache and skip finished steps."""
+    from study.demo import DemoConfig, run_demo
+
+    try:
+        config = DemoConfig(out=out, cache_root=cache_root, seed=seed, per_emotion=per_emotion,
+                            probe_head=probe_head, probe_epochs=probe_epochs, finetune_epochs=finetune_epochs,
+                            listeners_per_group=listeners)
+    except ValueError as err:
+        _fail(str(err))
+    report = run_demo(config, log=lambda line: console.print(line, highlight=False, markup=False))
+    console.print(f"[bold green]report:[/bold green] {report}")
+
+
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A study's run directory (holds probes/, finetune/, human/, sed/).")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the HTML. Default: <RUN_DIR>/report.html.")] = None,
+) -> None:
+    """Write one self-contained HTML report (figures embedded) of a run directory."""
+    from study.report import build_report
+
+    try:
+        path = build_report(run_dir, out)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    console.print(f"report: {path}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``demo`` and ``report`` to ``app``."""
+    app.command("demo")(demo)
+    app.command("report")(report)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,10 @@ class Ledger:
             log(f"[skip] {name} (done, inputs unchanged)")
             return False
         log(f"[run ] {name}")
+        t0 = time.perf_counter()
         outputs = fn() or []
         self.mark_done(name, fingerprint, outputs)
+        log(f"[done] {name} in {time.perf_counter() - t0:.1f} s")
         return True
 
     @property

@@ -26,33 +26,39 @@ PROVENANCE_COLUMNS = (
 
 @dataclass(frozen=True)
 class Section:
-    """A part of the report: where it reads from and what it is."""
+    """A part of the report: the folder it reads, the figures and tables it shows (glob
+    patterns relative to the run directory), and what it is. Every other file of the
+    folder is listed as a link, so nothing is hidden and the page stays short."""
 
     key: str
     title: str
     folder: str
     blurb: str
     produced_by: str
-    preferred: tuple[str, ...] = ()
+    figures: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
 
 
 SECTIONS: tuple[Section, ...] = (
     Section("fig1", "Figure 1 - layer-wise analysis", "probes",
             "UA per layer of frozen SSL features with a probe head, in the monolingual, cross-lingual "
-            "and transfer-learning settings (mean over folds, band = one standard deviation).",
-            "probes layerwise --setting all", ("figure1.png", "summary.csv", "best_layers.csv")),
+            "and transfer-learning settings (mean over folds, band = one standard deviation). The table "
+            "gives UA % as mean ± std over folds per layer; the best layers feed fine-tuning.",
+            "probes layerwise --setting all", ("probes/figure1.png",), ("probes/best_layers.csv",)),
     Section("table1", "Table I - PEFT strategies", "finetune",
-            "UA of the encoder fine-tuned up to the chosen layer with LoRA, bottleneck adapters, "
-            "weighted gating and two-stage training.",
-            "finetune peft --strategy lora+ba+wg", ("table1.csv",)),
+            "UA % of the encoder fine-tuned up to the chosen layer with LoRA, bottleneck adapters (BA), "
+            "weighted gating (WG) and two-stage training (mean ± std over folds).",
+            "finetune peft --strategy lora+ba+wg", ("finetune/*.png",), ("finetune/table1.csv",)),
     Section("table2", "Tables II and III - listeners and models", "human",
-            "Listening-test UA by listener group and test language, row-normalised confusion "
-            "matrices of listeners beside the models of the matching setting, Welch's t-tests.",
-            "probes human compare", ("table2.csv", "confusions.png", "ttests.csv")),
+            "Table II: listening-test UA % by listener group (rows) and test language (columns). "
+            "Table III: row-normalised confusion matrices of listeners beside the models of the matching "
+            "setting (native - mono, non-native - cross-lingual, second language - transfer). "
+            "Welch's two-sided t-tests on per-listener metrics, smallest p first.",
+            "probes human compare", ("human/figures/*.png",), ("human/table2.csv", "human/ttests.csv")),
     Section("table4", "Table IV - speech emotion diarization (EDER)", "sed",
-            "Emotion diarization error rate of the diarization model and of listeners on ZED-style "
-            "utterances (lower is better), with per-utterance timelines.",
-            "probes sed model", ("table4.csv", "timelines.png")),
+            "Emotion diarization error rate (fraction, lower is better) of the diarization model and of "
+            "listener groups on ZED-style utterances, with per-utterance timelines.",
+            "probes sed model", ("sed/*.png", "sed/probe/*.png"), ("sed/table_iv.csv", "sed/probe/*.csv")),
 )
 
 
@@ -75,40 +81,75 @@ def _table_html(frame: pl.DataFrame, caption: str) -> str:
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
     text = "" if value is None else str(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _ordered(files: list[Path], preferred: tuple[str, ...]) -> list[Path]:
-    rank = {name: i for i, name in enumerate(preferred)}
-    return sorted(files, key=lambda p: (rank.get(p.name, len(rank)), str(p)))
+def _glob(run_dir: Path, patterns: tuple[str, ...]) -> list[Path]:
+    seen: list[Path] = []
+    for pattern in patterns:
+        seen += [p for p in sorted(run_dir.glob(pattern)) if p not in seen]
+    return seen
+
+
+def layer_table(summary: pl.DataFrame) -> pl.DataFrame:
+    """Figure 1 as numbers: one row per model, setting and train -> test corpus, one column
+    per layer, cells ``UA% mean ± std`` over folds."""
+    cell = pl.format("{} ± {}", (pl.col("ua_mean") * 100).round(1), (pl.col("ua_std") * 100).round(1))
+    frame = summary.with_columns(cell.alias("cell"), pl.col("layer").cast(pl.Utf8))
+    return frame.pivot(on="layer", index=["model", "setting", "train_corpus", "test_corpus"], values="cell")
+
+
+def _special_tables(section: Section, run_dir: Path) -> list[str]:
+    if section.key == "fig1" and (run_dir / "probes" / "summary.csv").exists():
+        summary = pl.read_csv(run_dir / "probes" / "summary.csv")
+        if {"ua_mean", "ua_std", "layer"} <= set(summary.columns):
+            return [_table_html(layer_table(summary), "UA % per layer (mean ± std over folds)")]
+    return []
+
+
+def _read_table(path: Path) -> pl.DataFrame:
+    frame = pl.read_csv(path, infer_schema_length=1000)
+    if path.name == "ttests.csv" and "p" in frame.columns:
+        keep = [c for c in ("comparison", "metric", "group_a", "group_b", "language_a", "language_b", "t", "df",
+                            "p", "p_adj", "correction", "significant") if c in frame.columns]
+        frame = frame.sort("p").select(keep).head(20)
+    return frame
 
 
 def _section_html(section: Section, run_dir: Path) -> str:
     folder = run_dir / section.folder
     parts = [f"<section id='{section.key}'><h2>{html.escape(section.title)}</h2>",
-             f"<p>{html.escape(section.blurb)}</p>"]
+             f"<p>{html.escape(section.blurb)}</p>"] if section.blurb else [
+             f"<section id='{section.key}'><h2>{html.escape(section.title)}</h2>"]
     if not folder.is_dir():
         parts.append(f"<p class='missing'>Not run yet: <code>{html.escape(section.produced_by)}</code> "
                      f"writes <code>{html.escape(section.folder)}/</code>.</p></section>")
         return "".join(parts)
-    figures = _ordered([p for p in folder.rglob("*.png")], section.preferred)
-    tables = _ordered([p for p in folder.rglob("*.csv") if not p.name.startswith("predictions")],
-                      section.preferred)
+    figures = _glob(run_dir, section.figures)
+    tables = _glob(run_dir, section.tables)
     for fig in figures:
         caption = fig.relative_to(run_dir).as_posix()
         parts.append(f"<figure><img alt='{html.escape(caption)}' src='{_data_uri(fig)}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts += _special_tables(section, run_dir)
     for table in tables:
         try:
-            frame = pl.read_csv(table, infer_schema_length=1000)
+            frame = _read_table(table)
         except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as err:
             parts.append(f"<p class='missing'>{html.escape(table.name)}: unreadable ({html.escape(str(err))})</p>")
             continue
         parts.append(_table_html(frame, table.relative_to(run_dir).as_posix()))
     if not figures and not tables:
         parts.append("<p class='missing'>The folder exists but holds no figure or table yet.</p>")
+    shown = set(figures) | set(tables)
+    others = [p for p in sorted(folder.rglob("*")) if p.is_file() and p not in shown
+              and p.suffix in {".csv", ".parquet", ".svg", ".png", ".json", ".md", ".yaml"}]
+    if others:
+        links = "".join(f"<li><a href='{html.escape(p.relative_to(run_dir).as_posix())}'>"
+                        f"{html.escape(p.relative_to(run_dir).as_posix())}</a></li>" for p in others)
+        parts.append(f"<details><summary>All files of this step ({len(others)})</summary><ul>{links}</ul></details>")
     parts.append("</section>")
     return "".join(parts)
 
@@ -185,9 +226,10 @@ def _extra_html(run_dir: Path) -> str:
     folders = [p for p in sorted(run_dir.iterdir()) if p.is_dir() and p.name not in known]
     parts = []
     for folder in folders:
-        if not any(folder.rglob("*.png")) and not any(folder.rglob("*.csv")):
+        if folder.name in {"listening"} or not (any(folder.rglob("*.png")) or any(folder.rglob("*.csv"))):
             continue
-        extra = Section(folder.name, f"Further analysis: {folder.name}", folder.name, "", "")
+        extra = Section(folder.name, f"Further analysis: {folder.name}", folder.name, "", "",
+                        (f"{folder.name}/**/*.png",), (f"{folder.name}/*.csv",))
         parts.append(_section_html(extra, run_dir))
     return "".join(parts)
 
@@ -199,6 +241,7 @@ body {{ font-family: 'DejaVu Sans', Arial, sans-serif; margin: 2em auto; max-wid
 h1 {{ font-size: 1.6em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }}
 img {{ max-width: 100%; border: 1px solid #eee; }}
 table {{ border-collapse: collapse; font-size: .85em; margin: .5em 0; }}
+figure.table {{ overflow-x: auto; }}
 th, td {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; }}
 th {{ background: #f4f4f4; }}
 figcaption {{ font-size: .8em; color: #555; }}

@@ -1,0 +1,145 @@
+"""The steps of a study, each one call into the package that does the work.
+
+``crossling demo`` and ``crossling study`` chain these through a :class:`~study.ledger.Ledger`
+so that a rerun skips what is finished. Every step returns the paths it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from featstore.paths import features_path, manifest_path, splits_path
+
+
+def prepare(reader: str, root: Path, name: str, cache_root: Path, options: Mapping[str, object] | None = None,
+            check_audio: bool = False) -> list[Path]:
+    """Read a corpus into its manifest (``featstore prepare``)."""
+    from featstore.corpora.prepare import PrepareConfig, prepare_corpus
+
+    config = PrepareConfig(corpus=reader, root=Path(root), name=name, options=dict(options or {}),
+                           cache_root=cache_root, check=check_audio)
+    result = prepare_corpus(config, progress=False)
+    return [result.manifest_path]
+
+
+def splits(corpus: str, cache_root: Path, seed: int = 0, paper_splits: Path | None = None) -> list[Path]:
+    """Make the corpus's folds (``featstore splits``), or import the paper's."""
+    from featstore.audio import load_bad_files
+    from featstore.manifest import load_manifest
+    from featstore.splits import FoldConfig, import_paper_folds, make_folds, save_folds
+
+    mpath = manifest_path(corpus, cache_root)
+    manifest = load_manifest(mpath)
+    bad = load_bad_files(mpath)
+    if paper_splits is not None:
+        folds = import_paper_folds(manifest, paper_splits, exclude=bad)
+    else:
+        folds = make_folds(manifest, FoldConfig(seed=seed), exclude=bad)
+    return [save_folds(folds, splits_path(corpus, cache_root))]
+
+
+def extract(model: str, corpus: str, cache_root: Path, frames: bool = False, dtype: str = "float16",
+            progress: bool = True) -> list[Path]:
+    """Every hidden layer of ``model`` over ``corpus`` into the cache (``featstore extract``)."""
+    from featstore.extract import ExtractConfig
+    from featstore.extract import extract as run
+
+    config = ExtractConfig(model=model, corpus=corpus, cache_root=cache_root, frames=frames, dtype=dtype,
+                           progress=progress)
+    return [run(config)]
+
+
+def cache_of(model: str, corpus: str, cache_root: Path) -> Path:
+    """Where :func:`extract` writes (for fingerprints of later steps)."""
+    return features_path(Path(model).name, corpus, cache_root)
+
+
+def probes(models: Sequence[str], corpora: Sequence[str], cache_root: Path, out_dir: Path,
+           settings: Sequence[str] = ("mono", "cross", "trans"), head: str = "mlp", seed: int = 0,
+           max_epochs: int = 100, n_jobs: int = 1) -> list[Path]:
+    """The layer-wise analysis (``probes layerwise``) into ``out_dir``."""
+    from probes.config import LayerwiseConfig, ProbeConfig
+    from probes.layerwise import run_layerwise
+
+    config = LayerwiseConfig(
+        models=tuple(models), corpora=tuple(corpora), settings=tuple(settings), cache_root=cache_root,
+        out_dir=out_dir, probe=ProbeConfig(head=head, seed=seed, max_epochs=max_epochs, n_jobs=n_jobs),
+    )
+    run_layerwise(config, progress=True)
+    return [out_dir / "results.parquet"]
+
+
+def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path, out_dir: Path,
+             two_stage: bool = False, source: str | None = None, layer: str | int = "best",
+             scope: str = "every-layer", folds: Sequence[int] = (0, 1, 2, 3, 4), max_epochs: int = 100,
+             seed: int = 0) -> list[Path]:
+    """One PEFT condition over its folds (``finetune peft``) into ``out_dir``."""
+    from finetune.run import FinetuneConfig, run_finetune
+    from finetune.train import TrainConfig
+
+    config = FinetuneConfig(
+        model=model, train_corpus=train, test_corpus=test, layer=layer, strategy=strategy, scope=scope,
+        two_stage=two_stage, source_corpus=source, folds=tuple(folds),
+        train=TrainConfig(max_epochs=max_epochs, seed=seed), cache_root=str(cache_root), out=str(out_dir),
+    )
+    run_finetune(config)
+    return [out_dir / "results.parquet"]
+
+
+def table_one(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
+    """Join the Table I rows of several fine-tuning runs into ``out_dir/table1.csv``."""
+    from finetune.results import table_one as make_table
+
+    frames = [pl.read_parquet(d / "results.parquet") for d in run_dirs if (d / "results.parquet").exists()]
+    if not frames:
+        return []
+    table = make_table(pl.concat(frames, how="diagonal_relaxed"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "table1.csv"
+    table.write_csv(path)
+    return [path]
+
+
+def best_layer_predictions(probes_dir: Path) -> pl.DataFrame:
+    """Layer-wise predictions at each (model, setting)'s best layer (by mean UA over folds)."""
+    results = pl.read_parquet(probes_dir / "results.parquet")
+    best = (results.group_by("model", "setting", "layer").agg(pl.col("ua").mean())
+            .sort("ua", descending=True).group_by("model", "setting").first().select("model", "setting", "layer"))
+    preds = pl.read_parquet(probes_dir / "predictions.parquet")
+    return preds.join(best, on=["model", "setting", "layer"], how="inner")
+
+
+def human_compare(answers_dir: Path, key_path: Path, predictions: pl.DataFrame | None, out_dir: Path,
+                  group_languages: Mapping[str, str], model_languages: Mapping[str, str],
+                  l2_languages: Sequence[str] = ("en",)) -> list[Path]:
+    """Ingest webMUSHRA answers and compare listeners with models (``probes human``)."""
+    from probes.human import CompareConfig, IngestConfig, compare, ingest, read_key, save_compare, save_ingest
+    from probes.human.results import file_provenance
+
+    results = sorted(answers_dir.rglob("lss.csv"))
+    if not results:
+        raise FileNotFoundError(f"{answers_dir}: no webMUSHRA lss.csv results below this folder")
+    key = read_key(key_path)
+    ingested = ingest(results, key, IngestConfig())
+    prov = {"key": file_provenance(key_path), "results": [file_provenance(p) for p in results]}
+    save_ingest(ingested, out_dir / "ingest", prov)
+    config = CompareConfig(group_languages=dict(group_languages), model_languages=dict(model_languages),
+                           l2_languages={"*": tuple(l2_languages)})
+    result = compare(ingested.answers, predictions, config, key=key)
+    paths = save_compare(result, out_dir, prov, config.labels)
+    (out_dir / "table2.csv").write_bytes(paths["table2_ua"].read_bytes())
+    return list(paths.values())
+
+
+def write_study_meta(run_dir: Path, meta: Mapping[str, object]) -> Path:
+    """``<run_dir>/study.json``: what the report shows at its top and in its provenance."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "study.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)
+    return path
