@@ -186,7 +186,7 @@ def _run_resilient(runner: BatchRunner, waves: list[np.ndarray]) -> list:
     """Forward a batch; on out-of-memory split it in halves (down to one clip)."""
     try:
         return runner.run(waves)
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:
         if len(waves) == 1:
             raise
         if torch.cuda.is_available():
