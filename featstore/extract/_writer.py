@@ -19,6 +19,8 @@ from featstore.cache._format import commit, create_frames, write_header, write_i
 from featstore.extract._compute import ClipResult
 
 _STOP = object()
+_FLUSH_FRAMES = 4096
+"""Frames gathered before one write (8 chunks of 512)."""
 
 
 def part_path(parts_dir: Path, piece: int) -> Path:
@@ -113,18 +115,31 @@ class PartWriter:
         data = None
         if self.frame_layers is not None:
             data = create_frames(f, self.frame_layers, 0, self.dim, self.dtype, maxshape_frames=None)
-        state.update(piece=piece, tmp=tmp, file=f, data=data, ids=[], means=[], stds=[], counts=[], failed={})
+        state.update(piece=piece, tmp=tmp, file=f, data=data, ids=[], means=[], stds=[], counts=[], failed={},
+                     pending=[], n_pending=0)
 
     def _on_add(self, state: dict, utt_id: str, result: ClipResult) -> None:
         state["ids"].append(utt_id)
         state["means"].append(result.mean)
         state["stds"].append(result.std)
         state["counts"].append(result.n_frames)
+        if state["data"] is not None:
+            state["pending"].append(result.frames)
+            state["n_pending"] += result.frames.shape[1]
+            if state["n_pending"] >= _FLUSH_FRAMES:
+                self._flush(state)
+
+    @staticmethod
+    def _flush(state: dict) -> None:
+        # One resize and one write per few thousand frames: whole chunks, few h5py calls.
+        if not state["pending"]:
+            return
+        block = np.concatenate(state["pending"], axis=1)
         data = state["data"]
-        if data is not None:
-            start = data.shape[1]
-            data.resize(start + result.frames.shape[1], axis=1)
-            data[:, start:] = result.frames
+        start = data.shape[1]
+        data.resize(start + block.shape[1], axis=1)
+        data[:, start:] = block
+        state["pending"], state["n_pending"] = [], 0
 
     def _on_fail(self, state: dict, utt_id: str, reason: str) -> None:
         state["failed"][utt_id] = reason
@@ -138,6 +153,7 @@ class PartWriter:
             arr = np.stack(rows, axis=1) if rows else np.zeros((n_states, 0, self.dim), self.dtype)
             f.create_dataset(f"pooled/{name}", data=arr.astype(self.dtype))
         if state["data"] is not None:
+            self._flush(state)
             f.create_dataset("frames/offsets", data=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
         f.close()
         state["file"] = None

@@ -203,3 +203,17 @@ def test_default_piece_size_and_shards_of_whole_pieces():
     got = [shard_rows(man, (k, 4), 8)["utt_id"].to_list() for k in range(4)]
     assert sum(got, []) == man["utt_id"].to_list()  # contiguous, complete, in order
     assert all(len(g) % 8 == 0 for g in got[:-1]) and all(g for g in got)
+
+
+def test_frames_written_in_blocks_equal_frames_written_at_once(tmp_path, monkeypatch):
+    import featstore.extract._writer as writer
+
+    man = write_clips(tmp_path / "wav", 9, seed=8)
+    model = tiny_model("wavlm")
+    once = run_extraction(_cfg(tmp_path, frames=True, out=tmp_path / "once.h5"), model, man).path
+    monkeypatch.setattr(writer, "_FLUSH_FRAMES", 40)  # a flush after every clip or two
+    blocks = run_extraction(_cfg(tmp_path, frames=True, out=tmp_path / "blocks.h5"), model, man).path
+    with h5py.File(once) as a, h5py.File(blocks) as b:
+        for name in ("frames/data", "frames/offsets", "pooled/mean", "utt_ids"):
+            np.testing.assert_array_equal(a[name][()], b[name][()], err_msg=name)
+    assert verify_cache(blocks) == []
