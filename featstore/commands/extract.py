@@ -65,6 +65,8 @@ def extract(
         report = run_extraction(config)
     except (ExtractError, CacheError, CacheLockedError) as err:
         raise _fail(console, err) from err
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     if report.status == "up to date":
         console.print(f"{report.path}: already extracted with these settings, nothing to do")
     else:

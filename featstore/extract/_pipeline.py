@@ -134,15 +134,19 @@ def _load_model(config: ExtractConfig, device: torch.device) -> object:
         raise ExtractError(str(err)) from err
 
 
-def _load_manifest(config: ExtractConfig) -> tuple[pl.DataFrame, dict[str, str]]:
-    from featstore.audio import load_bad_files
+def _load_manifest(config: ExtractConfig) -> tuple[pl.DataFrame, dict[str, str], list[str]]:
+    from featstore.audio import bad_files_fingerprint, bad_files_path, load_bad_files
 
     path = Path(config.manifest) if config.manifest else manifest_path(config.corpus, config.cache_root)
     try:
         frame = load_manifest(path)
     except (FileNotFoundError, ManifestError) as err:
         raise ExtractError(str(err)) from err
-    return frame, load_bad_files(path)
+    made_for = bad_files_fingerprint(path)
+    if made_for and made_for != manifest_fingerprint(frame):
+        # a table from an older manifest could name the wrong files: decode everything instead
+        return frame, {}, [f"ignored {bad_files_path(path)}: it was made for another version of the manifest"]
+    return frame, load_bad_files(path), []
 
 
 def _load_rows(rows: list[dict], bad: dict[str, str]) -> list[np.ndarray | str]:
@@ -282,8 +286,9 @@ def run_extraction(config: ExtractConfig, model: object | None = None, manifest:
     """
     t0 = time.perf_counter()
     bad: dict[str, str] = {}
+    notes: list[str] = []
     if manifest is None:
-        manifest, bad = _load_manifest(config)
+        manifest, bad, notes = _load_manifest(config)
     device = pick_device(config.device)
     loaded = model if model is not None else _load_model(config, device)
     encoder = loaded.encoder.to(device).eval()
@@ -303,10 +308,11 @@ def run_extraction(config: ExtractConfig, model: object | None = None, manifest:
             with h5py.File(out, "r") as f:
                 failed = dict(zip(f["failed/utt_ids"].asstr()[:], f["failed/reasons"].asstr()[:], strict=True))
             return ExtractReport(out, "up to date", shard_df.height, failed=failed,
-                                 wall_s=time.perf_counter() - t0)
+                                 wall_s=time.perf_counter() - t0, notes=notes)
         report = _extract_locked(config, loaded, encoder, device, shard_df, bad, prov, frame_layers, out,
                                   piece_utts)
     report.wall_s = time.perf_counter() - t0
+    report.notes = notes + report.notes
     return report
 
 

@@ -217,3 +217,18 @@ def test_frames_written_in_blocks_equal_frames_written_at_once(tmp_path, monkeyp
         for name in ("frames/data", "frames/offsets", "pooled/mean", "utt_ids"):
             np.testing.assert_array_equal(a[name][()], b[name][()], err_msg=name)
     assert verify_cache(blocks) == []
+
+
+def test_bad_files_table_of_prepare_is_used_only_for_its_manifest(tmp_path):
+    from featstore.manifest import manifest_fingerprint
+
+    root = tmp_path / "cache"
+    man = write_clips(tmp_path / "wav", 4)
+    save_manifest(man, manifest_path("toy", root))
+    bad = pl.DataFrame({"utt_id": ["u002"], "path": ["x"], "reason": ["clipping only"]})
+    save_bad_files(bad, manifest_path("toy", root), manifest_fingerprint(man))
+    rep = run_extraction(_cfg(tmp_path, out=tmp_path / "a.h5"), tiny_model())
+    assert list(rep.failed) == ["u002"] and "clipping only" in rep.failed["u002"] and not rep.notes
+    save_bad_files(bad, manifest_path("toy", root), "0123456789abcdef")  # made for another manifest
+    rep = run_extraction(_cfg(tmp_path, out=tmp_path / "b.h5"), tiny_model())
+    assert rep.failed == {} and "another version" in rep.notes[0]
