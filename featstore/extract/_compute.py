@@ -115,10 +115,16 @@ class BatchRunner:
 
     def states(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(S, B, T, D) hidden states and (B, T) mask of prepared clips, by this device's strategy."""
-        with torch.inference_mode(), autocast_for(self.device):
+        with torch.inference_mode():
             if self.per_clip_front_end:
                 return per_clip_front_end_states(self.encoder, inputs)
-            return forward.hidden_states(self.encoder, inputs)
+            # The front end stays in float32: its masked group norm sums statistics over
+            # thousands of samples per channel, too many for bf16. The transformer (about
+            # two thirds of the compute) runs under autocast.
+            features, mask = forward.front_end(self.encoder, inputs)
+            with autocast_for(self.device):
+                states = forward.encoder_states(self.encoder, features, mask)
+            return torch.stack(states), mask
 
     def _run_batch(self, inputs: list[torch.Tensor]) -> list[ClipResult]:
         states, mask = self.states(inputs)
