@@ -99,18 +99,21 @@ def summarise(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.group_by(keys).agg(aggs).sort(keys)
 
 
-def best_layer_table(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per model and setting: the best ``layer`` and its ``ua_mean`` (UA averaged
-    over folds and over the setting's corpora; ties -> the lower layer)."""
-    per = (frame.group_by(["model", "setting", "layer"]).agg(pl.col("ua").mean().alias("ua_mean"))
+def best_layer_table(frame: pl.DataFrame, min_layer: int = 0) -> pl.DataFrame:
+    """One row per model and setting: the best ``layer`` (among layers >= ``min_layer``)
+    and its ``ua_mean`` (UA averaged over folds and over the setting's corpora; ties -> the
+    lower layer)."""
+    per = (frame.filter(pl.col("layer") >= min_layer).group_by(["model", "setting", "layer"]).agg(pl.col("ua").mean().alias("ua_mean"))
            .sort(["model", "setting", "ua_mean", "layer"], descending=[False, False, True, False]))
     return per.group_by(["model", "setting"], maintain_order=True).first().sort(["model", "setting"])
 
 
-def best_layers(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
-    """``{model: {setting: layer}}`` from :func:`best_layer_table`."""
+def best_layers(frame: pl.DataFrame, min_layer: int = 1) -> dict[str, dict[str, int]]:
+    """``{model: {setting: layer}}`` from :func:`best_layer_table`: by default the best
+    transformer layer (k >= 1), the layer fine-tuning starts from, since hidden state 0
+    (the transformer's input) leaves no encoder layer to adapt."""
     out: dict[str, dict[str, int]] = {}
-    for row in best_layer_table(frame).iter_rows(named=True):
+    for row in best_layer_table(frame, min_layer).iter_rows(named=True):
         out.setdefault(row["model"], {})[row["setting"]] = int(row["layer"])
     return out
 
@@ -173,7 +176,10 @@ def write_run(
     _atomic(paths["predictions"], predictions.write_parquet)
     _atomic(paths["summary"], summarise(frame).write_csv)
     write_best_layers(best_layers(frame), paths["best_layers"], merge=False)
-    _atomic(paths["best_layers_csv"], best_layer_table(frame).write_csv)
+    table = best_layer_table(frame).join(
+        best_layer_table(frame, min_layer=1).select("model", "setting", pl.col("layer").alias("finetune_layer")),
+        on=["model", "setting"], how="left")
+    _atomic(paths["best_layers_csv"], table.write_csv)
     _atomic_text(paths["config"], json.dumps(json.loads(config_json), indent=2, sort_keys=True) + "\n")
     return paths
 

@@ -62,7 +62,25 @@ def report(
     console.print(f"report: {path}")
 
 
+def study(
+    config: Annotated[Path, typer.Option("--config", help="Study TOML (start from study.example.toml at the "
+                                                           "repository root).")],
+) -> None:
+    """Run the paper's whole study on real data from one config: only what is missing, in
+    order; stop it at any time and rerun the same command to go on."""
+    from study.config import StudyConfigError, load_study_config
+    from study.runner import run_study
+
+    try:
+        cfg = load_study_config(config)
+    except StudyConfigError as err:
+        _fail(str(err))
+    report_path = run_study(cfg, log=lambda line: console.print(line, highlight=False, markup=False))
+    console.print(f"[bold green]report:[/bold green] {report_path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``demo`` and ``report`` to ``app``."""
+    """Add ``demo``, ``study`` and ``report`` to ``app``."""
     app.command("demo")(demo)
+    app.command("study")(study)
     app.command("report")(report)

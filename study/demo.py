@@ -27,9 +27,9 @@ from study import steps
 from study.ledger import Ledger, fingerprint_of
 
 DEMO_LANGUAGES: tuple[str, ...] = ("cn", "de", "en", "yue")
-DEMO_MODELS: dict[str, str] = {"demo-w2v2-cn": "cn", "demo-w2v2-de": "de", "demo-w2v2-en": "en"}
+DEMO_MODELS: dict[str, str] = {"untrained-w2v2-cn": "cn", "untrained-w2v2-de": "de", "untrained-w2v2-en": "en"}
 """Untrained stand-ins for W2V2-CN/-DE/-EN: alias -> language."""
-SED_MODEL = "demo-wavlm-emo"
+SED_MODEL = "untrained-wavlm-emo"
 """Untrained stand-in for the SpeechBrain emotion-diarization WavLM."""
 PROBE_CORPORA: tuple[str, ...] = ("demo-cn", "demo-de", "demo-en")
 FINETUNE_STRATEGIES: tuple[str, ...] = ("lora", "ba", "wg", "lora+ba+wg")
@@ -126,7 +126,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = pri
         out = run / "finetune" / strategy.replace("+", "_")
         ft_dirs.append(out)
         ledger.run(f"finetune/{strategy}", base, lambda strategy=strategy, out=out: steps.finetune(
-            str(root / "models" / "demo-w2v2-cn"), strategy, "demo-de", "demo-de", root, out, two_stage=True, source="demo-cn",
+            str(root / "models" / "untrained-w2v2-cn"), strategy, "demo-de", "demo-de", root, out, two_stage=True, source="demo-cn",
             folds=(0,), max_epochs=config.finetune_epochs, seed=config.seed), log)
     ledger.run("finetune/table1", base, lambda: steps.table_one(ft_dirs, run / "finetune"), log)
     ledger.run("human", base, lambda: _human(config), log)
@@ -191,7 +191,7 @@ def _human(config: DemoConfig) -> list[Path]:
     simulate_answers(key, {"cn": config.listeners_per_group, "de": config.listeners_per_group}, noise_model(),
                      seed=config.seed, out_dir=answers_dir, test_id="ser-test")
     predictions = steps.best_layer_predictions(run / "probes")
-    return steps.human_compare(answers_dir, built.key_path, predictions, run / "human",
+    return steps.human_compare(sorted(answers_dir.rglob("lss.csv")), built.key_path, predictions, run / "human",
                                group_languages={"cn": "cn", "de": "de"}, model_languages=DEMO_MODELS)
 
 

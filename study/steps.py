@@ -113,16 +113,18 @@ def best_layer_predictions(probes_dir: Path) -> pl.DataFrame:
     return preds.join(best, on=["model", "setting", "layer"], how="inner")
 
 
-def human_compare(answers_dir: Path, key_path: Path, predictions: pl.DataFrame | None, out_dir: Path,
+def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataFrame | None, out_dir: Path,
                   group_languages: Mapping[str, str], model_languages: Mapping[str, str],
                   l2_languages: Sequence[str] = ("en",)) -> list[Path]:
     """Ingest webMUSHRA answers and compare listeners with models (``probes human``)."""
     from probes.human import CompareConfig, IngestConfig, compare, ingest, read_key, save_compare, save_ingest
     from probes.human.results import file_provenance
 
-    results = sorted(answers_dir.rglob("lss.csv"))
     if not results:
-        raise FileNotFoundError(f"{answers_dir}: no webMUSHRA lss.csv results below this folder")
+        raise FileNotFoundError("no listening-test result files given")
+    missing = [str(p) for p in results if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"listening-test result file(s) not found: {', '.join(missing)}")
     key = read_key(key_path)
     ingested = ingest(results, key, IngestConfig())
     prov = {"key": file_provenance(key_path), "results": [file_provenance(p) for p in results]}
