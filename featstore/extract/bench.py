@@ -11,6 +11,9 @@ decoding and resampling are real) and a random model of the real size (wav2vec 2
 (d) peak memory (resident set from ``/proc``, and CUDA's peak allocation) of (b) on N and
     on 4N clips, each in a fresh process;
 (e) cache bytes per utterance, pooled only and with every frame.
+
+(b) runs first, then (a), then (c): one-off costs (new input shapes, allocator growth)
+fall on our pipeline, so the ratios err against it. On a shared machine, run it twice.
 """
 
 from __future__ import annotations
@@ -143,7 +146,6 @@ def time_forward(loaded: object, manifest: pl.DataFrame, device: torch.device, m
                for b in plan_batches(range(lo, hi), durations, k, max_batch_seconds, None)]
     inputs = [forward.prepare_inputs([waves[r] for r in b.rows], loaded.do_normalize) for b in batches]
     runner = BatchRunner(loaded.encoder, loaded.do_normalize, device, "float16", None, 10**9)
-    warm_up(loaded, device)
     _sync(device)
     t0 = time.perf_counter()
     for x in inputs:
@@ -221,7 +223,9 @@ def run_bench(config: BenchConfig) -> dict:
         all_clips = synth_clips(tmp / "wav", n_mem, config.seed)
         manifest = all_clips.head(config.n_utts)
         audio_s = float(manifest["duration"].sum())
-        forward_s = time_forward(loaded, manifest, device, config.max_batch_seconds, auto_piece_utts(manifest.height))
+        # (b) runs first, so that one-off costs (new input shapes, allocator growth) fall on
+        # our pipeline rather than on the baselines: the comparison errs against us.
+        warm_up(loaded, device)
         cfg = ExtractConfig(model=loaded.alias, corpus="bench", out=tmp / "ours.h5", device=str(device),
                             max_batch_seconds=config.max_batch_seconds, progress=config.progress, dtype="float16")
         _sync(device)
@@ -229,6 +233,7 @@ def run_bench(config: BenchConfig) -> dict:
         report = run_extraction(cfg, model=loaded, manifest=manifest)
         _sync(device)
         ours_s = time.perf_counter() - t0
+        forward_s = time_forward(loaded, manifest, device, config.max_batch_seconds, auto_piece_utts(manifest.height))
         naive_dir = tmp / "naive"
         naive_dir.mkdir()
         naive_s, naive_means = naive_loop(loaded, manifest, device, naive_dir)
