@@ -207,10 +207,14 @@ def _load_corpus(name: str, cache_root: str | None) -> _Corpus:
     if meta.get("manifest_fingerprint") and meta["manifest_fingerprint"] != fingerprint:
         raise FinetuneError(f"{name}: the fold table was made for another manifest "
                             f"({meta['manifest_fingerprint']} != {fingerprint}); rerun `featstore splits {name}`")
-    langs = manifest["language"].unique().to_list()
+    # only the utterances the folds use count (ESD's manifest holds Mandarin and English
+    # speakers; its folds may take one language), as in the probes
+    used = manifest.filter(pl.col("utt_id").is_in(folds["utt_id"].unique().to_list()))
+    langs = used["language"].unique().to_list()
     if len(langs) != 1:
-        raise FinetuneError(f"{name}: expected one language in the manifest, found {sorted(map(str, langs))}")
-    return _Corpus(name, str(langs[0]), four_class(manifest), fingerprint, folds, str(meta.get("scheme", "")))
+        raise FinetuneError(f"{name}: the folds mix languages {sorted(map(str, langs))}; make one-language "
+                            f"folds with `featstore splits {name} --language CODE`")
+    return _Corpus(name, str(langs[0]), four_class(used), fingerprint, folds, str(meta.get("scheme", "")))
 
 
 def _setting(model_language: str, train: _Corpus, test: _Corpus, source: _Corpus | None) -> str:

@@ -171,7 +171,7 @@ def _fold_language(manifest: pl.DataFrame, fold_ids: set[str], source: object) -
     if len(langs) != 1:
         raise ProbeDataError(
             f"{source}: the folds mix languages {langs}; make folds of one language "
-            "(`featstore splits CORPUS --languages cn`)")
+            "(`featstore splits CORPUS --language cn`)")
     return langs[0]
 
 

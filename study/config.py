@@ -17,7 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STRATEGIES = ("lora", "ba", "wg", "lora+ba", "lora+wg", "ba+wg", "lora+ba+wg")
+from finetune.tuners import STRATEGIES
 
 
 class StudyConfigError(ValueError):

@@ -44,21 +44,24 @@ SECTIONS: tuple[Section, ...] = (
             "UA per layer of frozen SSL features with a probe head, in the monolingual, cross-lingual "
             "and transfer-learning settings (mean over folds, band = one standard deviation). The table "
             "gives UA % as mean ± std over folds per layer; the best layers feed fine-tuning.",
-            "probes layerwise --setting all", ("probes/figure1.png",), ("probes/best_layers.csv",)),
+            "probes layerwise --setting all", ("probes/figure1.png|probes/**/figure1.png",),
+            ("probes/best_layers.csv|probes/**/best_layers.csv",)),
     Section("table1", "Table I - PEFT strategies", "finetune",
             "UA % of the encoder fine-tuned up to the chosen layer with LoRA, bottleneck adapters (BA), "
             "weighted gating (WG) and two-stage training (mean ± std over folds).",
-            "finetune peft --strategy lora+ba+wg", ("finetune/*.png",), ("finetune/table1.csv",)),
+            "finetune peft --strategy lora+ba+wg", ("finetune/*.png",), ()),
     Section("table2", "Tables II and III - listeners and models", "human",
             "Table II: listening-test UA % by listener group (rows) and test language (columns). "
             "Table III: row-normalised confusion matrices of listeners beside the models of the matching "
             "setting (native - mono, non-native - cross-lingual, second language - transfer). "
             "Welch's two-sided t-tests on per-listener metrics, smallest p first.",
-            "probes human compare", ("human/figures/*.png",), ("human/table2.csv", "human/ttests.csv")),
+            "probes human compare", ("human/figures/*.png|human/**/figures/*.png",),
+            ("human/table2_ua.csv|human/**/table2_ua.csv", "human/ttests.csv|human/**/ttests.csv")),
     Section("table4", "Table IV - speech emotion diarization (EDER)", "sed",
             "Emotion diarization error rate (fraction, lower is better) of the diarization model and of "
             "listener groups on ZED-style utterances, with per-utterance timelines.",
-            "probes sed model", ("sed/*.png", "sed/probe/*.png"), ("sed/table_iv.csv", "sed/probe/*.csv")),
+            "probes sed model", ("sed/timelines.png|sed/**/timelines.png", "sed/probe/**/*.png"),
+            ("sed/table_iv.csv|sed/**/table_iv.csv", "sed/probe/**/*.csv")),
 )
 
 
@@ -87,9 +90,14 @@ def _fmt(value: object) -> str:
 
 
 def _glob(run_dir: Path, patterns: tuple[str, ...]) -> list[Path]:
+    """Files matching each pattern; ``a|b`` takes the first alternative that matches."""
     seen: list[Path] = []
     for pattern in patterns:
-        seen += [p for p in sorted(run_dir.glob(pattern)) if p not in seen]
+        for alternative in pattern.split("|"):
+            found = [p for p in sorted(run_dir.glob(alternative)) if p not in seen]
+            if found:
+                seen += found
+                break
     return seen
 
 
@@ -102,11 +110,21 @@ def layer_table(summary: pl.DataFrame) -> pl.DataFrame:
 
 
 def _special_tables(section: Section, run_dir: Path) -> list[str]:
-    if section.key == "fig1" and (run_dir / "probes" / "summary.csv").exists():
-        summary = pl.read_csv(run_dir / "probes" / "summary.csv")
-        if {"ua_mean", "ua_std", "layer"} <= set(summary.columns):
-            return [_table_html(layer_table(summary), "UA % per layer (mean ± std over folds)")]
-    return []
+    out = []
+    if section.key == "fig1":
+        for path in _glob(run_dir, ("probes/summary.csv|probes/**/summary.csv",)):
+            summary = pl.read_csv(path)
+            if {"ua_mean", "ua_std", "layer"} <= set(summary.columns):
+                caption = f"UA % per layer (mean ± std over folds), {path.relative_to(run_dir).as_posix()}"
+                out.append(_table_html(layer_table(summary), caption))
+    if section.key == "table1":
+        results = sorted((run_dir / "finetune").rglob("results.parquet"))
+        if results:
+            from finetune.results import table_one
+
+            frame = pl.concat([pl.read_parquet(p) for p in results], how="diagonal_relaxed")
+            out.append(_table_html(table_one(frame), f"Table I from {len(results)} fine-tuning run(s)"))
+    return out
 
 
 def _read_table(path: Path) -> pl.DataFrame:

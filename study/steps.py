@@ -133,7 +133,6 @@ def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataF
                            l2_languages={"*": tuple(l2_languages)})
     result = compare(ingested.answers, predictions, config, key=key)
     paths = save_compare(result, out_dir, prov, config.labels)
-    (out_dir / "table2.csv").write_bytes(paths["table2_ua"].read_bytes())
     return list(paths.values())
 
 

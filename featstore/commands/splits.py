@@ -66,7 +66,8 @@ def splits(
             )
             folds = make_folds(manifest, config, exclude=bad)
     except MissingFilesError as err:
-        console.print(f"[red]error:[/red] {err}", markup=False, highlight=False)
+        console.print("[red]error:[/red] ", end="")
+        console.print(str(err), markup=False, highlight=False)
         raise typer.Exit(code=2) from err
     except (FoldError, FileNotFoundError, ValueError) as err:
         console.print(f"[red]error:[/red] {err}")

@@ -155,6 +155,15 @@ def parse_label_encoder(path: Path) -> tuple[dict[int, str], dict[int, str]]:
     return labels, codes
 
 
+def _is_transformers_config(path: Path) -> bool:
+    import json
+
+    try:
+        return "model_type" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
 def speechbrain_config(folder: Path, hub_id: str = DEFAULT_HUB_ID) -> tuple[PretrainedConfig, str]:
     """The WavLM config for a SpeechBrain folder and where it came from.
 
@@ -170,7 +179,9 @@ def speechbrain_config(folder: Path, hub_id: str = DEFAULT_HUB_ID) -> tuple[Pret
         options += sorted(saved.rglob("config.json"))
     options += [snap / "config.json" for snap in hf_cache_snapshots(hub_id)]
     for path in options:
-        if path.is_file():
+        # the hub repository's own config.json is SpeechBrain's (a few bytes, no model_type),
+        # not the WavLM's: only a transformers config counts here
+        if path.is_file() and _is_transformers_config(path):
             return read_config(path), str(path)
     return config_from_dict(
         dict(WAVLM_LARGE_CONFIG), "WAVLM_LARGE_CONFIG"

@@ -39,7 +39,7 @@ def build_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the selection and of the stimulus keys (default: 0).")] = 0,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache>/runs/human/<name>).")] = None,
     name: Annotated[str, typer.Option(help="Config name and webMUSHRA testId (default: ser-test).")] = "ser-test",
-    cache: Annotated[Path | None, typer.Option(help="Cache root holding manifests/ and splits/ (default: $CROSSLING_CACHE or ./cache).")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache-root", "--cache", help="Cache root holding manifests/ and splits/ (default: $CROSSLING_CACHE or ./cache).")] = None,
     email: Annotated[bool, typer.Option(help="Ask an optional e-mail on the finish page (default: yes).")] = True,
 ) -> None:
     """Select the stimuli, export 16 kHz 16-bit wavs, write configs/<name>.yaml and the key."""

@@ -63,7 +63,7 @@ def model_cmd(
     pad: Annotated[bool, typer.Option(help="Append the last frame label once when short of the recipe's frame count, as the ZED recipe does (default: yes).")] = True,
     limit: Annotated[int | None, typer.Option(help="Only the first N utterances by id, for a quick check (default: all).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache>/runs/sed/model/<model>/<corpus>).")] = None,
-    cache: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache-root", "--cache", help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
 ) -> None:
     """Frame labels of the diarization WavLM -> segments (0.02 s) -> EDER per utterance and emotion."""
     from featstore.models import ModelLoadError, ModelNotFoundError
@@ -99,7 +99,7 @@ def probe_cmd(
     seed: Annotated[int, typer.Option(help="Seed of subsampling and solver (default: 0).")] = 0,
     model_results: Annotated[Path | None, typer.Option(help="per_utterance.parquet of `probes sed model`, printed beside the best layer (default: none).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache>/runs/sed/probe/<model>/<test>).")] = None,
-    cache: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache-root", "--cache", help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
 ) -> None:
     """A frame-level probe per layer, trained on utterance-level corpora, scored on ZED with EDER."""
     import polars as pl
@@ -133,7 +133,7 @@ def listeners_build_cmd(
     per_emotion: Annotated[int, typer.Option(help="Utterances per emotion (angry, happy, sad) (default: 8, the paper's).")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the selection and the presentation order (default: 0).")] = 0,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache>/runs/sed/listening_test/<corpus>).")] = None,
-    cache: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache-root", "--cache", help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
 ) -> None:
     """Stimuli wavs, key.csv and answers_template.csv (listener, group, stimulus, label, start, end)."""
     from probes.sed import SedTestConfig, build_listeners
@@ -171,7 +171,7 @@ def concat_cmd(
     n: Annotated[int | None, typer.Option(help="Utterances to make (default: one per emotional utterance).")] = None,
     patterns: Annotated[str, typer.Option(help="Comma-separated: neu_emo_neu, neu_emo, emo_neu (default: neu_emo_neu).")] = "neu_emo_neu",
     seed: Annotated[int, typer.Option(help="Seed of every draw (default: 0).")] = 0,
-    cache: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache-root", "--cache", help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
 ) -> None:
     """Neutral + emotional (+ neutral) concatenations of one speaker, written in ZED's format."""
     from featstore.audio import load_row

@@ -173,3 +173,12 @@ def test_speechbrain_folder_in_hf_cache(tmp_path, monkeypatch):
     loaded = load_model("wavlm-emo", device="cpu")
     assert loaded.path == snap and loaded.source == "speechbrain/emotion-diarization-wavlm-large"
     assert next(loaded.extras["frame_classifier"].parameters()).device.type == "cpu"
+
+
+def test_speechbrain_own_config_json_is_not_taken_for_the_wavlm(sb_folder):
+    # the hub repository ships SpeechBrain's own few-byte config.json (no model_type)
+    wavlm = json.loads((sb_folder / "config.json").read_text())
+    (sb_folder / "config.json").write_text(json.dumps({"speechbrain_interface": "Speech_Emotion_Diarization"}))
+    config, where = sb.speechbrain_config(sb_folder)
+    assert "built-in" in where and config.model_type == "wavlm"
+    assert wavlm["model_type"] == "wavlm"

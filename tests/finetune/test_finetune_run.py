@@ -16,13 +16,19 @@ from typer.testing import CliRunner
 from cli import finetune_app
 from featstore.cache import write_cache
 from featstore.forward import hidden_states, prepare_inputs
-from featstore.manifest import CANONICAL_EMOTIONS, make_manifest, manifest_fingerprint, save_manifest
+from featstore.manifest import (
+    CANONICAL_EMOTIONS,
+    load_manifest,
+    make_manifest,
+    manifest_fingerprint,
+    save_manifest,
+)
 from featstore.models import load_model
 from featstore.models.testing import save_tiny_model
 from featstore.paths import features_path, manifest_path, splits_path
 from finetune.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_config
 from finetune.predict import predict_files
-from finetune.run import FinetuneConfig, run_finetune
+from finetune.run import FinetuneConfig, FinetuneError, run_finetune
 from finetune.train import TrainConfig
 
 QUICK = TrainConfig(lr=3e-3, batch_size=4, max_epochs=2, patience=5, seed=0)
@@ -219,3 +225,31 @@ def test_bench_command_times_both_scopes():
     assert all(r["speedup"] == pytest.approx(r["recompute_s"] / r["cached_s"]) for r in rows)
     bad = CliRunner().invoke(finetune_app, ["bench", "--size", "tiny", "--layer", "9"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def _mixed_language_copy(root, folds_with_en: bool) -> str:
+    """Corpus 'mix': the German 'tgt' rows plus English rows; the folds take German only
+    (like ESD's folds of its Mandarin speakers), or also one English row."""
+    base = load_manifest(manifest_path("tgt", root))
+    en = base.with_columns(pl.lit("en").alias("language"), (pl.col("utt_id") + "_en").alias("utt_id"))
+    manifest = pl.concat([base, en]).with_columns(pl.lit("mix").alias("corpus"))
+    save_manifest(manifest, manifest_path("mix", root))
+    folds = pl.read_parquet(splits_path("tgt", root))
+    if folds_with_en:
+        folds = pl.concat([folds, pl.DataFrame({"fold": [0], "part": ["train"], "utt_id": [en["utt_id"][0]]})])
+    meta = {"scheme": json.dumps("test"), "seed": "0", "manifest_fingerprint": json.dumps(manifest_fingerprint(manifest))}
+    folds.write_parquet(splits_path("mix", root), metadata=meta)
+    return "mix"
+
+
+def test_only_the_folds_languages_count(setup):
+    root, model_dir = setup
+    name = _mixed_language_copy(root, folds_with_en=False)
+    frame = run_finetune(_config(root, model_dir, train_corpus=name, test_corpus=name, folds=(0,),
+                                 out=str(root / "runs" / "mix")))
+    assert frame["setting"].to_list() == ["trans"]  # German folds, Mandarin model
+    preds = pl.read_parquet(root / "runs" / "mix" / "predictions.parquet")
+    assert not any(u.endswith("_en") for u in preds["utt_id"])
+    name = _mixed_language_copy(root, folds_with_en=True)
+    with pytest.raises(FinetuneError, match="folds mix languages"):
+        run_finetune(_config(root, model_dir, train_corpus=name, test_corpus=name, folds=(0,)))

@@ -30,7 +30,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     run = tmp_path / "run"
     page = report.read_text()
     assert "UNTRAINED" in page and "data:image/png;base64," in page
-    for must in ("probes/results.parquet", "probes/figure1.png", "finetune/table1.csv", "human/table2.csv",
+    for must in ("probes/results.parquet", "probes/figure1.png", "finetune/table1.csv", "human/table2_ua.csv",
                  "human/ttests.csv", "sed/table_iv.csv", "sed/timelines.png"):
         assert (run / must).exists(), must
     results = pl.read_parquet(run / "probes" / "results.parquet")
@@ -39,7 +39,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     assert results["model_fingerprint"].null_count() == 0 and results["manifest_fingerprint"].null_count() == 0
     table1 = pl.read_csv(run / "finetune" / "table1.csv")
     assert table1["two_stage"].to_list() == [True] * table1.height and table1.height == 4
-    table2 = pl.read_csv(run / "human" / "table2.csv")
+    table2 = pl.read_csv(run / "human" / "table2_ua.csv")
     assert set(table2["group"]) == {"cn", "de"}
     sed = pl.read_csv(run / "sed" / "table_iv.csv")
     assert sed["emotion"].to_list()[-1] == "average"
