@@ -10,8 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from featstore.models import list_models
-
 
 def models(
     as_json: Annotated[
@@ -30,6 +28,8 @@ def models(
     Models are looked for in --search-dir, $CROSSLING_MODELS, <cache root>/models and the
     local Hugging Face cache; nothing is downloaded.
     """
+    from featstore.models import list_models  # transformers loads only when the command runs
+
     rows = list_models(search_dirs=list(search_dir or []))
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
