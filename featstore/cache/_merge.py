@@ -19,8 +19,8 @@ from featstore.cache._format import (
 )
 from featstore.cache._reader import CHUNK_CACHE_BYTES, expand_paths
 
-_COPY_FRAMES = 8192
-"""Frames gathered before one write: whole chunks, few h5py calls."""
+_RUN_FRAMES = 65536
+"""Most frames read at once per layer (96 MiB of float16 at 768 dims)."""
 
 
 def _read_inputs(paths: Sequence[Path]) -> list[h5py.File]:
@@ -111,22 +111,33 @@ def _merge(files: list[h5py.File], paths: Sequence[Path], out: Path, order: Sequ
 
 def _copy_frames(files: list[h5py.File], g: h5py.File, src: list[tuple[int, int]],
                  num_frames: np.ndarray, dim: int, dtype: str) -> None:
+    """Copy frames in output order, one run of utterances from the same input at a time.
+
+    Parts and shards are contiguous in manifest order, so each input is one run: per layer,
+    one read of the run's span and one contiguous write (a part file stores its
+    utterances in processing order, so they are gathered in between).
+    """
     layers = files[0]["frames/layers"][:]
     offsets_in = [f["frames/offsets"][:] for f in files]
     offsets = np.concatenate([[0], np.cumsum(num_frames)]).astype(np.int64)
     data = create_frames(g, layers, int(offsets[-1]), dim, dtype)
     g.create_dataset("frames/offsets", data=offsets)
-    pending: list[np.ndarray] = []
-    start = n_pending = 0
-    for i, (k, r) in enumerate(src):
-        lo, hi = offsets_in[k][r], offsets_in[k][r + 1]
-        pending.append(files[k]["frames/data"][:, lo:hi])
-        n_pending += hi - lo
-        if n_pending >= _COPY_FRAMES or i == len(src) - 1:
-            block = np.concatenate(pending, axis=1)
-            data[:, start:start + block.shape[1]] = block
-            start += block.shape[1]
-            pending, n_pending = [], 0
+    i = 0
+    while i < len(src):
+        k = src[i][0]
+        j, n = i, 0
+        while j < len(src) and src[j][0] == k and (n == 0 or n + num_frames[j] <= _RUN_FRAMES):
+            n += int(num_frames[j])
+            j += 1
+        rows = [r for _, r in src[i:j]]
+        lo = min(offsets_in[k][r] for r in rows)
+        hi = max(offsets_in[k][r + 1] for r in rows)
+        out_lo, out_hi = offsets[i], offsets[j]
+        for layer in range(len(layers)):
+            span = files[k]["frames/data"][layer, lo:hi]
+            pieces = [span[offsets_in[k][r] - lo:offsets_in[k][r + 1] - lo] for r in rows]
+            data[layer, out_lo:out_hi] = np.concatenate(pieces, axis=0) if pieces else span[:0]
+        i = j
 
 
 def merge_caches(paths: str | Path | Sequence[str | Path], out: str | Path) -> Path:
