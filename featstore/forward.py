@@ -90,7 +90,8 @@ def front_end(encoder: nn.Module, waves: Sequence[torch.Tensor]) -> tuple[torch.
     h = batch[:, None]
     first = conv_layers[0]
     if encoder.config.feat_extract_norm == "group":
-        h = first.conv(h)
+        # statistics in float32 even under autocast (bf16 sums over thousands of samples drift)
+        h = first.conv(h).float()
         norm: nn.GroupNorm = first.layer_norm
         if norm.num_groups != norm.num_channels:
             raise ValueError("group-norm front end with grouped channels is not supported")

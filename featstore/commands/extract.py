@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from featstore.cache import CacheError, CacheLockedError, cache_info, list_caches, merge_caches, verify_cache
-from featstore.extract import ExtractConfig, ExtractError, parse_shard, run_extraction
 from featstore.paths import cache_root as default_cache_root
 
 
@@ -50,6 +49,8 @@ def extract(
     out: Annotated[Optional[Path], typer.Option("--out", help="Output file. Default <cache-root>/<model>/<corpus>.h5.")] = None,
 ) -> None:
     """Extract every hidden state of MODEL over CORPUS into the HDF5 cache (resumable)."""
+    from featstore.extract import ExtractConfig, ExtractError, parse_shard, run_extraction  # torch: load late
+
     console = Console()
     try:
         config = ExtractConfig(
