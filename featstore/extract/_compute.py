@@ -40,6 +40,34 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024
+"""Blocks from this size up are mmapped and handed back on free (see below)."""
+
+
+def limit_heap_fragmentation() -> bool:
+    """Give large blocks back to the OS as soon as they are freed (glibc only).
+
+    glibc raises its mmap threshold each time a large mmapped block is freed, after which
+    blocks of up to 32 MB come from the heap; hidden states of clips of varying length then
+    fragment it and the resident set grows with every clip (measured: 0.9 GB -> 2.3 GB over
+    200 clips of wav2vec 2.0 base). A fixed threshold stops the drift; measured on 60
+    clips, 2 threads: 128 KiB kept the resident set flat but cost 25% of the speed, 16 MiB
+    costs nothing and leaves about a third of the growth. Returns whether it was applied.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_mmap_threshold = -3
+        return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
 def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA (the matrix products run in bf16, norms and pooling in fp32);
     nothing on CPU, where fp32 is as fast and exact."""

@@ -37,9 +37,16 @@ from featstore.cache import (
     write_cache,
 )
 from featstore.cache._format import manifest_to_json
-from featstore.extract._compute import BatchRunner, compute_dtype, pick_device
+from featstore.extract._compute import BatchRunner, compute_dtype, limit_heap_fragmentation, pick_device
 from featstore.extract._config import ExtractConfig, ExtractError, shard_file_name
-from featstore.extract._plan import Batch, auto_piece_utts, pieces, plan_batches, shard_bounds
+from featstore.extract._plan import (
+    Batch,
+    auto_piece_utts,
+    effective_batch_size,
+    pieces,
+    plan_batches,
+    shard_bounds,
+)
 from featstore.extract._progress import ExtractProgress
 from featstore.extract._writer import PartWriter, part_path
 from featstore.manifest import ManifestError, load_manifest, manifest_fingerprint
@@ -118,7 +125,7 @@ def build_provenance(config: ExtractConfig, loaded: object, manifest: pl.DataFra
         "compute_dtype": compute_dtype(device),
         "device": str(device),
         "max_batch_seconds": config.max_batch_seconds,
-        "batch_size": config.batch_size,
+        "batch_size": effective_batch_size(config.batch_size, device.type),
         "shard": list(config.shard),
         "versions": _versions(),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -285,6 +292,7 @@ def run_extraction(config: ExtractConfig, model: object | None = None, manifest:
     manifest : the manifest (default: the prepared one of ``config.corpus``)
     """
     t0 = time.perf_counter()
+    limit_heap_fragmentation()
     bad: dict[str, str] = {}
     notes: list[str] = []
     if manifest is None:
@@ -334,7 +342,8 @@ def _extract_locked(config: ExtractConfig, loaded: object, encoder: torch.nn.Mod
     rows = shard_df.to_dicts()
     durations = shard_df["duration"].to_list()
     batches = [b for k, (lo, hi) in enumerate(ranges) if k not in done
-               for b in plan_batches(range(lo, hi), durations, k, config.max_batch_seconds, config.batch_size)]
+               for b in plan_batches(range(lo, hi), durations, k, config.max_batch_seconds,
+                                     effective_batch_size(config.batch_size, device.type))]
     runner = BatchRunner(encoder, bool(loaded.do_normalize), device, config.dtype, frame_layers,
                          int(config.max_clip_seconds * SAMPLE_RATE_HZ))
     writer = PartWriter(parts_dir, prov, frame_layers, int(loaded.hidden_size), config.dtype)

@@ -52,6 +52,16 @@ class Batch:
     rows: tuple[int, ...]
 
 
+def effective_batch_size(batch_size: int | None, device_type: str) -> int | None:
+    """Clips per batch: ``batch_size`` when given; else one clip at a time on CPU, where the
+    model's arithmetic is the whole cost and batches only add padding and masked attention
+    (measured on wav2vec 2.0 base, 2 threads: 8-clip batches ran 5-15% slower than single
+    clips); no cap on GPU, where batches capped by seconds are what makes it fast."""
+    if batch_size is not None:
+        return batch_size
+    return 1 if device_type == "cpu" else None
+
+
 def plan_batches(rows: Sequence[int], durations_s: Sequence[float], piece: int, max_batch_seconds: float,
                  batch_size: int | None) -> list[Batch]:
     """Cut one piece's rows into batches: longest first (an out-of-memory shows at once),

@@ -36,7 +36,7 @@ import torch
 from featstore.extract._compute import BatchRunner, autocast_for, pick_device
 from featstore.extract._config import ExtractConfig
 from featstore.extract._pipeline import run_extraction
-from featstore.extract._plan import auto_piece_utts, pieces, plan_batches
+from featstore.extract._plan import auto_piece_utts, effective_batch_size, pieces, plan_batches
 from featstore.manifest import make_manifest, save_manifest
 
 FILE_RATE_HZ = 22050
@@ -143,7 +143,8 @@ def time_forward(loaded: object, manifest: pl.DataFrame, device: torch.device, m
     waves = [load_row(r) for r in rows]
     durations = manifest["duration"].to_list()
     batches = [b for k, (lo, hi) in enumerate(pieces(len(rows), piece_utts))
-               for b in plan_batches(range(lo, hi), durations, k, max_batch_seconds, None)]
+               for b in plan_batches(range(lo, hi), durations, k, max_batch_seconds,
+                                     effective_batch_size(None, device.type))]
     inputs = [forward.prepare_inputs([waves[r] for r in b.rows], loaded.do_normalize) for b in batches]
     runner = BatchRunner(loaded.encoder, loaded.do_normalize, device, "float16", None, 10**9)
     _sync(device)
