@@ -104,7 +104,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = pri
     ledger = Ledger(run)
     base = fingerprint_of("demo-v1", asdict(config) | {"out": str(run), "cache_root": str(root)})
     steps.write_study_meta(run, _meta(config))
-    corpus_dir = root / "demo-corpus"
+    corpus_dir = root / "demo"  # where `featstore synth` writes by default
 
     ledger.run("synth", base, lambda: _synth(config, corpus_dir), log)
     for lang in DEMO_LANGUAGES:
@@ -205,7 +205,7 @@ def _sed(config: DemoConfig) -> list[Path]:
 
     run, root = config.run_dir, config.root
     source = load_manifest(manifest_path("demo-en", root))
-    zed_dir = root / "demo-corpus" / "zed"
+    zed_dir = root / "demo-zed"
     # one neutral + emotional + neutral utterance per emotional demo utterance (ZED's recipe)
     concatenate_for_sed(source, zed_dir, load_row, ConcatConfig(seed=config.seed))
     steps.prepare("zed", zed_dir, "demo-zed", root)

@@ -58,8 +58,8 @@ def limit_heap_fragmentation() -> bool:
     import ctypes.util
     import sys
 
-    if not sys.platform.startswith("linux"):
-        return False
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False  # the user chose a threshold (e.g. 131072 for a flat resident set)
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         m_mmap_threshold = -3
