@@ -151,7 +151,8 @@ def _section_html(section: Section, run_dir: Path) -> str:
         caption = fig.relative_to(run_dir).as_posix()
         parts.append(f"<figure><img alt='{html.escape(caption)}' src='{_data_uri(fig)}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    parts += _special_tables(section, run_dir)
+    special = _special_tables(section, run_dir)
+    parts += special
     for table in tables:
         try:
             frame = _read_table(table)
@@ -159,7 +160,7 @@ def _section_html(section: Section, run_dir: Path) -> str:
             parts.append(f"<p class='missing'>{html.escape(table.name)}: unreadable ({html.escape(str(err))})</p>")
             continue
         parts.append(_table_html(frame, table.relative_to(run_dir).as_posix()))
-    if not figures and not tables:
+    if not figures and not tables and not special:
         parts.append("<p class='missing'>The folder exists but holds no figure or table yet.</p>")
     shown = set(figures) | set(tables)
     others = [p for p in sorted(folder.rglob("*")) if p.is_file() and p not in shown
