@@ -73,6 +73,15 @@ def _float(value: str | None, where: str, column: str) -> float | None:
         raise CorpusFormatError(f"{where}: {column} {value!r} is not a number of seconds") from err
 
 
+def _int(value: str | None, where: str, column: str) -> int | None:
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return int(value)
+    except ValueError as err:
+        raise CorpusFormatError(f"{where}: {column} {value!r} is not a whole number") from err
+
+
 def read_table(root: Path, name: str = "table", language: str | None = None,
                label_map: str | dict[str, str] | None = None) -> pl.DataFrame:
     """Manifest of a corpus given as a CSV/TSV/JSONL table.
@@ -101,7 +110,7 @@ def read_table(root: Path, name: str = "table", language: str | None = None,
     frame = read_table_file(source)
     if language is None and "language" not in frame.columns:
         raise CorpusFormatError(f"{source}: no language column; pass the language (--language, e.g. tj)")
-    stems = [Path(p).with_suffix("").name for p in frame["path"].to_list()]
+    stems = [Path(p).stem for p in frame["path"].to_list() if p]  # empty paths: an error below
     use_stems = len(set(stems)) == len(stems)
     probe = Prober()
     rows: list[dict] = []
@@ -134,7 +143,7 @@ def read_table(root: Path, name: str = "table", language: str | None = None,
             "emotion": mapping.get(label.strip().lower(), label.strip().lower()), "label": label,
             "path": str(path.absolute()), "start": start_s, "end": end_s,
             "duration": duration_s, "sample_rate": sample_rate_hz,
-            "session": int(session) if session not in (None, "") else None,
+            "session": _int(session, where, "session"),
         })
     probe.report(name)
     if missing:

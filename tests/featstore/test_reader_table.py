@@ -81,6 +81,12 @@ def test_bad_tables(tmp_path):
     (tmp_path / "badnum.csv").write_text("path,label,start\naudio/spk1/u1.wav,x,soon\n")
     with pytest.raises(CorpusFormatError, match="badnum.csv line 2: start 'soon'"):
         read_table(tmp_path / "badnum.csv", language="tj")
+    (tmp_path / "nopath.csv").write_text("path,label\naudio/spk1/u1.wav,x\n,y\n")
+    with pytest.raises(CorpusFormatError, match="nopath.csv line 3: empty path or label"):
+        read_table(tmp_path / "nopath.csv", language="tj")
+    (tmp_path / "badsession.csv").write_text("path,label,session\naudio/spk1/u1.wav,x,S1\n")
+    with pytest.raises(CorpusFormatError, match="badsession.csv line 2: session 'S1'"):
+        read_table(tmp_path / "badsession.csv", language="tj")
     with pytest.raises(CorpusNotFoundError):
         read_table(tmp_path)  # several tables in the folder: ambiguous
     with pytest.raises(CorpusNotFoundError):
