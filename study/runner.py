@@ -55,29 +55,38 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
         entry = models[alias]
         ledger.run(f"extract/{alias}/{corpus}", fingerprint_of(asdict(entry), _manifest_fp(corpus, root)),
                    lambda entry=entry, corpus=corpus: _extract(entry, corpus, root), log)
-    inputs = {c.name: _manifest_fp(c.name, root) for c in config.corpora}
+    # what later steps read: each corpus's manifest and folds (seed, imported paper
+    # splits), so a change there reruns the probes and fine-tuning too
+    inputs = {c.name: [_manifest_fp(c.name, root), config.seed, c.paper_splits] for c in config.corpora}
+    probes_fp = ""
     if config.probes.enabled and config.probes.models:
         p = config.probes
-        ledger.run("probes", fingerprint_of(asdict(p), inputs), lambda: steps.probes(
+        used = [asdict(models[m]) for m in p.models]  # another model folder -> new caches
+        probes_fp = fingerprint_of(asdict(p), inputs, used)
+        ledger.run("probes", probes_fp, lambda: steps.probes(
             p.models, p.corpora, root, out / "probes", p.settings, p.head, p.seed, p.max_epochs, p.n_jobs), log)
-    ft_dirs = []
+    ft_dirs, ft_fps = [], []
     if config.finetune.enabled:
         f = config.finetune
         for run in f.runs:
             run_dir = out / "finetune" / _run_name(run)
             ft_dirs.append(run_dir)
-            ledger.run(f"finetune/{_run_name(run)}", fingerprint_of(asdict(run), f.folds, f.max_epochs, f.seed, inputs),
+            # layer "best" reads the probes' best layers: rerun when the probes did
+            ft_fps.append(fingerprint_of(asdict(run), f.folds, f.max_epochs, f.seed, inputs,
+                                         asdict(models[run.model]), probes_fp if run.layer == "best" else ""))
+            ledger.run(f"finetune/{_run_name(run)}", ft_fps[-1],
                        lambda run=run, run_dir=run_dir: steps.finetune(
                            models[run.model].source, run.strategy, run.train, run.test, root, run_dir,
                            run.two_stage, run.source, _layer(run.layer), run.scope, tuple(range(f.folds)),
                            f.max_epochs, f.seed), log)
         if ft_dirs:
-            ledger.run("finetune/table1", fingerprint_of([str(d) for d in ft_dirs], inputs),
+            ledger.run("finetune/table1", fingerprint_of([str(d) for d in ft_dirs], ft_fps),
                        lambda: steps.table_one(ft_dirs, out / "finetune"), log)
     if config.human.enabled:
-        ledger.run("human", fingerprint_of(asdict(config.human), inputs), lambda: _human(config), log)
+        ledger.run("human", fingerprint_of(asdict(config.human), inputs, probes_fp, ft_fps), lambda: _human(config), log)
     if config.sed.enabled:
-        ledger.run("sed", fingerprint_of(asdict(config.sed), inputs), lambda: _sed(config, models), log)
+        sed_model = asdict(models[config.sed.model]) if config.sed.model in models else None
+        ledger.run("sed", fingerprint_of(asdict(config.sed), inputs, sed_model), lambda: _sed(config, models), log)
     from study.report import build_report
 
     report = build_report(out)

@@ -1,0 +1,79 @@
+"""`crossling study` reruns every step downstream of a change (folds, model folder, a
+fine-tuning run), not only the step whose own settings changed."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import study.report
+from study import runner, steps
+from study.config import CorpusEntry, FinetuneRun, FinetuneSection, ModelEntry, ProbesSection, StudyConfig
+
+
+@pytest.fixture
+def ran(monkeypatch, tmp_path):
+    calls: list[str] = []
+
+    def stub(name):
+        def fn(*args, **kwargs):
+            calls.append(name)
+            path = tmp_path / "outputs" / f"{name}-{len(calls)}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+            return [path]
+        return fn
+
+    for name in ("prepare", "splits", "probes", "finetune", "table_one"):
+        monkeypatch.setattr(steps, name, stub(name))
+    monkeypatch.setattr(runner, "_extract", stub("extract"))
+    monkeypatch.setattr(runner, "_manifest_fp", lambda corpus, root: "manifest-fp")
+    monkeypatch.setattr(study.report, "build_report", lambda out: out / "report.html")
+    return calls
+
+
+def _config(tmp_path: Path, **changes) -> StudyConfig:
+    config = StudyConfig(
+        name="t", out=tmp_path / "run", cache_root=tmp_path / "cache",
+        corpora=(CorpusEntry("esd", "esd", tmp_path),),
+        models=(ModelEntry("w2v2-cn"),),
+        probes=ProbesSection(models=("w2v2-cn",), corpora=("esd",)),
+        finetune=FinetuneSection(runs=(FinetuneRun("w2v2-cn", "lora", "esd", "esd"),)),
+    )
+    return dataclasses.replace(config, **changes)
+
+
+def _downstream(calls: list[str]) -> set[str]:
+    return set(calls) - {"prepare"}
+
+
+def test_rerun_skips_everything(ran, tmp_path):
+    runner.run_study(_config(tmp_path), log=lambda _: None)
+    assert ran == ["prepare", "splits", "extract", "probes", "finetune", "table_one"]
+    ran.clear()
+    runner.run_study(_config(tmp_path), log=lambda _: None)
+    assert ran == []
+
+
+def test_new_folds_rerun_probes_and_finetuning(ran, tmp_path):
+    runner.run_study(_config(tmp_path), log=lambda _: None)
+    ran.clear()
+    runner.run_study(_config(tmp_path, seed=1), log=lambda _: None)
+    assert _downstream(ran) == {"splits", "probes", "finetune", "table_one"}
+
+
+def test_new_model_folder_reruns_probes_and_finetuning(ran, tmp_path):
+    runner.run_study(_config(tmp_path), log=lambda _: None)
+    ran.clear()
+    runner.run_study(_config(tmp_path, models=(ModelEntry("w2v2-cn", tmp_path / "other"),)), log=lambda _: None)
+    assert set(ran) == {"extract", "probes", "finetune", "table_one"}
+
+
+def test_changed_finetuning_rebuilds_table_one(ran, tmp_path):
+    runner.run_study(_config(tmp_path), log=lambda _: None)
+    ran.clear()
+    runner.run_study(_config(tmp_path, finetune=FinetuneSection(
+        runs=(FinetuneRun("w2v2-cn", "lora", "esd", "esd"),), max_epochs=3)), log=lambda _: None)
+    assert ran == ["finetune", "table_one"]
