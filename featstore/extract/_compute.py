@@ -32,12 +32,23 @@ class ClipResult:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA (``cuda:$LOCAL_RANK`` under torchrun) when present, else CPU."""
+    """``auto``: CUDA (``cuda:$LOCAL_RANK`` under torchrun) when present, else CPU.
+
+    Raises ``ValueError`` for a device name torch does not know or a CUDA device that is
+    not on this machine.
+    """
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device {device!r}: not a torch device name (cpu, cuda, cuda:1 ...)") from err
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                         "use cpu or auto")
+    return dev
 
 
 MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024

@@ -297,7 +297,10 @@ def run_extraction(config: ExtractConfig, model: object | None = None, manifest:
     notes: list[str] = []
     if manifest is None:
         manifest, bad, notes = _load_manifest(config)
-    device = pick_device(config.device)
+    try:
+        device = pick_device(config.device)
+    except ValueError as err:
+        raise ExtractError(str(err)) from err
     loaded = model if model is not None else _load_model(config, device)
     encoder = loaded.encoder.to(device).eval()
     n_states = int(loaded.n_hidden_states)

@@ -232,3 +232,10 @@ def test_bad_files_table_of_prepare_is_used_only_for_its_manifest(tmp_path):
     save_bad_files(bad, manifest_path("toy", root), "0123456789abcdef")  # made for another manifest
     rep = run_extraction(_cfg(tmp_path, out=tmp_path / "b.h5"), tiny_model())
     assert rep.failed == {} and "another version" in rep.notes[0]
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:99"])
+def test_unknown_or_absent_device_is_a_clear_error(tmp_path, device):
+    man = write_clips(tmp_path / "wav", 2)
+    with pytest.raises(ExtractError, match=f"device '{device}'"):
+        run_extraction(_cfg(tmp_path, device=device), tiny_model(), man)
