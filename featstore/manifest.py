@@ -96,7 +96,10 @@ def validate_manifest(frame: pl.DataFrame, source: str | Path = "manifest") -> p
         if name not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=dtype).alias(name))
         elif frame.schema[name] != dtype:
-            frame = frame.with_columns(pl.col(name).cast(dtype))
+            try:
+                frame = frame.with_columns(pl.col(name).cast(dtype))
+            except pl.exceptions.PolarsError as err:
+                raise ManifestError(f"{source}: column {name!r} is not {dtype}: {err}") from err
     dup = frame.filter(pl.col("utt_id").is_duplicated())["utt_id"].unique().to_list()
     if dup:
         raise ManifestError(f"{source}: duplicate utt_id(s) {sorted(dup)[:5]}")
@@ -134,7 +137,12 @@ def load_manifest(path: str | Path) -> pl.DataFrame:
         raise FileNotFoundError(
             f"{path}: no prepared manifest here; run `featstore prepare CORPUS --root DIR` first"
         )
-    return validate_manifest(pl.read_parquet(path), path)
+    try:
+        frame = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise ManifestError(f"{path}: not a readable parquet manifest ({err}); run `featstore prepare` "
+                            f"again") from err
+    return validate_manifest(frame, path)
 
 
 def four_class(frame: pl.DataFrame) -> pl.DataFrame:

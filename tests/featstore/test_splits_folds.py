@@ -215,3 +215,17 @@ def test_unusable_audio_is_left_out():
     assert folds.meta["excluded"] == ["0001_000351", "0004_000001"]
     assert "unusable audio" in folds.meta["note"] and folds.meta["scaled"] is False
     assert len(folds.ids(0, "train")) == 1600
+
+
+def test_splits_command_on_a_corrupt_or_mistyped_manifest(tmp_path, monkeypatch):
+    from cli import featstore_app
+
+    monkeypatch.setenv("CROSSLING_CACHE", str(tmp_path))
+    manifest_path("broken").parent.mkdir(parents=True)
+    manifest_path("broken").write_bytes(b"not parquet")
+    result = CliRunner().invoke(featstore_app, ["splits", "broken"], env={"COLUMNS": "400"})
+    assert result.exit_code == 2 and "not a readable parquet manifest" in result.output
+    assert "Traceback" not in result.output
+    esd_like(per_emotion=1).with_columns(pl.lit("x").alias("session")).write_parquet(manifest_path("typed"))
+    result = CliRunner().invoke(featstore_app, ["splits", "typed"], env={"COLUMNS": "400"})
+    assert result.exit_code == 2 and "column 'session'" in result.output
