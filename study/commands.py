@@ -75,7 +75,15 @@ def study(
         cfg = load_study_config(config)
     except StudyConfigError as err:
         _fail(str(err))
-    report_path = run_study(cfg, log=lambda line: console.print(line, highlight=False, markup=False))
+    from featstore.cache import CacheLockedError
+    from featstore.extract import ExtractError
+
+    try:
+        report_path = run_study(cfg, log=lambda line: console.print(line, highlight=False, markup=False))
+    except (FileNotFoundError, ValueError, ExtractError, CacheLockedError) as err:
+        # missing corpus files or model folders, bad folds, a locked cache...: the step
+        # that failed is the last "[run ]" line printed above
+        _fail(f"{config}: {err}")
     console.print(f"[bold green]report:[/bold green] {report_path}")
 
 

@@ -50,3 +50,18 @@ def test_unknown_key_and_undeclared_corpus(tmp_path):
     bad.write_text('[models]\nw2v2-cn = ""\n[[finetune.runs]]\nmodel = "w2v2-cn"\nstrategy = "lora+xx"\ntrain = "a"\ntest = "a"\n')
     with pytest.raises(StudyConfigError, match="strategy"):
         load_study_config(bad)
+
+
+def test_study_command_names_a_missing_corpus_without_a_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    (tmp_path / "esd").mkdir()
+    config = tmp_path / "s.toml"
+    config.write_text('[study]\nout = "run"\ncache_root = "cache"\n[corpora.esd]\nreader = "esd"\nroot = "esd"\n'
+                      '[sed]\nenabled = false\n')
+    result = CliRunner().invoke(app, ["study", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and "ESD not found" in result.output
+    assert "Traceback" not in result.output
