@@ -129,7 +129,8 @@ def import_paper_folds(
         instead of raising.
     exclude : Mapping[str, str], optional
         ``{utt_id: reason}`` of unusable audio (``featstore.audio.load_bad_files``): such
-        utterances count as missing and are listed with their reason in ``meta["unusable"]``.
+        utterances, when the split lists them, count as missing and are listed with their
+        reason in ``meta["unusable"]``.
 
     Returns
     -------
@@ -147,7 +148,9 @@ def import_paper_folds(
     directory = Path(directory)
     entries = read_paper_splits(directory)
     exclude = dict(exclude or {})
-    unusable = {u: exclude[u] for u in manifest["utt_id"].to_list() if u in exclude}
+    index_all = _stem_index(manifest)
+    listed = {index_all.get(Path(e.file).stem) for e in entries}
+    unusable = {u: exclude[u] for u in manifest["utt_id"].to_list() if u in exclude and u in listed}
     manifest_all = manifest
     if unusable:
         manifest = manifest.filter(~pl.col("utt_id").is_in(list(unusable)))
@@ -172,7 +175,6 @@ def import_paper_folds(
             )
     missing.sort()
     if missing and not allow_missing:
-        index_all = _stem_index(manifest_all)
         reasons = {name: f"unusable audio: {unusable[index_all[Path(name).stem]]}" for name in missing
                    if index_all.get(Path(name).stem) in unusable}
         raise MissingFilesError(directory, missing, len({e.file for e in entries}), reasons)
