@@ -64,7 +64,7 @@ def extract(
         raise typer.BadParameter(str(err)) from err
     try:
         report = run_extraction(config)
-    except (ExtractError, CacheError, CacheLockedError) as err:
+    except (ExtractError, CacheError, CacheLockedError, OSError) as err:  # OSError: disk full, permissions
         raise _fail(console, err) from err
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)

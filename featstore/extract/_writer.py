@@ -17,6 +17,7 @@ import numpy as np
 
 from featstore.cache._format import commit, create_frames, write_header, write_index
 from featstore.extract._compute import ClipResult
+from featstore.extract._config import ExtractError
 
 _STOP = object()
 _FLUSH_FRAMES = 4096
@@ -56,7 +57,7 @@ class PartWriter:
     def _put(self, item: object) -> None:
         while True:
             if self.error is not None:
-                raise RuntimeError(f"the cache writer failed: {self.error}") from self.error
+                raise ExtractError(f"{self.parts_dir}: the cache writer failed: {self.error}") from self.error
             try:
                 self._queue.put(item, timeout=0.5)
                 return
@@ -80,11 +81,11 @@ class PartWriter:
         self._put(("end",))
 
     def close(self) -> None:
-        """Wait for every queued write; re-raise a writer error."""
+        """Wait for every queued write; re-raise a writer error (as :class:`ExtractError`)."""
         self._put(_STOP)
         self._thread.join()
         if self.error is not None:
-            raise RuntimeError(f"the cache writer failed: {self.error}") from self.error
+            raise ExtractError(f"{self.parts_dir}: the cache writer failed: {self.error}") from self.error
 
     # --- the writer thread -------------------------------------------------------------
     def _loop(self) -> None:

@@ -239,3 +239,26 @@ def test_unknown_or_absent_device_is_a_clear_error(tmp_path, device):
     man = write_clips(tmp_path / "wav", 2)
     with pytest.raises(ExtractError, match=f"device '{device}'"):
         run_extraction(_cfg(tmp_path, device=device), tiny_model(), man)
+
+
+def test_write_errors_are_clear_messages(tmp_path, monkeypatch):
+    import featstore.extract._pipeline as pipeline
+    import featstore.extract._writer as writer
+    from featstore.models.testing import save_tiny_model
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", "somewhere.h5.tmp")
+
+    root = tmp_path / "cache"
+    model_dir = save_tiny_model(tmp_path / "models" / "mini", "wav2vec2", "pretraining", language="en")
+    save_manifest(write_clips(tmp_path / "wav", 3), manifest_path("toy", root))
+    args = ["extract", "--model", str(model_dir), "--corpus", "toy", "--cache-root", str(root)]
+    monkeypatch.setattr(writer, "commit", disk_full)  # the writer thread fails
+    res = CliRunner().invoke(featstore_app, args)
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    text = "".join(res.output.split())  # the console wraps long lines
+    assert "toy.h5.parts:thecachewriterfailed" in text and "Nospaceleft" in text
+    monkeypatch.undo()
+    monkeypatch.setattr(pipeline, "merge_files", disk_full)  # the final merge fails
+    res = CliRunner().invoke(featstore_app, args)
+    assert res.exit_code == 2 and "Traceback" not in res.output and "somewhere.h5.tmp" in res.output, res.output
