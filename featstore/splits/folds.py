@@ -199,7 +199,7 @@ def make_folds(
         metadata ``scheme``, ``seed``, ``manifest_fingerprint``, ``counts`` (fold -> part ->
         utterances), ``per_emotion``, ``requested``, ``scaled``, ``note``, ``group_by``,
         ``held_out`` (fold -> held-out speakers/sessions), ``emotions``, ``languages``,
-        ``excluded`` (the left-out utterance ids that the manifest holds).
+        ``excluded`` (the left-out utterance ids among the rows the folds draw from).
 
     Raises
     ------
@@ -208,11 +208,11 @@ def make_folds(
         ``scale="off"``, for the counts asked), with the numbers found.
     """
     frame = manifest.filter(pl.col("emotion").is_in(list(config.emotions)))
+    if config.languages:
+        frame = frame.filter(pl.col("language").is_in(list(config.languages)))
     excluded = sorted(set(exclude or {}) & set(frame["utt_id"].to_list()))
     if excluded:
         frame = frame.filter(~pl.col("utt_id").is_in(excluded))
-    if config.languages:
-        frame = frame.filter(pl.col("language").is_in(list(config.languages)))
     if frame.is_empty():
         raise FoldError(
             f"no utterances with emotions {list(config.emotions)}"

@@ -163,7 +163,8 @@ def test_too_few_speakers_for_held_out_groups():
 
 def test_language_filter_keeps_one_half_of_esd():
     manifest = pl.concat([esd_like(per_emotion=50), esd_like(range(11, 21), per_emotion=50, language="en")])
-    folds = make_folds(manifest, FoldConfig(languages=("cn",)))
+    folds = make_folds(manifest, FoldConfig(languages=("cn",)), exclude={"0011_000001": "silent"})
+    assert folds.meta["excluded"] == [] and "unusable" not in folds.meta["note"]  # an English file
     used = manifest.filter(pl.col("utt_id").is_in(folds.table["utt_id"].unique().to_list()))
     assert set(used["language"]) == {"cn"}
     assert folds.meta["held_out"]["4"] == ["0009", "0010"]
