@@ -115,9 +115,13 @@ def best_layer_predictions(probes_dir: Path) -> pl.DataFrame:
 
 def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataFrame | None, out_dir: Path,
                   group_languages: Mapping[str, str], model_languages: Mapping[str, str],
-                  l2_languages: Sequence[str] = ("en",)) -> list[Path]:
-    """Ingest webMUSHRA answers and compare listeners with models (``probes human``)."""
+                  l2_languages: Sequence[str] = ("en",), group_column: str = "native_language",
+                  groups_table: Path | None = None) -> list[Path]:
+    """Ingest webMUSHRA answers and compare listeners with models (``probes human``).
+    Listener groups come from the questionnaire's ``group_column``, or from a
+    ``listener,group`` table ``groups_table`` when one is given."""
     from probes.human import CompareConfig, IngestConfig, compare, ingest, read_key, save_compare, save_ingest
+    from probes.human.ingest import read_groups
     from probes.human.results import file_provenance
 
     if not results:
@@ -126,8 +130,10 @@ def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataF
     if missing:
         raise FileNotFoundError(f"listening-test result file(s) not found: {', '.join(missing)}")
     key = read_key(key_path)
-    ingested = ingest(results, key, IngestConfig())
-    prov = {"key": file_provenance(key_path), "results": [file_provenance(p) for p in results]}
+    groups = read_groups(groups_table) if groups_table is not None else None
+    ingested = ingest(results, key, IngestConfig(group_column=group_column), groups=groups)
+    prov = {"key": file_provenance(key_path), "results": [file_provenance(p) for p in results],
+            "groups": file_provenance(groups_table) if groups_table is not None else None}
     save_ingest(ingested, out_dir / "ingest", prov)
     config = CompareConfig(group_languages=dict(group_languages), model_languages=dict(model_languages),
                            l2_languages={"*": tuple(l2_languages)})

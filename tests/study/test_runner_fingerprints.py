@@ -77,3 +77,31 @@ def test_changed_finetuning_rebuilds_table_one(ran, tmp_path):
     runner.run_study(_config(tmp_path, finetune=FinetuneSection(
         runs=(FinetuneRun("w2v2-cn", "lora", "esd", "esd"),), max_epochs=3)), log=lambda _: None)
     assert ran == ["finetune", "table_one"]
+
+
+def test_human_step_passes_the_configured_groups(monkeypatch, tmp_path):
+    import probes.human
+    from study.config import HumanSection
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_ingest(results, key, config, groups=None):
+        seen.update(column=config.group_column, groups=groups)
+        raise Stop
+
+    monkeypatch.setattr(probes.human, "read_key", lambda path: None)
+    monkeypatch.setattr(probes.human, "ingest", fake_ingest)
+    answers, key, groups = tmp_path / "lss.csv", tmp_path / "key.csv", tmp_path / "groups.csv"
+    for path in (answers, key):
+        path.write_text("x\n")
+    groups.write_text("listener,group\nl1,cn\n")
+    human = HumanSection(enabled=True, results=(answers,), key=key, group_column="mother_tongue")
+    with pytest.raises(Stop):
+        runner._human(_config(tmp_path, human=human))
+    assert seen == {"column": "mother_tongue", "groups": None}
+    with pytest.raises(Stop):
+        runner._human(_config(tmp_path, human=dataclasses.replace(human, groups_table=groups)))
+    assert seen["groups"] == {"l1": "cn"}
