@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from featstore.paths import features_path, manifest_path, splits_path
+from featstore.paths import manifest_path, splits_path
 
 
 def prepare(reader: str, root: Path, name: str, cache_root: Path, options: Mapping[str, object] | None = None,
@@ -51,11 +51,6 @@ def extract(model: str, corpus: str, cache_root: Path, frames: bool = False, dty
     config = ExtractConfig(model=model, corpus=corpus, cache_root=cache_root, frames=frames, dtype=dtype,
                            progress=progress)
     return [run(config)]
-
-
-def cache_of(model: str, corpus: str, cache_root: Path) -> Path:
-    """Where :func:`extract` writes (for fingerprints of later steps)."""
-    return features_path(Path(model).name, corpus, cache_root)
 
 
 def probes(models: Sequence[str], corpora: Sequence[str], cache_root: Path, out_dir: Path,
@@ -100,7 +95,9 @@ def table_one(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
     table = make_table(pl.concat(frames, how="diagonal_relaxed"))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "table1.csv"
-    table.write_csv(path)
+    tmp = path.with_name(path.name + ".tmp")
+    table.write_csv(tmp)
+    tmp.replace(path)
     return [path]
 
 
