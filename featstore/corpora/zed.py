@@ -134,7 +134,11 @@ def read_zed(root: Path, name: str = "zed") -> pl.DataFrame:
             continue
         duration_s, sample_rate_hz = probe(path)
         if item.get("duration") is not None:
-            duration_s = float(item["duration"])
+            try:
+                duration_s = float(item["duration"])
+            except (TypeError, ValueError) as err:
+                raise CorpusFormatError(f"{source}: utterance {utt_id!r}: duration {item['duration']!r} "
+                                        f"is not a number of seconds") from err
         text = item.get("transcription")
         rows.append({
             "utt_id": str(utt_id), "corpus": name, "language": "en", "speaker": "zed",

@@ -76,6 +76,11 @@ def test_neutral_context_events_and_several_emotions(tmp_path):
     _build(tmp_path, extra=bad)
     with pytest.raises(CorpusFormatError, match="two_0001.*several emotions"):
         read_zed(tmp_path)
+    odd = {"long_0001": {"wav": "datafolder/wavs/angry_0001.wav", "duration": "2,5 s",
+                         "emotion": [{"emo": "sad", "start": 0.0, "end": 1.0}]}}
+    _build(tmp_path, extra=odd)
+    with pytest.raises(CorpusFormatError, match="'long_0001': duration '2,5 s' is not a number"):
+        read_zed(tmp_path)
 
 
 def test_missing_wav_reported_and_missing_json(tmp_path):
