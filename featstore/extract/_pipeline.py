@@ -226,6 +226,18 @@ def _check_existing(out: Path, prov: dict, overwrite: bool) -> bool:
                        + "\n  ".join(diffs) + "\npass --overwrite to re-extract")
 
 
+def _drop_leftover_parts(out: Path, prov: dict) -> None:
+    """Remove the parts folder of a finished cache (left when a run was killed between
+    writing the cache and removing its parts); parts of other settings are kept."""
+    parts_dir = out.with_name(out.name + ".parts")
+    try:
+        plan = json.loads((parts_dir / "plan.json").read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(plan, dict) and plan.get("fingerprint") == cache_fingerprint(prov):
+        shutil.rmtree(parts_dir, ignore_errors=True)
+
+
 def _finished_parts(parts_dir: Path, prov: dict, ranges: list[tuple[int, int]], ids: list[str],
                     overwrite: bool) -> set[int]:
     """Pieces whose part file is whole and made with the same settings."""
@@ -316,6 +328,7 @@ def run_extraction(config: ExtractConfig, model: object | None = None, manifest:
     out = output_path(config, loaded.alias)
     with WriterLock(out, wait=config.wait):
         if _check_existing(out, prov, config.overwrite):
+            _drop_leftover_parts(out, prov)
             with h5py.File(out, "r") as f:
                 failed = dict(zip(f["failed/utt_ids"].asstr()[:], f["failed/reasons"].asstr()[:], strict=True))
             return ExtractReport(out, "up to date", shard_df.height, failed=failed,

@@ -262,3 +262,17 @@ def test_write_errors_are_clear_messages(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "merge_files", disk_full)  # the final merge fails
     res = CliRunner().invoke(featstore_app, args)
     assert res.exit_code == 2 and "Traceback" not in res.output and "somewhere.h5.tmp" in res.output, res.output
+
+
+def test_parts_left_next_to_a_finished_cache_are_removed(tmp_path, monkeypatch):
+    import featstore.extract._pipeline as pipeline
+
+    man = write_clips(tmp_path / "wav", 6)
+    model = tiny_model()
+    monkeypatch.setattr(pipeline.shutil, "rmtree", lambda *a, **k: None)  # killed before the clean-up
+    path = run_extraction(_cfg(tmp_path), model, man).path
+    parts = path.with_name(path.name + ".parts")
+    assert parts.is_dir()
+    monkeypatch.undo()
+    assert run_extraction(_cfg(tmp_path), model, man).status == "up to date"
+    assert not parts.exists()
