@@ -36,7 +36,7 @@ def extract(
     frame_layers: Annotated[Optional[str], typer.Option("--frame-layers", help="With --frames: only these hidden states, e.g. 0,6,12. Default: all.")] = None,
     dtype: Annotated[str, typer.Option(help="Stored float type: float16 or float32. Default float16.")] = "float16",
     max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, in seconds. Default 64.")] = 64.0,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Cap on clips per batch; 1 = one clip at a time. Default: no cap.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Cap on clips per batch; 1 = one clip at a time. Default: 1 on CPU (batches only add padding there), no cap on GPU.")] = None,
     max_clip_seconds: Annotated[float, typer.Option("--max-clip-seconds", help="Longer clips run through the model in consecutive chunks of this length, in seconds. Default 60.")] = 60.0,
     piece_utts: Annotated[Optional[int], typer.Option("--piece-utts", help="Utterances per crash-safe piece (one part file each). Default: about 64 pieces of 8 to 128 utterances.")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Threads decoding audio ahead of the model. Default 2.")] = 2,

@@ -24,7 +24,8 @@ class ExtractConfig:
     cache_root : cache root (default ``$CROSSLING_CACHE`` or ``./cache``).
     model_language : language code for a model outside the registry.
     max_batch_seconds : cap on a batch's padded audio, seconds (default 64 s).
-    batch_size : cap on clips per batch (default: none; 1 forces one clip at a time).
+    batch_size : cap on clips per batch; 1 forces one clip at a time (default: 1 on CPU,
+        no cap on GPU; :func:`~featstore.extract._plan.effective_batch_size`).
     frames : also store frame-level hidden states.
     frame_layers : hidden-state indices stored as frames (default: all).
     dtype : stored float type, ``float16`` (default) or ``float32``.
