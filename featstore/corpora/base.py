@@ -65,12 +65,6 @@ class ReaderSpec:
             raise ValueError(f"reader {self.name}: languages must not be empty")
 
 
-def canonical_emotion(label: str) -> str:
-    """Emotion name of a label: canonical ones (:data:`CANONICAL_EMOTIONS`) are already
-    lower-case English words, any other label keeps its own lower-case name."""
-    return label.strip().lower()
-
-
 def warn(message: str) -> None:
     """Emit a :class:`CorpusWarning` (collected and printed by ``featstore prepare``)."""
     warnings.warn(message, CorpusWarning, stacklevel=3)
