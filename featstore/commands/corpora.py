@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from featstore.corpora import READERS, CorpusFormatError, CorpusNotFoundError
@@ -61,10 +62,10 @@ def prepare(
                                cache_root=cache_root, check=check_audio)
         result = prepare_corpus(config)
     except (CorpusNotFoundError, CorpusFormatError, ManifestError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
         raise typer.Exit(code=2) from err
     for message in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
     counts = count_table(result.manifest)
     table = Table(title=f"{config.corpus_name}: utterances per emotion and speaker")
     for column in counts.columns:
@@ -72,7 +73,7 @@ def prepare(
     for row in counts.iter_rows():
         table.add_row(*(str(v) for v in row))
     console.print(table)
-    console.print(f"manifest: {result.manifest_path} ({result.manifest.height} utterances)", highlight=False)
+    console.print(f"manifest: {escape(str(result.manifest_path))} ({result.manifest.height} utterances)", highlight=False)
     console.print(f"fingerprint: {result.fingerprint}", highlight=False)
     if result.removed_stale_bad_files:
         console.print("removed a bad-file table left from an earlier manifest", highlight=False)
@@ -89,9 +90,9 @@ def _print_bad(console: Console, result: PrepareResult) -> None:
     for column in ("utt_id", "path", "reason"):
         table.add_column(column, overflow="fold")
     for row in bad.iter_rows():
-        table.add_row(*row)
+        table.add_row(*(escape(str(v)) for v in row))
     console.print(table)
-    console.print(f"bad files: {result.bad_files_path}", highlight=False)
+    console.print(f"bad files: {escape(str(result.bad_files_path))}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from featstore.audio import load_bad_files
@@ -54,7 +55,7 @@ def splits(
         manifest = load_manifest(manifest_path(corpus, cache_root))
         bad = load_bad_files(manifest_path(corpus, cache_root))
     except (FileNotFoundError, ManifestError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")
         raise typer.Exit(code=2) from err
     try:
         if import_dir is not None:
@@ -70,7 +71,7 @@ def splits(
         console.print(str(err), markup=False, highlight=False)
         raise typer.Exit(code=2) from err
     except (FoldError, FileNotFoundError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")
         raise typer.Exit(code=2) from err
 
     meta = folds.meta
@@ -88,7 +89,7 @@ def splits(
         missing = Table()
         missing.add_column("file")
         for name in meta["missing"]:
-            missing.add_row(name)
+            missing.add_row(escape(name))
         console.print(missing)
     if meta.get("label_disagreements"):
         rows = meta["label_disagreements"]
@@ -97,11 +98,11 @@ def splits(
         for name in ("file", "fold", "part", "answer", "emotion"):
             table.add_column(name)
         for row in rows:
-            table.add_row(*[str(row[k]) for k in ("file", "fold", "part", "answer", "emotion")])
+            table.add_row(*[escape(str(row[k])) for k in ("file", "fold", "part", "answer", "emotion")])
         console.print(table)
     _print_counts(console, folds, manifest)
     path = save_folds(folds, splits_path(corpus, cache_root))
-    console.print(f"saved {path}")
+    console.print(f"saved {escape(str(path))}")
 
 
 def register(app: typer.Typer) -> None:

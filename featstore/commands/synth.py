@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from featstore.synth import LANGUAGES, EspeakError, SynthConfig, synthesize_demo
 
@@ -36,7 +37,7 @@ def synth(
     try:
         folders = synthesize_demo(config, progress=True)
     except (EspeakError, FileExistsError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")
         raise typer.Exit(code=2) from err
     elapsed_s = time.perf_counter() - start
     console.print(f"{config.n_utterances} utterances in {elapsed_s:.1f} s ({config.layout} layout):")
@@ -44,7 +45,7 @@ def synth(
         name = f"--name demo-{code}"
         how = (f"featstore prepare esd --root {folder} {name}" + ("" if code in ("cn", "en") else f" --language {code}")
                if config.layout == "esd" else f"featstore prepare table --root {folder / 'manifest.csv'} {name}")
-        console.print(f"  {code}: {folder}   (read with: {how})")
+        console.print(f"  {code}: {escape(str(folder))}   (read with: {escape(how)})")
 
 
 def register(app: typer.Typer) -> None:

@@ -135,6 +135,9 @@ def test_prepare_user_errors_are_clear(tmp_path):
     result, out = _run("prepare", "esd", "--root", tmp_path / "nowhere", "--cache-root", cache)
     assert result.exit_code == 2 and "ESD not found under" in out and "0001 ... 0020" in out
     assert "Traceback" not in result.output
+    # brackets in a path are printed as they are, not read as rich markup
+    result, out = _run("prepare", "esd", "--root", tmp_path / "a[/b]" / "x[bold]y", "--cache-root", cache)
+    assert result.exit_code == 2 and "a[/b]/x[bold]y" in out
     result, out = _run("prepare", "iemocap", "--root", tmp_path, "--cache-root", cache)
     assert result.exit_code == 2 and "Session1 ... Session5" in out
     result, out = _run("prepare", "nosuch", "--root", tmp_path, "--cache-root", cache)
