@@ -145,51 +145,53 @@ def run_finetune(config: FinetuneConfig, base: Any | None = None, log: Log | Non
     trainable, total = count_parameters(probe)
     say(f"{alias} layer {layer} {config.strategy} ({config.scope}): {trainable:,} trainable of {total:,} "
         f"parameters ({100 * trainable / total:.2f}%)")
-    for c in corpora.values():
-        _attach_inputs(c, config, alias, base, probe, state, say)
-    del probe
-    out = Path(config.out) if config.out else _default_out(config, alias, setting, layer)
-    rows, preds, logs = [], [], []
-    for fold in config.folds:
-        say(f"fold {fold}: training on {config.train_corpus}"
-            + (f" after {config.source_corpus}" if config.two_stage else ""))
-        model = SERModel(copy.deepcopy(base.encoder), model_config, base.do_normalize).to(config.device)
-        epoch_cb = (lambda row, f=fold: on_epoch({"fold": f, **row})) if on_epoch else None
-        first: FitResult | None = None
-        if source_c is not None:
-            first, result = fit_two_stage(
-                model, source_c.part(fold, "train", state), source_c.part(fold, "valid", state),
-                train_c.part(fold, "train", state), train_c.part(fold, "valid", state), config.train, epoch_cb)
-        else:
-            result = fit(model, train_c.part(fold, "train", state), train_c.part(fold, "valid", state),
-                         config.train, stage="train", on_epoch=epoch_cb)
-        test = test_c.part(fold, "test", state)
-        _, probs = evaluate(model, test, config.train.batch_size, config.train)
-        from probes.metrics import classification_metrics
+    try:
+        for c in corpora.values():
+            _attach_inputs(c, config, alias, base, probe, state, say)
+        del probe
+        out = Path(config.out) if config.out else _default_out(config, alias, setting, layer)
+        rows, preds, logs = [], [], []
+        for fold in config.folds:
+            say(f"fold {fold}: training on {config.train_corpus}"
+                + (f" after {config.source_corpus}" if config.two_stage else ""))
+            model = SERModel(copy.deepcopy(base.encoder), model_config, base.do_normalize).to(config.device)
+            epoch_cb = (lambda row, f=fold: on_epoch({"fold": f, **row})) if on_epoch else None
+            first: FitResult | None = None
+            if source_c is not None:
+                first, result = fit_two_stage(
+                    model, source_c.part(fold, "train", state), source_c.part(fold, "valid", state),
+                    train_c.part(fold, "train", state), train_c.part(fold, "valid", state), config.train, epoch_cb)
+            else:
+                result = fit(model, train_c.part(fold, "train", state), train_c.part(fold, "valid", state),
+                             config.train, stage="train", on_epoch=epoch_cb)
+            test = test_c.part(fold, "test", state)
+            _, probs = evaluate(model, test, config.train.batch_size, config.train)
+            from probes.metrics import classification_metrics
 
-        metrics = classification_metrics(test.labels, probs.argmax(1))
-        say(f"fold {fold}: UA {metrics['ua']:.4f} WA {metrics['wa']:.4f} after {result.epochs} epochs")
-        ckpt = ""
-        key = {"model": alias, "setting": setting, "train_corpus": config.train_corpus,
-               "test_corpus": config.test_corpus, "layer": layer, "fold": fold, "head": config.head}
-        if config.save_checkpoints:
-            info = {**key, "source_corpus": config.source_corpus, "strategy": config.strategy,
-                    "scope": config.scope, "two_stage": config.two_stage, "seed": config.train.seed,
-                    "ua": metrics["ua"], "config_json": config.to_json()}
-            ckpt = str(save_checkpoint(out / "checkpoints" / f"fold{fold}", model, base_record(base), info))
-        rows.append(_row(key, metrics, result, first, config, train_c, test_c, source_c, base,
-                         len(test), trainable, total, ckpt))
-        for table in ([first.log] if first else []) + [result.log]:
-            logs += [{"fold": fold, **r} for r in table]
-        preds.append(_predictions(key, config, test, probs))
-    frame = results_frame(rows)
-    predictions = pl.concat(preds) if preds else pl.DataFrame(schema=PREDICTION_SCHEMA_FT)
-    log_frame = pl.DataFrame(logs, schema=LOG_SCHEMA)
-    paths = write_finetune_run(out, frame, predictions, log_frame, config.to_json())
-    say(f"results in {paths['results']}; Table I in {paths['table_one_md']}")
-    for c in corpora.values():
-        if c.cache is not None:
-            c.cache.close()
+            metrics = classification_metrics(test.labels, probs.argmax(1))
+            say(f"fold {fold}: UA {metrics['ua']:.4f} WA {metrics['wa']:.4f} after {result.epochs} epochs")
+            ckpt = ""
+            key = {"model": alias, "setting": setting, "train_corpus": config.train_corpus,
+                   "test_corpus": config.test_corpus, "layer": layer, "fold": fold, "head": config.head}
+            if config.save_checkpoints:
+                info = {**key, "source_corpus": config.source_corpus, "strategy": config.strategy,
+                        "scope": config.scope, "two_stage": config.two_stage, "seed": config.train.seed,
+                        "ua": metrics["ua"], "config_json": config.to_json()}
+                ckpt = str(save_checkpoint(out / "checkpoints" / f"fold{fold}", model, base_record(base), info))
+            rows.append(_row(key, metrics, result, first, config, train_c, test_c, source_c, base,
+                             len(test), trainable, total, ckpt))
+            for table in ([first.log] if first else []) + [result.log]:
+                logs += [{"fold": fold, **r} for r in table]
+            preds.append(_predictions(key, config, test, probs))
+        frame = results_frame(rows)
+        predictions = pl.concat(preds) if preds else pl.DataFrame(schema=PREDICTION_SCHEMA_FT)
+        log_frame = pl.DataFrame(logs, schema=LOG_SCHEMA)
+        paths = write_finetune_run(out, frame, predictions, log_frame, config.to_json())
+        say(f"results in {paths['results']}; Table I in {paths['table_one_md']}")
+    finally:  # the frame caches are closed on errors too
+        for c in corpora.values():
+            if c.cache is not None:
+                c.cache.close()
     return frame
 
 

@@ -140,7 +140,7 @@ def test_checkpoint_roundtrip_predicts_identically_and_refuses_other_weights(set
 
 
 @pytest.mark.parametrize("scope", ["every-layer", "target-layer"])
-def test_run_with_cache_matches_run_without(setup, scope):
+def test_run_with_cache_matches_run_without(setup, scope, monkeypatch):
     root, model_dir = setup
     base = load_model(str(model_dir))
     state = 0 if scope == "every-layer" else 1
@@ -163,6 +163,21 @@ def test_run_with_cache_matches_run_without(setup, scope):
     cached = run_finetune(_config(root, model_dir, use_cache=True, out=str(root / f"c_{scope}"), **kw), log=messages.append)
     assert any("from the frame cache" in m for m in messages), messages
     plain = run_finetune(_config(root, model_dir, use_cache=False, out=str(root / f"p_{scope}"), **kw))
+    # a run that fails after opening the cache (no fold 7) still closes its files
+    import finetune.run as run_module
+
+    handles, real = [], run_module._usable_cache
+
+    def spy(*args, **kwargs):
+        cache, why = real(*args, **kwargs)
+        handles.extend(cache._files if cache is not None else [])
+        return cache, why
+
+    monkeypatch.setattr(run_module, "_usable_cache", spy)
+    with pytest.raises(run_module.FinetuneError, match="fold 7"):
+        run_finetune(_config(root, model_dir, use_cache=True, out=str(root / f"x_{scope}"), **(kw | {"folds": (7,)})))
+    monkeypatch.undo()
+    assert handles and not any(bool(h) for h in handles)
     assert cached["cache_fingerprint"][0] and not plain["cache_fingerprint"][0]
     a = pl.read_csv(root / f"c_{scope}" / "epochs.csv")
     b = pl.read_csv(root / f"p_{scope}" / "epochs.csv")
