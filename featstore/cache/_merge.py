@@ -17,7 +17,7 @@ from featstore.cache._format import (
     write_header,
     write_index,
 )
-from featstore.cache._reader import CHUNK_CACHE_BYTES, expand_paths
+from featstore.cache._reader import CHUNK_CACHE_BYTES, check_shard_set, expand_paths
 
 _RUN_FRAMES = 65536
 """Most frames read at once per layer (96 MiB of float16 at 768 dims)."""
@@ -154,14 +154,7 @@ def merge_caches(paths: str | Path | Sequence[str | Path], out: str | Path) -> P
             prov = json.loads(f.attrs["provenance"])
         shards.append((tuple(prov.get("shard") or (0, 1)), p, prov))
     shards.sort(key=lambda s: s[0])
-    counts = {s[0][1] for s in shards}
-    if len(counts) > 1:
-        raise CacheError(f"shards of different splits: {sorted(counts)} shards")
-    n = counts.pop()
-    have = [s[0][0] for s in shards]
-    if have != list(range(n)):
-        missing = sorted(set(range(n)) - set(have))
-        raise CacheError(f"incomplete or repeated shards: have {have} of {n} (missing {missing})")
+    check_shard_set([s[0] for s in shards], [s[1].name for s in shards])
     prov = dict(shards[0][2])
     prov["shard"] = [0, 1]
     prov["merged_from"] = [s[1].name for s in shards]

@@ -36,6 +36,19 @@ def expand_paths(path_or_paths: str | Path | Sequence[str | Path]) -> list[Path]
     return out
 
 
+def check_shard_set(shards: Sequence[Sequence[int]], names: Sequence[str]) -> None:
+    """Raise :class:`CacheError` unless ``shards`` (the ``[I, N]`` of each file, in order)
+    are shards ``0 .. N-1`` of one ``N``, each once."""
+    counts = sorted({int(n) for _, n in shards})
+    if len(counts) > 1:
+        raise CacheError(f"shards of different splits ({counts} shards): {', '.join(names)}")
+    have = [int(i) for i, _ in shards]
+    if have != list(range(counts[0])):
+        missing = sorted(set(range(counts[0])) - set(have))
+        raise CacheError(f"incomplete or repeated shards: have {have} of {counts[0]} (missing {missing}): "
+                         + ", ".join(names))
+
+
 def _open(path: Path) -> h5py.File:
     if not path.exists():
         hint = ""
@@ -82,6 +95,8 @@ class FeatureCache:
             self._files = [self._files[i] for i in order]
             self.paths = [self.paths[i] for i in order]
             provs = [provs[i] for i in order]
+            # a missing shard (a rank that died) must not read as a smaller corpus
+            check_shard_set([p.get("shard") or (0, 1) for p in provs], [p.name for p in self.paths])
         self.provenance: dict = provs[0]
         """Provenance of the (first) file: model, fingerprints, dtype, versions, shard..."""
         self.fingerprint: str = fps[0]
@@ -210,5 +225,6 @@ class FeatureCache:
 
 
 def open_cache(path_or_paths: str | Path | Sequence[str | Path]) -> FeatureCache:
-    """Open a cache file, a glob pattern of shard files, or a list of shard files as one cache."""
+    """Open a cache file, a glob pattern of shard files, or a list of shard files as one cache
+    (every shard ``0 .. N-1`` of one extraction, else :class:`CacheError`)."""
     return FeatureCache(expand_paths(path_or_paths))

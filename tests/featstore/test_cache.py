@@ -114,6 +114,8 @@ def test_shards_read_as_one_and_merge_equals_whole(tmp_path):
         assert m.attrs["fingerprint"] == w.attrs["fingerprint"]
     with pytest.raises(CacheError, match="missing"):
         merge_caches(paths[:2], tmp_path / "partial.h5")
+    with pytest.raises(CacheError, match=r"missing \[1\]"):  # a rank that died is not a smaller corpus
+        open_cache([paths[0], paths[2]])
 
 
 def test_files_of_other_extractions_do_not_mix(tmp_path):
