@@ -79,7 +79,10 @@ def load_results(path: str | Path) -> pl.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no results table here")
-    frame = pl.read_csv(path) if path.suffix.lower() == ".csv" else pl.read_parquet(path)
+    try:
+        frame = pl.read_csv(path) if path.suffix.lower() == ".csv" else pl.read_parquet(path)
+    except pl.exceptions.PolarsError as err:
+        raise ValueError(f"{path}: cannot read the results table ({err})") from err
     missing = [c for c in ("model", "setting", "test_corpus", "layer", "fold", "ua") if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a probes results table (missing {missing})")

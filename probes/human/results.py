@@ -68,7 +68,10 @@ def read_answers(path: str | Path) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no answers table here; run `probes human ingest` first")
-    frame = pl.read_parquet(path)
+    try:
+        frame = pl.read_parquet(path)
+    except pl.exceptions.PolarsError as err:
+        raise ValueError(f"{path}: cannot read the answers parquet ({err})") from err
     need = [c for c in ("listener", "group", "stimulus", "corpus", "utt_id", "language", "true", "answer")
             if c not in frame.columns]
     if need:
@@ -84,7 +87,10 @@ def read_predictions(paths: Sequence[str | Path]) -> pl.DataFrame:
         p = Path(p)
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no predictions table here")
-        frame = pl.read_parquet(p) if p.suffix == ".parquet" else pl.read_csv(p)
+        try:
+            frame = pl.read_parquet(p) if p.suffix == ".parquet" else pl.read_csv(p)
+        except pl.exceptions.PolarsError as err:
+            raise ValueError(f"{p}: cannot read the predictions table ({err})") from err
         need = [c for c in ("utt_id", "pred", "model", "setting") if c not in frame.columns]
         if need:
             raise ValueError(f"{p}: predictions lack column(s) {need}")

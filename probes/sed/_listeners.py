@@ -136,7 +136,10 @@ def read_key(path: str | Path) -> pl.DataFrame:
     missing = [c for c in KEY_COLUMNS if c not in key.columns]
     if missing:
         raise ValueError(f"{path}: key lacks column(s) {missing}")
-    return key.with_columns(pl.col("event_start", "event_end", "duration").cast(pl.Float64))
+    try:
+        return key.with_columns(pl.col("event_start", "event_end", "duration").cast(pl.Float64))
+    except pl.exceptions.PolarsError as err:
+        raise ValueError(f"{path}: event_start, event_end and duration must be seconds ({err})") from err
 
 
 def read_answers(path: str | Path) -> pl.DataFrame:

@@ -352,3 +352,14 @@ def test_paper_noise_model_reproduces_table_ii_expectations():
         m = noise.matrix(group, lang)
         assert np.allclose(m.sum(axis=1), 1.0)
         assert 100 * np.mean(np.diag(m)) == pytest.approx(ua, abs=1.5), (group, lang)
+
+
+def test_unreadable_answers_and_predictions_are_named(tmp_path):
+    (tmp_path / "a.parquet").write_text("not parquet")
+    r = CliRunner().invoke(probes_app, ["human", "compare", str(tmp_path / "a.parquet")])
+    assert r.exit_code == 2 and "a.parquet: cannot read the answers parquet" in " ".join(r.output.split())
+    _answers(_key(1), n_per_group=2, skip=False).write_parquet(tmp_path / "ok.parquet")
+    (tmp_path / "p.parquet").write_text("not parquet")
+    r = CliRunner().invoke(probes_app, ["human", "compare", str(tmp_path / "ok.parquet"),
+                                        "--predictions", str(tmp_path / "p.parquet")])
+    assert r.exit_code == 2 and "p.parquet: cannot read the predictions table" in " ".join(r.output.split())

@@ -88,3 +88,12 @@ def test_figure1_lines_are_fold_means_and_stds(tmp_path):
     assert got["ua_mean"] == pytest.approx(np.mean(per_fold)) and got["ua_std"] == pytest.approx(np.std(per_fold, ddof=1))
     png, svg = plot_figure1(frame, tmp_path)
     assert png.read_bytes()[:4] == b"\x89PNG" and b"<svg" in svg.read_bytes()[:500]
+
+
+def test_unreadable_results_table_is_named(tmp_path):
+    from probes.results import load_results
+
+    bad = tmp_path / "results.parquet"
+    bad.write_text("not parquet")
+    with pytest.raises(ValueError, match="results.parquet: cannot read the results table"):
+        load_results(bad)

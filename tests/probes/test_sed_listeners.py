@@ -200,3 +200,10 @@ def test_consensus_segments_majority_vote() -> None:
     # 0.6-1.0: angry 2 / sad 1
     assert consensus_segments(hyps, 1.0, 0.1) == pytest.approx([(0.0, 0.5, "sad"), (0.5, 1.0, "angry")])
     assert consensus_segments([[(0.2, 0.4, "sad")]], 1.0, 0.1) == pytest.approx([(0.2, 0.4, "sad")])
+
+
+def test_key_with_non_numeric_times_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "key.csv"
+    pl.DataFrame({c: ["x"] for c in KEY_COLUMNS}).write_csv(path)
+    with pytest.raises(ValueError, match=r"key\.csv: event_start, event_end and duration must be seconds"):
+        read_key(path)
