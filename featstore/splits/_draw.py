@@ -28,7 +28,10 @@ def round_robin(by_group: dict[str, list[str]], n: int, rng: np.random.Generator
         ``n`` items in draw order.
     """
     keys = sorted(by_group)
-    shuffled = {k: [sorted(by_group[k])[i] for i in rng.permutation(len(by_group[k]))] for k in keys}
+    shuffled = {}
+    for k in keys:
+        ordered = sorted(by_group[k])  # once per group: sorting per item made this quadratic
+        shuffled[k] = [ordered[i] for i in rng.permutation(len(ordered))]
     order = [keys[i] for i in rng.permutation(len(keys))]
     total = sum(len(v) for v in shuffled.values())
     if n > total:

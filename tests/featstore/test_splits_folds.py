@@ -230,3 +230,17 @@ def test_splits_command_on_a_corrupt_or_mistyped_manifest(tmp_path, monkeypatch)
     esd_like(per_emotion=1).with_columns(pl.lit("x").alias("session")).write_parquet(manifest_path("typed"))
     result = CliRunner().invoke(featstore_app, ["splits", "typed"], env={"COLUMNS": "400"})
     assert result.exit_code == 2 and "column 'session'" in result.output
+
+
+def test_balanced_draw_is_fast_on_a_large_single_speaker_corpus():
+    import time
+
+    import numpy as np
+
+    from featstore.splits._draw import round_robin
+
+    items = {"spk": [f"u{i:06d}" for i in range(50_000)]}
+    start = time.perf_counter()
+    drawn = round_robin(items, 1000, np.random.default_rng(0))
+    assert time.perf_counter() - start < 5.0  # was quadratic: minutes at this size
+    assert len(set(drawn)) == 1000 and set(drawn) <= set(items["spk"])
