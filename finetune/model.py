@@ -24,9 +24,9 @@ from finetune.tuners import (
     BASettings,
     LoraSettings,
     WGSettings,
+    adapter_state_dict,
     apply_strategy,
     canonical_strategy,
-    is_adapter_name,
 )
 
 SCOPES: tuple[str, ...] = ("every-layer", "target-layer")
@@ -160,8 +160,7 @@ class SERModel(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Adapter and head parameters (what a checkpoint holds), detached copies."""
-        out = {f"encoder.{n}": p.detach().clone() for n, p in self.encoder.named_parameters()
-               if is_adapter_name(n)}
+        out = {f"encoder.{n}": p for n, p in adapter_state_dict(self.encoder).items()}
         out.update({f"head.{n}": p.detach().clone() for n, p in self.head.named_parameters()})
         return out
 
