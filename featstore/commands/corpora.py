@@ -61,7 +61,7 @@ def prepare(
         config = PrepareConfig(corpus=corpus, root=root, name=name, options=options,
                                cache_root=cache_root, check=check_audio)
         result = prepare_corpus(config)
-    except (CorpusNotFoundError, CorpusFormatError, ManifestError, ValueError) as err:
+    except (CorpusNotFoundError, CorpusFormatError, ManifestError, ValueError, OSError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
         raise typer.Exit(code=2) from err
     for message in result.warnings:

@@ -101,7 +101,11 @@ def splits(
             table.add_row(*[escape(str(row[k])) for k in ("file", "fold", "part", "answer", "emotion")])
         console.print(table)
     _print_counts(console, folds, manifest)
-    path = save_folds(folds, splits_path(corpus, cache_root))
+    try:
+        path = save_folds(folds, splits_path(corpus, cache_root))
+    except OSError as err:  # cache root not writable, disk full
+        console.print(f"[red]error:[/red] {escape(str(err))}")
+        raise typer.Exit(code=2) from err
     console.print(f"saved {escape(str(path))}")
 
 

@@ -36,7 +36,7 @@ def synth(
     start = time.perf_counter()
     try:
         folders = synthesize_demo(config, progress=True)
-    except (EspeakError, FileExistsError) as err:
+    except (EspeakError, OSError) as err:  # OSError: a foreign folder, --out not writable
         console.print(f"[red]error:[/red] {escape(str(err))}")
         raise typer.Exit(code=2) from err
     elapsed_s = time.perf_counter() - start

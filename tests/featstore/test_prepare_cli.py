@@ -138,6 +138,11 @@ def test_prepare_user_errors_are_clear(tmp_path):
     # brackets in a path are printed as they are, not read as rich markup
     result, out = _run("prepare", "esd", "--root", tmp_path / "a[/b]" / "x[bold]y", "--cache-root", cache)
     assert result.exit_code == 2 and "a[/b]/x[bold]y" in out
+    # a cache root that cannot hold folders: the OS error, not a traceback
+    (tmp_path / "a_file").write_text("x")
+    result, out = _run("prepare", "esd", "--root", _esd(tmp_path / "e", (("0001", 1),))[0],
+                       "--cache-root", tmp_path / "a_file")
+    assert result.exit_code == 2 and "a_file" in out and "Traceback" not in result.output
     result, out = _run("prepare", "iemocap", "--root", tmp_path, "--cache-root", cache)
     assert result.exit_code == 2 and "Session1 ... Session5" in out
     result, out = _run("prepare", "nosuch", "--root", tmp_path, "--cache-root", cache)

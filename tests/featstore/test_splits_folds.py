@@ -206,6 +206,11 @@ def test_splits_command(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "not enough utterances" in result.output
     result = runner.invoke(featstore_app, ["splits", "missing-corpus"])
     assert result.exit_code == 2 and "featstore prepare" in result.output
+    splits_path("demo-cn").unlink()
+    splits_path("demo-cn").parent.rmdir()
+    splits_path("demo-cn").parent.write_text("a file where the splits folder goes")
+    result = runner.invoke(featstore_app, ["splits", "demo-cn"])
+    assert result.exit_code == 2 and "error:" in result.output
 
 
 def test_unusable_audio_is_left_out():

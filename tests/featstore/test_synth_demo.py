@@ -161,3 +161,7 @@ def test_synth_command_manifest_layout(tmp_path):
     assert all(p.startswith("wav/") for p in table["path"])
     bad = CliRunner().invoke(featstore_app, ["synth", "--out", str(tmp_path), "--layout", "flat"])
     assert bad.exit_code == 2
+    (tmp_path / "a_file").write_text("x")
+    bad = CliRunner().invoke(featstore_app, ["synth", "--out", str(tmp_path / "a_file"), "--language", "de",
+                                             "--n-speakers", "1", "--per-emotion", "1"])
+    assert bad.exit_code == 2 and "a_file" in bad.output
