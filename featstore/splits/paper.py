@@ -80,14 +80,17 @@ def read_paper_splits(directory: str | Path) -> list[PaperSplitEntry]:
                 continue
             fold = int(match.group(1))
             folds_per_part[part].add(fold)
-            with path.open(newline="", encoding="utf-8-sig") as handle:
-                reader = csv.DictReader(handle)
-                if reader.fieldnames is None or not {"file", "answer"} <= set(reader.fieldnames):
-                    raise ValueError(f"{path}: expected a header `file,answer`, got {reader.fieldnames}")
-                for line in reader:
-                    name = (line["file"] or "").strip()
-                    if name:
-                        entries.append(PaperSplitEntry(fold, part, name, (line["answer"] or "").strip(), path))
+            try:
+                with path.open(newline="", encoding="utf-8-sig") as handle:
+                    reader = csv.DictReader(handle)
+                    if reader.fieldnames is None or not {"file", "answer"} <= set(reader.fieldnames):
+                        raise ValueError(f"{path}: expected a header `file,answer`, got {reader.fieldnames}")
+                    for line in reader:
+                        name = (line["file"] or "").strip()
+                        if name:
+                            entries.append(PaperSplitEntry(fold, part, name, (line["answer"] or "").strip(), path))
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}: not UTF-8 text ({err})") from err
     all_folds = set().union(*folds_per_part.values())
     if not all_folds:
         raise FileNotFoundError(f"{directory}: no metadata_fold<k>.csv files")

@@ -135,6 +135,9 @@ def test_bad_split_folders(tmp_path):
     (tmp_path / "x" / "test" / "metadata_fold0.csv").write_text("name,label\nb.wav,Sad\n")
     with pytest.raises(ValueError, match="header"):
         read_paper_splits(tmp_path / "x")
+    (tmp_path / "x" / "test" / "metadata_fold0.csv").write_bytes("file,answer\nb.wav,Traurig\u00e9\n".encode("utf-16"))
+    with pytest.raises(ValueError, match=r"test/metadata_fold0.csv: not UTF-8"):
+        read_paper_splits(tmp_path / "x")
 
 
 def test_splits_command_imports_and_names_missing_files(tmp_path, monkeypatch):
