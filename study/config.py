@@ -17,6 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from finetune.model import SCOPES
 from finetune.tuners import STRATEGIES
 
 
@@ -77,8 +78,15 @@ class FinetuneRun:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise StudyConfigError(f"finetune strategy {self.strategy!r}: choose from {', '.join(STRATEGIES)}")
+        where = f"finetune run {self.model} {self.train}->{self.test}"
         if self.two_stage and not self.source:
-            raise StudyConfigError(f"finetune run {self.model} {self.train}->{self.test}: two_stage needs source")
+            raise StudyConfigError(f"{where}: two_stage needs source")
+        if self.source and not self.two_stage:
+            raise StudyConfigError(f"{where}: source {self.source!r} is only used with two_stage = true")
+        if self.scope not in SCOPES:
+            raise StudyConfigError(f"{where}: scope {self.scope!r}: choose from {', '.join(SCOPES)}")
+        if str(self.layer) != "best" and not (str(self.layer).isdigit() and int(self.layer) >= 1):
+            raise StudyConfigError(f"{where}: layer {self.layer!r}: give 'best' or a layer number >= 1")
 
 
 @dataclass(frozen=True)

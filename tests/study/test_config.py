@@ -50,6 +50,15 @@ def test_unknown_key_and_undeclared_corpus(tmp_path):
     bad.write_text('[models]\nw2v2-cn = ""\n[[finetune.runs]]\nmodel = "w2v2-cn"\nstrategy = "lora+xx"\ntrain = "a"\ntest = "a"\n')
     with pytest.raises(StudyConfigError, match="strategy"):
         load_study_config(bad)
+    run = '[models]\nw2v2-cn = ""\n[[finetune.runs]]\nmodel = "w2v2-cn"\nstrategy = "lora"\ntrain = "a"\ntest = "a"\n'
+    for extra, message in (('source = "b"\n', "only used with two_stage"), ('layer = "bst"\n', "layer 'bst'"),
+                           ('scope = "all"\n', "scope 'all'")):
+        bad.write_text(run + extra)
+        with pytest.raises(StudyConfigError, match=message):
+            load_study_config(bad)
+    bad.write_text(run + "layer = 6\n")
+    with pytest.raises(StudyConfigError, match="not declared"):  # a number is a valid layer: fails later
+        load_study_config(bad)
 
 
 def test_study_command_names_a_missing_corpus_without_a_traceback(tmp_path):
