@@ -27,7 +27,8 @@ def _manifest_fp(corpus: str, root: Path) -> str:
 
 def _run_name(run: FinetuneRun) -> str:
     stage = f"{run.source}-then-" if run.two_stage else ""
-    return f"{run.model}/{stage}{run.train}-to-{run.test}/{run.strategy.replace('+', '_')}-{run.scope}"
+    layer = "" if run.layer == "best" else f"-L{run.layer}"  # runs that differ only in layer get their own folder
+    return f"{run.model}/{stage}{run.train}-to-{run.test}/{run.strategy.replace('+', '_')}-{run.scope}{layer}"
 
 
 def needed_caches(config: StudyConfig) -> list[tuple[str, str]]:

@@ -105,3 +105,8 @@ def test_human_step_passes_the_configured_groups(monkeypatch, tmp_path):
     with pytest.raises(Stop):
         runner._human(_config(tmp_path, human=dataclasses.replace(human, groups_table=groups)))
     assert seen["groups"] == {"l1": "cn"}
+
+
+def test_runs_that_differ_only_in_layer_write_to_different_folders():
+    names = {runner._run_name(FinetuneRun("w2v2-cn", "lora", "esd", "esd", layer=layer)) for layer in ("best", "3", "6")}
+    assert len(names) == 3
