@@ -169,7 +169,8 @@ def extract_release(frame: pl.DataFrame, out_dir: Path) -> list[Path]:
     layout), only when a user asks for a copy (e.g. to serve files to listeners).
 
     Samples are copied bit-exactly as integers at the FLAC's own rate and bit depth; an
-    existing file is left alone. Rows without ``start``/``end`` are skipped.
+    existing file is left alone. Rows without ``start``/``end`` are skipped, and so are
+    stretches that start after the end of their FLAC (reported in one warning).
 
     Returns
     -------
@@ -179,6 +180,7 @@ def extract_release(frame: pl.DataFrame, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    outside: list[str] = []
     stretches = frame.filter(pl.col("start").is_not_null() & pl.col("end").is_not_null())
     for path, group in stretches.group_by("path", maintain_order=True):
         with sf.SoundFile(str(path[0])) as source:
@@ -189,10 +191,15 @@ def extract_release(frame: pl.DataFrame, out_dir: Path) -> list[Path]:
                     continue
                 first = int(round(row["start"] * source.samplerate))
                 last = min(int(round(row["end"] * source.samplerate)), source.frames)
+                if last <= first:
+                    outside.append(f"{row['utt_id']} ({row['start']}-{row['end']} s)")
+                    continue
                 source.seek(first)
                 data = source.read(last - first, dtype="int32")
                 tmp = target.with_name(target.name + ".tmp")
                 sf.write(str(tmp), data, source.samplerate, subtype=subtype, format="WAV")
                 tmp.replace(target)
                 written.append(target)
+    if outside:
+        warn(f"{len(outside)} stretch(es) outside their FLAC, not written: {summarize(outside)}")
     return written

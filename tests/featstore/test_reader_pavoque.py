@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pytest
 import soundfile as sf
 import yaml
@@ -85,6 +86,11 @@ def test_extract_release_copies_exact_samples_when_asked(tmp_path):
         assert sr == SR
         np.testing.assert_array_equal(data, signals[style][round(row["start"] * SR): round(row["end"] * SR)])
     assert extract_release(release, tmp_path / "extracted") == []  # nothing overwritten
+    # a stretch that starts after the end of its FLAC is reported, the others are written
+    late = release.head(1).with_columns(pl.lit("late0001-angry").alias("utt_id"), pl.lit(5.0).alias("start"),
+                                        pl.lit(5.5).alias("end"))
+    with pytest.warns(CorpusWarning, match=r"1 stretch.*late0001-angry"):
+        assert extract_release(pl.concat([late, release]), tmp_path / "extracted") == []
 
 
 def test_release_odd_items_reported(tmp_path):
