@@ -126,12 +126,16 @@ class BatchRunner:
     out_dtype : numpy dtype name of the results (``float16``/``float32``)
     frame_layers : hidden-state indices whose frames come back, or None for pooled only
     max_clip_samples : longer clips run in consecutive chunks of this many samples
+    input_norm : SpeechBrain ``sentence`` input normalisation settings (``wavlm-emo``:
+        each clip's mean removed, ``speechbrain.input_norm``) applied before ``do_normalize``,
+        or None
     """
 
     def __init__(self, encoder: torch.nn.Module, do_normalize: bool, device: torch.device, out_dtype: str,
-                 frame_layers: Sequence[int] | None, max_clip_samples: int) -> None:
+                 frame_layers: Sequence[int] | None, max_clip_samples: int, input_norm: dict | None = None) -> None:
         self.encoder = encoder
         self.do_normalize = do_normalize
+        self.input_norm = input_norm
         self.device = device
         self.out_dtype = getattr(torch, out_dtype)
         self.frame_layers = list(frame_layers) if frame_layers is not None else None
@@ -141,6 +145,11 @@ class BatchRunner:
 
     def run(self, waves: Sequence[np.ndarray]) -> list[ClipResult]:
         """Features of each clip of ``waves`` (16 kHz float32), in the same order."""
+        if self.input_norm is not None:
+            from featstore.models.speechbrain import input_norm
+
+            waves = [input_norm(torch.as_tensor(np.asarray(w, dtype=np.float32)).reshape(-1), self.input_norm)
+                     for w in waves]
         prepared = forward.prepare_inputs(waves, self.do_normalize)
         out: list[ClipResult | None] = [None] * len(prepared)
         short = [i for i, x in enumerate(prepared) if len(x) <= self.max_clip_samples]

@@ -99,6 +99,29 @@ def _versions() -> dict:
             "numpy": np.__version__, "featstore": code}
 
 
+def input_norm_of(loaded: object) -> dict | None:
+    """The SpeechBrain input normalisation a model applies before its encoder (``wavlm-emo``:
+    each clip's mean removed), or None; raises :class:`ExtractError` for a kind not supported."""
+    settings = (getattr(loaded, "extras", None) or {}).get("input_norm")
+    if not settings:
+        return None
+    if settings.get("norm_type", "sentence") != "sentence":
+        raise ExtractError(f"{loaded.alias}: SpeechBrain input normalisation {settings.get('norm_type')!r} is not "
+                           "supported (only 'sentence', per clip)")
+    return {k: settings[k] for k in ("norm_type", "mean_norm", "std_norm") if k in settings}
+
+
+def _normalisation(loaded: object) -> str:
+    steps = []
+    norm = input_norm_of(loaded)
+    if norm is not None and norm.get("mean_norm", True):
+        steps.append("per-clip mean removal" + (" and unit variance" if norm.get("std_norm") else "")
+                     + " (SpeechBrain input_norm)")
+    if loaded.do_normalize:
+        steps.append("per-clip zero-mean unit-variance")
+    return ", then ".join(steps) or "none"
+
+
 def build_provenance(config: ExtractConfig, loaded: object, manifest: pl.DataFrame, device: torch.device,
                      frame_layers: list[int] | None) -> dict:
     """The provenance a run records (and compares against an existing cache)."""
@@ -120,7 +143,7 @@ def build_provenance(config: ExtractConfig, loaded: object, manifest: pl.DataFra
         "frames": config.frames,
         "frame_layers": frame_layers,
         "sample_rate_hz": SAMPLE_RATE_HZ,
-        "normalisation": "per-clip zero-mean unit-variance" if loaded.do_normalize else "none",
+        "normalisation": _normalisation(loaded),
         "max_clip_seconds": config.max_clip_seconds,
         "compute_dtype": compute_dtype(device),
         "device": str(device),
@@ -361,7 +384,7 @@ def _extract_locked(config: ExtractConfig, loaded: object, encoder: torch.nn.Mod
                for b in plan_batches(range(lo, hi), durations, k, config.max_batch_seconds,
                                      effective_batch_size(config.batch_size, device.type))]
     runner = BatchRunner(encoder, bool(loaded.do_normalize), device, config.dtype, frame_layers,
-                         int(config.max_clip_seconds * SAMPLE_RATE_HZ))
+                         int(config.max_clip_seconds * SAMPLE_RATE_HZ), input_norm=input_norm_of(loaded))
     writer = PartWriter(parts_dir, prov, frame_layers, int(loaded.hidden_size), config.dtype)
     reused_utts = sum(ranges[k][1] - ranges[k][0] for k in done)
     current = None

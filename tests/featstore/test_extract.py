@@ -276,3 +276,28 @@ def test_parts_left_next_to_a_finished_cache_are_removed(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert run_extraction(_cfg(tmp_path), model, man).status == "up to date"
     assert not parts.exists()
+
+
+def test_speechbrain_model_gets_its_own_input_normalisation(tmp_path):
+    """wavlm-emo's SpeechBrain pipeline removes each clip's mean before the WavLM; the cache
+    holds what the model computes on that input, not on the raw waveform."""
+    import soundfile as sf
+
+    from featstore.models import load_model
+    from featstore.models.testing import save_tiny_model
+
+    loaded = load_model(str(save_tiny_model(tmp_path / "models" / "wavlm-emo", "wavlm", "speechbrain", seed=4)))
+    assert not loaded.do_normalize
+    man = write_clips(tmp_path / "wav", 3, seed=9, min_s=0.5, max_s=0.8)
+    for path in man["path"]:  # a DC offset, which the model's input_norm takes away
+        wave, rate = sf.read(path, dtype="float32")
+        sf.write(path, wave * 0.5 + 0.3, rate)
+    rep = run_extraction(_cfg(tmp_path, dtype="float32"), loaded, man)
+    with open_cache(rep.path) as c, torch.no_grad():
+        assert "mean removal" in c.provenance["normalisation"]
+        for i, row in enumerate(man.to_dicts()):
+            wave = torch.as_tensor(load_row(row))
+            ref = loaded.encoder((wave - wave.mean())[None], output_hidden_states=True).hidden_states
+            np.testing.assert_allclose(c.pooled(1)[i], ref[1][0].mean(0).numpy(), atol=1e-4)
+            raw = loaded.encoder(wave[None], output_hidden_states=True).hidden_states
+            assert np.abs(c.pooled(1)[i] - raw[1][0].mean(0).numpy()).max() > 1e-2
