@@ -231,3 +231,27 @@ def test_event_past_duration_kept_like_the_reference() -> None:
     res = eder([(0.0, 1.2, "sad")], ref, 1.0)
     assert res.eder == pytest.approx(0.3)
     assert res.scored_s == pytest.approx(1.2) and res.false_alarm == pytest.approx(0.5)
+
+
+def _pairwise_correct(hyp, ref) -> float:
+    # the spec's step 5 written out: overlaps of same-label segments, reference-major
+    correct = 0.0
+    for rs, re, rl in ref:
+        for hs, he, hl in hyp:
+            if hl == rl:
+                correct += max(0, min(re, he) - max(rs, hs))
+    return correct
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_frame_hypotheses_score_exactly_as_the_pairwise_sum(n: int) -> None:
+    # window = 3 x stride: the overlap split leaves float-noise overlaps between
+    # consecutive segments (0.039999999999999994 vs 0.04); they must not move the score
+    # off the reference's sum by even one ulp
+    for labels in itertools.product("nahs", repeat=n):
+        hyp = frames_to_segments(list(labels), 0.06, 0.02)
+        for start, end, emo in [(0.01, 0.09, "happy"), (0.0, 0.05, "angry"), (0.02, 0.11, "happy")]:
+            ref = reference_segments([(start, end, emo)], 0.12)
+            res = eder(hyp, ref, 0.12)
+            assert res.eder == 1 - _pairwise_correct(hyp, ref) / 0.12, (labels, start, end, emo)
+            assert _parts(res) == pytest.approx(res.eder * 0.12, abs=1e-12)
