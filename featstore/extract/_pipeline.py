@@ -337,6 +337,9 @@ def run_extraction(config: ExtractConfig, model: object | None = None, manifest:
     except ValueError as err:
         raise ExtractError(str(err)) from err
     loaded = model if model is not None else _load_model(config, device)
+    if int(getattr(loaded, "sample_rate_hz", SAMPLE_RATE_HZ)) != SAMPLE_RATE_HZ:
+        raise ExtractError(f"{loaded.alias}: the model expects {loaded.sample_rate_hz} Hz input; extraction "
+                           f"feeds {SAMPLE_RATE_HZ} Hz (every wav2vec 2.0 / WavLM model)")
     encoder = loaded.encoder.to(device).eval()
     n_states = int(loaded.n_hidden_states)
     frame_layers = None

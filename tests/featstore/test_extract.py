@@ -301,3 +301,10 @@ def test_speechbrain_model_gets_its_own_input_normalisation(tmp_path):
             np.testing.assert_allclose(c.pooled(1)[i], ref[1][0].mean(0).numpy(), atol=1e-4)
             raw = loaded.encoder(wave[None], output_hidden_states=True).hidden_states
             assert np.abs(c.pooled(1)[i] - raw[1][0].mean(0).numpy()).max() > 1e-2
+
+
+def test_model_of_another_sample_rate_is_refused(tmp_path):
+    model = tiny_model()
+    model.sample_rate_hz = 8000
+    with pytest.raises(ExtractError, match="8000 Hz"):
+        run_extraction(_cfg(tmp_path), model, write_clips(tmp_path / "wav", 2))
