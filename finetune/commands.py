@@ -176,7 +176,8 @@ def bench(
         return
     for r in rows:
         typer.echo(f"{r['scope']:13s} k={r['layer']}: recompute {r['recompute_s']:.3f} s/epoch, "
-                   f"cached {r['cached_s']:.3f} s/epoch -> {r['speedup']:.2f}x (cache reads {r['read_s']:.3f} s)")
+                   f"cached {r['cached_s']:.3f} s/epoch -> {r['speedup']:.2f}x (cache reads {r['read_s']:.3f} s); "
+                   f"target >= {r['target']}x at base size, k = 6: {'pass' if r['meets_target'] else 'FAIL'}")
 
 
 def register(app: typer.Typer) -> None:

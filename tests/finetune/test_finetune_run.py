@@ -238,6 +238,11 @@ def test_bench_command_times_both_scopes():
     assert [r["scope"] for r in rows] == ["every-layer", "target-layer"]
     assert all(r["recompute_s"] > 0 and r["cached_s"] > 0 for r in rows)
     assert all(r["speedup"] == pytest.approx(r["recompute_s"] / r["cached_s"]) for r in rows)
+    assert [r["target"] for r in rows] == [1.3, 3.0]
+    assert all(r["meets_target"] == (r["speedup"] >= r["target"]) for r in rows)
+    text = CliRunner().invoke(finetune_app, ["bench", "--size", "tiny", "--layer", "2", "--n-utts", "4",
+                                             "--duration-s", "0.5", "--epochs", "1"])
+    assert text.exit_code == 0 and text.output.count("target >= ") == 2, text.output
     bad = CliRunner().invoke(finetune_app, ["bench", "--size", "tiny", "--layer", "9"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
 
