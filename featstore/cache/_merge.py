@@ -17,7 +17,7 @@ from featstore.cache._format import (
     write_header,
     write_index,
 )
-from featstore.cache._reader import CHUNK_CACHE_BYTES, check_shard_set, expand_paths
+from featstore.cache._reader import CHUNK_CACHE_BYTES, _open, check_shard_set, expand_paths
 
 _RUN_FRAMES = 65536
 """Most frames read at once per layer (96 MiB of float16 at 768 dims)."""
@@ -148,9 +148,7 @@ def merge_caches(paths: str | Path | Sequence[str | Path], out: str | Path) -> P
     paths = expand_paths(paths)
     shards = []
     for p in paths:
-        if not p.exists():
-            raise CacheError(f"{p}: no such file")
-        with h5py.File(p, "r") as f:
+        with _open(p) as f:  # CacheError naming the file: missing, not HDF5, not a cache
             prov = json.loads(f.attrs["provenance"])
         shards.append((tuple(prov.get("shard") or (0, 1)), p, prov))
     shards.sort(key=lambda s: s[0])

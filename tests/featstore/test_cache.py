@@ -114,6 +114,10 @@ def test_shards_read_as_one_and_merge_equals_whole(tmp_path):
         assert m.attrs["fingerprint"] == w.attrs["fingerprint"]
     with pytest.raises(CacheError, match="missing"):
         merge_caches(paths[:2], tmp_path / "partial.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = 1  # an HDF5 file that is not a cache
+    with pytest.raises(CacheError, match="other.h5: cache format version"):
+        merge_caches([paths[0], tmp_path / "other.h5"], tmp_path / "bad.h5")
     with pytest.raises(CacheError, match=r"missing \[1\]"):  # a rank that died is not a smaller corpus
         open_cache([paths[0], paths[2]])
 
