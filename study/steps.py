@@ -102,10 +102,12 @@ def table_one(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
 
 
 def best_layer_predictions(probes_dir: Path) -> pl.DataFrame:
-    """Layer-wise predictions at each (model, setting)'s best layer (by mean UA over folds)."""
+    """Layer-wise predictions at each (model, setting)'s best layer (by mean UA over folds
+    and corpora, ties to the lower layer: ``probes.results.best_layer_table``)."""
+    from probes.results import best_layer_table
+
     results = pl.read_parquet(probes_dir / "results.parquet")
-    best = (results.group_by("model", "setting", "layer").agg(pl.col("ua").mean())
-            .sort("ua", descending=True).group_by("model", "setting").first().select("model", "setting", "layer"))
+    best = best_layer_table(results, min_layer=0).select("model", "setting", "layer")
     preds = pl.read_parquet(probes_dir / "predictions.parquet")
     return preds.join(best, on=["model", "setting", "layer"], how="inner")
 
