@@ -8,7 +8,7 @@ import polars as pl
 
 from featstore.manifest import CANONICAL_EMOTIONS
 from featstore.splits._draw import round_robin
-from featstore.splits.folds import FoldTable
+from featstore.splits.folds import FoldTable, _by_speaker
 
 
 def select_listening_subset(
@@ -70,11 +70,7 @@ def select_listening_subset(
             + f": found {found}"
         )
     for e in emotions:
-        rows = candidates.filter(pl.col("emotion") == e)
-        by_speaker: dict[str, list[str]] = {}
-        for spk, utt in zip(rows["speaker"].to_list(), rows["utt_id"].to_list(), strict=True):
-            by_speaker.setdefault(str(spk), []).append(utt)
-        chosen += round_robin(by_speaker, per_emotion, rng)
+        chosen += round_robin(_by_speaker(candidates.filter(pl.col("emotion") == e)), per_emotion, rng)
     order = {e: i for i, e in enumerate(emotions)}
     return (
         manifest.filter(pl.col("utt_id").is_in(chosen))
