@@ -42,3 +42,17 @@ def test_logreg_with_a_missing_class_never_predicts_it():
     proba = head.predict_proba(x[0])
     assert proba.shape == (60, 4)
     assert np.all(head.predict(x[0]) != 3) and np.allclose(proba.sum(1), 1, atol=1e-5)
+
+
+def test_logreg_with_two_classes_matches_sklearn():
+    # sklearn keeps one coefficient row for two classes: p(second) = sigmoid(z)
+    rng = np.random.default_rng(3)
+    y = np.where(np.arange(80) % 2 == 0, 1, 3)  # happy and sad only
+    x = rng.standard_normal((1, 80, 6)).astype(np.float32) + (y[:, None] == 3).astype(np.float32)
+    task = HeadTask(slot=0, layer=0, fold=0, train_rows=np.arange(60), valid_rows=np.arange(60, 80))
+    head = fit_logreg(x, y, [task], ProbeConfig(head="logreg"))[0]
+    ref = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(x[0, :60].astype(np.float64), y[:60])
+    proba = head.predict_proba(x[0])
+    np.testing.assert_allclose(proba[:, [1, 3]], ref.predict_proba(x[0].astype(np.float64)), atol=1e-4)
+    assert np.all(proba[:, [0, 2]] < 1e-6)
+    np.testing.assert_array_equal(head.predict(x[0]), ref.predict(x[0].astype(np.float64)))
