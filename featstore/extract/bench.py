@@ -74,6 +74,7 @@ class BenchConfig:
             raise ValueError(f"n_utts must be >= 1, got {self.n_utts}")
         if self.model_size not in ("base", "tiny"):
             raise ValueError(f"model_size must be base or tiny, got {self.model_size!r}")
+        pick_device(self.device)  # an unknown or absent device fails here, with its name
 
 
 def bench_model(model_size: str, seed: int, device: torch.device) -> object:

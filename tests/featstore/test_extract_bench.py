@@ -46,3 +46,8 @@ def test_bench_command_json():
     data = json.loads(res.output)
     assert data["memory"] is None and data["n_utts"] == 2
     assert CliRunner().invoke(featstore_app, ["bench", "--model-size", "huge"]).exit_code == 2
+
+
+def test_bench_with_an_absent_device_is_a_usage_error():
+    res = CliRunner().invoke(featstore_app, ["bench", "--device", "cuda:99", "--model-size", "tiny"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "cuda:99" in res.output, res.output
