@@ -162,7 +162,8 @@ def test_info_and_ls(tmp_path):
     whole, paths, ids = _shards(tmp_path)
     info = cache_info(whole)
     assert info["n_utts"] == 9 and info["shapes"]["pooled/mean"] == [S, 9, D] and info["has_frames"]
-    assert info["total_frames"] == sum(open_cache(whole).num_frames)
+    with open_cache(whole) as c:
+        assert info["total_frames"] == int(c.num_frames.sum())
     rows = list_caches(tmp_path)
     assert {r["path"] for r in rows} == {str(whole), *map(str, paths)}
     (tmp_path / "x.h5.parts").mkdir()
