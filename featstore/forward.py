@@ -52,10 +52,7 @@ def frame_counts(config: object, n_samples: int | Sequence[int] | torch.Tensor) 
 
     Uses the config's ``conv_kernel`` and ``conv_stride`` (wav2vec 2.0: 16000 samples -> 49).
     """
-    n = torch.as_tensor(n_samples, dtype=torch.long)
-    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
-        n = torch.div(n - kernel, stride, rounding_mode="floor") + 1
-    return n.clamp(min=0)
+    return frame_counts_after(config, n_samples, n_conv=len(config.conv_kernel)).clamp(min=0)
 
 
 def n_layers_of(encoder: nn.Module) -> int:
@@ -113,7 +110,7 @@ def front_end(encoder: nn.Module, waves: Sequence[torch.Tensor]) -> tuple[torch.
     return features, mask
 
 
-def frame_counts_after(config: object, n_samples: torch.Tensor, n_conv: int) -> torch.Tensor:
+def frame_counts_after(config: object, n_samples: int | Sequence[int] | torch.Tensor, n_conv: int) -> torch.Tensor:
     """Output lengths after the first ``n_conv`` convolutions of the front end."""
     n = torch.as_tensor(n_samples, dtype=torch.long)
     for kernel, stride in list(zip(config.conv_kernel, config.conv_stride, strict=True))[:n_conv]:
