@@ -35,6 +35,7 @@ class CorpusEntry:
     language: str | None = None
     label_map: str | None = None
     paper_splits: Path | None = None  # a folder in the paper's split layout to import
+    split_languages: tuple[str, ...] = ()  # generated folds keep only these (ESD: ["cn"])
     check_audio: bool = False
 
 

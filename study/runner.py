@@ -51,7 +51,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
         ledger.run(f"prepare/{c.name}", fp, lambda c=c, options=options: steps.prepare(
             c.reader, c.root, c.name, root, options, c.check_audio), log)
         ledger.run(f"splits/{c.name}", fingerprint_of(fp, config.seed, _manifest_fp(c.name, root)),
-                   lambda c=c: steps.splits(c.name, root, config.seed, c.paper_splits), log)
+                   lambda c=c: steps.splits(c.name, root, config.seed, c.paper_splits, c.split_languages), log)
     for alias, corpus in needed_caches(config):
         entry = models[alias]
         ledger.run(f"extract/{alias}/{corpus}", fingerprint_of(asdict(entry), _manifest_fp(corpus, root)),

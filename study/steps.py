@@ -26,8 +26,10 @@ def prepare(reader: str, root: Path, name: str, cache_root: Path, options: Mappi
     return [result.manifest_path]
 
 
-def splits(corpus: str, cache_root: Path, seed: int = 0, paper_splits: Path | None = None) -> list[Path]:
-    """Make the corpus's folds (``featstore splits``), or import the paper's."""
+def splits(corpus: str, cache_root: Path, seed: int = 0, paper_splits: Path | None = None,
+           languages: Sequence[str] = ()) -> list[Path]:
+    """Make the corpus's folds (``featstore splits``, keeping only ``languages`` when
+    given), or import the paper's."""
     from featstore.audio import load_bad_files
     from featstore.manifest import load_manifest
     from featstore.splits import FoldConfig, import_paper_folds, make_folds, save_folds
@@ -38,7 +40,7 @@ def splits(corpus: str, cache_root: Path, seed: int = 0, paper_splits: Path | No
     if paper_splits is not None:
         folds = import_paper_folds(manifest, paper_splits, exclude=bad)
     else:
-        folds = make_folds(manifest, FoldConfig(seed=seed), exclude=bad)
+        folds = make_folds(manifest, FoldConfig(seed=seed, languages=tuple(languages)), exclude=bad)
     return [save_folds(folds, splits_path(corpus, cache_root))]
 
 

@@ -29,6 +29,7 @@ def test_example_config_parses(tmp_path):
     config = load_study_config(_filled(tmp_path))
     assert [c.name for c in config.corpora] == ["esd", "pavoque", "iemocap", "zed", "tjd"]
     assert config.corpus("tjd").label_map == "negation=angry,expectation=happy"
+    assert config.corpus("esd").split_languages == ("cn",)
     assert config.probes.settings == ("mono", "cross", "trans") and config.probes.head == "mlp"
     assert any(r.two_stage and r.source == "esd" for r in config.finetune.runs)
     assert config.out == tmp_path / "cache/runs/paper"

@@ -110,3 +110,24 @@ def test_human_step_passes_the_configured_groups(monkeypatch, tmp_path):
 def test_runs_that_differ_only_in_layer_write_to_different_folders():
     names = {runner._run_name(FinetuneRun("w2v2-cn", "lora", "esd", "esd", layer=layer)) for layer in ("best", "3", "6")}
     assert len(names) == 3
+
+
+def test_generated_folds_keep_the_configured_languages(monkeypatch, tmp_path):
+    import featstore.splits
+    import study.steps as steps_module
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_make_folds(manifest, config, exclude=None):
+        seen["languages"] = config.languages
+        raise Stop
+
+    monkeypatch.setattr(featstore.splits, "make_folds", fake_make_folds)
+    monkeypatch.setattr("featstore.manifest.load_manifest", lambda path: None)
+    monkeypatch.setattr("featstore.audio.load_bad_files", lambda path: set())
+    with pytest.raises(Stop):
+        steps_module.splits("esd", tmp_path, 0, None, ["cn"])
+    assert seen["languages"] == ("cn",)
