@@ -87,6 +87,8 @@ def read_config(path: Path) -> PretrainedConfig:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: unreadable config.json ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return config_from_dict(data, str(path))
 
 

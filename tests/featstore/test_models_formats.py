@@ -288,3 +288,10 @@ def test_fp16_checkpoint_loads_as_float32(tmp_path):
     assert {p.dtype for p in loaded.encoder.parameters()} == {torch.float32}
     wave = _wave(4000, seed=5)
     assert torch.isfinite(_hidden(loaded.encoder, wave)[-1]).all()
+
+
+def test_config_json_that_is_not_an_object_is_a_clear_error(tmp_path):
+    path = save_tiny_model(tmp_path / "m", "wav2vec2", "model")
+    (path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="config.json: expected a JSON object"):
+        load_model(str(path), language="en")
