@@ -204,6 +204,9 @@ def run_probe(
     if "events" not in manifest.columns or manifest["events"].null_count() == manifest.height:
         raise ValueError(f"test corpus {config.test_corpus!r} has no events: not a diarization corpus")
     test_rows = [r for r in manifest.to_dicts() if r.get("events") and r["utt_id"] in test_cache]
+    if not test_rows:
+        raise ValueError(f"test corpus {config.test_corpus!r}: no utterance with events is in its cache "
+                         f"{test_cache.paths[0]}")
     rows = []
     chunks = [layers[i:i + config.layer_chunk] for i in range(0, len(layers), config.layer_chunk)]
     info: dict = {}

@@ -148,3 +148,11 @@ def test_probe_command(root: Path, tmp_path: Path) -> None:
     assert "wavlm-emo: EDER 0.3750" in res.output
     res = CliRunner().invoke(app, ["probes", "sed", "probe", "--model", "toy", "--layers", "x", "--cache", str(root)])
     assert res.exit_code == 2
+
+
+def test_probe_with_no_test_utterance_in_the_cache_is_a_clear_error(root: Path) -> None:
+    config = ProbeConfig(model="toy", train_corpora=("ua",), test_corpus="zz", layers=(1,), max_train_frames=300)
+    with open_cache(features_path("toy", "ua", root)) as train, open_cache(features_path("toy", "zz", root)) as test:
+        manifest = test.manifest().with_columns(pl.lit("elsewhere").alias("utt_id"))
+        with pytest.raises(ValueError, match="no utterance with events is in its cache"):
+            run_probe(config, {"ua": train}, test, test_manifest=manifest)
