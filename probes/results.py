@@ -132,11 +132,21 @@ def write_best_layers(best: Mapping[str, Mapping[str, int]], path: str | Path, m
     path = Path(path)
     data: dict[str, dict[str, int]] = {}
     if merge and path.exists():
-        data = json.loads(path.read_text())
+        data = _read_best_layers(path)
     for model, per in best.items():
         data.setdefault(model, {}).update({s: int(v) for s, v in per.items()})
     _atomic_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def _read_best_layers(path: Path) -> dict[str, dict[str, int]]:
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: not a best-layers JSON file ({err}); delete it or rerun `probes layerwise`") from err
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path}: not a best-layers JSON file (expected {{model: {{setting: layer}}}})")
+    return data
 
 
 def best_layer(model: str, setting: str, root: str | Path | None = None) -> int:
@@ -146,11 +156,12 @@ def best_layer(model: str, setting: str, root: str | Path | None = None) -> int:
     ------
     FileNotFoundError : no layer-wise analysis has written the file yet
     KeyError : the file has no entry for this model and setting
+    ValueError : the file is not a best-layers JSON file
     """
     path = best_layers_path(root)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no best layers yet; run `probes layerwise` first")
-    data = json.loads(path.read_text())
+    data = _read_best_layers(path)
     if model not in data or setting not in data[model]:
         have = {m: sorted(v) for m, v in data.items()}
         raise KeyError(f"{path}: no best layer for model {model!r} in setting {setting!r} (have {have})")

@@ -123,7 +123,7 @@ def layerwise(
         raise typer.BadParameter(str(err)) from err
     try:
         run = run_layerwise_full(config, progress=True)
-    except (ProbeDataError, FileNotFoundError, KeyError) as err:
+    except (ProbeDataError, FileNotFoundError, KeyError, ValueError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(code=2) from err
     for table in summary_tables(run.results):

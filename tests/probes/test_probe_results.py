@@ -97,3 +97,16 @@ def test_unreadable_results_table_is_named(tmp_path):
     bad.write_text("not parquet")
     with pytest.raises(ValueError, match="results.parquet: cannot read the results table"):
         load_results(bad)
+
+
+def test_corrupt_best_layers_file_is_named(tmp_path):
+    path = best_layers_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="best_layers.json: not a best-layers JSON file"):
+        best_layer("m", "mono", root=tmp_path)
+    with pytest.raises(ValueError, match="best_layers.json: not a best-layers JSON file"):
+        write_best_layers({"m": {"mono": 1}}, path)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected"):
+        best_layer("m", "mono", root=tmp_path)
