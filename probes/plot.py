@@ -7,6 +7,7 @@ and ``trans`` have several corpora in the paper's grid; by default each gets its
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -84,7 +85,11 @@ def plot_figure1(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     png, svg = out / f"{stem}.png", out / f"{stem}.svg"
-    fig.savefig(png, dpi=150)
-    fig.savefig(svg)
-    plt.close(fig)
+    try:
+        for path, dpi in ((png, 150), (svg, None)):
+            tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # the suffix picks the format
+            fig.savefig(tmp, dpi=dpi)
+            os.replace(tmp, path)
+    finally:
+        plt.close(fig)
     return png, svg

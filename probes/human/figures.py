@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,9 +21,13 @@ ABBREV = {"angry": "A", "happy": "H", "neutral": "N", "sad": "S"}
 def _save(fig: plt.Figure, stem: Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        for p in paths:
+            tmp = p.with_name(p.stem + ".tmp" + p.suffix)
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
+            os.replace(tmp, p)
+    finally:
+        plt.close(fig)
     return paths
 
 
