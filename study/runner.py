@@ -8,6 +8,7 @@ so changing a corpus or a setting reruns exactly the steps that depend on it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -72,9 +73,10 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
         for run in f.runs:
             run_dir = out / "finetune" / _run_name(run)
             ft_dirs.append(run_dir)
-            # layer "best" reads the probes' best layers: rerun when the probes did
+            # layer "best" reads the probes' best layers: rerun when this model's changed
+            best = _best_layers_of(run.model, root) if run.layer == "best" else None
             ft_fps.append(fingerprint_of(asdict(run), f.folds, f.max_epochs, f.seed, inputs,
-                                         asdict(models[run.model]), probes_fp if run.layer == "best" else ""))
+                                         asdict(models[run.model]), best))
             ledger.run(f"finetune/{_run_name(run)}", ft_fps[-1],
                        lambda run=run, run_dir=run_dir: steps.finetune(
                            models[run.model].source, run.strategy, run.train, run.test, root, run_dir,
@@ -93,6 +95,17 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
     report = build_report(out)
     log(f"report: {report}")
     return report
+
+
+def _best_layers_of(alias: str, root: Path) -> object:
+    """``{setting: layer}`` of ``alias`` in the probes' best_layers.json (None if absent)."""
+    from probes.results import best_layers_path
+
+    path = best_layers_path(root)
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get(alias) if path.exists() else None
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _layer(layer: str) -> str | int:

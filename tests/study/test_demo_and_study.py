@@ -118,9 +118,14 @@ def test_study_runs_what_is_missing(tmp_path):
     again: list[str] = []
     run_study(load_study_config(path), log=_quiet(again))
     assert not [line for line in again if line.startswith("[run ]")]
-    # a probes setting changed: the probes rerun, extraction and fine-tuning do not
+    # a probes setting changed: the probes rerun, extraction does not; the fine-tuning run
+    # (at layer "best") reruns exactly when the probes' best layers of its model changed
+    best_path = tmp_path / "cache" / "runs" / "probes" / "best_layers.json"
+    before = json.loads(best_path.read_text())["w2v2-cn"]
     path.write_text(path.read_text().replace('head = "logreg"', 'head = "linear"\nmax_epochs = 2'))
     third: list[str] = []
     run_study(load_study_config(path), log=_quiet(third))
     ran = [line.split()[-1] for line in third if line.startswith("[run ]")]
-    assert ran == ["probes"]
+    after = json.loads(best_path.read_text())["w2v2-cn"]
+    finetune = ["finetune/w2v2-cn/esd-then-pavoque-to-pavoque/lora_ba_wg-every-layer", "finetune/table1"]
+    assert ran == ["probes"] + (finetune if after != before else []), (before, after)

@@ -131,3 +131,18 @@ def test_generated_folds_keep_the_configured_languages(monkeypatch, tmp_path):
     with pytest.raises(Stop):
         steps_module.splits("esd", tmp_path, 0, None, ["cn"])
     assert seen["languages"] == ("cn",)
+
+
+def test_finetuning_at_the_best_layer_reruns_when_the_best_layers_change(ran, tmp_path):
+    from probes.results import best_layers_path, write_best_layers
+
+    config = _config(tmp_path)
+    runner.run_study(config, log=lambda _: None)
+    write_best_layers({"w2v2-cn": {"mono": 3}}, best_layers_path(config.cache_root))
+    ran.clear()
+    runner.run_study(config, log=lambda _: None)
+    assert ran == ["finetune", "table_one"]
+    ran.clear()
+    write_best_layers({"other": {"mono": 5}}, best_layers_path(config.cache_root))  # another model's entry
+    runner.run_study(config, log=lambda _: None)
+    assert ran == []
