@@ -52,6 +52,7 @@ def peft(
     Writes results (the probes' table format plus strategy/two_stage/scope), per-utterance
     predictions, the per-epoch log, a Table-I-shaped summary and one checkpoint per fold.
     """
+    from featstore.audio import AudioError
     from featstore.models import ModelLoadError, ModelNotFoundError
     from finetune.run import FinetuneConfig, FinetuneError, run_finetune
     from finetune.train import TrainConfig
@@ -79,7 +80,7 @@ def peft(
 
         try:
             frame = run_finetune(config, log=progress.console.print, on_epoch=on_epoch)
-        except (FinetuneError, ModelNotFoundError, ModelLoadError, FileNotFoundError) as err:
+        except (FinetuneError, ModelNotFoundError, ModelLoadError, FileNotFoundError, AudioError) as err:
             _fail(str(err))
     summary = frame.select("fold", "ua", "wa", "macro_f1", "epochs")
     typer.echo(summary)

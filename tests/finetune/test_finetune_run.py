@@ -195,9 +195,19 @@ def test_run_with_cache_matches_run_without(setup, scope, monkeypatch):
     cache_file.unlink()
 
 
-def test_peft_command_reports_bad_input_cleanly(setup):
+def test_peft_command_reports_bad_input_cleanly(setup, monkeypatch):
     root, model_dir = setup
     runner = CliRunner()
+    import featstore.audio
+
+    def unreadable(row, **kwargs):
+        raise featstore.audio.AudioError(row["path"], "cannot decode")
+
+    with monkeypatch.context() as m:
+        m.setattr(featstore.audio, "load_row", unreadable)
+        res = runner.invoke(finetune_app, ["peft", "--model", str(model_dir), "--train", "tgt", "--test", "tgt",
+                                           "--layer", "1", "--no-use-cache", "--cache-root", str(root)])
+    assert res.exit_code == 2 and "cannot decode" in res.output and "Traceback" not in res.output
     res = runner.invoke(finetune_app, ["peft", "--model", str(model_dir), "--train", "nope", "--test", "nope",
                                        "--layer", "1", "--cache-root", str(root)])
     assert res.exit_code == 2 and "Traceback" not in res.output
