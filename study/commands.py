@@ -44,7 +44,12 @@ def demo(
                             listeners_per_group=listeners)
     except ValueError as err:
         _fail(str(err))
-    report = run_demo(config, log=lambda line: console.print(line, highlight=False, markup=False))
+    from featstore.synth.espeak import EspeakError
+
+    try:
+        report = run_demo(config, log=lambda line: console.print(line, highlight=False, markup=False))
+    except EspeakError as err:  # the one thing a fresh machine can lack: the speech synthesiser
+        _fail(f"the demo corpus needs eSpeak NG: {err}")
     console.print(f"[bold green]report:[/bold green] {report}")
 
 

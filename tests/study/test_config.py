@@ -75,3 +75,18 @@ def test_study_command_names_a_missing_corpus_without_a_traceback(tmp_path):
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and "ESD not found" in result.output
     assert "Traceback" not in result.output
+
+
+def test_demo_command_without_espeak_says_so(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import study.demo
+    from cli import app
+    from featstore.synth.espeak import EspeakError
+
+    def no_espeak(*args, **kwargs):
+        raise EspeakError("eSpeak NG library not found: /nowhere")
+
+    monkeypatch.setattr(study.demo, "run_demo", no_espeak)
+    result = CliRunner().invoke(app, ["demo", "--cache-root", str(tmp_path)])
+    assert result.exit_code == 2 and "eSpeak NG" in result.output and "Traceback" not in result.output
