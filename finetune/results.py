@@ -29,7 +29,9 @@ LOG_SCHEMA: dict[str, pl.DataType] = {
     "fold": pl.Int64, "stage": pl.Utf8, "epoch": pl.Int64, "train_loss": pl.Float64,
     "train_acc": pl.Float64, "valid_loss": pl.Float64, "valid_acc": pl.Float64, "seconds": pl.Float64,
 }
-TABLE_ONE_KEYS: tuple[str, ...] = ("model", "setting", "source", "target", "strategy", "two_stage")
+TABLE_ONE_KEYS: tuple[str, ...] = ("model", "setting", "source", "target", "strategy", "two_stage", "scope", "layer")
+"""One Table I row per distinct condition: the paper's columns, plus the adapters' scope and
+layer k, so runs that differ only there are not averaged together."""
 
 
 def results_frame(rows: Sequence[Mapping[str, object]]) -> pl.DataFrame:
@@ -44,8 +46,8 @@ def results_frame(rows: Sequence[Mapping[str, object]]) -> pl.DataFrame:
 
 def table_one(results: pl.DataFrame) -> pl.DataFrame:
     """The paper's Table I shape: one row per (model, setting, source language, target
-    language, strategy, two-stage) with UA mean and standard deviation over folds (in %,
-    sample standard deviation, 0 for a single fold)."""
+    language, strategy, two-stage, scope, layer) with UA mean and standard deviation over
+    folds (in %, sample standard deviation, 0 for a single fold)."""
     frame = results.with_columns(
         pl.col("train_language").alias("source"), pl.col("test_language").alias("target"),
     )
@@ -59,12 +61,13 @@ def table_one(results: pl.DataFrame) -> pl.DataFrame:
 
 def table_one_markdown(table: pl.DataFrame) -> str:
     """Table I as a Markdown table (UA % mean ± std)."""
-    lines = ["| Model | Setting | Source | Target | PEFT strategy | 2-stg | UA % |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| Model | Setting | Source | Target | PEFT strategy | 2-stg | k | UA % |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in table.iter_rows(named=True):
         lines.append(
             f"| {r['model']} | {r['setting']} | {r['source'].upper()} | {r['target'].upper()} | "
             f"{r['strategy'].upper().replace('+', ' + ')} | {'✓' if r['two_stage'] else ''} | "
+            f"{r['layer']}{' (target layer)' if r['scope'] == 'target-layer' else ''} | "
             f"{r['ua_mean']:.1f} ± {r['ua_std']:.1f} |"
         )
     return "\n".join(lines) + "\n"
