@@ -58,17 +58,6 @@ class ClipSet:
     def __len__(self) -> int:
         return len(self.utt_ids)
 
-    @property
-    def cached(self) -> bool:
-        """Whether inputs are read from a cache."""
-        return self.frames is not None
-
-    def subset(self, idx: Sequence[int] | np.ndarray) -> ClipSet:
-        """A new set with the clips at positions ``idx``."""
-        idx = np.asarray(idx, dtype=np.int64)
-        return ClipSet([self.utt_ids[i] for i in idx], self.labels[idx], self.lengths[idx],
-                       self.waves, self.frames, self.state, self.name)
-
 
 def labels_to_indices(emotions: Sequence[str], labels: Sequence[str] = CANONICAL_EMOTIONS) -> np.ndarray:
     """Class indices of emotion names (raises for a name outside ``labels``)."""
