@@ -15,7 +15,7 @@ from pathlib import Path
 
 from featstore.paths import features_path, manifest_path
 from study import steps
-from study.config import FinetuneRun, StudyConfig
+from study.config import FinetuneRun, ModelEntry, StudyConfig
 from study.ledger import Ledger, fingerprint_of
 
 
@@ -112,7 +112,7 @@ def _layer(layer: str) -> str | int:
     return layer if layer == "best" else int(layer)
 
 
-def _extract(entry: object, corpus: str, root: Path) -> list[Path]:
+def _extract(entry: ModelEntry, corpus: str, root: Path) -> list[Path]:
     from featstore.extract import ExtractConfig, extract
 
     config = ExtractConfig(model=entry.source, corpus=corpus, cache_root=root, model_language=entry.language,
