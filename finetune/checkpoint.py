@@ -88,6 +88,9 @@ def read_checkpoint_config(directory: str | Path) -> dict:
         raise CheckpointError(f"{path}: not valid JSON ({err})") from err
     if config.get("format") != FORMAT or "base" not in config or "model" not in config:
         raise CheckpointError(f"{path}: not a {FORMAT} config")
+    missing = [k for k in ("alias", "fingerprint", "do_normalize") if k not in config["base"]]
+    if missing:
+        raise CheckpointError(f"{path}: the base model record lacks {missing}")
     return config
 
 
