@@ -135,13 +135,21 @@ def reference_segments(events: Iterable[Mapping | Sequence], duration: float) ->
     """
     duration = _check_positive("duration", duration)
     evs = sorted((_event_fields(e) for e in events), key=lambda x: x[0])
-    out: list[Segment] = []
     cursor = 0.0
     for start, end, label in evs:
         if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
             raise ValueError(f"event {label} [{start}, {end}] must have 0 <= start < end")
         if start < cursor:
             raise ValueError(f"event {label} [{start}, {end}] overlaps the previous event (ends {cursor})")
+        cursor = end
+    return _fill_neutral(evs, duration)
+
+
+def _fill_neutral(segments: Sequence[Segment], duration: float) -> list[Segment]:
+    """Sorted, non-overlapping ``segments`` with neutral filling every gap up to ``duration``."""
+    out: list[Segment] = []
+    cursor = 0.0
+    for start, end, label in segments:
         if start > cursor:
             out.append((cursor, start, NEUTRAL))
         out.append((start, end, label))
@@ -189,16 +197,7 @@ def _clean_reference(reference: Sequence[Sequence], duration: float) -> list[Seg
     if ref[0][0] < 0:
         raise ValueError(f"reference segment starts before 0: {ref[0]}")
     # Stretches no reference segment names are neutral (the events convention).
-    full: list[Segment] = []
-    cursor = 0.0
-    for s, e, lab in ref:
-        if s > cursor:
-            full.append((cursor, s, NEUTRAL))
-        full.append((s, e, lab))
-        cursor = e
-    if cursor < duration:
-        full.append((cursor, duration, NEUTRAL))
-    return full
+    return _fill_neutral(ref, duration)
 
 
 def _union_by_label(hyp: list[Segment]) -> dict[str, np.ndarray]:
