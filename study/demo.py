@@ -199,9 +199,15 @@ def _sed(config: DemoConfig) -> list[Path]:
     from featstore.audio import load_row
     from featstore.manifest import load_manifest
     from featstore.paths import manifest_path
-    from probes.sed import ConcatConfig, SedTestConfig, concatenate_for_sed
-    from probes.sed._model import ModelRunConfig
-    from probes.sed._pipeline import build_listeners, run_model, score_listeners
+    from probes.sed import (
+        ConcatConfig,
+        ModelRunConfig,
+        SedTestConfig,
+        build_listeners,
+        concatenate_for_sed,
+        run_model,
+        score_listeners,
+    )
 
     run, root = config.run_dir, config.root
     source = load_manifest(manifest_path("demo-en", root))
