@@ -4,12 +4,12 @@ per-utterance predictions, the epoch log and the Table-I-shaped summary."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
 
+from featstore.io import atomic_write
 from probes.results import PREDICTION_SCHEMA, RESULT_SCHEMA
 
 FINETUNE_SCHEMA: dict[str, pl.DataType] = {
@@ -85,18 +85,13 @@ def write_finetune_run(out_dir: str | Path, results: pl.DataFrame, predictions: 
         "predictions": out / "predictions.parquet", "log": out / "epochs.csv",
         "table_one": out / "table_one.csv", "table_one_md": out / "table_one.md", "config": out / "config.json",
     }
-    _atomic(paths["results"], results.write_parquet)
-    _atomic(paths["results_csv"], results.write_csv)
-    _atomic(paths["predictions"], predictions.write_parquet)
-    _atomic(paths["log"], log.write_csv)
-    _atomic(paths["table_one"], table.write_csv)
-    _atomic(paths["table_one_md"], lambda p: Path(p).write_text(table_one_markdown(table)))
+    atomic_write(paths["results"], results.write_parquet)
+    atomic_write(paths["results_csv"], results.write_csv)
+    atomic_write(paths["predictions"], predictions.write_parquet)
+    atomic_write(paths["log"], log.write_csv)
+    atomic_write(paths["table_one"], table.write_csv)
+    atomic_write(paths["table_one_md"], lambda p: Path(p).write_text(table_one_markdown(table)))
     text = json.dumps(json.loads(config_json), indent=2, sort_keys=True) + "\n"
-    _atomic(paths["config"], lambda p: Path(p).write_text(text))
+    atomic_write(paths["config"], lambda p: Path(p).write_text(text))
     return paths
 
-
-def _atomic(path: Path, write: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)  # type: ignore[operator]
-    os.replace(tmp, path)

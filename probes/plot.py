@@ -7,7 +7,6 @@ and ``trans`` have several corpora in the paper's grid; by default each gets its
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
+from featstore.io import atomic_write
 from probes.settings import SETTINGS  # noqa: E402
 
 _COLOURS = {"mono": "tab:blue", "cross": "tab:red", "trans": "tab:green"}
@@ -87,9 +87,7 @@ def plot_figure1(
     png, svg = out / f"{stem}.png", out / f"{stem}.svg"
     try:
         for path, dpi in ((png, 150), (svg, None)):
-            tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # the suffix picks the format
-            fig.savefig(tmp, dpi=dpi)
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp, dpi=dpi: fig.savefig(tmp, dpi=dpi))  # the suffix picks the format
     finally:
         plt.close(fig)
     return png, svg

@@ -11,13 +11,13 @@ folds and corpora) goes to ``runs_root()/probes/best_layers.json`` as
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from featstore.io import atomic_write, atomic_write_text
 from featstore.manifest import CANONICAL_EMOTIONS
 from featstore.paths import runs_root
 
@@ -135,7 +135,7 @@ def write_best_layers(best: Mapping[str, Mapping[str, int]], path: str | Path, m
         data = _read_best_layers(path)
     for model, per in best.items():
         data.setdefault(model, {}).update({s: int(v) for s, v in per.items()})
-    _atomic_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -185,16 +185,16 @@ def write_run(
         "best_layers": out / BEST_LAYERS_FILE, "best_layers_csv": out / "best_layers.csv",
         "config": out / "config.json",
     }
-    _atomic(paths["results"], frame.write_parquet)
-    _atomic(paths["results_csv"], frame.write_csv)
-    _atomic(paths["predictions"], predictions.write_parquet)
-    _atomic(paths["summary"], summarise(frame).write_csv)
+    atomic_write(paths["results"], frame.write_parquet)
+    atomic_write(paths["results_csv"], frame.write_csv)
+    atomic_write(paths["predictions"], predictions.write_parquet)
+    atomic_write(paths["summary"], summarise(frame).write_csv)
     write_best_layers(best_layers(frame), paths["best_layers"], merge=False)
     table = best_layer_table(frame).join(
         best_layer_table(frame, min_layer=1).select("model", "setting", pl.col("layer").alias("finetune_layer")),
         on=["model", "setting"], how="left")
-    _atomic(paths["best_layers_csv"], table.write_csv)
-    _atomic_text(paths["config"], json.dumps(json.loads(config_json), indent=2, sort_keys=True) + "\n")
+    atomic_write(paths["best_layers_csv"], table.write_csv)
+    atomic_write_text(paths["config"], json.dumps(json.loads(config_json), indent=2, sort_keys=True) + "\n")
     return paths
 
 
@@ -222,14 +222,3 @@ def predictions_for(
     return sel
 
 
-def _atomic(path: Path, write: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)  # type: ignore[operator]
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

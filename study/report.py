@@ -17,6 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
+from featstore.io import atomic_write_text
+
 MAX_TABLE_ROWS = 60
 PROVENANCE_COLUMNS = (
     "model", "model_fingerprint", "manifest_fingerprint", "train_manifest_fingerprint",
@@ -224,9 +226,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, title: str 
         provenance=prov_html, meta=meta_html, generated=generated,
     )
     out = Path(out) if out else run_dir / "report.html"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    atomic_write_text(out, page)
     return out
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from featstore.io import atomic_write
 from featstore.paths import cache_root
 from featstore.synth.espeak import EspeakSynth
 from featstore.synth.voices import (
@@ -156,10 +156,7 @@ def _prepare_folder(folder: Path) -> None:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def render(synth: EspeakSynth, utt: _Utterance, config: SynthConfig) -> np.ndarray:

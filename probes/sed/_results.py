@@ -11,13 +11,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from featstore.io import atomic_write, write_parquet
 from probes.sed._eder import EMOTIONS
 
 PROVENANCE_COLUMNS: tuple[str, ...] = (
@@ -46,12 +46,6 @@ def with_provenance(frame: pl.DataFrame, provenance: Mapping[str, object]) -> pl
     return frame.with_columns(cols)
 
 
-def _atomic(path: Path, write: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)  # type: ignore[operator]
-    os.replace(tmp, path)
-
-
 def write_table(frame: pl.DataFrame, out_dir: str | Path, name: str,
                 provenance: Mapping[str, object] | None = None) -> dict[str, Path]:
     """Write ``frame`` as ``<out_dir>/<name>.parquet`` and ``.csv`` atomically.
@@ -62,8 +56,8 @@ def write_table(frame: pl.DataFrame, out_dir: str | Path, name: str,
     out.mkdir(parents=True, exist_ok=True)
     paths = {"parquet": out / f"{name}.parquet", "csv": out / f"{name}.csv"}
     meta = {"crossling_sed": json.dumps(dict(provenance or {}), sort_keys=True, default=str)}
-    _atomic(paths["parquet"], lambda p: frame.write_parquet(p, metadata=meta))
-    _atomic(paths["csv"], frame.write_csv)
+    write_parquet(frame, paths["parquet"], extra=meta)
+    atomic_write(paths["csv"], frame.write_csv)
     return paths
 
 
@@ -216,8 +210,6 @@ def plot_timelines(
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = {"png": stem.with_suffix(".png"), "svg": stem.with_suffix(".svg")}
     for kind, path in paths.items():
-        tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-        fig.savefig(tmp, format=kind, dpi=120)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp, kind=kind: fig.savefig(tmp, format=kind, dpi=120))
     plt.close(fig)
     return paths
