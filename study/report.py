@@ -75,20 +75,44 @@ def _data_uri(path: Path) -> str:
 def _table_html(frame: pl.DataFrame, caption: str) -> str:
     shown = frame.head(MAX_TABLE_ROWS)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
-    rows = []
-    for row in shown.iter_rows():
-        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row)
-        rows.append(f"<tr>{cells}</tr>")
+    rows = ["<tr>" + "".join(_cell_html(v) for v in row) + "</tr>" for row in shown.iter_rows()]
     more = f"<p class='note'>{frame.height - MAX_TABLE_ROWS} more rows in the file.</p>" if frame.height > MAX_TABLE_ROWS else ""
-    return (f"<figure class='table'><figcaption>{html.escape(caption)}</figcaption>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}</figure>")
+    # the table scrolls inside its own box: a wide table never widens the page
+    return (f"<figure class='table'><figcaption>{html.escape(caption)}</figcaption><div class='scroll'>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{more}</figure>")
+
+
+MAX_CELL_CHARS = 28
+
+
+def _cell_html(value: object) -> str:
+    """A table cell: numbers never wrap (class ``num``); long text is shortened in the
+    middle with the whole value on hover (``title``)."""
+    text = _fmt(value)
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool) or _looks_numeric(text)
+    if len(text) > MAX_CELL_CHARS:
+        keep = (MAX_CELL_CHARS - 1) // 2
+        short = text[:keep] + "\u2026" + text[-keep:]
+        return f"<td class='long' title='{html.escape(text, quote=True)}'>{html.escape(short)}</td>"
+    return f"<td class='num'>{html.escape(text)}</td>" if numeric else f"<td>{html.escape(text)}</td>"
+
+
+def _looks_numeric(text: str) -> bool:
+    """``12.5``, ``-3``, ``36.2 ± 13.5``, ``8.97e-09``, ``41.0 %``."""
+    parts = text.replace("±", " ").replace("%", " ").split()
+    if not parts:
+        return False
+    try:
+        [float(p) for p in parts]
+    except ValueError:
+        return False
+    return True
 
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
-    text = "" if value is None else str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return "" if value is None else str(value)
 
 
 def _glob(run_dir: Path, patterns: tuple[str, ...]) -> list[Path]:
@@ -256,11 +280,15 @@ def _extra_html(run_dir: Path) -> str:
 _TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
-body {{ font-family: 'DejaVu Sans', Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+body {{ font-family: 'DejaVu Sans', Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222;
+        padding: 0 1em; box-sizing: border-box; }}
+figure {{ margin: 1em 0; max-width: 100%; }}
+.scroll {{ overflow-x: auto; max-width: 100%; }}
+td.num, td.long, th {{ white-space: nowrap; }}
+pre {{ overflow-x: auto; max-width: 100%; font-size: .8em; }}
 h1 {{ font-size: 1.6em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }}
 img {{ max-width: 100%; border: 1px solid #eee; }}
 table {{ border-collapse: collapse; font-size: .85em; margin: .5em 0; }}
-figure.table {{ overflow-x: auto; }}
 th, td {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; }}
 th {{ background: #f4f4f4; }}
 figcaption {{ font-size: .8em; color: #555; }}
