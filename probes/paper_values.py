@@ -16,6 +16,7 @@ Public API
 ----------
 TABLE_I, TABLE_II, TABLE_III, TABLE_IV, PAPER_TTESTS : tuples of frozen records
 AUTHORS_LAYERS : the layer indices the authors' logs show (the paper prints none)
+AUTHORS_LOG_RUNS : 5-fold summaries read from the authors' logs, matched to Table I rows
 PAPER_TEXT_PROTOCOL : the hyper-parameters stated in the paper's Section IV-A
 paper_table_one(), paper_table_two(), paper_table_three(), paper_table_four(),
 paper_ttests() : the same as polars DataFrames
@@ -271,6 +272,9 @@ class LayerEvidence:
 
 
 AUTHORS_LAYERS: tuple[LayerEvidence, ...] = (
+    LayerEvidence("w2v2-cn", "cross", "cn", "de", 3, 4,
+                  "logs/PEFT_modules/crossling.out (LoRA-only CN run, offset ~171 k): 'New best accuracy "
+                  "for layer 3'", True),
     LayerEvidence("w2v2-de", "trans", "en", "en", 5, 6,
                   "logs/PEFT_modules/various_peft_en_trans.out: 'New best accuracy for layer 5', "
                   "encoder.layers.0-5 listed", True),
@@ -280,6 +284,52 @@ AUTHORS_LAYERS: tuple[LayerEvidence, ...] = (
 )
 """The paper prints no layer numbers: Figure 1 is an image and its text is the caption
 only. The README's example ``--layer 6`` is an example, not evidence."""
+
+
+@dataclass(frozen=True)
+class AuthorsLogRun:
+    """A 5-fold summary line of the authors' logs ("all folds (layer) accuracy: [...]").
+
+    Attributes
+    ----------
+    log : file under ``logs/PEFT_modules/`` of zhan7721/Crosslingual_SER
+    model, train, valid, test : ``--model``, ``--train``, ``--eval``, ``--test`` of the run
+    strategy : ``lora``, ``lora+ba+wg`` or ``lora+ba+wg+2stg``
+    fold_acc : per-fold test accuracy (fraction 0-1) as logged
+    printed_row : the Table I row whose printed UA equals this run's mean, or None
+    """
+
+    log: str
+    model: str
+    train: str
+    valid: str
+    test: str
+    strategy: str
+    fold_acc: tuple[float, ...]
+    printed_row: int | None
+
+    @property
+    def mean_pct(self) -> float:
+        """Mean over folds, percent, rounded to one decimal like Table I."""
+        return round(100 * sum(self.fold_acc) / len(self.fold_acc), 1)
+
+
+AUTHORS_LOG_RUNS: tuple[AuthorsLogRun, ...] = (
+    AuthorsLogRun("crossling.out", "w2v2-de", "de", "cn", "cn", "lora",
+                  (0.3750, 0.7500, 0.6350, 0.7050, 0.4600), 17),
+    AuthorsLogRun("crossling.out", "w2v2-cn", "cn", "de", "de", "lora",
+                  (0.6750, 0.6400, 0.5800, 0.6500, 0.7200), 5),
+    AuthorsLogRun("various_peft_crossling.out", "w2v2-cn", "cn", "de", "de", "lora+ba+wg",
+                  (0.6550, 0.7050, 0.7300, 0.7200, 0.7250), 6),
+    AuthorsLogRun("various_twostage.out", "w2v2-de", "de", "cn", "cn", "lora+ba+wg+2stg",
+                  (0.3300, 0.7500, 0.5500, 0.7200, 0.5250), None),
+    AuthorsLogRun("various_twostage.out", "w2v2-cn", "cn", "de", "de", "lora+ba+wg+2stg",
+                  (0.6550, 0.7800, 0.6800, 0.6550, 0.7000), None),
+)
+"""The summary lines read so far (not every log). In both Cross blocks the printed value of
+a row is the mean of the run one strategy *below* it: the LoRA-only run sits in the
+LoRA+BA+WG row (CN 65.3, DE 58.5), the CN LoRA+BA+WG run in the 2-stg row (70.7); the two
+2-stg runs (57.5, 69.4) appear nowhere in Table I."""
 
 
 PAPER_TEXT_PROTOCOL: dict[str, dict[str, object]] = {
@@ -380,7 +430,7 @@ def record_fields(table: str | int) -> list[str]:
 
 
 __all__ = [
-    "AUTHORS_LAYERS", "EMOTIONS", "MODEL_LABELS", "PAPER_FILE", "PAPER_TEXT_PROTOCOL", "PAPER_TTESTS",
+    "AUTHORS_LAYERS", "AUTHORS_LOG_RUNS", "AuthorsLogRun", "EMOTIONS", "MODEL_LABELS", "PAPER_FILE", "PAPER_TEXT_PROTOCOL", "PAPER_TTESTS",
     "TABLE_I", "TABLE_II", "TABLE_III", "TABLE_IV", "ConfusionPanel", "LayerEvidence", "PaperTTest",
     "TableFourCell", "TableOneCell", "TableTwoCell", "paper_table_four", "paper_table_one",
     "paper_table_three", "paper_table_two", "paper_ttests", "paper_value", "record_fields",

@@ -184,3 +184,22 @@ def test_layer_evidence_counts_hidden_states_one_above_the_authors_index():
 def test_record_fields_name_the_value_columns():
     assert pv.record_fields("I")[-2:] == ["ua_pct", "note"]
     assert "eder_pct" in pv.record_fields(4)
+
+
+def test_logged_runs_match_their_printed_rows_one_strategy_up():
+    by_row = {c.row: c for c in pv.TABLE_I}
+    for run in pv.AUTHORS_LOG_RUNS:
+        assert len(run.fold_acc) == 5
+        if run.printed_row is None:
+            # no printed cell of the run's model has this mean
+            assert all(c.ua_pct != run.mean_pct for c in pv.TABLE_I if c.model == run.model), run
+            continue
+        cell = by_row[run.printed_row]
+        assert cell.ua_pct == run.mean_pct, run
+        assert (cell.model, cell.setting, cell.source, cell.target) == (run.model, "cross", run.train, run.test)
+        # the one-row-off pattern: the run's value is printed one row below its strategy
+        position = {"lora": 0, "lora+ba+wg": 1, "lora+ba+wg+2stg": 2}[run.strategy]
+        assert (cell.row - 1) % 3 == position + 1, run
+    means = {(r.model, r.strategy): r.mean_pct for r in pv.AUTHORS_LOG_RUNS}
+    assert means[("w2v2-cn", "lora+ba+wg+2stg")] == 69.4
+    assert means[("w2v2-de", "lora+ba+wg+2stg")] == 57.5
