@@ -293,14 +293,17 @@ class AuthorsLogRun:
     Attributes
     ----------
     log : file under ``logs/PEFT_modules/`` of zhan7721/Crosslingual_SER
-    model, train, valid, test : ``--model``, ``--train``, ``--eval``, ``--test`` of the run
+    model, setting : the run's model and Table I setting
+    train, valid, test : ``--train``, ``--eval``, ``--test`` of the run (stage 1 for 2-stg)
     strategy : ``lora``, ``lora+ba+wg`` or ``lora+ba+wg+2stg``
     fold_acc : per-fold test accuracy (fraction 0-1) as logged
-    printed_row : the Table I row whose printed UA equals this run's mean, or None
+    printed_row : the Table I row of the same block whose printed UA equals this run's mean,
+        or None when no printed cell of the model has it
     """
 
     log: str
     model: str
+    setting: str
     train: str
     valid: str
     test: str
@@ -313,23 +316,40 @@ class AuthorsLogRun:
         """Mean over folds, percent, rounded to one decimal like Table I."""
         return round(100 * sum(self.fold_acc) / len(self.fold_acc), 1)
 
+    @property
+    def own_row(self) -> int:
+        """The Table I row this run belongs to by model, setting, target and strategy."""
+        position = {"lora": 0, "lora+ba+wg": 1, "lora+ba+wg+2stg": 2}[self.strategy]
+        block = next(c.row for c in TABLE_I if (c.model, c.setting, c.target) == (self.model, self.setting, self.test))
+        return block + position
+
 
 AUTHORS_LOG_RUNS: tuple[AuthorsLogRun, ...] = (
-    AuthorsLogRun("crossling.out", "w2v2-de", "de", "cn", "cn", "lora",
+    AuthorsLogRun("crossling.out", "w2v2-de", "cross", "de", "cn", "cn", "lora",
                   (0.3750, 0.7500, 0.6350, 0.7050, 0.4600), 17),
-    AuthorsLogRun("crossling.out", "w2v2-cn", "cn", "de", "de", "lora",
+    AuthorsLogRun("crossling.out", "w2v2-cn", "cross", "cn", "de", "de", "lora",
                   (0.6750, 0.6400, 0.5800, 0.6500, 0.7200), 5),
-    AuthorsLogRun("various_peft_crossling.out", "w2v2-cn", "cn", "de", "de", "lora+ba+wg",
+    AuthorsLogRun("various_peft_crossling.out", "w2v2-cn", "cross", "cn", "de", "de", "lora+ba+wg",
                   (0.6550, 0.7050, 0.7300, 0.7200, 0.7250), 6),
-    AuthorsLogRun("various_twostage.out", "w2v2-de", "de", "cn", "cn", "lora+ba+wg+2stg",
+    AuthorsLogRun("various_twostage.out", "w2v2-de", "cross", "de", "cn", "cn", "lora+ba+wg+2stg",
                   (0.3300, 0.7500, 0.5500, 0.7200, 0.5250), None),
-    AuthorsLogRun("various_twostage.out", "w2v2-cn", "cn", "de", "de", "lora+ba+wg+2stg",
+    AuthorsLogRun("various_twostage.out", "w2v2-cn", "cross", "cn", "de", "de", "lora+ba+wg+2stg",
                   (0.6550, 0.7800, 0.6800, 0.6550, 0.7000), None),
+    AuthorsLogRun("translearn.out", "w2v2-cn", "trans", "de", "de", "de", "lora",
+                  (0.9800, 0.9950, 0.9800, 0.9900, 0.9950), 8),
+    AuthorsLogRun("various_peft_trans.out", "w2v2-cn", "trans", "de", "de", "de", "lora+ba+wg",
+                  (0.9850, 0.9950, 0.9850, 0.9800, 0.9950), 8),
+    AuthorsLogRun("en_trans.out", "w2v2-de", "trans", "en", "en", "en", "lora",
+                  (0.6150, 0.5850, 0.6700, 0.6700, 0.7100), None),
+    AuthorsLogRun("various_peft_en_trans.out", "w2v2-cn", "trans", "en", "en", "en", "lora+ba+wg",
+                  (0.6450, 0.5950, 0.6350, 0.7550, 0.7550), 12),
 )
-"""The summary lines read so far (not every log). In both Cross blocks the printed value of
-a row is the mean of the run one strategy *below* it: the LoRA-only run sits in the
-LoRA+BA+WG row (CN 65.3, DE 58.5), the CN LoRA+BA+WG run in the 2-stg row (70.7); the two
-2-stg runs (57.5, 69.4) appear nowhere in Table I."""
+"""The summary lines read so far (the last run of each log, and two runs found mid-file; not
+every run). Five runs are printed one row below their own (``printed_row == own_row + 1``):
+both LoRA-only Cross runs, the CN LoRA+BA+WG Cross run, the CN LoRA-only Trans-DE run and the
+CN LoRA+BA+WG Trans-EN run. The CN LoRA+BA+WG Trans-DE run has the same mean (98.8) as the
+LoRA-only one, so it matches its own row as well. The two 2-stg runs (57.5, 69.4) and the
+DE LoRA-only Trans-EN run (65.0) appear nowhere in Table I."""
 
 
 PAPER_TEXT_PROTOCOL: dict[str, dict[str, object]] = {
