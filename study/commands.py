@@ -4,17 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
-
-
-def _fail(message: str) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=2)
+from featstore.console import check_cache_root, error_message, print_line
+from featstore.console import fail as _fail
 
 
 def demo(
@@ -47,10 +42,10 @@ def demo(
     from featstore.synth.espeak import EspeakError
 
     try:
-        report = run_demo(config, log=lambda line: console.print(line, highlight=False, markup=False))
+        report = run_demo(config, log=print_line)
     except EspeakError as err:  # the one thing a fresh machine can lack: the speech synthesiser
         _fail(f"the demo corpus needs eSpeak NG: {err}")
-    console.print(f"[bold green]report:[/bold green] {report}")
+    print_line(f"report: {report}")
 
 
 def report(
@@ -64,7 +59,7 @@ def report(
         path = build_report(run_dir, out)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
-    console.print(f"report: {path}")
+    print_line(f"report: {path}")
 
 
 def study(
@@ -79,17 +74,18 @@ def study(
     try:
         cfg = load_study_config(config)
     except StudyConfigError as err:
-        _fail(str(err))
+        _fail(error_message(err))
+    check_cache_root(cfg.cache_root)
     from featstore.cache import CacheLockedError
     from featstore.extract import ExtractError
 
     try:
-        report_path = run_study(cfg, log=lambda line: console.print(line, highlight=False, markup=False))
+        report_path = run_study(cfg, log=print_line)
     except (FileNotFoundError, ValueError, ExtractError, CacheLockedError) as err:
         # missing corpus files or model folders, bad folds, a locked cache...: the step
         # that failed is the last "[run ]" line printed above
-        _fail(f"{config}: {err}")
-    console.print(f"[bold green]report:[/bold green] {report_path}")
+        _fail(f"{config}: {error_message(err)}")
+    print_line(f"report: {report_path}")
 
 
 def register(app: typer.Typer) -> None:

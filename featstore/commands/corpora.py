@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from featstore.console import error_message, fail
 from featstore.corpora import READERS, CorpusFormatError, CorpusNotFoundError
 from featstore.corpora.prepare import PrepareConfig, PrepareResult, count_table, prepare_corpus
 from featstore.manifest import ManifestError
@@ -62,8 +63,7 @@ def prepare(
                                cache_root=cache_root, check=check_audio)
         result = prepare_corpus(config)
     except (CorpusNotFoundError, CorpusFormatError, ManifestError, ValueError, OSError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
-        raise typer.Exit(code=2) from err
+        fail(error_message(err))
     for message in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
     counts = count_table(result.manifest)

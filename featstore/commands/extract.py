@@ -11,12 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from featstore.cache import CacheError, CacheLockedError, cache_info, list_caches, merge_caches, verify_cache
+from featstore.console import error_message, fail, print_line
 from featstore.paths import cache_root as default_cache_root
-
-
-def _fail(console: Console, err: BaseException, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {err}", highlight=False)
-    return typer.Exit(code=code)
 
 
 def _layers(text: Optional[str]) -> tuple[int, ...] | None:
@@ -65,9 +61,9 @@ def extract(
     try:
         report = run_extraction(config)
     except (ExtractError, CacheError, CacheLockedError, OSError) as err:  # OSError: disk full, permissions
-        raise _fail(console, err) from err
+        fail(error_message(err))
     for note in report.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        print_line(f"note: {note}")
     if report.status == "up to date":
         console.print(f"{report.path}: already extracted with these settings, nothing to do")
     else:
@@ -96,7 +92,7 @@ def info(
     try:
         data = cache_info(path if len(path) > 1 else path[0])
     except (CacheError, OSError) as err:
-        raise _fail(console, err) from err
+        fail(error_message(err))
     if as_json:
         print(json.dumps(data, indent=2, default=str))
         return
@@ -148,12 +144,11 @@ def merge(
     out: Annotated[Path, typer.Option("--out", help="Merged cache file to write. Required.")],
 ) -> None:
     """Merge the shard files of one extraction into one cache file."""
-    console = Console()
     try:
         path = merge_caches(shards if len(shards) > 1 else shards[0], out)
     except (CacheError, OSError) as err:
-        raise _fail(console, err) from err
-    console.print(f"wrote {path}", highlight=False)
+        fail(error_message(err))
+    print_line(f"wrote {path}")
 
 
 def bench(

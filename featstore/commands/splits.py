@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from featstore.audio import load_bad_files
+from featstore.console import error_message, fail
 from featstore.manifest import ManifestError, load_manifest
 from featstore.paths import manifest_path, splits_path
 from featstore.splits import (
@@ -55,8 +56,7 @@ def splits(
         manifest = load_manifest(manifest_path(corpus, cache_root))
         bad = load_bad_files(manifest_path(corpus, cache_root))
     except (FileNotFoundError, ManifestError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+        fail(error_message(err))
     try:
         if import_dir is not None:
             folds = import_paper_folds(manifest, import_dir, allow_missing=allow_missing, exclude=bad)
@@ -66,13 +66,8 @@ def splits(
                 group_by=group_by, scale=scale, languages=tuple(language or ()),
             )
             folds = make_folds(manifest, config, exclude=bad)
-    except MissingFilesError as err:
-        console.print("[red]error:[/red] ", end="")
-        console.print(str(err), markup=False, highlight=False)
-        raise typer.Exit(code=2) from err
-    except (FoldError, FileNotFoundError, ValueError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+    except (MissingFilesError, FoldError, FileNotFoundError, ValueError) as err:
+        fail(error_message(err))
 
     meta = folds.meta
     console.print(f"scheme: [bold]{meta['scheme']}[/bold]" + (f" (seed {meta['seed']})" if meta.get("seed") is not None else ""))
@@ -104,8 +99,7 @@ def splits(
     try:
         path = save_folds(folds, splits_path(corpus, cache_root))
     except OSError as err:  # cache root not writable, disk full
-        console.print(f"[red]error:[/red] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+        fail(error_message(err))
     console.print(f"saved {escape(str(path))}")
 
 

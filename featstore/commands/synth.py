@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from featstore.console import error_message, fail
 from featstore.synth import LANGUAGES, EspeakError, SynthConfig, synthesize_demo
 
 
@@ -37,8 +38,7 @@ def synth(
     try:
         folders = synthesize_demo(config, progress=True)
     except (EspeakError, OSError) as err:  # OSError: a foreign folder, --out not writable
-        console.print(f"[red]error:[/red] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+        fail(error_message(err))
     elapsed_s = time.perf_counter() - start
     console.print(f"{config.n_utterances} utterances in {elapsed_s:.1f} s ({config.layout} layout):")
     for code, folder in folders.items():
