@@ -15,7 +15,7 @@ from featstore.commands import extract as fs_extract
 from featstore.commands import models as fs_models
 from featstore.commands import splits as fs_splits
 from featstore.commands import synth as fs_synth
-from featstore.console import guard_app, run_app
+from featstore.console import complete_short_help, guard_app, run_app
 from finetune import commands as ft_commands
 from probes.commands import human as pr_human
 from probes.commands import layerwise as pr_layerwise
@@ -44,12 +44,13 @@ for module in FINETUNE_COMMANDS:
 for module in STUDY_COMMANDS:
     module.register(app)
 
-app.add_typer(featstore_app, name="featstore")
-app.add_typer(probes_app, name="probes")
-app.add_typer(finetune_app, name="finetune")
+app.add_typer(featstore_app, name="featstore", short_help=featstore_app.info.help)
+app.add_typer(probes_app, name="probes", short_help=probes_app.info.help)
+app.add_typer(finetune_app, name="finetune", short_help=finetune_app.info.help)
 
 for typer_app in (app, featstore_app, probes_app, finetune_app):
     guard_app(typer_app)  # the one error boundary (featstore.console) around every command
+    complete_short_help(typer_app)  # whole first sentences in the command lists
 
 
 def main() -> None:

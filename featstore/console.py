@@ -28,7 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-import click
 import typer
 
 from featstore.errors import CrosslingError
@@ -67,6 +66,24 @@ whose module was never imported cannot have been raised."""
 
 CACHE_ROOT_PARAMS = ("cache_root", "cache")
 """Command parameters holding a cache root (checked by :func:`guard`)."""
+
+
+def _pass_through() -> tuple[type[BaseException], ...]:
+    """Exceptions of the command-line framework itself (exit, abort, usage errors): they
+    pass the boundary untouched. Typer >= 0.20 carries its own copy of click, older ones use
+    click's: both are covered."""
+    classes: set[type[BaseException]] = {typer.Exit, typer.Abort}
+    classes.update(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    try:
+        import click
+    except ImportError:  # pragma: no cover - typer's own copy only
+        pass
+    else:
+        classes.update((click.exceptions.Exit, click.exceptions.Abort, click.ClickException))
+    return tuple(classes)
+
+
+_PASS_THROUGH = _pass_through()
 
 
 class CommandError(CrosslingError):
@@ -147,7 +164,7 @@ def guard(func: F) -> F:
                 if name in kwargs and (kwargs[name] is None or isinstance(kwargs[name], (str, Path))):
                     check_cache_root(kwargs[name])
             return func(*args, **kwargs)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except _PASS_THROUGH:
             raise
         except KeyboardInterrupt:
             print_line(INTERRUPTED, err=True)
@@ -170,6 +187,28 @@ def guard_app(app: typer.Typer) -> typer.Typer:
     for group in app.registered_groups:
         if group.typer_instance is not None:
             guard_app(group.typer_instance)
+    return app
+
+
+def first_sentence(text: str | None) -> str:
+    """The first sentence of a docstring, on one line (a command's entry in a command list:
+    click would otherwise cut the docstring mid-sentence at 45 characters)."""
+    para = " ".join((text or "").strip().split("\n\n")[0].split())
+    for end in (". ", ".\t"):
+        if end in para:
+            return para[: para.index(end) + 1]
+    return para
+
+
+def complete_short_help(app: typer.Typer) -> typer.Typer:
+    """Give each command of ``app`` (and of its sub-apps) without a ``short_help`` the first
+    sentence of its docstring, so the command list shows whole sentences."""
+    for info in app.registered_commands:
+        if not isinstance(info.short_help, str) and info.callback is not None:
+            info.short_help = first_sentence(info.callback.__doc__)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            complete_short_help(group.typer_instance)
     return app
 
 
@@ -224,7 +263,7 @@ def aliased(aliases: dict[str, str]) -> type:
     class AliasedCommand(TyperCommand):
         deprecated_aliases = dict(aliases)
 
-        def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
             rewritten: list[str] = []
             rest = False
             for arg in args:

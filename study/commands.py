@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from featstore.console import check_cache_root, error_message, print_line
+from featstore.console import aliased, check_cache_root, error_message, print_line
 from featstore.console import fail as _fail
 
 
@@ -16,18 +16,18 @@ def demo(
     out: Annotated[Path | None, typer.Option(help="Run directory for results, figures and report.html. "
                                                   "Default: <cache root>/runs/demo.")] = None,
     cache_root: Annotated[Path | None, typer.Option(help="Cache root for the demo corpus, models, manifests and "
-                                                         "features. Default: $CROSSLING_CACHE or ./cache.")] = None,
+                                                         "features; default $CROSSLING_CACHE or ./cache.")] = None,
     seed: Annotated[int, typer.Option(help="One seed for corpus, models, folds, probes, fine-tuning and "
-                                           "listeners. Default: 0.")] = 0,
-    per_emotion: Annotated[int, typer.Option(help="Demo sentences per emotion, speaker and language. "
-                                                  "Default: 8 (640 utterances).")] = 8,
-    probe_head: Annotated[str, typer.Option(help="Probe head: logreg (default for the demo's small corpus), or "
+                                           "listeners.")] = 0,
+    per_emotion: Annotated[int, typer.Option(help="Demo sentences per emotion, speaker and language "
+                                                  "(8: 640 utterances).")] = 8,
+    probe_head: Annotated[str, typer.Option(help="Probe head: logreg (suits the demo's small corpus), "
                                                  "the paper's mlp, or linear.")] = "logreg",
-    probe_epochs: Annotated[int, typer.Option(help="Probe epochs at most (early stopping, patience 10). "
-                                                   "Default: 100, the paper's.")] = 100,
-    finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per stage. Default: 2 (a short "
-                                                      "run that shows the pipeline).")] = 2,
-    listeners: Annotated[int, typer.Option(help="Simulated listeners per group. Default: 6, as the paper.")] = 6,
+    probe_max_epochs: Annotated[int, typer.Option(help="Probe epochs at most (early stopping, patience 10; "
+                                                       "the paper's 100).")] = 100,
+    finetune_max_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per stage at most (2: a short "
+                                                          "run that shows the pipeline).")] = 2,
+    listeners: Annotated[int, typer.Option(help="Simulated listeners per group (6, as the paper).")] = 6,
 ) -> None:
     """Run the whole study on the embedded demo corpus with untrained demo models (no data,
     no weights, no network). Reruns reuse the cache and skip finished steps."""
@@ -35,7 +35,7 @@ def demo(
 
     try:
         config = DemoConfig(out=out, cache_root=cache_root, seed=seed, per_emotion=per_emotion,
-                            probe_head=probe_head, probe_epochs=probe_epochs, finetune_epochs=finetune_epochs,
+                            probe_head=probe_head, probe_epochs=probe_max_epochs, finetune_epochs=finetune_max_epochs,
                             listeners_per_group=listeners)
     except ValueError as err:
         _fail(str(err))
@@ -90,6 +90,8 @@ def study(
 
 def register(app: typer.Typer) -> None:
     """Add ``demo``, ``study`` and ``report`` to ``app``."""
-    app.command("demo")(demo)
-    app.command("study")(study)
-    app.command("report")(report)
+    app.command("demo", short_help="Run the whole study on the demo corpus (no data, no network).",
+                cls=aliased({"--probe-epochs": "--probe-max-epochs",
+                             "--finetune-epochs": "--finetune-max-epochs"}))(demo)
+    app.command("study", short_help="Run the paper's whole study from a config (resumable).")(study)
+    app.command("report", short_help="Write the HTML report of a run directory.")(report)

@@ -46,7 +46,7 @@ def prepare(
     layout: Annotated[Optional[str], typer.Option(help="pavoque: auto, release (FLAC + YAML) or "
                                                        "extracted (wav folder). Default auto.")] = None,
     keep_missing: Annotated[bool, typer.Option(help="iemocap: keep labelled utterances whose "
-                                                    "wav is missing. Default off.")] = False,
+                                                    "wav is missing.")] = False,
     check_audio: Annotated[bool, typer.Option("--check-audio", help="Decode every file and save "
                                               "the unusable ones as <name>.bad.parquet beside the "
                                               "manifest; later steps skip them. Default off.")] = False,

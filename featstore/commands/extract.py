@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from featstore.cache import CacheError, CacheLockedError, cache_info, list_caches, merge_caches, verify_cache
-from featstore.console import error_message, fail, print_line
+from featstore.console import check_corpora, error_message, fail, print_line
 from featstore.paths import cache_root as default_cache_root
 
 
@@ -28,19 +28,19 @@ def extract(
     model: Annotated[str, typer.Option(help="Registry alias (w2v2-cn, w2v2-de, w2v2-en, wavlm-emo, wavlm-large), a local model folder, or a Hugging Face id already in the local cache. Required.")],
     corpus: Annotated[str, typer.Option(help="Prepared corpus name (manifests/<corpus>.parquet under the cache root). Required.")],
     model_language: Annotated[Optional[str], typer.Option("--model-language", help="Language code of a model outside the registry (cn, de, en ...). Default: from the registry.")] = None,
-    frames: Annotated[bool, typer.Option("--frames", help="Also store frame-level hidden states (about 1 MB per second of audio for a base model in float16). Default: pooled mean/std only.")] = False,
+    frames: Annotated[bool, typer.Option("--frames", help="Also store frame-level hidden states (about 1 MB per second of audio for a base model in float16); without it: pooled mean/std only.")] = False,
     frame_layers: Annotated[Optional[str], typer.Option("--frame-layers", help="With --frames: only these hidden states, e.g. 0,6,12. Default: all.")] = None,
-    dtype: Annotated[str, typer.Option(help="Stored float type: float16 or float32. Default float16.")] = "float16",
-    max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, in seconds. Default 64.")] = 64.0,
+    dtype: Annotated[str, typer.Option(help="Stored float type: float16 or float32.")] = "float16",
+    max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, in seconds.")] = 64.0,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Cap on clips per batch; 1 = one clip at a time. Default: 1 on CPU (batches only add padding there), no cap on GPU.")] = None,
-    max_clip_seconds: Annotated[float, typer.Option("--max-clip-seconds", help="Longer clips run through the model in consecutive chunks of this length, in seconds. Default 60.")] = 60.0,
+    max_clip_seconds: Annotated[float, typer.Option("--max-clip-seconds", help="Longer clips run through the model in consecutive chunks of this length, in seconds.")] = 60.0,
     piece_utts: Annotated[Optional[int], typer.Option("--piece-utts", help="Utterances per crash-safe piece (one part file each). Default: about 64 pieces of 8 to 128 utterances.")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Threads decoding audio ahead of the model. Default 2.")] = 2,
-    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ... Default auto.")] = "auto",
-    shard: Annotated[str, typer.Option(help="I/N: extract shard I (0-based) of N, split by cumulative duration, into <corpus>.shard-I-of-N.h5; auto: from RANK/WORLD_SIZE (torchrun) or SLURM array variables. Default 0/1.")] = "0/1",
-    strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when any utterance could not be extracted. Default: record, list and go on.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-extract when the cache (or an unfinished run) was made with other settings. Default: refuse.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for another extraction of the same cache instead of refusing. Default: refuse.")] = False,
+    workers: Annotated[int, typer.Option("--workers", help="Threads decoding audio ahead of the model.")] = 2,
+    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ...")] = "auto",
+    shard: Annotated[str, typer.Option(help="I/N: extract shard I (0-based) of N, split by cumulative duration, into <corpus>.shard-I-of-N.h5; auto: from RANK/WORLD_SIZE (torchrun) or SLURM array variables.")] = "0/1",
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when any utterance could not be extracted; without it: record, list and go on.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-extract when the cache (or an unfinished run) was made with other settings; without it: refuse.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for another extraction of the same cache instead of refusing.")] = False,
     cache_root: Annotated[Optional[Path], typer.Option("--cache-root", help="Cache root. Default $CROSSLING_CACHE or ./cache.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output file. Default <cache-root>/<model>/<corpus>.h5.")] = None,
 ) -> None:
@@ -48,6 +48,7 @@ def extract(
     from featstore.extract import ExtractConfig, ExtractError, parse_shard, run_extraction  # torch: load late
 
     console = Console()
+    check_corpora(corpus, cache_root)
     try:
         config = ExtractConfig(
             model=model, corpus=corpus, cache_root=cache_root, model_language=model_language,
@@ -85,7 +86,7 @@ def extract(
 
 def info(
     path: Annotated[list[str], typer.Argument(help="Cache file, shard files, or a glob of shards (quoted).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON. Default: a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Counts, shapes, fingerprints and failed items of a cache."""
     console = Console()
@@ -152,14 +153,14 @@ def merge(
 
 
 def bench(
-    n_utts: Annotated[int, typer.Option("--n-utts", help="Synthetic clips (1-8 s each); the memory check also runs 4x as many. Default 200.")] = 200,
-    model_size: Annotated[str, typer.Option("--model-size", help="base (12 layers, 768 dims, random weights: the real compute) or tiny (a quick check). Default base.")] = "base",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda. Default auto.")] = "auto",
-    frames: Annotated[bool, typer.Option("--frames", help="Also time an extraction that stores every frame. Default: measured size of pooled only, frame size computed.")] = False,
-    max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, seconds. Default 64.")] = 64.0,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic clips and the random model. Default 0.")] = 0,
-    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory on N and 4N clips (two extra runs in fresh processes). Default on.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON. Default: a table.")] = False,
+    n_utts: Annotated[int, typer.Option("--n-utts", help="Synthetic clips (1-8 s each); the memory check also runs 4x as many.")] = 200,
+    model_size: Annotated[str, typer.Option("--model-size", help="base (12 layers, 768 dims, random weights: the real compute) or tiny (a quick check).")] = "base",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    frames: Annotated[bool, typer.Option("--frames", help="Also time an extraction that stores every frame.")] = False,
+    max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, seconds.")] = 64.0,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic clips and the random model.")] = 0,
+    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory on N and 4N clips (two extra runs in fresh processes).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Benchmark extraction: forward alone, ours end to end, the paper code's naive loop, memory, sizes."""
     from featstore.extract.bench import BenchConfig, format_bench, run_bench

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from featstore.audio import load_bad_files
-from featstore.console import error_message, fail
+from featstore.console import check_corpora, error_message, fail
 from featstore.manifest import ManifestError, load_manifest
 from featstore.paths import manifest_path, splits_path
 from featstore.splits import (
@@ -38,20 +38,21 @@ def _print_counts(console: Console, folds: FoldTable, manifest: object) -> None:
 
 def splits(
     corpus: Annotated[str, typer.Argument(help="Prepared corpus name (its manifest is manifests/<corpus>.parquet under the cache root).")],
-    seed: Annotated[int, typer.Option(help="Seed of every random draw. Default 0.")] = 0,
-    n_folds: Annotated[int, typer.Option("--n-folds", help="Number of folds. Default 5 (the paper).")] = 5,
-    n_train: Annotated[int, typer.Option("--n-train", help="Training utterances per fold, a multiple of 4. Default 1600.")] = 1600,
-    n_valid: Annotated[int, typer.Option("--n-valid", help="Validation utterances per fold, a multiple of 4. Default 200.")] = 200,
-    n_test: Annotated[int, typer.Option("--n-test", help="Test utterances per fold, a multiple of 4. Default 200.")] = 200,
-    group_by: Annotated[str, typer.Option("--group-by", help="Held-out groups: auto (session if several, else speaker if several, else independent draws), speaker, session, none. Default auto.")] = "auto",
-    scale: Annotated[str, typer.Option(help="auto: when the counts do not fit the corpus, keep their proportions at the largest size that fits (said in the output); off: exact counts or an error. Default auto.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
+    n_folds: Annotated[int, typer.Option("--n-folds", help="Number of folds.")] = 5,
+    n_train: Annotated[int, typer.Option("--n-train", help="Training utterances per fold, a multiple of 4.")] = 1600,
+    n_valid: Annotated[int, typer.Option("--n-valid", help="Validation utterances per fold, a multiple of 4.")] = 200,
+    n_test: Annotated[int, typer.Option("--n-test", help="Test utterances per fold, a multiple of 4.")] = 200,
+    group_by: Annotated[str, typer.Option("--group-by", help="Held-out groups: auto (session if several, else speaker if several, else independent draws), speaker, session, none.")] = "auto",
+    scale: Annotated[str, typer.Option(help="auto: when the counts do not fit the corpus, keep their proportions at the largest size that fits (said in the output); off: exact counts or an error.")] = "auto",
     language: Annotated[Optional[list[str]], typer.Option("--language", help="Keep only this language code (repeatable), e.g. cn for ESD's Mandarin speakers. Default: all.")] = None,
     import_dir: Annotated[Optional[Path], typer.Option("--import", help="Import the paper's folds from a folder with {train,eval,test}/metadata_fold<k>.csv (e.g. shared/paper/split_id/CN_ESD) instead of generating them. Default: generate.")] = None,
-    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="With --import: import the listed files the corpus has and warn about the rest. Default: error.")] = False,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="With --import: import the listed files the corpus has and warn about the rest; without it: an error.")] = False,
     cache_root: Annotated[Optional[Path], typer.Option("--cache-root", help="Cache root. Default $CROSSLING_CACHE or ./cache.")] = None,
 ) -> None:
     """Make the fold table (columns fold, part, utt_id) of CORPUS and save it under splits/."""
     console = Console()
+    check_corpora(corpus, cache_root)
     try:
         manifest = load_manifest(manifest_path(corpus, cache_root))
         bad = load_bad_files(manifest_path(corpus, cache_root))
