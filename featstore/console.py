@@ -233,15 +233,25 @@ def resolve_device(device: str) -> str:
 
 
 def prepared_corpora(root: str | Path | None) -> list[str]:
-    """Names of the prepared corpora (``manifests/<name>.parquet``) under the cache root."""
-    folder = check_cache_root(root) / "manifests"
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.glob("*.parquet") if not p.name.endswith(".bad.parquet"))
+    """Names of the corpora known under the cache root: prepared ones
+    (``manifests/<name>.parquet``) and those with a feature cache (``<model>/<name>.h5``
+    or its shards)."""
+    import re
+
+    base = check_cache_root(root)
+    names: set[str] = set()
+    folder = base / "manifests"
+    if folder.is_dir():
+        names.update(p.name[: -len(".parquet")] for p in folder.glob("*.parquet")
+                     if not p.name.endswith(".bad.parquet"))
+    if base.is_dir():
+        for h5 in base.glob("*/*.h5"):
+            names.add(re.sub(r"\.shard-\d+-of-\d+$", "", h5.name[: -len(".h5")]))
+    return sorted(names)
 
 
 def check_corpora(names: str | list[str] | tuple[str, ...], root: str | Path | None) -> None:
-    """Each name must be a prepared corpus under the cache root, else an
+    """Each name must be a corpus known under the cache root (:func:`prepared_corpora`), else an
     :class:`~featstore.errors.UnknownNameError` that lists the prepared ones (and the
     closest name)."""
     from featstore.errors import unknown_name

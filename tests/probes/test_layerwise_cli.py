@@ -29,7 +29,7 @@ def root(tmp_path_factory):
 def test_layerwise_then_plot(root, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(probes_app, [
-        "layerwise", "--setting", "mono,trans", "--model", "w2v2-cn", "--corpora", "esd,pavoque",
+        "layerwise", "--setting", "mono,trans", "--models", "w2v2-cn", "--corpora", "esd,pavoque",
         "--layers", "0,2", "--folds", "2", "--max-epochs", "3", "--lr", "1e-3", "--seed", "4",
         "--cache-root", str(root), "--out", str(out)])
     assert res.exit_code == 0, res.output
