@@ -196,3 +196,14 @@ def test_one_name_per_concept():
         aliases = getattr(cmd, "deprecated_aliases", {})
         assert not set(aliases) & names, joined
         assert set(aliases.values()) <= names, joined
+
+
+def test_docs_cli_lists_every_command_and_option():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    for path, cmd in LEAVES:
+        assert f"### `crossling {' '.join(path)}`" in doc, path
+        for param in cmd.params:
+            if param.param_type_name == "option" and not param.hidden and param.name != "help":
+                assert f"`{' / '.join(param.opts + param.secondary_opts)}`" in doc, (path, param.opts)
