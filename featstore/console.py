@@ -313,3 +313,10 @@ def field_default(cls: type, name: str) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+def cell(value: object) -> Any:
+    """``value`` as a Rich table cell that is never read as markup (``[cn]`` stays)."""
+    from rich.text import Text
+
+    return Text("" if value is None else str(value))

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from featstore.cache import CacheError, CacheLockedError, cache_info, list_caches, merge_caches, verify_cache
-from featstore.console import check_corpora, error_message, fail, print_line
+from featstore.console import cell, check_corpora, error_message, fail, print_line
 from featstore.paths import cache_root as default_cache_root
 
 
@@ -66,19 +66,19 @@ def extract(
     for note in report.notes:
         print_line(f"note: {note}")
     if report.status == "up to date":
-        console.print(f"{report.path}: already extracted with these settings, nothing to do")
+        print_line(f"{report.path}: already extracted with these settings, nothing to do")
     else:
         reused = f", {report.pieces_reused} of {report.pieces_total} pieces reused from an earlier run" if report.pieces_reused else ""
         rt = report.audio_s / report.wall_s if report.wall_s else 0.0
-        console.print(f"wrote {report.path}: {report.n_utts - len(report.failed)} utterances "
-                      f"({report.n_extracted} extracted now{reused}; {report.audio_s / 3600:.2f} h audio, "
-                      f"{report.wall_s:.1f} s, {rt:.1f}x real time)")
+        print_line(f"wrote {report.path}: {report.n_utts - len(report.failed)} utterances "
+                   f"({report.n_extracted} extracted now{reused}; {report.audio_s / 3600:.2f} h audio, "
+                   f"{report.wall_s:.1f} s, {rt:.1f}x real time)")
     if report.failed:
         table = Table(title=f"{len(report.failed)} utterance(s) not extracted")
         table.add_column("utt_id")
         table.add_column("reason")
         for uid, reason in report.failed.items():
-            table.add_row(uid, reason)
+            table.add_row(cell(uid), cell(reason))
         console.print(table)
         if strict:
             raise typer.Exit(code=1)
@@ -101,10 +101,10 @@ def info(
     for key in ("paths", "model", "model_source", "model_fingerprint", "corpus", "manifest_fingerprint", "fingerprint",
                 "dtype", "n_utts", "n_failed", "n_hidden_states", "dim", "has_frames", "frame_layers", "total_frames",
                 "audio_seconds", "size_bytes", "shapes"):
-        table.add_row(key, str(data[key]))
+        table.add_row(key, cell(data[key]))
     console.print(table)
     for uid, reason in data["failed"].items():
-        console.print(f"failed: {uid}: {reason}", highlight=False)
+        print_line(f"failed: {uid}: {reason}")
 
 
 def ls(
@@ -116,8 +116,8 @@ def ls(
     for col in ("model", "corpus", "n_utts", "n_failed", "frames", "dtype", "shard", "size", "status", "path"):
         table.add_column(col)
     for r in rows:
-        table.add_row(*[str(r.get(c, "")) for c in ("model", "corpus", "n_utts", "n_failed", "frames", "dtype", "shard")],
-                      f"{r['size_bytes'] / 2**20:.1f} MiB", r["status"], r["path"])
+        table.add_row(*[cell(r.get(c, "")) for c in ("model", "corpus", "n_utts", "n_failed", "frames", "dtype", "shard")],
+                      f"{r['size_bytes'] / 2**20:.1f} MiB", cell(r["status"]), cell(r["path"]))
     Console().print(table)
 
 
@@ -125,17 +125,16 @@ def verify(
     path: Annotated[list[Path], typer.Argument(help="Cache file(s) to check.")],
 ) -> None:
     """Open every dataset of a cache and check shapes, offsets, values and ids; exit 1 on problems."""
-    console = Console()
     bad = 0
     for p in path:
         problems = verify_cache(p)
         if problems:
             bad += 1
-            console.print(f"[red]{p}: {len(problems)} problem(s)[/red]", highlight=False)
+            print_line(f"{p}: {len(problems)} problem(s)")
             for problem in problems:
-                console.print(f"  - {problem}", highlight=False)
+                print_line(f"  - {problem}")
         else:
-            console.print(f"{p}: ok", highlight=False)
+            print_line(f"{p}: ok")
     if bad:
         raise typer.Exit(code=1)
 

@@ -7,11 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from featstore.audio import load_bad_files
-from featstore.console import check_corpora, error_message, fail
+from featstore.console import cell, check_corpora, error_message, fail, print_line
 from featstore.manifest import ManifestError, load_manifest
 from featstore.paths import manifest_path, splits_path
 from featstore.splits import (
@@ -71,37 +70,37 @@ def splits(
         fail(error_message(err))
 
     meta = folds.meta
-    console.print(f"scheme: [bold]{meta['scheme']}[/bold]" + (f" (seed {meta['seed']})" if meta.get("seed") is not None else ""))
+    print_line(f"scheme: {meta['scheme']}" + (f" (seed {meta['seed']})" if meta.get("seed") is not None else ""))
     if meta.get("held_out"):
         held = ", ".join(f"fold {k}: {'+'.join(v)}" for k, v in meta["held_out"].items())
-        console.print(f"held out ({meta['group_by']}): {held}")
+        print_line(f"held out ({meta['group_by']}): {held}")
     if meta.get("note"):
-        console.print(f"[yellow]note:[/yellow] {meta['note']}")
+        print_line(f"note: {meta['note']}")
     if meta.get("unusable"):
-        console.print(f"[yellow]warning:[/yellow] {len(meta['unusable'])} utterance(s) with unusable audio "
-                      "(featstore prepare --check-audio) left out")
+        print_line(f"warning: {len(meta['unusable'])} utterance(s) with unusable audio "
+                   "(featstore prepare --check-audio) left out")
     if meta.get("missing"):
-        console.print(f"[yellow]warning:[/yellow] {len(meta['missing'])} listed files are not in the corpus (skipped):")
+        print_line(f"warning: {len(meta['missing'])} listed files are not in the corpus (skipped):")
         missing = Table()
         missing.add_column("file")
         for name in meta["missing"]:
-            missing.add_row(escape(name))
+            missing.add_row(cell(name))
         console.print(missing)
     if meta.get("label_disagreements"):
         rows = meta["label_disagreements"]
-        console.print(f"[yellow]warning:[/yellow] {len(rows)} split labels disagree with the manifest's emotion:")
+        print_line(f"warning: {len(rows)} split labels disagree with the manifest's emotion:")
         table = Table()
         for name in ("file", "fold", "part", "answer", "emotion"):
             table.add_column(name)
         for row in rows:
-            table.add_row(*[escape(str(row[k])) for k in ("file", "fold", "part", "answer", "emotion")])
+            table.add_row(*[cell(row[k]) for k in ("file", "fold", "part", "answer", "emotion")])
         console.print(table)
     _print_counts(console, folds, manifest)
     try:
         path = save_folds(folds, splits_path(corpus, cache_root))
     except OSError as err:  # cache root not writable, disk full
         fail(error_message(err))
-    console.print(f"saved {escape(str(path))}")
+    print_line(f"saved {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from featstore.console import error_message, fail
+from featstore.console import error_message, fail, print_line
 from featstore.synth import LANGUAGES, EspeakError, SynthConfig, synthesize_demo
 
 
@@ -25,7 +23,6 @@ def synth(
 ) -> None:
     """Make the multilingual demo corpus (Mandarin, German, English, Cantonese; four emotions
     rendered as prosody) with eSpeak NG, in ESD's layout or as a manifest."""
-    console = Console()
     try:
         config = SynthConfig(
             out=out, seed=seed, per_emotion=per_emotion, n_speakers=n_speakers,
@@ -40,12 +37,12 @@ def synth(
     except (EspeakError, OSError) as err:  # OSError: a foreign folder, --out not writable
         fail(error_message(err))
     elapsed_s = time.perf_counter() - start
-    console.print(f"{config.n_utterances} utterances in {elapsed_s:.1f} s ({config.layout} layout):")
+    print_line(f"{config.n_utterances} utterances in {elapsed_s:.1f} s ({config.layout} layout):")
     for code, folder in folders.items():
         name = f"--name demo-{code}"
         how = (f"featstore prepare esd --root {folder} {name}" + ("" if code in ("cn", "en") else f" --language {code}")
                if config.layout == "esd" else f"featstore prepare table --root {folder / 'manifest.csv'} {name}")
-        console.print(f"  {code}: {escape(str(folder))}   (read with: {escape(how)})")
+        print_line(f"  {code}: {folder}   (read with: {how})")
 
 
 def register(app: typer.Typer) -> None:

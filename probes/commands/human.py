@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from featstore.console import aliased, check_corpora, print_line
+from featstore.console import aliased, cell, check_corpora, print_line
 from featstore.console import fail as _fail
 
 human_app = typer.Typer(
@@ -105,16 +105,16 @@ def ingest_cmd(
 
 def _print_anomalies(frame: object) -> None:
     if frame.height == 0:  # type: ignore[attr-defined]
-        console.print("no anomalies")
+        print_line("no anomalies")
         return
     table = Table(title="anomalies")
     for col in ("kind", "action", "listener", "stimulus", "source", "line", "detail"):
         table.add_column(col, overflow="fold")
     for row in frame.head(200).iter_rows():  # type: ignore[attr-defined]
-        table.add_row(*[Path(v).name if i == 4 and v else (v or "") for i, v in enumerate(row)])
+        table.add_row(*[cell(Path(v).name if i == 4 and v else v) for i, v in enumerate(row)])
     console.print(table)
     if frame.height > 200:  # type: ignore[attr-defined]
-        console.print(f"... {frame.height - 200} more in the JSON/CSV report")  # type: ignore[attr-defined]
+        print_line(f"... {frame.height - 200} more in the JSON/CSV report")  # type: ignore[attr-defined]
 
 
 def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
@@ -171,11 +171,11 @@ def compare_cmd(
                        "filters": dict(cfg.prediction_filters)}}
     out_dir = out or answers.parent / "compare"
     paths = save_compare(result, out_dir, prov, cfg.labels)
-    console.print("Table II (mean UA %, rows = listener groups):")
+    print_line("Table II (mean UA %, rows = listener groups):")
     console.print(result.table2)
     if result.pairs.height:
         console.print(result.pairs.select("group", "language", "human_setting", "model", "human_ua", "model_ua"))
     if result.ttests.height:
         sig = result.ttests.filter("significant")
-        console.print(f"{result.ttests.height} Welch t-tests ({correction}); {sig.height} significant")
+        print_line(f"{result.ttests.height} Welch t-tests ({correction}); {sig.height} significant")
     print_line(f"written to {out_dir} ({json.dumps(sorted(paths))})")
