@@ -182,7 +182,7 @@ def plot(
 
 def bench(
     n_utts: Annotated[int, typer.Option(help="Utterances per corpus (the paper's)")] = 2000,
-    layers: Annotated[int, typer.Option(help="Hidden states per model (wav2vec 2.0 base)")] = 13,
+    n_layers: Annotated[int, typer.Option(help="Hidden states per model (13: wav2vec 2.0 base)")] = 13,
     dim: Annotated[int, typer.Option(help="Feature width")] = 768,
     folds: Annotated[int, typer.Option(help="Folds")] = 5,
     quick: Annotated[bool, typer.Option(help="5 epochs and a 2-head baseline sample")] = False,
@@ -197,7 +197,7 @@ def bench(
     from probes.bench import BenchConfig, run_bench
 
     try:
-        config = BenchConfig(n_utts=n_utts, n_layers=layers, dim=dim, n_folds=folds, quick=quick,
+        config = BenchConfig(n_utts=n_utts, n_layers=n_layers, dim=dim, n_folds=folds, quick=quick,
                              baseline_sample=baseline_sample, max_epochs=max_epochs, n_jobs=n_jobs, seed=seed,
                              workdir=workdir)
     except ValueError as err:
@@ -233,4 +233,5 @@ def register(app: typer.Typer) -> None:
     app.command("layerwise", short_help="Layer-wise probes over the feature cache (Figure 1).",
                 cls=aliased({"--model": "--models"}))(layerwise)
     app.command("plot", short_help="Redraw Figure 1 from a results table.")(plot)
-    app.command("bench", short_help="Benchmark the layer-wise grid at the paper's shape.")(bench)
+    app.command("bench", short_help="Benchmark the layer-wise grid at the paper's shape.",
+                cls=aliased({"--layers": "--n-layers"}))(bench)

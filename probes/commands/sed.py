@@ -92,15 +92,16 @@ def _parse_layers(text: str) -> tuple[int, ...] | None:
 
 
 @sed_app.command("probe", short_help="Frame-level probe per layer, scored on ZED with EDER.",
-                 cls=aliased({**_CACHE_ALIAS, "--test": "--test-corpus"}))
+                 cls=aliased({**_CACHE_ALIAS, "--test": "--test-corpus", "--c": "--logreg-c",
+                                      "--max-iter": "--logreg-max-iter"}))
 def probe_cmd(
     model: Annotated[str, typer.Option(help="Model alias whose frame caches are read (<cache>/<model>/<corpus>.h5).")],
     train_corpora: Annotated[str, typer.Option(help="Comma-separated training corpora.")] = "esd,pavoque,iemocap",
     test_corpus: Annotated[str, typer.Option(help="Diarization test corpus.")] = "zed",
     layers: Annotated[str, typer.Option(help="'all' or comma-separated hidden-state indices.")] = "all",
     max_train_frames: Annotated[int, typer.Option(help="Training frames per layer at most, subsampled.")] = 50_000,
-    c: Annotated[float, typer.Option(help="Inverse L2 regularisation of the logistic regression.")] = 1.0,
-    max_iter: Annotated[int, typer.Option(help="L-BFGS iterations.")] = 300,
+    logreg_c: Annotated[float, typer.Option(help="Inverse L2 regularisation C of the logistic regression.")] = 1.0,
+    logreg_max_iter: Annotated[int, typer.Option(help="L-BFGS iterations of the logistic regression.")] = 300,
     seed: Annotated[int, typer.Option(help="Seed of subsampling and solver.")] = 0,
     model_results: Annotated[Path | None, typer.Option(help="per_utterance.parquet of `probes sed model`, printed beside the best layer (default: none).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache>/runs/sed/probe/<model>/<test>).")] = None,
@@ -114,8 +115,8 @@ def probe_cmd(
     try:
         check_corpora([*_csv_list(train_corpora), test_corpus], cache)
         config = ProbeConfig(model=model, train_corpora=_csv_list(train_corpora), test_corpus=test_corpus,
-                             layers=_parse_layers(layers), max_train_frames=max_train_frames, c=c,
-                             max_iter=max_iter, seed=seed)
+                             layers=_parse_layers(layers), max_train_frames=max_train_frames, c=logreg_c,
+                             max_iter=logreg_max_iter, seed=seed)
         paths = run_frame_probe(config, root=cache, out_dir=out, progress=_bar("layers"))
     except _USER_ERRORS as err:
         _fail(str(err))

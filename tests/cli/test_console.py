@@ -185,3 +185,19 @@ def test_console_script_entry_point_runs_the_boundary(tmp_path):
         f"error: cache root {path} (from --cache-root) is a file, not a folder; "
         "give a folder with --cache-root or $CROSSLING_CACHE"]
     assert proc.stdout == ""
+
+
+def test_table_cells_are_never_markup():
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from featstore.console import cell
+
+    table = Table()
+    table.add_column("utt_id")
+    table.add_row(cell("spk[cn]/[bold]x"))
+    buf = StringIO()
+    Console(file=buf, width=200).print(table)
+    assert "spk[cn]/[bold]x" in buf.getvalue()

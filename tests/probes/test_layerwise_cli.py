@@ -65,7 +65,7 @@ def test_layerwise_missing_cache_is_a_clear_error(root, tmp_path):
 
 
 def test_bench_quick_json():
-    res = runner.invoke(probes_app, ["bench", "--n-utts", "48", "--layers", "2", "--dim", "8", "--folds", "2",
+    res = runner.invoke(probes_app, ["bench", "--n-utts", "48", "--n-layers", "2", "--dim", "8", "--folds", "2",
                                      "--quick", "--n-jobs", "1", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
