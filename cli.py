@@ -15,13 +15,15 @@ from featstore.commands import extract as fs_extract
 from featstore.commands import models as fs_models
 from featstore.commands import splits as fs_splits
 from featstore.commands import synth as fs_synth
+from featstore.console import complete_short_help, guard_app, run_app
 from finetune import commands as ft_commands
 from probes.commands import human as pr_human
 from probes.commands import layerwise as pr_layerwise
 from probes.commands import sed as pr_sed
 from study import commands as st_commands
 
-_SETTINGS = {"no_args_is_help": True, "pretty_exceptions_show_locals": False}
+# plain help (no Rich boxes, no `<bool>` metavars, no markup read from help strings)
+_SETTINGS = {"no_args_is_help": True, "pretty_exceptions_show_locals": False, "rich_markup_mode": None}
 
 featstore_app = typer.Typer(help="Corpora, folds, the demo corpus, SSL models and the feature cache.", **_SETTINGS)
 probes_app = typer.Typer(help="Layer-wise probes, listening tests and speech emotion diarization.", **_SETTINGS)
@@ -42,9 +44,34 @@ for module in FINETUNE_COMMANDS:
 for module in STUDY_COMMANDS:
     module.register(app)
 
-app.add_typer(featstore_app, name="featstore")
-app.add_typer(probes_app, name="probes")
-app.add_typer(finetune_app, name="finetune")
+app.add_typer(featstore_app, name="featstore", short_help=featstore_app.info.help)
+app.add_typer(probes_app, name="probes", short_help=probes_app.info.help)
+app.add_typer(finetune_app, name="finetune", short_help=finetune_app.info.help)
+
+for typer_app in (app, featstore_app, probes_app, finetune_app):
+    guard_app(typer_app)  # the one error boundary (featstore.console) around every command
+    complete_short_help(typer_app)  # whole first sentences in the command lists
+
+
+def main() -> None:
+    """Console script ``crossling``."""
+    run_app(app, prog_name="crossling")
+
+
+def featstore_main() -> None:
+    """Console script ``featstore``."""
+    run_app(featstore_app, prog_name="featstore")
+
+
+def probes_main() -> None:
+    """Console script ``probes``."""
+    run_app(probes_app, prog_name="probes")
+
+
+def finetune_main() -> None:
+    """Console script ``finetune``."""
+    run_app(finetune_app, prog_name="finetune")
+
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -14,58 +14,99 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from featstore.console import aliased, check_corpora, resolve_device
+from featstore.console import fail as _fail
+from featstore.io import atomic_write
+
 _console = Console(stderr=True)
 
+_FT = "finetune.run:FinetuneConfig"
+_TR = "finetune.train:TrainConfig"
+CONFIG_FIELDS: dict[str, dict[str, str]] = {
+    "peft": {
+        "model": f"{_FT}.model", "train_corpus": f"{_FT}.train_corpus", "test_corpus": f"{_FT}.test_corpus",
+        "layer": f"{_FT}.layer", "strategy": f"{_FT}.strategy", "scope": f"{_FT}.scope", "head": f"{_FT}.head",
+        "two_stage": f"{_FT}.two_stage", "source_corpus": f"{_FT}.source_corpus", "use_cache": f"{_FT}.use_cache",
+        "model_language": f"{_FT}.language",
+        "lr": f"{_TR}.lr", "eps": f"{_TR}.eps", "weight_decay": f"{_TR}.weight_decay",
+        "batch_size": f"{_TR}.batch_size", "max_epochs": f"{_TR}.max_epochs", "patience": f"{_TR}.patience",
+        "accumulate": f"{_TR}.accumulate", "seed": f"{_TR}.seed", "precision": f"{_TR}.precision",
+        "lora_r": "finetune.tuners.lora.config:LoraSettings.r",
+        "lora_alpha": "finetune.tuners.lora.config:LoraSettings.alpha",
+        "lora_dropout": "finetune.tuners.lora.config:LoraSettings.dropout",
+        "ba_reduction": "finetune.tuners.ba.config:BASettings.reduction",
+        "ba_zero_init_up": "finetune.tuners.ba.config:BASettings.zero_init_up",
+        "wg_init_logit": "finetune.tuners.wg.config:WGSettings.init_logit",
+    },
+}
+"""Options that set a config field, as ``module:Class.field``: a test checks that each
+has the field's default and help (the configs are not imported here: they load torch)."""
 
-def _fail(message: str) -> None:
-    _console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=2)
+_DEVICE_HELP = "Torch device: auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ..."
 
 
 def peft(
-    model: Annotated[str, typer.Option(help="Model alias (w2v2-cn, w2v2-de, w2v2-en, wavlm-emo) or model folder.")],
-    train: Annotated[str, typer.Option(help="Training corpus (stage 2 of a two-stage run), e.g. esd.")],
-    test: Annotated[str, typer.Option(help="Test corpus, e.g. pavoque.")],
-    layer: Annotated[str, typer.Option(help="k: fine-tune up to layer k (1-based), or 'best' from `probes layerwise` (default: best).")] = "best",
-    strategy: Annotated[str, typer.Option(help="lora|ba|wg|lora+ba|lora+wg|ba+wg|lora+ba+wg (default: lora+ba+wg).")] = "lora+ba+wg",
-    two_stage: Annotated[bool, typer.Option("--two-stage/--one-stage", help="Train on --source first, then on --train (default: one stage).")] = False,
-    source: Annotated[str | None, typer.Option(help="Stage-1 corpus of a two-stage run (default: none).")] = None,
-    scope: Annotated[str, typer.Option(help="every-layer (adapters in layers 1..k) or target-layer (layer k only) (default: every-layer).")] = "every-layer",
-    head: Annotated[str, typer.Option(help="Classification head: mlp (768-128-16-4) or linear (default: mlp).")] = "mlp",
-    folds: Annotated[int, typer.Option(help="Run folds 0..N-1 (default: 5).")] = 5,
-    fold: Annotated[list[int] | None, typer.Option(help="Run only this fold (repeatable; default: all of --folds).")] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs per stage (default: 100).")] = 100,
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a lower validation loss (default: 10).")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Clips per batch (default: 16).")] = 16,
-    accumulate: Annotated[int, typer.Option(help="Batches per optimiser step (gradient accumulation; default: 1).")] = 1,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (default: 1e-4).")] = 1e-4,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation, batch order and dropout (default: 0).")] = 0,
-    precision: Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16 (default: auto).")] = "auto",
-    use_cache: Annotated[bool, typer.Option("--use-cache/--no-use-cache", help="Read the frozen front end from the float32 frame cache when present (default: use).")] = True,
-    cache_root: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache root>/runs/finetune/<model>/<condition>).")] = None,
-    device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda (default: cpu).")] = "cpu",
-    language: Annotated[str | None, typer.Option(help="Language of an unregistered model folder (default: from the registry).")] = None,
+    model: Annotated[str, typer.Option(help="model alias or folder")],
+    train_corpus: Annotated[str, typer.Option(help="corpus trained on (stage 2 of a two-stage run)")],
+    test_corpus: Annotated[str, typer.Option(help="corpus tested on")],
+    layer: Annotated[str, typer.Option(help="k >= 1, or 'best' from the probes")] = "best",
+    strategy: Annotated[str, typer.Option(help="adapter methods joined by '+'")] = "lora+ba+wg",
+    two_stage: Annotated[bool, typer.Option("--two-stage/--one-stage", help="train on source_corpus first")] = False,
+    source_corpus: Annotated[str | None, typer.Option(help="stage-1 corpus of a two-stage run")] = None,
+    scope: Annotated[str, typer.Option(help="every-layer or target-layer")] = "every-layer",
+    head: Annotated[str, typer.Option(help="mlp or linear")] = "mlp",
+    folds: Annotated[int, typer.Option(help="Run folds 0..N-1.")] = 5,
+    fold: Annotated[list[int] | None, typer.Option(help="Run only this fold (repeatable); default: all of --folds.")] = None,
+    max_epochs: Annotated[int, typer.Option(help="epochs per stage at most")] = 100,
+    patience: Annotated[int, typer.Option(help="epochs without a lower validation loss before stopping")] = 10,
+    batch_size: Annotated[int, typer.Option(help="clips per optimiser step (before accumulation)")] = 16,
+    accumulate: Annotated[int, typer.Option(help="batches whose gradients add up before a step")] = 1,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 1e-4,
+    eps: Annotated[float, typer.Option(help="AdamW epsilon")] = 1e-8,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 1e-5,
+    seed: Annotated[int, typer.Option(help="seed of batch order and dropout")] = 0,
+    precision: Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16")] = "auto",
+    lora_r: Annotated[int, typer.Option(help="rank of the low-rank update")] = 8,
+    lora_alpha: Annotated[float, typer.Option(help="scaling numerator (update scaled by alpha / r)")] = 16.0,
+    lora_dropout: Annotated[float, typer.Option(help="dropout on the LoRA branch input")] = 0.1,
+    ba_reduction: Annotated[int, typer.Option(help="hidden size / bottleneck size")] = 16,
+    ba_zero_init_up: Annotated[bool, typer.Option(help="start the up-projection at zero (adapter = identity at first); "
+                                                       "the paper's code uses PyTorch's default init")] = False,
+    wg_init_logit: Annotated[float, typer.Option(help="initial gate logit of every dimension (sigmoid(1) = 0.73, the "
+                                                      "paper's code's ones-initialised gate)")] = 1.0,
+    use_cache: Annotated[bool, typer.Option("--use-cache/--no-use-cache", help="read frozen states from the frame cache")] = True,
+    cache_root: Annotated[Path | None, typer.Option(help="Cache root; default $CROSSLING_CACHE or ./cache.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder; default <cache root>/runs/finetune/<model>/<condition>.")] = None,
+    device: Annotated[str, typer.Option(help=_DEVICE_HELP)] = "auto",
+    model_language: Annotated[str | None, typer.Option(help="model language for unregistered models")] = None,
 ) -> None:
     """Fine-tune a model with PEFT adapters on one condition over its folds and test it.
 
     Writes results (the probes' table format plus strategy/two_stage/scope), per-utterance
     predictions, the per-epoch log, a Table-I-shaped summary and one checkpoint per fold.
     """
+    check_corpora([c for c in (train_corpus, test_corpus, source_corpus) if c], cache_root)
     from featstore.audio import AudioError
     from featstore.models import ModelLoadError, ModelNotFoundError
     from finetune.run import FinetuneConfig, FinetuneError, run_finetune
     from finetune.train import TrainConfig
+    from finetune.tuners.ba.config import BASettings
+    from finetune.tuners.lora.config import LoraSettings
+    from finetune.tuners.wg.config import WGSettings
 
     try:
         config = FinetuneConfig(
-            model=model, train_corpus=train, test_corpus=test, layer=layer, strategy=strategy, scope=scope,
-            head=head, two_stage=two_stage, source_corpus=source,
+            model=model, train_corpus=train_corpus, test_corpus=test_corpus, layer=layer, strategy=strategy,
+            scope=scope, head=head, two_stage=two_stage, source_corpus=source_corpus,
             folds=tuple(fold) if fold else tuple(range(folds)),
-            train=TrainConfig(lr=lr, batch_size=batch_size, max_epochs=epochs, patience=patience,
-                              accumulate=accumulate, seed=seed, precision=precision),
+            train=TrainConfig(lr=lr, eps=eps, weight_decay=weight_decay, batch_size=batch_size,
+                              max_epochs=max_epochs, patience=patience, accumulate=accumulate, seed=seed,
+                              precision=precision),
+            lora=LoraSettings(r=lora_r, alpha=lora_alpha, dropout=lora_dropout),
+            ba=BASettings(reduction=ba_reduction, zero_init_up=ba_zero_init_up),
+            wg=WGSettings(init_logit=wg_init_logit),
             use_cache=use_cache, cache_root=str(cache_root) if cache_root else None,
-            out=str(out) if out else None, device=device, language=language,
+            out=str(out) if out else None, device=resolve_device(device), language=model_language,
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
@@ -79,7 +120,9 @@ def peft(
                 f"valid loss {row['valid_loss']:.4f} acc {row['valid_acc']:.3f}"))
 
         try:
-            frame = run_finetune(config, log=progress.console.print, on_epoch=on_epoch)
+            frame = run_finetune(config, log=lambda line: progress.console.print(line, markup=False, highlight=False,
+                                                                                 soft_wrap=True),
+                                  on_epoch=on_epoch)
         except (FinetuneError, ModelNotFoundError, ModelLoadError, FileNotFoundError, AudioError) as err:
             _fail(str(err))
     summary = frame.select("fold", "ua", "wa", "macro_f1", "epochs")
@@ -90,9 +133,9 @@ def peft(
 def predict(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder (adapters.safetensors + config.json).")],
     audio: Annotated[list[Path], typer.Argument(help="Audio files to classify.")],
-    csv: Annotated[Path | None, typer.Option(help="Also write the predictions to this CSV file (default: none).")] = None,
-    device: Annotated[str, typer.Option(help="Torch device (default: cpu).")] = "cpu",
-    batch_size: Annotated[int, typer.Option(help="Clips per batch (default: 16).")] = 16,
+    csv: Annotated[Path | None, typer.Option(help="Also write the predictions to this CSV file.")] = None,
+    device: Annotated[str, typer.Option(help=_DEVICE_HELP)] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Clips per batch.")] = 16,
 ) -> None:
     """Print the predicted emotion and the class probabilities of each audio file."""
     from featstore.audio import AudioError
@@ -104,7 +147,7 @@ def predict(
     if missing:
         _fail(f"no such audio file(s): {', '.join(missing)}")
     try:
-        frame = predict_files(checkpoint, audio, device=device, batch_size=batch_size)
+        frame = predict_files(checkpoint, audio, device=resolve_device(device), batch_size=batch_size)
     except (AudioError, CheckpointError, ModelNotFoundError, ModelLoadError) as err:
         _fail(str(err))
     probs = [c for c in frame.columns if c.startswith("prob_")]
@@ -112,23 +155,21 @@ def predict(
         detail = "  ".join(f"{c[5:]} {row[c]:.3f}" for c in probs)
         typer.echo(f"{row['path']}\t{row['label']}\t{detail}")
     if csv is not None:
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        tmp = csv.with_name(csv.name + ".tmp")
-        frame.write_csv(tmp)
-        tmp.replace(csv)
+        atomic_write(csv, frame.write_csv)
         typer.echo(f"wrote {csv}")
 
 
 def eval_command(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint folder (adapters.safetensors + config.json).")],
     corpus: Annotated[str, typer.Option(help="Prepared corpus to test on.")],
-    fold: Annotated[int | None, typer.Option(help="Test part of this fold only (default: every 4-class utterance).")] = None,
-    cache_root: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache).")] = None,
-    predictions: Annotated[Path | None, typer.Option(help="Write per-utterance predictions to this parquet file (default: none).")] = None,
-    device: Annotated[str, typer.Option(help="Torch device (default: cpu).")] = "cpu",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON (default: text).")] = False,
+    fold: Annotated[int | None, typer.Option(help="Test part of this fold only; default: every 4-class utterance.")] = None,
+    cache_root: Annotated[Path | None, typer.Option(help="Cache root; default $CROSSLING_CACHE or ./cache.")] = None,
+    predictions: Annotated[Path | None, typer.Option(help="Write per-utterance predictions to this parquet file.")] = None,
+    device: Annotated[str, typer.Option(help=_DEVICE_HELP)] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON; default: text.")] = False,
 ) -> None:
     """Test a fine-tuned checkpoint on a prepared corpus: UA, WA, F1, per class, confusion."""
+    check_corpora(corpus, cache_root)
     from featstore.audio import AudioError
     from featstore.models import ModelLoadError, ModelNotFoundError
     from finetune.checkpoint import CheckpointError
@@ -136,36 +177,34 @@ def eval_command(
 
     try:
         metrics, preds = evaluate_checkpoint(checkpoint, corpus, fold, str(cache_root) if cache_root else None,
-                                             device=device)
+                                             device=resolve_device(device))
     except (AudioError, CheckpointError, ModelNotFoundError, ModelLoadError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
     if predictions is not None:
-        predictions.parent.mkdir(parents=True, exist_ok=True)
-        tmp = predictions.with_name(predictions.name + ".tmp")
-        preds.write_parquet(tmp)
-        tmp.replace(predictions)
+        atomic_write(predictions, preds.write_parquet)
     typer.echo(json.dumps(metrics, indent=2) if as_json else metrics_text(metrics))
 
 
 def bench(
-    family: Annotated[str, typer.Option(help="wav2vec2 or wavlm (default: wav2vec2).")] = "wav2vec2",
-    size: Annotated[str, typer.Option(help="base (12 x 768, random weights) or tiny (default: base).")] = "base",
-    layer: Annotated[int, typer.Option(help="k (default: 6).")] = 6,
-    strategy: Annotated[str, typer.Option(help="Adapter methods (default: lora+ba+wg).")] = "lora+ba+wg",
-    n_utts: Annotated[int, typer.Option(help="Clips per epoch (default: 64).")] = 64,
-    duration_s: Annotated[float, typer.Option(help="Mean clip length in seconds, +-30% (default: 3.0).")] = 3.0,
-    batch_size: Annotated[int, typer.Option(help="Clips per batch (default: 16).")] = 16,
-    epochs: Annotated[int, typer.Option(help="Timed epochs after one warm-up (default: 2).")] = 2,
-    device: Annotated[str, typer.Option(help="Torch device (default: cpu).")] = "cpu",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (default: text).")] = False,
+    family: Annotated[str, typer.Option(help="wav2vec2 or wavlm.")] = "wav2vec2",
+    model_size: Annotated[str, typer.Option(help="base (12 x 768, random weights) or tiny.")] = "base",
+    layer: Annotated[int, typer.Option(help="k: adapters up to this layer.")] = 6,
+    strategy: Annotated[str, typer.Option(help="Adapter methods joined by '+'.")] = "lora+ba+wg",
+    n_utts: Annotated[int, typer.Option(help="Clips per epoch.")] = 64,
+    duration_s: Annotated[float, typer.Option(help="Mean clip length in seconds, +-30%.")] = 3.0,
+    batch_size: Annotated[int, typer.Option(help="Clips per batch.")] = 16,
+    epochs: Annotated[int, typer.Option(help="Timed epochs after one warm-up (exactly this many).")] = 2,
+    device: Annotated[str, typer.Option(help=_DEVICE_HELP)] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON; default: text.")] = False,
 ) -> None:
     """Time per epoch with the frozen front end recomputed vs read from the frame cache
     (targets at base size, k = 6: >= 1.3x every-layer, >= 3x target-layer)."""
     from finetune.bench import BenchConfig, run_bench
 
     try:
-        config = BenchConfig(family=family, size=size, layer=layer, strategy=strategy, n_utts=n_utts,
-                             duration_s=duration_s, batch_size=batch_size, epochs=epochs, device=device)
+        config = BenchConfig(family=family, size=model_size, layer=layer, strategy=strategy, n_utts=n_utts,
+                             duration_s=duration_s, batch_size=batch_size, epochs=epochs,
+                             device=resolve_device(device))
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     try:
@@ -183,7 +222,10 @@ def bench(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    app.command("peft")(peft)
-    app.command("predict")(predict)
-    app.command("eval")(eval_command)
-    app.command("bench")(bench)
+    app.command("peft", short_help="Fine-tune with PEFT adapters over folds and test.",
+                cls=aliased({"--train": "--train-corpus", "--test": "--test-corpus", "--source": "--source-corpus",
+                             "--epochs": "--max-epochs", "--language": "--model-language"}))(peft)
+    app.command("predict", short_help="Classify audio files with a fine-tuned checkpoint.")(predict)
+    app.command("eval", short_help="Test a fine-tuned checkpoint on a prepared corpus.")(eval_command)
+    app.command("bench", short_help="Time fine-tuning epochs: front end recomputed vs cached.",
+                cls=aliased({"--size": "--model-size"}))(bench)

@@ -4,35 +4,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
-
-
-def _fail(message: str) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=2)
+from featstore.console import aliased, check_cache_root, error_message, print_line
+from featstore.console import fail as _fail
 
 
 def demo(
     out: Annotated[Path | None, typer.Option(help="Run directory for results, figures and report.html. "
                                                   "Default: <cache root>/runs/demo.")] = None,
     cache_root: Annotated[Path | None, typer.Option(help="Cache root for the demo corpus, models, manifests and "
-                                                         "features. Default: $CROSSLING_CACHE or ./cache.")] = None,
+                                                         "features; default $CROSSLING_CACHE or ./cache.")] = None,
     seed: Annotated[int, typer.Option(help="One seed for corpus, models, folds, probes, fine-tuning and "
-                                           "listeners. Default: 0.")] = 0,
-    per_emotion: Annotated[int, typer.Option(help="Demo sentences per emotion, speaker and language. "
-                                                  "Default: 8 (640 utterances).")] = 8,
-    probe_head: Annotated[str, typer.Option(help="Probe head: logreg (default for the demo's small corpus), or "
+                                           "listeners.")] = 0,
+    per_emotion: Annotated[int, typer.Option(help="Demo sentences per emotion, speaker and language "
+                                                  "(8: 640 utterances).")] = 8,
+    probe_head: Annotated[str, typer.Option(help="Probe head: logreg (suits the demo's small corpus), "
                                                  "the paper's mlp, or linear.")] = "logreg",
-    probe_epochs: Annotated[int, typer.Option(help="Probe epochs at most (early stopping, patience 10). "
-                                                   "Default: 100, the paper's.")] = 100,
-    finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per stage. Default: 2 (a short "
-                                                      "run that shows the pipeline).")] = 2,
-    listeners: Annotated[int, typer.Option(help="Simulated listeners per group. Default: 6, as the paper.")] = 6,
+    probe_max_epochs: Annotated[int, typer.Option(help="Probe epochs at most (early stopping, patience 10; "
+                                                       "the paper's 100).")] = 100,
+    finetune_max_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per stage at most (2: a short "
+                                                          "run that shows the pipeline).")] = 2,
+    listeners: Annotated[int, typer.Option(help="Simulated listeners per group (6, as the paper).")] = 6,
 ) -> None:
     """Run the whole study on the embedded demo corpus with untrained demo models (no data,
     no weights, no network). Reruns reuse the cache and skip finished steps."""
@@ -40,17 +35,17 @@ def demo(
 
     try:
         config = DemoConfig(out=out, cache_root=cache_root, seed=seed, per_emotion=per_emotion,
-                            probe_head=probe_head, probe_epochs=probe_epochs, finetune_epochs=finetune_epochs,
+                            probe_head=probe_head, probe_epochs=probe_max_epochs, finetune_epochs=finetune_max_epochs,
                             listeners_per_group=listeners)
     except ValueError as err:
         _fail(str(err))
     from featstore.synth.espeak import EspeakError
 
     try:
-        report = run_demo(config, log=lambda line: console.print(line, highlight=False, markup=False))
+        report = run_demo(config, log=print_line)
     except EspeakError as err:  # the one thing a fresh machine can lack: the speech synthesiser
         _fail(f"the demo corpus needs eSpeak NG: {err}")
-    console.print(f"[bold green]report:[/bold green] {report}")
+    print_line(f"report: {report}")
 
 
 def report(
@@ -64,7 +59,7 @@ def report(
         path = build_report(run_dir, out)
     except (FileNotFoundError, ValueError) as err:
         _fail(str(err))
-    console.print(f"report: {path}")
+    print_line(f"report: {path}")
 
 
 def study(
@@ -79,21 +74,24 @@ def study(
     try:
         cfg = load_study_config(config)
     except StudyConfigError as err:
-        _fail(str(err))
+        _fail(error_message(err))
+    check_cache_root(cfg.cache_root)
     from featstore.cache import CacheLockedError
     from featstore.extract import ExtractError
 
     try:
-        report_path = run_study(cfg, log=lambda line: console.print(line, highlight=False, markup=False))
+        report_path = run_study(cfg, log=print_line)
     except (FileNotFoundError, ValueError, ExtractError, CacheLockedError) as err:
         # missing corpus files or model folders, bad folds, a locked cache...: the step
         # that failed is the last "[run ]" line printed above
-        _fail(f"{config}: {err}")
-    console.print(f"[bold green]report:[/bold green] {report_path}")
+        _fail(f"{config}: {error_message(err)}")
+    print_line(f"report: {report_path}")
 
 
 def register(app: typer.Typer) -> None:
     """Add ``demo``, ``study`` and ``report`` to ``app``."""
-    app.command("demo")(demo)
-    app.command("study")(study)
-    app.command("report")(report)
+    app.command("demo", short_help="Run the whole study on the demo corpus (no data, no network).",
+                cls=aliased({"--probe-epochs": "--probe-max-epochs",
+                             "--finetune-epochs": "--finetune-max-epochs"}))(demo)
+    app.command("study", short_help="Run the paper's whole study from a config (resumable).")(study)
+    app.command("report", short_help="Write the HTML report of a run directory.")(report)

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from featstore.console import cell, error_message, fail, print_line
 from featstore.corpora import READERS, CorpusFormatError, CorpusNotFoundError
 from featstore.corpora.prepare import PrepareConfig, PrepareResult, count_table, prepare_corpus
 from featstore.manifest import ManifestError
@@ -45,7 +45,7 @@ def prepare(
     layout: Annotated[Optional[str], typer.Option(help="pavoque: auto, release (FLAC + YAML) or "
                                                        "extracted (wav folder). Default auto.")] = None,
     keep_missing: Annotated[bool, typer.Option(help="iemocap: keep labelled utterances whose "
-                                                    "wav is missing. Default off.")] = False,
+                                                    "wav is missing.")] = False,
     check_audio: Annotated[bool, typer.Option("--check-audio", help="Decode every file and save "
                                               "the unusable ones as <name>.bad.parquet beside the "
                                               "manifest; later steps skip them. Default off.")] = False,
@@ -62,21 +62,20 @@ def prepare(
                                cache_root=cache_root, check=check_audio)
         result = prepare_corpus(config)
     except (CorpusNotFoundError, CorpusFormatError, ManifestError, ValueError, OSError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
-        raise typer.Exit(code=2) from err
+        fail(error_message(err))
     for message in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
+        print_line(f"warning: {message}")
     counts = count_table(result.manifest)
     table = Table(title=f"{config.corpus_name}: utterances per emotion and speaker")
     for column in counts.columns:
         table.add_column(column, justify="left" if column == "emotion" else "right")
     for row in counts.iter_rows():
-        table.add_row(*(str(v) for v in row))
+        table.add_row(*(cell(v) for v in row))
     console.print(table)
-    console.print(f"manifest: {escape(str(result.manifest_path))} ({result.manifest.height} utterances)", highlight=False)
-    console.print(f"fingerprint: {result.fingerprint}", highlight=False)
+    print_line(f"manifest: {result.manifest_path} ({result.manifest.height} utterances)")
+    print_line(f"fingerprint: {result.fingerprint}")
     if result.removed_stale_bad_files:
-        console.print("removed a bad-file table left from an earlier manifest", highlight=False)
+        print_line("removed a bad-file table left from an earlier manifest")
     if result.bad_files is not None:
         _print_bad(console, result)
 
@@ -84,15 +83,15 @@ def prepare(
 def _print_bad(console: Console, result: PrepareResult) -> None:
     bad = result.bad_files
     if bad.is_empty():
-        console.print(f"audio check: all {result.manifest.height} files decode", highlight=False)
+        print_line(f"audio check: all {result.manifest.height} files decode")
         return
     table = Table(title=f"{bad.height} unusable file(s); later steps skip them")
     for column in ("utt_id", "path", "reason"):
         table.add_column(column, overflow="fold")
     for row in bad.iter_rows():
-        table.add_row(*(escape(str(v)) for v in row))
+        table.add_row(*(cell(v) for v in row))
     console.print(table)
-    console.print(f"bad files: {escape(str(result.bad_files_path))}", highlight=False)
+    print_line(f"bad files: {result.bad_files_path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,12 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from featstore.cache import CacheError, CacheLockedError, cache_info, list_caches, merge_caches, verify_cache
+from featstore.console import cell, check_corpora, error_message, fail, print_line
 from featstore.paths import cache_root as default_cache_root
-
-
-def _fail(console: Console, err: BaseException, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {err}", highlight=False)
-    return typer.Exit(code=code)
 
 
 def _layers(text: Optional[str]) -> tuple[int, ...] | None:
@@ -32,19 +28,19 @@ def extract(
     model: Annotated[str, typer.Option(help="Registry alias (w2v2-cn, w2v2-de, w2v2-en, wavlm-emo, wavlm-large), a local model folder, or a Hugging Face id already in the local cache. Required.")],
     corpus: Annotated[str, typer.Option(help="Prepared corpus name (manifests/<corpus>.parquet under the cache root). Required.")],
     model_language: Annotated[Optional[str], typer.Option("--model-language", help="Language code of a model outside the registry (cn, de, en ...). Default: from the registry.")] = None,
-    frames: Annotated[bool, typer.Option("--frames", help="Also store frame-level hidden states (about 1 MB per second of audio for a base model in float16). Default: pooled mean/std only.")] = False,
+    frames: Annotated[bool, typer.Option("--frames", help="Also store frame-level hidden states (about 1 MB per second of audio for a base model in float16); without it: pooled mean/std only.")] = False,
     frame_layers: Annotated[Optional[str], typer.Option("--frame-layers", help="With --frames: only these hidden states, e.g. 0,6,12. Default: all.")] = None,
-    dtype: Annotated[str, typer.Option(help="Stored float type: float16 or float32. Default float16.")] = "float16",
-    max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, in seconds. Default 64.")] = 64.0,
+    dtype: Annotated[str, typer.Option(help="Stored float type: float16 or float32.")] = "float16",
+    max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, in seconds.")] = 64.0,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Cap on clips per batch; 1 = one clip at a time. Default: 1 on CPU (batches only add padding there), no cap on GPU.")] = None,
-    max_clip_seconds: Annotated[float, typer.Option("--max-clip-seconds", help="Longer clips run through the model in consecutive chunks of this length, in seconds. Default 60.")] = 60.0,
+    max_clip_seconds: Annotated[float, typer.Option("--max-clip-seconds", help="Longer clips run through the model in consecutive chunks of this length, in seconds.")] = 60.0,
     piece_utts: Annotated[Optional[int], typer.Option("--piece-utts", help="Utterances per crash-safe piece (one part file each). Default: about 64 pieces of 8 to 128 utterances.")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Threads decoding audio ahead of the model. Default 2.")] = 2,
-    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ... Default auto.")] = "auto",
-    shard: Annotated[str, typer.Option(help="I/N: extract shard I (0-based) of N, split by cumulative duration, into <corpus>.shard-I-of-N.h5; auto: from RANK/WORLD_SIZE (torchrun) or SLURM array variables. Default 0/1.")] = "0/1",
-    strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when any utterance could not be extracted. Default: record, list and go on.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-extract when the cache (or an unfinished run) was made with other settings. Default: refuse.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for another extraction of the same cache instead of refusing. Default: refuse.")] = False,
+    workers: Annotated[int, typer.Option("--workers", help="Threads decoding audio ahead of the model.")] = 2,
+    device: Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ...")] = "auto",
+    shard: Annotated[str, typer.Option(help="I/N: extract shard I (0-based) of N, split by cumulative duration, into <corpus>.shard-I-of-N.h5; auto: from RANK/WORLD_SIZE (torchrun) or SLURM array variables.")] = "0/1",
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when any utterance could not be extracted; without it: record, list and go on.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Re-extract when the cache (or an unfinished run) was made with other settings; without it: refuse.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for another extraction of the same cache instead of refusing.")] = False,
     cache_root: Annotated[Optional[Path], typer.Option("--cache-root", help="Cache root. Default $CROSSLING_CACHE or ./cache.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output file. Default <cache-root>/<model>/<corpus>.h5.")] = None,
 ) -> None:
@@ -52,6 +48,7 @@ def extract(
     from featstore.extract import ExtractConfig, ExtractError, parse_shard, run_extraction  # torch: load late
 
     console = Console()
+    check_corpora(corpus, cache_root)
     try:
         config = ExtractConfig(
             model=model, corpus=corpus, cache_root=cache_root, model_language=model_language,
@@ -65,23 +62,23 @@ def extract(
     try:
         report = run_extraction(config)
     except (ExtractError, CacheError, CacheLockedError, OSError) as err:  # OSError: disk full, permissions
-        raise _fail(console, err) from err
+        fail(error_message(err))
     for note in report.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+        print_line(f"note: {note}")
     if report.status == "up to date":
-        console.print(f"{report.path}: already extracted with these settings, nothing to do")
+        print_line(f"{report.path}: already extracted with these settings, nothing to do")
     else:
         reused = f", {report.pieces_reused} of {report.pieces_total} pieces reused from an earlier run" if report.pieces_reused else ""
         rt = report.audio_s / report.wall_s if report.wall_s else 0.0
-        console.print(f"wrote {report.path}: {report.n_utts - len(report.failed)} utterances "
-                      f"({report.n_extracted} extracted now{reused}; {report.audio_s / 3600:.2f} h audio, "
-                      f"{report.wall_s:.1f} s, {rt:.1f}x real time)")
+        print_line(f"wrote {report.path}: {report.n_utts - len(report.failed)} utterances "
+                   f"({report.n_extracted} extracted now{reused}; {report.audio_s / 3600:.2f} h audio, "
+                   f"{report.wall_s:.1f} s, {rt:.1f}x real time)")
     if report.failed:
         table = Table(title=f"{len(report.failed)} utterance(s) not extracted")
         table.add_column("utt_id")
         table.add_column("reason")
         for uid, reason in report.failed.items():
-            table.add_row(uid, reason)
+            table.add_row(cell(uid), cell(reason))
         console.print(table)
         if strict:
             raise typer.Exit(code=1)
@@ -89,14 +86,14 @@ def extract(
 
 def info(
     path: Annotated[list[str], typer.Argument(help="Cache file, shard files, or a glob of shards (quoted).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON. Default: a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Counts, shapes, fingerprints and failed items of a cache."""
     console = Console()
     try:
         data = cache_info(path if len(path) > 1 else path[0])
     except (CacheError, OSError) as err:
-        raise _fail(console, err) from err
+        fail(error_message(err))
     if as_json:
         print(json.dumps(data, indent=2, default=str))
         return
@@ -104,10 +101,10 @@ def info(
     for key in ("paths", "model", "model_source", "model_fingerprint", "corpus", "manifest_fingerprint", "fingerprint",
                 "dtype", "n_utts", "n_failed", "n_hidden_states", "dim", "has_frames", "frame_layers", "total_frames",
                 "audio_seconds", "size_bytes", "shapes"):
-        table.add_row(key, str(data[key]))
+        table.add_row(key, cell(data[key]))
     console.print(table)
     for uid, reason in data["failed"].items():
-        console.print(f"failed: {uid}: {reason}", highlight=False)
+        print_line(f"failed: {uid}: {reason}")
 
 
 def ls(
@@ -119,8 +116,8 @@ def ls(
     for col in ("model", "corpus", "n_utts", "n_failed", "frames", "dtype", "shard", "size", "status", "path"):
         table.add_column(col)
     for r in rows:
-        table.add_row(*[str(r.get(c, "")) for c in ("model", "corpus", "n_utts", "n_failed", "frames", "dtype", "shard")],
-                      f"{r['size_bytes'] / 2**20:.1f} MiB", r["status"], r["path"])
+        table.add_row(*[cell(r.get(c, "")) for c in ("model", "corpus", "n_utts", "n_failed", "frames", "dtype", "shard")],
+                      f"{r['size_bytes'] / 2**20:.1f} MiB", cell(r["status"]), cell(r["path"]))
     Console().print(table)
 
 
@@ -128,17 +125,16 @@ def verify(
     path: Annotated[list[Path], typer.Argument(help="Cache file(s) to check.")],
 ) -> None:
     """Open every dataset of a cache and check shapes, offsets, values and ids; exit 1 on problems."""
-    console = Console()
     bad = 0
     for p in path:
         problems = verify_cache(p)
         if problems:
             bad += 1
-            console.print(f"[red]{p}: {len(problems)} problem(s)[/red]", highlight=False)
+            print_line(f"{p}: {len(problems)} problem(s)")
             for problem in problems:
-                console.print(f"  - {problem}", highlight=False)
+                print_line(f"  - {problem}")
         else:
-            console.print(f"{p}: ok", highlight=False)
+            print_line(f"{p}: ok")
     if bad:
         raise typer.Exit(code=1)
 
@@ -148,23 +144,22 @@ def merge(
     out: Annotated[Path, typer.Option("--out", help="Merged cache file to write. Required.")],
 ) -> None:
     """Merge the shard files of one extraction into one cache file."""
-    console = Console()
     try:
         path = merge_caches(shards if len(shards) > 1 else shards[0], out)
     except (CacheError, OSError) as err:
-        raise _fail(console, err) from err
-    console.print(f"wrote {path}", highlight=False)
+        fail(error_message(err))
+    print_line(f"wrote {path}")
 
 
 def bench(
-    n_utts: Annotated[int, typer.Option("--n-utts", help="Synthetic clips (1-8 s each); the memory check also runs 4x as many. Default 200.")] = 200,
-    model_size: Annotated[str, typer.Option("--model-size", help="base (12 layers, 768 dims, random weights: the real compute) or tiny (a quick check). Default base.")] = "base",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda. Default auto.")] = "auto",
-    frames: Annotated[bool, typer.Option("--frames", help="Also time an extraction that stores every frame. Default: measured size of pooled only, frame size computed.")] = False,
-    max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, seconds. Default 64.")] = 64.0,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic clips and the random model. Default 0.")] = 0,
-    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory on N and 4N clips (two extra runs in fresh processes). Default on.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON. Default: a table.")] = False,
+    n_utts: Annotated[int, typer.Option("--n-utts", help="Synthetic clips (1-8 s each); the memory check also runs 4x as many.")] = 200,
+    model_size: Annotated[str, typer.Option("--model-size", help="base (12 layers, 768 dims, random weights: the real compute) or tiny (a quick check).")] = "base",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    frames: Annotated[bool, typer.Option("--frames", help="Also time an extraction that stores every frame.")] = False,
+    max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, seconds.")] = 64.0,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic clips and the random model.")] = 0,
+    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory on N and 4N clips (two extra runs in fresh processes).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Benchmark extraction: forward alone, ours end to end, the paper code's naive loop, memory, sizes."""
     from featstore.extract.bench import BenchConfig, format_bench, run_bench

@@ -7,24 +7,22 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from featstore.console import error_message, fail, print_line
 from featstore.synth import LANGUAGES, EspeakError, SynthConfig, synthesize_demo
 
 
 def synth(
     out: Annotated[Optional[Path], typer.Option(help="Output folder (one sub-folder per language). Default <cache root>/demo ($CROSSLING_CACHE or ./cache).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of speaker habits, prosody jitter and eSpeak NG's noise; the same seed gives the same bytes. Default 0.")] = 0,
-    per_emotion: Annotated[int, typer.Option("--per-emotion", help="Utterances per speaker and emotion (1-350). Default 8.")] = 8,
-    n_speakers: Annotated[int, typer.Option("--n-speakers", help="Voice variants (speakers) per language (1-8). Default 5.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of speaker habits, prosody jitter and eSpeak NG's noise; the same seed gives the same bytes.")] = 0,
+    per_emotion: Annotated[int, typer.Option("--per-emotion", help="Utterances per speaker and emotion (1-350).")] = 8,
+    n_speakers: Annotated[int, typer.Option("--n-speakers", help="Voice variants (speakers) per language (1-8).")] = 5,
     language: Annotated[Optional[list[str]], typer.Option("--language", help=f"Language to make (repeatable), among {', '.join(LANGUAGES)}. Default: all four.")] = None,
-    layout: Annotated[str, typer.Option(help="esd: ESD's folders <lang>/<spk>/<Emotion>/<spk>_<NNNNNN>.wav; manifest: <lang>/wav/*.wav. Both write <lang>/manifest.csv. Default esd.")] = "esd",
-    sample_rate_hz: Annotated[int, typer.Option("--sample-rate-hz", help="Sample rate of the wav files in Hz. Default 16000.")] = 16000,
+    layout: Annotated[str, typer.Option(help="esd: ESD's folders <lang>/<spk>/<Emotion>/<spk>_<NNNNNN>.wav; manifest: <lang>/wav/*.wav. Both write <lang>/manifest.csv.")] = "esd",
+    sample_rate_hz: Annotated[int, typer.Option("--sample-rate-hz", help="Sample rate of the wav files in Hz.")] = 16000,
 ) -> None:
     """Make the multilingual demo corpus (Mandarin, German, English, Cantonese; four emotions
     rendered as prosody) with eSpeak NG, in ESD's layout or as a manifest."""
-    console = Console()
     try:
         config = SynthConfig(
             out=out, seed=seed, per_emotion=per_emotion, n_speakers=n_speakers,
@@ -37,15 +35,14 @@ def synth(
     try:
         folders = synthesize_demo(config, progress=True)
     except (EspeakError, OSError) as err:  # OSError: a foreign folder, --out not writable
-        console.print(f"[red]error:[/red] {escape(str(err))}")
-        raise typer.Exit(code=2) from err
+        fail(error_message(err))
     elapsed_s = time.perf_counter() - start
-    console.print(f"{config.n_utterances} utterances in {elapsed_s:.1f} s ({config.layout} layout):")
+    print_line(f"{config.n_utterances} utterances in {elapsed_s:.1f} s ({config.layout} layout):")
     for code, folder in folders.items():
         name = f"--name demo-{code}"
         how = (f"featstore prepare esd --root {folder} {name}" + ("" if code in ("cn", "en") else f" --language {code}")
                if config.layout == "esd" else f"featstore prepare table --root {folder / 'manifest.csv'} {name}")
-        console.print(f"  {code}: {escape(str(folder))}   (read with: {escape(how)})")
+        print_line(f"  {code}: {folder}   (read with: {how})")
 
 
 def register(app: typer.Typer) -> None:

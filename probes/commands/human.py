@@ -15,38 +15,38 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from featstore.console import aliased, cell, check_corpora, print_line
+from featstore.console import fail as _fail
+
 human_app = typer.Typer(
     help="Listening tests: build a webMUSHRA test, read its answers, compare listeners with models.",
-    no_args_is_help=True, pretty_exceptions_show_locals=False,
+    no_args_is_help=True, pretty_exceptions_show_locals=False, rich_markup_mode=None,
 )
 console = Console()
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``human`` sub-app to ``app``."""
-    app.add_typer(human_app, name="human")
+    app.add_typer(human_app, name="human", short_help="Listening tests with webMUSHRA: build, ingest, compare.")
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=2)
-
-
-@human_app.command("build")
+@human_app.command("build", short_help="Select stimuli and write a webMUSHRA test.",
+                   cls=aliased({"--cache": "--cache-root"}))
 def build_cmd(
-    corpora: Annotated[str, typer.Option(help="Comma-separated prepared corpora (default: esd,pavoque,iemocap; add e.g. tjd).")] = "esd,pavoque,iemocap",
-    per_emotion: Annotated[int, typer.Option(help="Stimuli per emotion per corpus (default: 12, the paper's).")] = 12,
-    seed: Annotated[int, typer.Option(help="Seed of the selection and of the stimulus keys (default: 0).")] = 0,
+    corpora: Annotated[str, typer.Option(help="Comma-separated prepared corpora (add e.g. tjd).")] = "esd,pavoque,iemocap",
+    per_emotion: Annotated[int, typer.Option(help="Stimuli per emotion per corpus (the paper's).")] = 12,
+    seed: Annotated[int, typer.Option(help="Seed of the selection and of the stimulus keys.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <cache>/runs/human/<name>).")] = None,
-    name: Annotated[str, typer.Option(help="Config name and webMUSHRA testId (default: ser-test).")] = "ser-test",
-    cache: Annotated[Path | None, typer.Option("--cache-root", "--cache", help="Cache root holding manifests/ and splits/ (default: $CROSSLING_CACHE or ./cache).")] = None,
-    email: Annotated[bool, typer.Option(help="Ask an optional e-mail on the finish page (default: yes).")] = True,
+    name: Annotated[str, typer.Option(help="Config name and webMUSHRA testId.")] = "ser-test",
+    cache: Annotated[Path | None, typer.Option("--cache-root", help="Cache root holding manifests/ and splits/; default $CROSSLING_CACHE or ./cache.")] = None,
+    email: Annotated[bool, typer.Option(help="Ask an optional e-mail on the finish page.")] = True,
 ) -> None:
     """Select the stimuli, export 16 kHz 16-bit wavs, write configs/<name>.yaml and the key."""
     from featstore.paths import runs_root
     from probes.human.build import BuildConfig, build_listening_test, parse_corpora, select_stimuli
 
     try:
+        check_corpora(list(parse_corpora(corpora)), cache)
         config = BuildConfig(corpora=parse_corpora(corpora), per_emotion=per_emotion, seed=seed, name=name,
                              ask_email=email)
         selection = select_stimuli(config, cache)
@@ -60,20 +60,20 @@ def build_cmd(
                                           progress=lambda done, total: bar.update(task, completed=done))
     except (ValueError, FileNotFoundError, OSError) as err:
         _fail(str(err))
-    console.print(f"{result.n_stimuli} stimuli from {', '.join(config.corpora)}")
-    console.print(f"config : {result.config_path}  (copy {out_dir / 'configs'} into the webMUSHRA root)")
-    console.print(f"audio  : {result.audio_dir}")
-    console.print(f"key    : {result.key_path}  (keep it away from the web server)")
+    print_line(f"{result.n_stimuli} stimuli from {', '.join(config.corpora)}")
+    print_line(f"config : {result.config_path}  (copy {out_dir / 'configs'} into the webMUSHRA root)")
+    print_line(f"audio  : {result.audio_dir}")
+    print_line(f"key    : {result.key_path}  (keep it away from the web server)")
 
 
-@human_app.command("ingest")
+@human_app.command("ingest", short_help="Join webMUSHRA answers with the key; report anomalies.")
 def ingest_cmd(
     results: Annotated[list[Path], typer.Argument(help="webMUSHRA lss.csv files and/or long tables (listener, group, stimulus, answer).")],
     key: Annotated[Path, typer.Option(help="Key table written by `probes human build` (<name>.key.csv).")],
     groups: Annotated[Path | None, typer.Option(help="Table listener,group; overrides --group-column (default: none).")] = None,
-    group_column: Annotated[str, typer.Option(help="Questionnaire column giving the group (default: native_language).")] = "native_language",
+    group_column: Annotated[str, typer.Option(help="Questionnaire column giving the group.")] = "native_language",
     config: Annotated[Path | None, typer.Option(help="The webMUSHRA config, to map response values to labels (default: none; labels are matched by name).")] = None,
-    duplicates: Annotated[str, typer.Option(help="Two answers for one stimulus: keep 'last', 'first' or 'drop' all (default: last).")] = "last",
+    duplicates: Annotated[str, typer.Option(help="Two answers for one stimulus: keep 'last', 'first' or 'drop' all.")] = "last",
     out: Annotated[Path | None, typer.Option(help="Output folder (default: folder of the key / answers).")] = None,
 ) -> None:
     """Join answers with the key; write answers.parquet, listeners.csv and the anomalies."""
@@ -98,23 +98,23 @@ def ingest_cmd(
     paths = save_ingest(result, out_dir, prov)
     _print_anomalies(result.anomalies_frame())
     n_l = result.listeners.height
-    console.print(f"{result.answers.height} answers from {n_l} listener(s); "
-                  f"{len(result.anomalies)} anomaly(ies) -> {paths['anomalies_json']}")
-    console.print(f"answers: {paths['answers']}")
+    print_line(f"{result.answers.height} answers from {n_l} listener(s); "
+               f"{len(result.anomalies)} anomaly(ies) -> {paths['anomalies_json']}")
+    print_line(f"answers: {paths['answers']}")
 
 
 def _print_anomalies(frame: object) -> None:
     if frame.height == 0:  # type: ignore[attr-defined]
-        console.print("no anomalies")
+        print_line("no anomalies")
         return
     table = Table(title="anomalies")
     for col in ("kind", "action", "listener", "stimulus", "source", "line", "detail"):
         table.add_column(col, overflow="fold")
     for row in frame.head(200).iter_rows():  # type: ignore[attr-defined]
-        table.add_row(*[Path(v).name if i == 4 and v else (v or "") for i, v in enumerate(row)])
+        table.add_row(*[cell(Path(v).name if i == 4 and v else v) for i, v in enumerate(row)])
     console.print(table)
     if frame.height > 200:  # type: ignore[attr-defined]
-        console.print(f"... {frame.height - 200} more in the JSON/CSV report")  # type: ignore[attr-defined]
+        print_line(f"... {frame.height - 200} more in the JSON/CSV report")  # type: ignore[attr-defined]
 
 
 def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
@@ -127,13 +127,13 @@ def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-@human_app.command("compare")
+@human_app.command("compare", short_help="Compare listeners with models: Tables II-III, t-tests, figures.")
 def compare_cmd(
     answers: Annotated[Path, typer.Argument(help="answers.parquet written by `probes human ingest`.")],
     predictions: Annotated[list[Path] | None, typer.Option(help="Model predictions table(s) (utt_id, pred, model, setting, ...); repeatable (default: none).")] = None,
     key: Annotated[Path | None, typer.Option(help="Key table; default: the stimuli found in the answers.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <answers folder>/compare).")] = None,
-    correction: Annotated[str, typer.Option(help="Multiple-comparison correction: holm, bonferroni, fdr_bh or none (default: holm).")] = "holm",
+    correction: Annotated[str, typer.Option(help="Multiple-comparison correction: holm, bonferroni, fdr_bh or none.")] = "holm",
     metric: Annotated[list[str] | None, typer.Option(help="Metric to t-test, repeatable, e.g. recall_happy (default: UA and all per-class P/R/F1).")] = None,
     l2: Annotated[list[str] | None, typer.Option(help="Second languages: 'en' for every group or 'GROUP=en+fr'; repeatable (default: en).")] = None,
     group_language: Annotated[list[str] | None, typer.Option(help="GROUP=LANG when a group is not named by its language code (default: the group name).")] = None,
@@ -171,11 +171,11 @@ def compare_cmd(
                        "filters": dict(cfg.prediction_filters)}}
     out_dir = out or answers.parent / "compare"
     paths = save_compare(result, out_dir, prov, cfg.labels)
-    console.print("Table II (mean UA %, rows = listener groups):")
+    print_line("Table II (mean UA %, rows = listener groups):")
     console.print(result.table2)
     if result.pairs.height:
         console.print(result.pairs.select("group", "language", "human_setting", "model", "human_ua", "model_ua"))
     if result.ttests.height:
         sig = result.ttests.filter("significant")
-        console.print(f"{result.ttests.height} Welch t-tests ({correction}); {sig.height} significant")
-    console.print(f"written to {out_dir} ({json.dumps(sorted(paths))})")
+        print_line(f"{result.ttests.height} Welch t-tests ({correction}); {sig.height} significant")
+    print_line(f"written to {out_dir} ({json.dumps(sorted(paths))})")

@@ -13,6 +13,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from featstore.console import (
+    aliased,
+    check_corpora,
+    error_message,
+    fail,
+    field_default,
+    field_help,
+    print_line,
+)
 from probes.config import BACKENDS, LayerwiseConfig, ProbeConfig
 from probes.heads import HEADS
 from probes.settings import SETTINGS
@@ -75,34 +84,55 @@ def summary_tables(frame: pl.DataFrame) -> list[Table]:
     return tables
 
 
+_P = ProbeConfig
+_L = LayerwiseConfig
+_PC = "probes.config:ProbeConfig"
+_LC = "probes.config:LayerwiseConfig"
+CONFIG_FIELDS: dict[str, dict[str, str]] = {
+    "layerwise": {
+        **{name: f"{_PC}.{name}" for name in (
+            "head", "seed", "lr", "eps", "weight_decay", "max_epochs", "batch_size", "patience", "standardize",
+            "logreg_c", "logreg_max_iter", "stat", "n_jobs", "backend", "scheduler", "threads_per_worker",
+            "split_folds", "max_stack")},
+        "folds": f"{_LC}.n_folds", "run_name": f"{_LC}.run_name", "write_best": f"{_LC}.write_best",
+    },
+}
+"""Options that set a config field (``module:Class.field``): their defaults come from the
+field, and a test checks them."""
+
+
+def _h(cls: type, name: str, fallback: str) -> str:
+    return field_help(cls, name, fallback)
+
+
 def layerwise(
-    setting: Annotated[str, typer.Option(help="mono, cross, trans, a comma list, or all (default: all)")] = "all",
-    model: Annotated[str, typer.Option(help="Comma-separated model aliases (default: w2v2-cn,w2v2-de)")] = "w2v2-cn,w2v2-de",
-    corpora: Annotated[str, typer.Option(help="Comma-separated corpora (default: esd,pavoque,iemocap)")] = "esd,pavoque,iemocap",
-    head: Annotated[str, typer.Option(help=f"Probe head: {', '.join(HEADS)} (default: mlp)")] = "mlp",
-    layers: Annotated[str, typer.Option(help="Hidden states to probe: all or e.g. 0,6,12 (default: all)")] = "all",
-    folds: Annotated[int, typer.Option(help="Use folds 0..N-1 of each fold table (default: 5)")] = 5,
-    seed: Annotated[int, typer.Option(help="Root seed of every head's generator (default: 0)")] = 0,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (default: 1e-4)")] = 1e-4,
-    eps: Annotated[float, typer.Option(help="AdamW epsilon (default: 1e-8)")] = 1e-8,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (default: 1e-5)")] = 1e-5,
-    max_epochs: Annotated[int, typer.Option(help="Maximum epochs (default: 100)")] = 100,
-    batch_size: Annotated[int, typer.Option(help="Utterances per minibatch (default: 32)")] = 32,
-    patience: Annotated[int, typer.Option(help="Epochs without lower validation loss before stopping (default: 10)")] = 10,
-    standardize: Annotated[bool, typer.Option(help="Z-score mlp/linear inputs with training statistics (default: off, as the paper)")] = False,
-    logreg_c: Annotated[float, typer.Option(help="logreg inverse L2 strength C (default: 1.0)")] = 1.0,
-    logreg_max_iter: Annotated[int, typer.Option(help="logreg L-BFGS iterations (default: 200)")] = 200,
-    stat: Annotated[str, typer.Option(help="Pooled statistic: mean or std (default: mean)")] = "mean",
-    n_jobs: Annotated[int, typer.Option(help="Parallel workers, -1 = all cores (default: 1)")] = 1,
-    backend: Annotated[str, typer.Option(help=f"Parallel backend: {', '.join(BACKENDS)} (default: loky)")] = "loky",
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address for --backend dask (default: none)")] = None,
-    threads_per_worker: Annotated[int, typer.Option(help="BLAS/torch threads per worker (default: 1)")] = 1,
-    split_folds: Annotated[bool, typer.Option(help="One job per (training corpus, fold) (default: one per corpus)")] = False,
-    max_stack: Annotated[int, typer.Option(help="Most heads trained as one stacked model; speed only (default: 16)")] = 16,
-    cache_root: Annotated[Path | None, typer.Option(help="Cache root (default: $CROSSLING_CACHE or ./cache)")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory (default: <cache>/runs/probes/<run-name>)")] = None,
-    run_name: Annotated[str | None, typer.Option(help="Run directory name (default: head, seed, UTC time)")] = None,
-    write_best: Annotated[bool, typer.Option(help="Update <cache>/runs/probes/best_layers.json (default: yes)")] = True,
+    setting: Annotated[str, typer.Option(help="mono, cross, trans, a comma list, or all")] = "all",
+    models: Annotated[str, typer.Option(help="Comma-separated model aliases")] = ",".join(field_default(_L, "models")),
+    corpora: Annotated[str, typer.Option(help="Comma-separated prepared corpora")] = ",".join(field_default(_L, "corpora")),
+    head: Annotated[str, typer.Option(help=_h(_P, "head", f"Probe head: {', '.join(HEADS)}"))] = field_default(_P, "head"),
+    layers: Annotated[str, typer.Option(help="Hidden states to probe: all or e.g. 0,6,12")] = "all",
+    folds: Annotated[int, typer.Option(help=_h(_L, "n_folds", "Use folds 0..N-1 of each fold table"))] = field_default(_L, "n_folds"),
+    seed: Annotated[int, typer.Option(help=_h(_P, "seed", "Root seed of every head's generator"))] = field_default(_P, "seed"),
+    lr: Annotated[float, typer.Option(help=_h(_P, "lr", "AdamW learning rate"))] = field_default(_P, "lr"),
+    eps: Annotated[float, typer.Option(help=_h(_P, "eps", "AdamW epsilon"))] = field_default(_P, "eps"),
+    weight_decay: Annotated[float, typer.Option(help=_h(_P, "weight_decay", "AdamW weight decay"))] = field_default(_P, "weight_decay"),
+    max_epochs: Annotated[int, typer.Option(help=_h(_P, "max_epochs", "Epochs at most (early stopping)"))] = field_default(_P, "max_epochs"),
+    batch_size: Annotated[int, typer.Option(help=_h(_P, "batch_size", "Utterances per minibatch"))] = field_default(_P, "batch_size"),
+    patience: Annotated[int, typer.Option(help=_h(_P, "patience", "Epochs without lower validation loss before stopping"))] = field_default(_P, "patience"),
+    standardize: Annotated[bool, typer.Option(help=_h(_P, "standardize", "Z-score mlp/linear inputs with training statistics (the paper does not)"))] = field_default(_P, "standardize"),
+    logreg_c: Annotated[float, typer.Option(help=_h(_P, "logreg_c", "logreg inverse L2 strength C"))] = field_default(_P, "logreg_c"),
+    logreg_max_iter: Annotated[int, typer.Option(help=_h(_P, "logreg_max_iter", "logreg L-BFGS iterations"))] = field_default(_P, "logreg_max_iter"),
+    stat: Annotated[str, typer.Option(help=_h(_P, "stat", "Pooled statistic: mean or std"))] = field_default(_P, "stat"),
+    n_jobs: Annotated[int, typer.Option(help=_h(_P, "n_jobs", "Parallel workers, -1 = all cores"))] = field_default(_P, "n_jobs"),
+    backend: Annotated[str, typer.Option(help=_h(_P, "backend", f"Parallel backend: {', '.join(BACKENDS)}"))] = field_default(_P, "backend"),
+    scheduler: Annotated[str | None, typer.Option(help=_h(_P, "scheduler", "Dask scheduler address for --backend dask"))] = field_default(_P, "scheduler"),
+    threads_per_worker: Annotated[int, typer.Option(help=_h(_P, "threads_per_worker", "BLAS/torch threads per worker"))] = field_default(_P, "threads_per_worker"),
+    split_folds: Annotated[bool, typer.Option(help=_h(_P, "split_folds", "One job per (training corpus, fold); else one per corpus"))] = field_default(_P, "split_folds"),
+    max_stack: Annotated[int, typer.Option(help=_h(_P, "max_stack", "Most heads trained as one stacked model; speed only"))] = field_default(_P, "max_stack"),
+    cache_root: Annotated[Path | None, typer.Option(help="Cache root; default $CROSSLING_CACHE or ./cache")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory; default <cache>/runs/probes/<run-name>")] = None,
+    run_name: Annotated[str | None, typer.Option(help=_h(_L, "run_name", "Run directory name; default head, seed, UTC time"))] = field_default(_L, "run_name"),
+    write_best: Annotated[bool, typer.Option(help=_h(_L, "write_best", "Update <cache>/runs/probes/best_layers.json"))] = field_default(_L, "write_best"),
 ) -> None:
     """The paper's layer-wise analysis (Figure 1) from the feature cache."""
     from probes.data import ProbeDataError
@@ -116,27 +146,27 @@ def layerwise(
             threads_per_worker=threads_per_worker, split_folds=split_folds,
             max_stack=max_stack)
         config = LayerwiseConfig(
-            models=_csv(model, "model"), corpora=_csv(corpora, "corpus"), settings=_settings(setting),
+            models=_csv(models, "model"), corpora=_csv(corpora, "corpus"), settings=_settings(setting),
             layers=_layers(layers), n_folds=folds, cache_root=cache_root, out_dir=out, run_name=run_name,
             write_best=write_best, probe=probe)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
+    check_corpora(list(config.corpora), cache_root)
     try:
         run = run_layerwise_full(config, progress=True)
     except (ProbeDataError, FileNotFoundError, KeyError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(code=2) from err
+        fail(error_message(err))
     for table in summary_tables(run.results):
         console.print(table)
-    console.print(f"best layers: {json.dumps(run.best)}")
-    console.print(f"results: {run.paths['results']} (+ .csv), predictions: {run.paths['predictions']}")
-    console.print(f"Figure 1: {run.paths['figure_png']}, {run.paths['figure_svg']}")
+    print_line(f"best layers: {json.dumps(run.best)}")
+    print_line(f"results: {run.paths['results']} (+ .csv), predictions: {run.paths['predictions']}")
+    print_line(f"Figure 1: {run.paths['figure_png']}, {run.paths['figure_svg']}")
 
 
 def plot(
     results_table: Annotated[Path, typer.Argument(help="results.parquet (or .csv) of a layerwise run")],
     out: Annotated[Path | None, typer.Option(help="Output directory (default: the table's directory)")] = None,
-    per_corpus: Annotated[bool, typer.Option(help="One line per corpus of a setting, else their mean (default: per corpus)")] = True,
+    per_corpus: Annotated[bool, typer.Option(help="One line per corpus of a setting, else their mean")] = True,
 ) -> None:
     """Redraw Figure 1 (PNG and SVG) from a results table."""
     from probes.plot import plot_figure1
@@ -146,29 +176,28 @@ def plot(
         frame = load_results(results_table)
         png, svg = plot_figure1(frame, out or results_table.parent, per_corpus=per_corpus)
     except (FileNotFoundError, ValueError, OSError, pl.exceptions.PolarsError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(code=2) from err
-    console.print(f"Figure 1: {png}, {svg}")
+        fail(error_message(err))
+    print_line(f"Figure 1: {png}, {svg}")
 
 
 def bench(
-    n_utts: Annotated[int, typer.Option(help="Utterances per corpus (default: 2000, the paper's)")] = 2000,
-    layers: Annotated[int, typer.Option(help="Hidden states per model (default: 13, wav2vec 2.0 base)")] = 13,
-    dim: Annotated[int, typer.Option(help="Feature width (default: 768)")] = 768,
-    folds: Annotated[int, typer.Option(help="Folds (default: 5)")] = 5,
-    quick: Annotated[bool, typer.Option(help="5 epochs and a 2-head baseline sample (default: off)")] = False,
+    n_utts: Annotated[int, typer.Option(help="Utterances per corpus (the paper's)")] = 2000,
+    n_layers: Annotated[int, typer.Option(help="Hidden states per model (13: wav2vec 2.0 base)")] = 13,
+    dim: Annotated[int, typer.Option(help="Feature width")] = 768,
+    folds: Annotated[int, typer.Option(help="Folds")] = 5,
+    quick: Annotated[bool, typer.Option(help="5 epochs and a 2-head baseline sample")] = False,
     baseline_sample: Annotated[int | None, typer.Option(help="Time only K baseline heads and extrapolate (default: all; 2 with --quick)")] = None,
     max_epochs: Annotated[int | None, typer.Option(help="Epochs for (a) and (b) (default: 100; 5 with --quick)")] = None,
-    n_jobs: Annotated[int, typer.Option(help="Workers for (a) and (c); (b) runs one head at a time on one thread (default: 2, the 2-core target)")] = 2,
-    seed: Annotated[int, typer.Option(help="Seed of data and heads (default: 0)")] = 0,
+    n_jobs: Annotated[int, typer.Option(help="Workers for (a) and (c); (b) runs one head at a time on one thread (the 2-core target)")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of data and heads")] = 0,
     workdir: Annotated[Path | None, typer.Option(help="Keep the synthetic caches here (default: a temporary dir)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON (default: a table)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON instead of a table")] = False,
 ) -> None:
     """Benchmark the layer-wise grid at the paper's shape: stacked vs one-head-at-a-time vs logreg."""
     from probes.bench import BenchConfig, run_bench
 
     try:
-        config = BenchConfig(n_utts=n_utts, n_layers=layers, dim=dim, n_folds=folds, quick=quick,
+        config = BenchConfig(n_utts=n_utts, n_layers=n_layers, dim=dim, n_folds=folds, quick=quick,
                              baseline_sample=baseline_sample, max_epochs=max_epochs, n_jobs=n_jobs, seed=seed,
                              workdir=workdir)
     except ValueError as err:
@@ -201,6 +230,8 @@ def bench(
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
-    app.command("layerwise")(layerwise)
-    app.command("plot")(plot)
-    app.command("bench")(bench)
+    app.command("layerwise", short_help="Layer-wise probes over the feature cache (Figure 1).",
+                cls=aliased({"--model": "--models"}))(layerwise)
+    app.command("plot", short_help="Redraw Figure 1 from a results table.")(plot)
+    app.command("bench", short_help="Benchmark the layer-wise grid at the paper's shape.",
+                cls=aliased({"--layers": "--n-layers"}))(bench)

@@ -10,8 +10,7 @@ OUT`` reads it like ZED itself and ``featstore extract`` can cache its frames.
 
 from __future__ import annotations
 
-import json
-import os
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ import numpy as np
 import polars as pl
 import soundfile as sf
 
+from featstore.errors import UnsafeIdError, path_inside, safe_file_stem
+from featstore.io import atomic_write, atomic_write_json
 from probes.sed._eder import EMOTIONS, NEUTRAL
 
 PATTERNS: dict[str, tuple[str, ...]] = {
@@ -40,7 +41,7 @@ class ConcatConfig:
     patterns : patterns drawn uniformly per utterance, from :data:`PATTERNS`.
     seed : seed of every draw.
     sample_rate_hz : sample rate of the written wavs (and of ``load_wave``'s output).
-    prefix : utterance id prefix.
+    prefix : utterance id prefix (must be usable in a file name).
     """
 
     n_utterances: int | None = None
@@ -55,6 +56,20 @@ class ConcatConfig:
             raise ValueError(f"unknown pattern(s) {bad}; choose from {list(PATTERNS)}")
         if self.n_utterances is not None and self.n_utterances < 1:
             raise ValueError("n_utterances must be >= 1")
+        safe_file_stem(self.prefix, "concatenation prefix")
+
+
+def concat_id(prefix: str, k: int, source_id: str) -> str:
+    """Id (and wav file stem) of the ``k``-th concatenation built around ``source_id``:
+    ``<prefix><k:05d>_<source_id>`` when that is a safe file name, else the source id is
+    replaced by a 12-hex hash of it (a corpus id such as ``../x`` or ``a/b`` never becomes
+    a path)."""
+    candidate = f"{prefix}{k:05d}_{source_id}"
+    try:
+        return safe_file_stem(candidate)
+    except UnsafeIdError:
+        digest = hashlib.sha1(str(source_id).encode("utf-8")).hexdigest()[:12]
+        return f"{prefix}{k:05d}_{digest}"
 
 
 def _rms(x: np.ndarray) -> float:
@@ -115,11 +130,10 @@ def concatenate_for_sed(
             parts.append(wave)
             sources.append(str(row["utt_id"]))
         audio = np.clip(np.concatenate(parts), -1.0, 1.0)
-        utt_id = f"{config.prefix}{k:05d}_{emo_row['utt_id']}"
-        path = out / f"{utt_id}.wav"
-        tmp = path.with_name(path.stem + ".tmp.wav")
-        sf.write(tmp, audio, config.sample_rate_hz, subtype="PCM_16")
-        os.replace(tmp, path)
+        utt_id = concat_id(config.prefix, k, str(emo_row["utt_id"]))
+        path = path_inside(f"{utt_id}.wav", out, what="concatenated wav")
+        atomic_write(path, lambda tmp, audio=audio: sf.write(tmp, audio, config.sample_rate_hz, subtype="PCM_16",
+                                                             format="WAV"))
         data[utt_id] = {
             "wav": f"datafolder/{utt_id}.wav",
             "duration": len(audio) / config.sample_rate_hz,
@@ -127,8 +141,4 @@ def concatenate_for_sed(
             "transcription": "",
             "sources": sources,
         }
-    json_path = out / "ZED.json"
-    tmp = json_path.with_name("ZED.json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, json_path)
-    return json_path
+    return atomic_write_json(out / "ZED.json", data, indent=1)

@@ -205,17 +205,17 @@ def test_peft_command_reports_bad_input_cleanly(setup, monkeypatch):
 
     with monkeypatch.context() as m:
         m.setattr(featstore.audio, "load_row", unreadable)
-        res = runner.invoke(finetune_app, ["peft", "--model", str(model_dir), "--train", "tgt", "--test", "tgt",
+        res = runner.invoke(finetune_app, ["peft", "--model", str(model_dir), "--train-corpus", "tgt", "--test-corpus", "tgt",
                                            "--layer", "1", "--no-use-cache", "--cache-root", str(root)])
     assert res.exit_code == 2 and "cannot decode" in res.output and "Traceback" not in res.output
-    res = runner.invoke(finetune_app, ["peft", "--model", str(model_dir), "--train", "nope", "--test", "nope",
+    res = runner.invoke(finetune_app, ["peft", "--model", str(model_dir), "--train-corpus", "nope", "--test-corpus", "nope",
                                        "--layer", "1", "--cache-root", str(root)])
     assert res.exit_code == 2 and "Traceback" not in res.output
-    res = runner.invoke(finetune_app, ["peft", "--model", str(model_dir), "--train", "tgt", "--test", "tgt",
+    res = runner.invoke(finetune_app, ["peft", "--model", str(model_dir), "--train-corpus", "tgt", "--test-corpus", "tgt",
                                        "--strategy", "lora+dora", "--cache-root", str(root)])
     assert res.exit_code == 2
-    res = runner.invoke(finetune_app, ["peft", "--model", str(model_dir), "--train", "tgt", "--test", "tgt",
-                                       "--layer", "2", "--epochs", "1", "--fold", "0", "--strategy", "wg",
+    res = runner.invoke(finetune_app, ["peft", "--model", str(model_dir), "--train-corpus", "tgt", "--test-corpus", "tgt",
+                                       "--layer", "2", "--max-epochs", "1", "--fold", "0", "--strategy", "wg",
                                        "--cache-root", str(root), "--out", str(root / "cli_run")])
     assert res.exit_code == 0, res.output
     assert (root / "cli_run" / "results.parquet").exists() and "UA mean" in res.output
@@ -241,7 +241,7 @@ def test_layer_best_comes_from_the_probes(setup):
 
 
 def test_bench_command_times_both_scopes():
-    res = CliRunner().invoke(finetune_app, ["bench", "--size", "tiny", "--layer", "2", "--n-utts", "4",
+    res = CliRunner().invoke(finetune_app, ["bench", "--model-size", "tiny", "--layer", "2", "--n-utts", "4",
                                             "--duration-s", "0.5", "--epochs", "1", "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)
@@ -250,10 +250,10 @@ def test_bench_command_times_both_scopes():
     assert all(r["speedup"] == pytest.approx(r["recompute_s"] / r["cached_s"]) for r in rows)
     assert [r["target"] for r in rows] == [1.3, 3.0]
     assert all(r["meets_target"] == (r["speedup"] >= r["target"]) for r in rows)
-    text = CliRunner().invoke(finetune_app, ["bench", "--size", "tiny", "--layer", "2", "--n-utts", "4",
+    text = CliRunner().invoke(finetune_app, ["bench", "--model-size", "tiny", "--layer", "2", "--n-utts", "4",
                                              "--duration-s", "0.5", "--epochs", "1"])
     assert text.exit_code == 0 and text.output.count("target >= ") == 2, text.output
-    bad = CliRunner().invoke(finetune_app, ["bench", "--size", "tiny", "--layer", "9"])
+    bad = CliRunner().invoke(finetune_app, ["bench", "--model-size", "tiny", "--layer", "9"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
 
 

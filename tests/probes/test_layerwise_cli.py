@@ -29,7 +29,7 @@ def root(tmp_path_factory):
 def test_layerwise_then_plot(root, tmp_path):
     out = tmp_path / "run"
     res = runner.invoke(probes_app, [
-        "layerwise", "--setting", "mono,trans", "--model", "w2v2-cn", "--corpora", "esd,pavoque",
+        "layerwise", "--setting", "mono,trans", "--models", "w2v2-cn", "--corpora", "esd,pavoque",
         "--layers", "0,2", "--folds", "2", "--max-epochs", "3", "--lr", "1e-3", "--seed", "4",
         "--cache-root", str(root), "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -65,7 +65,7 @@ def test_layerwise_missing_cache_is_a_clear_error(root, tmp_path):
 
 
 def test_bench_quick_json():
-    res = runner.invoke(probes_app, ["bench", "--n-utts", "48", "--layers", "2", "--dim", "8", "--folds", "2",
+    res = runner.invoke(probes_app, ["bench", "--n-utts", "48", "--n-layers", "2", "--dim", "8", "--folds", "2",
                                      "--quick", "--n-jobs", "1", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)

@@ -1,0 +1,322 @@
+"""The command line's one error boundary and its plain printer.
+
+Every console script (``crossling``, ``featstore``, ``probes``, ``finetune``; see
+``cli.py``) runs its commands through :func:`guard` (applied to every registered
+command by :func:`guard_app`, started by :func:`run_app`):
+
+- a user error (:class:`featstore.errors.CrosslingError`, one of :data:`USER_ERRORS`, or an
+  ``OSError`` that names a file) prints ``error: <message>`` on stderr and exits with code
+  2, without a traceback;
+- Ctrl-C (``KeyboardInterrupt``) prints ``interrupted; rerun to resume`` and exits with
+  code 130 (every long step resumes from what it saved);
+- a cache root (``--cache-root``/``--cache``, else ``$CROSSLING_CACHE`` or ``./cache``)
+  that exists but is not a folder is a user error in every command, checked before the
+  command runs;
+- anything else is a programming error and keeps its traceback.
+
+:func:`print_error` and :func:`print_line` write plain text: no Rich markup is read (a
+``[cn]`` in a path stays) and nothing is wrapped at the terminal width, so a path in a log
+can be copied whole.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+from featstore.errors import CrosslingError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+INTERRUPTED = "interrupted; rerun to resume"
+"""What Ctrl-C prints (exit code 130)."""
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+USER_ERRORS: tuple[str, ...] = (
+    "featstore.audio:AudioError",
+    "featstore.cache._lock:CacheLockedError",
+    "featstore.cache._format:CacheError",
+    "featstore.extract._config:ExtractError",
+    "featstore.models.resolve:ModelNotFoundError",
+    "featstore.models.weights:ModelLoadError",
+    "featstore.corpora.base:CorpusNotFoundError",
+    "featstore.corpora.base:CorpusFormatError",
+    "featstore.synth.espeak:EspeakError",
+    "featstore.manifest:ManifestError",
+    "featstore.splits.folds:FoldError",
+    "featstore.splits.paper:MissingFilesError",
+    "probes.human.webmushra:WebMushraError",
+    "probes.data:ProbeDataError",
+    "probes.sed._eder:LabelError",
+    "finetune.checkpoint:CheckpointError",
+    "finetune.run:FinetuneError",
+    "study.config:StudyConfigError",
+)
+"""User-error classes that may not (yet) derive from ``CrosslingError``, as
+``module:Class``. Only modules already imported are looked at: an exception of a class
+whose module was never imported cannot have been raised."""
+
+CACHE_ROOT_PARAMS = ("cache_root", "cache")
+"""Command parameters holding a cache root (checked by :func:`guard`)."""
+
+
+def _pass_through() -> tuple[type[BaseException], ...]:
+    """Exceptions of the command-line framework itself (exit, abort, usage errors): they
+    pass the boundary untouched. Typer >= 0.20 carries its own copy of click, older ones use
+    click's: both are covered."""
+    classes: set[type[BaseException]] = {typer.Exit, typer.Abort}
+    classes.update(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    try:
+        import click
+    except ImportError:  # pragma: no cover - typer's own copy only
+        pass
+    else:
+        classes.update((click.exceptions.Exit, click.exceptions.Abort, click.ClickException))
+    return tuple(classes)
+
+
+_PASS_THROUGH = _pass_through()
+
+
+class CommandError(CrosslingError):
+    """A user error found by a command itself (see :func:`fail`)."""
+
+
+def _stream(err: bool) -> Any:
+    return sys.stderr if err else sys.stdout  # looked up per call: test runners swap them
+
+
+def print_line(message: object, err: bool = False) -> None:
+    """Write ``message`` and a newline as plain text (no markup, no wrapping) to stdout,
+    or stderr with ``err=True``."""
+    stream = _stream(err)
+    stream.write(f"{message}\n")
+    stream.flush()
+
+
+def print_error(message: object) -> None:
+    """Write ``error: <message>`` to stderr as plain text: never wrapped, never read as
+    Rich markup."""
+    print_line(f"error: {message}", err=True)
+
+
+def fail(message: object) -> NoReturn:
+    """Stop the command with a user error (``error: <message>``, exit code 2)."""
+    raise CommandError(str(message))
+
+
+def _known_user_error_classes() -> tuple[type[BaseException], ...]:
+    classes: list[type[BaseException]] = [CrosslingError]
+    for spec in USER_ERRORS:
+        module_name, _, cls_name = spec.partition(":")
+        module = sys.modules.get(module_name)
+        cls = getattr(module, cls_name, None) if module is not None else None
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            classes.append(cls)
+    return tuple(classes)
+
+
+def is_user_error(err: BaseException) -> bool:
+    """True for errors the user can fix: see the module docstring."""
+    if isinstance(err, _known_user_error_classes()):
+        return True
+    return isinstance(err, OSError) and bool(getattr(err, "filename", None))
+
+
+def error_message(err: BaseException) -> str:
+    """The one-line text printed for a user error."""
+    if isinstance(err, OSError) and not isinstance(err, CrosslingError) and err.filename and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    text = str(err)
+    if isinstance(err, KeyError) and not isinstance(err, CrosslingError) and len(err.args) == 1:
+        text = str(err.args[0])
+    return text or type(err).__name__
+
+
+def check_cache_root(root: str | Path | None) -> Path:
+    """The cache root (``root``, else ``$CROSSLING_CACHE``, else ``./cache``); a
+    :class:`CommandError` if it exists and is not a folder."""
+    path = Path(root) if root is not None else Path(os.environ.get("CROSSLING_CACHE", "cache"))
+    if path.exists() and not path.is_dir():
+        where = "--cache-root" if root is not None else "$CROSSLING_CACHE or ./cache"
+        raise CommandError(f"cache root {path} (from {where}) is a file, not a folder; "
+                           "give a folder with --cache-root or $CROSSLING_CACHE")
+    return path
+
+
+def guard(func: F) -> F:
+    """Run a Typer command inside the error boundary (see the module docstring)."""
+    if getattr(func, "__crossling_guarded__", False):
+        return func
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            for name in CACHE_ROOT_PARAMS:
+                if name in kwargs and (kwargs[name] is None or isinstance(kwargs[name], (str, Path))):
+                    check_cache_root(kwargs[name])
+            return func(*args, **kwargs)
+        except _PASS_THROUGH:
+            raise
+        except KeyboardInterrupt:
+            print_line(INTERRUPTED, err=True)
+            raise typer.Exit(code=EXIT_INTERRUPTED) from None
+        except Exception as err:  # noqa: BLE001 - sorted below: user errors end here, the rest re-raise
+            if not is_user_error(err):
+                raise
+            print_error(error_message(err))
+            raise typer.Exit(code=EXIT_USER_ERROR) from None
+
+    wrapper.__crossling_guarded__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def guard_app(app: typer.Typer) -> typer.Typer:
+    """Put every command of ``app`` and of its sub-apps inside :func:`guard` (idempotent)."""
+    for info in app.registered_commands:
+        if info.callback is not None:
+            info.callback = guard(info.callback)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            guard_app(group.typer_instance)
+    return app
+
+
+def first_sentence(text: str | None) -> str:
+    """The first sentence of a docstring, on one line (a command's entry in a command list:
+    click would otherwise cut the docstring mid-sentence at 45 characters)."""
+    para = " ".join((text or "").strip().split("\n\n")[0].split())
+    for end in (". ", ".\t"):
+        if end in para:
+            return para[: para.index(end) + 1]
+    return para
+
+
+def complete_short_help(app: typer.Typer) -> typer.Typer:
+    """Give each command of ``app`` (and of its sub-apps) without a ``short_help`` the first
+    sentence of its docstring, so the command list shows whole sentences."""
+    for info in app.registered_commands:
+        if not isinstance(info.short_help, str) and info.callback is not None:
+            info.short_help = first_sentence(info.callback.__doc__)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            complete_short_help(group.typer_instance)
+    return app
+
+
+def run_app(app: typer.Typer, prog_name: str | None = None) -> None:
+    """Run ``app`` as a console script inside the boundary (exits the process)."""
+    guard_app(app)
+    try:
+        app(prog_name=prog_name)
+    except KeyboardInterrupt:  # outside a command (while parsing, importing)
+        print_line(INTERRUPTED, err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a CUDA device is present, else ``"cpu"``; any other
+    value is returned as given (``cpu``, ``cuda``, ``cuda:1`` ...)."""
+    if device != "auto":
+        return device
+    import torch  # late: only commands that run a model pay for it
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def prepared_corpora(root: str | Path | None) -> list[str]:
+    """Names of the corpora known under the cache root: prepared ones
+    (``manifests/<name>.parquet``) and those with a feature cache (``<model>/<name>.h5``
+    or its shards)."""
+    import re
+
+    base = check_cache_root(root)
+    names: set[str] = set()
+    folder = base / "manifests"
+    if folder.is_dir():
+        names.update(p.name[: -len(".parquet")] for p in folder.glob("*.parquet")
+                     if not p.name.endswith(".bad.parquet"))
+    if base.is_dir():
+        for h5 in base.glob("*/*.h5"):
+            names.add(re.sub(r"\.shard-\d+-of-\d+$", "", h5.name[: -len(".h5")]))
+    return sorted(names)
+
+
+def check_corpora(names: str | list[str] | tuple[str, ...], root: str | Path | None) -> None:
+    """Each name must be a corpus known under the cache root (:func:`prepared_corpora`), else an
+    :class:`~featstore.errors.UnknownNameError` that lists the prepared ones (and the
+    closest name)."""
+    from featstore.errors import unknown_name
+
+    known = prepared_corpora(root)
+    for name in [names] if isinstance(names, str) else names:
+        if name not in known:
+            raise unknown_name("corpus", name, known,
+                               hint=f"prepared corpora are manifests/<name>.parquet under {check_cache_root(root)} "
+                                    "(make one with `featstore prepare`)")
+
+
+def aliased(aliases: dict[str, str]) -> type:
+    """A Typer command class that also accepts the deprecated option spellings in
+    ``aliases`` (old -> new, e.g. ``{"--train": "--train-corpus"}``), hidden from help;
+    using one prints a note on stderr."""
+    from typer.core import TyperCommand
+
+    class AliasedCommand(TyperCommand):
+        deprecated_aliases = dict(aliases)
+
+        def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+            rewritten: list[str] = []
+            rest = False
+            for arg in args:
+                if not rest and arg == "--":
+                    rest = True
+                name, eq, value = arg.partition("=")
+                if not rest and name in self.deprecated_aliases:
+                    new = self.deprecated_aliases[name]
+                    print_line(f"note: {name} is deprecated; use {new}", err=True)
+                    arg = f"{new}{eq}{value}"
+                rewritten.append(arg)
+            return super().parse_args(ctx, rewritten)
+
+    return AliasedCommand
+
+
+def config_field(cls: type, name: str) -> Any:
+    """The ``dataclasses.Field`` ``name`` of the dataclass ``cls`` (KeyError if absent)."""
+    import dataclasses
+
+    return {f.name: f for f in dataclasses.fields(cls)}[name]
+
+
+def field_help(cls: type, name: str, fallback: str = "") -> str:
+    """The help of a config field (its ``metadata["help"]``), else ``fallback``: an
+    option built from it says the same as the config."""
+    return str(config_field(cls, name).metadata.get("help", fallback))
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of a config field (``default_factory`` called)."""
+    import dataclasses
+
+    f = config_field(cls, name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
+def cell(value: object) -> Any:
+    """``value`` as a Rich table cell that is never read as markup (``[cn]`` stays)."""
+    from rich.text import Text
+
+    return Text("" if value is None else str(value))
