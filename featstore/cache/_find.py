@@ -7,7 +7,6 @@ when an extraction was split over ranks and not merged, the complete set of shar
 
 from __future__ import annotations
 
-import glob
 import re
 from pathlib import Path
 
@@ -33,6 +32,15 @@ def _shards(folder: Path, corpus: str) -> dict[int, dict[int, Path]]:
             if 0 <= index < count:
                 found.setdefault(count, {})[index] = path
     return found
+
+
+def _unfinished(folder: Path, corpus: str) -> list[str]:
+    """Names of the ``.parts`` folders an interrupted extraction of ``corpus`` left."""
+    if not folder.is_dir():
+        return []
+    shard = re.compile(re.escape(corpus) + r"\.shard-\d+-of-\d+\.h5\.parts")
+    return sorted(p.name for p in folder.glob("*.h5.parts")
+                  if p.name == f"{corpus}.h5.parts" or shard.fullmatch(p.name))
 
 
 def find_cache(model_alias: str, corpus: str, cache_root: str | Path | None = None) -> list[Path]:
@@ -65,8 +73,7 @@ def find_cache(model_alias: str, corpus: str, cache_root: str | Path | None = No
         raise CacheNotFoundError(
             f"no merged cache of {model_alias} on {corpus} and several complete shard sets ({counts}) in "
             f"{path.parent}; keep one set, or merge one into {path.name} (`featstore merge`)")
-    unfinished = sorted(p.name for p in path.parent.glob(f"{glob.escape(corpus)}*.h5.parts")) \
-        if path.parent.is_dir() else []
+    unfinished = _unfinished(path.parent, corpus)
     tail = f"; unfinished extraction(s) left {', '.join(unfinished)}: rerun them to finish" if unfinished else ""
     if sets:
         details = []
@@ -76,7 +83,8 @@ def find_cache(model_alias: str, corpus: str, cache_root: str | Path | None = No
         raise CacheNotFoundError(
             f"cache of {model_alias} on {corpus} is incomplete: {'; '.join(details)} ({searched}){tail}; "
             f"extract the missing shard(s) with {make} --shard I/N")
-    raise CacheNotFoundError(f"no cache of {model_alias} on {corpus}: {searched}{tail}; extract it with {make}")
+    raise CacheNotFoundError(f"no such cache file of {model_alias} on {corpus}: {searched}{tail}; "
+                             f"extract it with {make}")
 
 
 def open_model_cache(model_alias: str, corpus: str, cache_root: str | Path | None = None) -> FeatureCache:
