@@ -18,10 +18,11 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import load_file, save_file
 
+from featstore.errors import CrosslingError
 from featstore.manifest import CANONICAL_EMOTIONS
 from finetune.model import PeftModelConfig, SERModel
 
@@ -31,11 +32,15 @@ WEIGHTS_FILE = "adapters.safetensors"
 CONFIG_FILE = "config.json"
 
 
-class CheckpointError(ValueError):
+if TYPE_CHECKING:  # pragma: no cover
+    from featstore.models import LoadedModel
+
+
+class CheckpointError(CrosslingError, ValueError):
     """A checkpoint folder that is missing, malformed, or does not fit the base model."""
 
 
-def base_record(base: Any) -> dict:
+def base_record(base: LoadedModel) -> dict:
     """What a checkpoint records of its base model (a ``featstore.models.LoadedModel``)."""
     return {
         "alias": base.alias, "source": base.source, "family": base.family, "language": base.language,
@@ -45,7 +50,7 @@ def base_record(base: Any) -> dict:
     }
 
 
-def save_checkpoint(directory: str | Path, model: SERModel, base: Any | Mapping,
+def save_checkpoint(directory: str | Path, model: SERModel, base: LoadedModel | Mapping,
                     info: Mapping[str, Any] | None = None) -> Path:
     """Write ``model``'s adapters and head to ``directory`` (created; files replaced
     atomically).
@@ -94,7 +99,7 @@ def read_checkpoint_config(directory: str | Path) -> dict:
     return config
 
 
-def load_checkpoint(directory: str | Path, base: Any | None = None, device: str = "cpu",
+def load_checkpoint(directory: str | Path, base: LoadedModel | None = None, device: str = "cpu",
                     search_dirs: list[str | Path] | None = None) -> tuple[SERModel, dict]:
     """Rebuild a fine-tuned model from a checkpoint folder.
 
@@ -114,14 +119,17 @@ def load_checkpoint(directory: str | Path, base: Any | None = None, device: str 
     ------
     CheckpointError : missing/malformed folder, or a base whose fingerprint differs
     """
+    from featstore.models import load_model, resolve_device
+
     config = read_checkpoint_config(directory)
     want = config["base"]
+    device = str(resolve_device(device))
     if base is None:
-        from featstore.models import load_model
-
         source = want.get("source") or ""
         name = source if source and Path(source).exists() else want["alias"]
-        base = load_model(name, language=want.get("language"), device=device, search_dirs=search_dirs)
+        # a base pinned by path keeps the alias it was trained under
+        base = load_model(name, alias=want["alias"], language=want.get("language"), device=device,
+                          search_dirs=search_dirs)
     if base.fingerprint != want["fingerprint"]:
         raise CheckpointError(
             f"{directory}: these adapters were trained on {want['alias']} with weight fingerprint "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -15,6 +15,9 @@ from featstore.manifest import CANONICAL_EMOTIONS
 from finetune.data import ClipSet, labels_to_indices
 from finetune.model import SERModel
 from finetune.train import evaluate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from featstore.models import LoadedModel
 
 
 def predict_waves(model: SERModel, waves: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
@@ -36,7 +39,7 @@ def prediction_frame(names: Sequence[str], probs: np.ndarray, labels: Sequence[s
 
 
 def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], device: str = "cpu",
-                  batch_size: int = 16, base: Any | None = None) -> pl.DataFrame:
+                  batch_size: int = 16, base: LoadedModel | None = None) -> pl.DataFrame:
     """Label and class probabilities of each audio file with a fine-tuned checkpoint.
 
     Raises ``featstore.audio.AudioError`` naming the first file that cannot be read and
@@ -54,7 +57,7 @@ def predict_files(checkpoint: str | Path, paths: Sequence[str | Path], device: s
 
 def evaluate_checkpoint(checkpoint: str | Path, corpus: str, fold: int | None = None,
                         cache_root: str | Path | None = None, device: str = "cpu",
-                        batch_size: int = 16, base: Any | None = None) -> tuple[dict, pl.DataFrame]:
+                        batch_size: int = 16, base: LoadedModel | None = None) -> tuple[dict, pl.DataFrame]:
     """Metrics and per-utterance predictions of a checkpoint on a prepared corpus: the
     test part of ``fold`` (from the corpus's fold table) or, without ``fold``, every
     utterance with one of the four emotions.

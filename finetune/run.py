@@ -15,11 +15,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
+from featstore.cache import cache_location
+from featstore.errors import CrosslingError
 from featstore.manifest import CANONICAL_EMOTIONS
 from finetune.checkpoint import base_record, save_checkpoint
 from finetune.data import ClipSet, labels_to_indices
@@ -28,10 +30,14 @@ from finetune.results import LOG_SCHEMA, PREDICTION_SCHEMA_FT, results_frame, wr
 from finetune.train import FitResult, TrainConfig, evaluate, fit, fit_two_stage
 from finetune.tuners import BASettings, LoraSettings, WGSettings, canonical_strategy, count_parameters
 
+if TYPE_CHECKING:  # pragma: no cover
+    from featstore.cache import FeatureCache
+    from featstore.models import LoadedModel
+
 Log = Callable[[str], None]
 
 
-class FinetuneError(ValueError):
+class FinetuneError(CrosslingError, ValueError):
     """A fine-tuning request that cannot run (missing corpus, folds, layer ...)."""
 
 
@@ -58,6 +64,7 @@ class FinetuneConfig:
     out: str | None = field(default=None, metadata={"help": "output folder (default under runs/finetune)"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
     language: str | None = field(default=None, metadata={"help": "model language for unregistered models"})
+    alias: str | None = field(default=None, metadata={"help": "model name for caches, results and best layers (default: the model's)"})
     save_checkpoints: bool = field(default=True, metadata={"help": "save each fold's adapters and head"})
 
     def __post_init__(self) -> None:
@@ -90,7 +97,7 @@ class _Corpus:
     fingerprint: str
     folds: pl.DataFrame
     scheme: str
-    cache: Any = None
+    cache: FeatureCache | None = None
     cache_fingerprint: str = ""
     waves: dict = field(default_factory=dict)
 
@@ -110,14 +117,16 @@ class _Corpus:
         return ClipSet(uid, labels, lengths, waves=self.waves, name=name)
 
 
-def run_finetune(config: FinetuneConfig, base: Any | None = None, log: Log | None = None,
+def run_finetune(config: FinetuneConfig, base: LoadedModel | None = None, log: Log | None = None,
                  on_epoch: Callable[[dict], None] | None = None) -> pl.DataFrame:
     """Fine-tune and test one condition over ``config.folds``; write the run to
     ``config.out`` (results, predictions, epoch log, Table I, config, checkpoints).
 
     Parameters
     ----------
-    config : :class:`FinetuneConfig`
+    config : :class:`FinetuneConfig`; ``config.alias`` (default: the loaded model's) names the
+        model in the cache folder, the best-layer lookup and the results; ``config.device``
+        ``auto`` is CUDA when present, else CPU (``featstore.models.resolve_device``)
     base : an already loaded ``featstore.models.LoadedModel`` (default: ``load_model``)
     log : receives progress lines (default: silent)
     on_epoch : receives each epoch's log row (with ``fold``)
@@ -126,11 +135,18 @@ def run_finetune(config: FinetuneConfig, base: Any | None = None, log: Log | Non
     -------
     The results table: one row per fold (see :mod:`finetune.results`).
     """
-    say = log or (lambda _msg: None)
-    if base is None:
-        from featstore.models import load_model
+    from featstore.models import load_model, resolve_device
 
-        base = load_model(config.model, language=config.language, device=config.device)
+    say = log or (lambda _msg: None)
+    try:
+        device = resolve_device(config.device)
+    except ValueError as err:
+        raise FinetuneError(str(err)) from err
+    if base is None:
+        base = load_model(config.model, alias=config.alias, language=config.language, device=str(device),
+                          cache_root=config.cache_root)
+    elif config.alias and base.alias != config.alias:
+        base = dataclasses.replace(base, alias=config.alias)  # the name travels into checkpoints too
     alias = base.alias
     names = [config.train_corpus, config.test_corpus] + ([config.source_corpus] if config.two_stage else [])
     corpora = {n: _load_corpus(n, config.cache_root) for n in dict.fromkeys(names)}
@@ -141,7 +157,7 @@ def run_finetune(config: FinetuneConfig, base: Any | None = None, log: Log | Non
     model_config = PeftModelConfig(layer=layer, strategy=config.strategy, scope=config.scope, head=config.head,
                                    lora=config.lora, ba=config.ba, wg=config.wg, init_seed=config.train.seed)
     state = model_config.input_state
-    probe = SERModel(copy.deepcopy(base.encoder), model_config, base.do_normalize).to(config.device)
+    probe = SERModel(copy.deepcopy(base.encoder), model_config, base.do_normalize).to(device)
     trainable, total = count_parameters(probe)
     say(f"{alias} layer {layer} {config.strategy} ({config.scope}): {trainable:,} trainable of {total:,} "
         f"parameters ({100 * trainable / total:.2f}%)")
@@ -154,7 +170,7 @@ def run_finetune(config: FinetuneConfig, base: Any | None = None, log: Log | Non
         for fold in config.folds:
             say(f"fold {fold}: training on {config.train_corpus}"
                 + (f" after {config.source_corpus}" if config.two_stage else ""))
-            model = SERModel(copy.deepcopy(base.encoder), model_config, base.do_normalize).to(config.device)
+            model = SERModel(copy.deepcopy(base.encoder), model_config, base.do_normalize).to(device)
             epoch_cb = (lambda row, f=fold: on_epoch({"fold": f, **row})) if on_epoch else None
             first: FitResult | None = None
             if source_c is not None:
@@ -230,7 +246,7 @@ def _setting(model_language: str, train: _Corpus, test: _Corpus, source: _Corpus
     return setting_of(model_language, source.language, test.language)
 
 
-def _layer(config: FinetuneConfig, alias: str, setting: str, base: Any) -> int:
+def _layer(config: FinetuneConfig, alias: str, setting: str, base: LoadedModel) -> int:
     if config.layer == "best":
         from probes.results import best_layer
 
@@ -247,7 +263,7 @@ def _layer(config: FinetuneConfig, alias: str, setting: str, base: Any) -> int:
     return layer
 
 
-def _attach_inputs(c: _Corpus, config: FinetuneConfig, alias: str, base: Any, model: SERModel, state: int,
+def _attach_inputs(c: _Corpus, config: FinetuneConfig, alias: str, base: LoadedModel, model: SERModel, state: int,
                    say: Log) -> None:
     """Use the frame cache when it holds float32 hidden state ``state`` of this model and
     it matches what the model computes; else load the audio."""
@@ -271,17 +287,17 @@ def _attach_inputs(c: _Corpus, config: FinetuneConfig, alias: str, base: Any, mo
     c.waves = {r["utt_id"]: load_row(r, sample_rate_hz=base.sample_rate_hz) for r in rows}
 
 
-def _usable_cache(alias: str, corpus: str, base: Any, state: int, root: str | None) -> tuple[Any, str]:
-    from featstore.cache import CacheError, open_cache
-    from featstore.paths import features_path
+def _usable_cache(alias: str, corpus: str, base: LoadedModel, state: int, root: str | None
+                  ) -> tuple[FeatureCache | None, str]:
+    """The frame cache of ``alias`` on ``corpus`` (the merged file, else the complete shard
+    set: :func:`featstore.cache.find_cache`) when it holds float32 state ``state`` of these
+    weights; else ``(None, why not)``."""
+    from featstore.cache import CacheError, find_cache, open_cache
 
-    path = features_path(alias, corpus, root)
-    if not path.exists():
-        return None, f"no cache at {path}"
     try:
-        cache = open_cache(path)
+        cache = open_cache(find_cache(alias, corpus, root))
     except (CacheError, OSError) as err:
-        return None, f"cache unreadable: {err}"
+        return None, str(err)
     prov = cache.provenance
     problems = []
     if not cache.has_frames or state not in cache.frame_layers:
@@ -296,7 +312,7 @@ def _usable_cache(alias: str, corpus: str, base: Any, state: int, root: str | No
     return cache, ""
 
 
-def _compare(cache: Any, row: dict, model: SERModel, state: int, rate: int) -> str | None:
+def _compare(cache: FeatureCache, row: dict, model: SERModel, state: int, rate: int) -> str | None:
     """None when the cached state of one utterance equals the recomputed one."""
     from featstore.audio import load_row
 
@@ -322,7 +338,7 @@ def _default_out(config: FinetuneConfig, alias: str, setting: str, layer: int) -
 
 
 def _row(key: dict, metrics: dict, result: FitResult, first: FitResult | None, config: FinetuneConfig,
-         train_c: _Corpus, test_c: _Corpus, source_c: _Corpus | None, base: Any, n_test: int,
+         train_c: _Corpus, test_c: _Corpus, source_c: _Corpus | None, base: LoadedModel, n_test: int,
          trainable: int, total: int, ckpt: str) -> dict:
     row = {**key, **{k: v for k, v in metrics.items() if k != "confusion"}}
     row.update({
@@ -345,9 +361,9 @@ def _row(key: dict, metrics: dict, result: FitResult, first: FitResult | None, c
         "trainable_params": trainable, "total_params": total, "checkpoint": ckpt,
     })
     if train_c.cache is not None:
-        row["cache_path"] = str(train_c.cache.paths[0])
+        row["cache_path"] = cache_location(train_c.cache.paths)
     if test_c.cache is not None:
-        row["test_cache_path"] = str(test_c.cache.paths[0])
+        row["test_cache_path"] = cache_location(test_c.cache.paths)
     return row
 
 

@@ -7,21 +7,25 @@ record, so tests and benchmarks can also build it from arrays (:func:`corpus_fro
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
+from featstore.errors import CrosslingError
 from featstore.manifest import CANONICAL_EMOTIONS
-from featstore.paths import features_path, splits_path
+from featstore.paths import splits_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from featstore.cache import FeatureCache
 
 PARTS: tuple[str, ...] = ("train", "valid", "test")
 
 
-class ProbeDataError(ValueError):
+class ProbeDataError(CrosslingError, ValueError):
     """A cache or fold table that cannot feed the probes (missing, inconsistent...)."""
 
 
@@ -123,18 +127,19 @@ def _fold_rows(table: pl.DataFrame, ids: list[str], corpus: str, n_folds: int | 
     return out
 
 
-def _open(model: str, corpus: str, cache_root: str | Path | None):  # noqa: ANN202 - featstore type
-    from featstore.cache import CacheError, open_cache
+def _open(model: str, corpus: str, cache_root: str | Path | None) -> tuple[Path | str, FeatureCache]:
+    """``(where, cache)``: the merged cache file, or the shard pattern of an extraction split
+    over ranks and not merged (read as one cache), by :func:`featstore.cache.find_cache`."""
+    from featstore.cache import CacheError, cache_location, find_cache, open_cache
 
-    path = features_path(model, corpus, cache_root)
-    target: Path | str = path
-    shards = path.with_name(f"{corpus}.shard-*-of-*.h5")
-    if not path.exists() and glob.glob(str(shards)):
-        target = str(shards)  # an extraction split over ranks and not merged reads as one cache
     try:
-        return path, open_cache(target)
+        paths = find_cache(model, corpus, cache_root)
+        cache = open_cache(paths)
     except CacheError as err:
-        raise ProbeDataError(f"{err} (extract it with `featstore extract --model {model} --corpus {corpus}`)") from err
+        raise ProbeDataError(str(err)) from err
+    if len(paths) == 1:
+        return paths[0], cache
+    return cache_location([p.resolve() for p in paths]), cache
 
 
 def model_language(model: str, provenance: Mapping) -> str:
@@ -227,7 +232,7 @@ def load_corpus(
             feats = np.stack([cache.pooled(int(v), wanted, stat=stat) for v in layers])
         prov = cache.provenance
         provenance = {
-            "cache_path": str(Path(path).resolve()),
+            "cache_path": str(Path(path).resolve()) if isinstance(path, Path) else path,
             "cache_fingerprint": str(cache.fingerprint),
             "model_fingerprint": str(prov.get("model_fingerprint", "")),
             "manifest_fingerprint": str(prov.get("manifest_fingerprint", "")),

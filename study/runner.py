@@ -116,7 +116,7 @@ def _extract(entry: ModelEntry, corpus: str, root: Path) -> list[Path]:
     from featstore.extract import ExtractConfig, extract
 
     config = ExtractConfig(model=entry.source, corpus=corpus, cache_root=root, model_language=entry.language,
-                           out=features_path(entry.alias, corpus, root))
+                           alias=entry.alias, out=features_path(entry.alias, corpus, root))
     return [extract(config)]
 
 

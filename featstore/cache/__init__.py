@@ -3,6 +3,9 @@
 Public API (see ``docs/architecture.md`` and ``docs/cache-format.md``):
 
 - :func:`open_cache` -> :class:`FeatureCache` (one file, a glob, or a list of shards);
+- :func:`find_cache` / :func:`open_model_cache`: a model's cache of a corpus by name (the
+  merged file, else the complete shard set), the one rule probes, SED, fine-tuning and
+  the study use;
 - :func:`write_cache` writes a complete cache file at once;
 - :func:`merge_caches` joins the shards of one extraction into one file;
 - :func:`cache_info`, :func:`verify_cache`, :func:`list_caches`;
@@ -21,13 +24,15 @@ from featstore.cache._format import (
     key_differences,
     write_cache,
 )
+from featstore.cache._find import CacheNotFoundError, cache_location, find_cache, open_model_cache
 from featstore.cache._inspect import cache_info, list_caches, verify_cache
 from featstore.cache._lock import CacheLockedError, WriterLock
 from featstore.cache._merge import merge_caches, merge_files
 from featstore.cache._reader import FeatureCache, expand_paths, open_cache
 
 __all__ = [
-    "DTYPES", "FORMAT_VERSION", "KEY_FIELDS", "CacheError", "CacheLockedError", "FeatureCache",
-    "WriterLock", "cache_fingerprint", "cache_info", "cache_key", "expand_paths", "key_differences",
-    "list_caches", "merge_caches", "merge_files", "open_cache", "verify_cache", "write_cache",
+    "DTYPES", "FORMAT_VERSION", "KEY_FIELDS", "CacheError", "CacheLockedError", "CacheNotFoundError",
+    "FeatureCache", "WriterLock", "cache_fingerprint", "cache_location", "cache_info", "cache_key", "expand_paths", "find_cache",
+    "key_differences", "list_caches", "merge_caches", "merge_files", "open_cache", "open_model_cache",
+    "verify_cache", "write_cache",
 ]

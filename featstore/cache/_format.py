@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 import polars as pl
 
+from featstore.errors import CrosslingError
 from featstore.manifest import MANIFEST_SCHEMA, validate_manifest
 
 FORMAT_VERSION = 1
@@ -49,7 +50,7 @@ is recorded but does not make a cache unusable."""
 STR = h5py.string_dtype("utf-8")
 
 
-class CacheError(ValueError):
+class CacheError(CrosslingError, ValueError):
     """A cache file that is missing, incomplete, inconsistent or does not match a request."""
 
 

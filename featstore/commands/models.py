@@ -1,4 +1,9 @@
-"""``featstore models``: the registered SSL models and whether they are on this machine."""
+"""``featstore models``: the registered SSL models, the model folders under the cache
+root, and where each one is on this machine.
+
+Listing reads folders and small JSON files only: neither torch nor transformers is
+imported, so the command answers in well under a second.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 
 def models(
@@ -22,35 +25,48 @@ def models(
             help="Extra folder holding <alias>/ model folders, searched first (repeatable; default: none).",
         ),
     ] = None,
+    cache_root: Annotated[
+        Path | None,
+        typer.Option("--cache-root", help="Cache root whose models/ folder is searched "
+                     "(default: $CROSSLING_CACHE or ./cache)."),
+    ] = None,
 ) -> None:
-    """List the registry's models: family, language, source id, and where each is on disk.
+    """List the registry's models and the model folders under <cache root>/models: family,
+    language, source id, and where each is on disk.
 
     Models are looked for in --search-dir, $CROSSLING_MODELS, <cache root>/models and the
-    local Hugging Face cache; nothing is downloaded.
+    local Hugging Face cache; nothing is downloaded. A folder <cache root>/models/<name>/
+    is used by name (``featstore extract --model <name>``).
     """
-    from featstore.models import list_models  # transformers loads only when the command runs
+    from rich.console import Console
+    from rich.table import Table
 
-    rows = list_models(search_dirs=list(search_dir or []))
+    from featstore.models.resolve import list_models  # no torch: listing stays fast
+
+    rows = list_models(search_dirs=list(search_dir or []), root=cache_root)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="SSL models (nothing is downloaded: put missing ones on disk)")
     for column in ("alias", "family", "language", "layers x dims", "source id", "present", "where"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
+        dims = f"{row['n_layers']} x {row['hidden_size']}" if row["n_layers"] else "-"
+        where = f"{row['path']} ({row['where']})" if row["path"] else "-"
         table.add_row(
             row["alias"],
-            row["family"],
-            row["language"],
-            f"{row['n_layers']} x {row['hidden_size']}",
-            row["hf_id"],
+            row["family"] or "-",
+            row["language"] or "-",
+            dims,
+            row["hf_id"] or ("local folder" if not row["registered"] else "-"),
             "yes" if row["present"] else "no",
-            row["path"] or "-",
+            where,
         )
-    Console(width=200).print(table)
-    if not all(r["present"] for r in rows):
+    Console(width=200, soft_wrap=True).print(table)
+    if not all(r["present"] for r in rows if r["registered"]):
+        root = f"{cache_root}/models" if cache_root else "<cache root>/models"
         typer.echo(
-            "Missing models: put the Hugging Face folder in <cache root>/models/<alias>/ or "
+            f"Missing models: put the Hugging Face folder in {root}/<alias>/ or "
             "$CROSSLING_MODELS/<alias>/, or in the local Hugging Face cache (HF_HUB_CACHE)."
         )
 

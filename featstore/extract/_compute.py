@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from featstore import forward
+from featstore.models.device import resolve_device
 
 FRAME_STRIDE_SAMPLES = 320
 """Samples per output frame of wav2vec 2.0 / WavLM at 16 kHz (product of the strides)."""
@@ -32,23 +33,9 @@ class ClipResult:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA (``cuda:$LOCAL_RANK`` under torchrun) when present, else CPU.
-
-    Raises ``ValueError`` for a device name torch does not know or a CUDA device that is
-    not on this machine.
-    """
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device {device!r}: not a torch device name (cpu, cuda, cuda:1 ...)") from err
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
-                         "use cpu or auto")
-    return dev
+    """The torch device for ``device`` (``auto``: CUDA when present, else CPU): the one
+    rule of :func:`featstore.models.device.resolve_device`, kept under this name."""
+    return resolve_device(device)
 
 
 MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featstore.cache import DTYPES
+from featstore.errors import CrosslingError
+from featstore.paths import safe_name
 
 
-class ExtractError(RuntimeError):
+class ExtractError(CrosslingError, RuntimeError):
     """An extraction that cannot start or finish (bad request, mismatching cache...)."""
 
 
@@ -23,6 +25,9 @@ class ExtractConfig:
     corpus : prepared corpus name; its manifest is ``featstore.paths.manifest_path(corpus)``.
     cache_root : cache root (default ``$CROSSLING_CACHE`` or ``./cache``).
     model_language : language code for a model outside the registry.
+    alias : the model's name everywhere downstream (cache folder ``<root>/<alias>/``,
+        provenance, results); default: the registry alias, the name, or the folder's name.
+        A model pinned by path keeps this alias.
     max_batch_seconds : cap on a batch's padded audio, seconds (default 64 s).
     batch_size : cap on clips per batch; 1 forces one clip at a time (default: 1 on CPU,
         no cap on GPU; :func:`~featstore.extract._plan.effective_batch_size`).
@@ -41,7 +46,7 @@ class ExtractConfig:
         pieces of 8 to 128 utterances (:func:`auto_piece_utts`).
     n_workers : threads decoding and resampling audio ahead of the model.
     manifest : manifest parquet to read instead of the prepared one.
-    out : output file instead of ``featstore.paths.features_path(model, corpus)``.
+    out : output file instead of ``featstore.paths.features_path(alias, corpus)``.
     progress : show a progress bar.
     """
 
@@ -49,6 +54,7 @@ class ExtractConfig:
     corpus: str
     cache_root: str | Path | None = None
     model_language: str | None = None
+    alias: str | None = None
     max_batch_seconds: float = 64.0
     batch_size: int | None = None
     frames: bool = False
@@ -67,6 +73,8 @@ class ExtractConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.alias is not None:
+            safe_name(self.alias)
         if self.max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be > 0, got {self.max_batch_seconds}")
         if self.batch_size is not None and self.batch_size < 1:

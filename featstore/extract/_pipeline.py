@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
@@ -50,7 +51,10 @@ from featstore.extract._plan import (
 from featstore.extract._progress import ExtractProgress
 from featstore.extract._writer import PartWriter, part_path
 from featstore.manifest import ManifestError, load_manifest, manifest_fingerprint
-from featstore.paths import features_path, manifest_path
+from featstore.paths import features_path, manifest_path, safe_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from featstore.models import LoadedModel
 
 SAMPLE_RATE_HZ = 16000
 
@@ -69,11 +73,6 @@ class ExtractReport:
     wall_s: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-def safe_name(alias: str) -> str:
-    """A model alias as one folder name (``org/name`` -> ``org__name``)."""
-    return alias.replace("/", "__").replace("\\", "__")
 
 
 def output_path(config: ExtractConfig, alias: str) -> Path:
@@ -99,7 +98,7 @@ def _versions() -> dict:
             "numpy": np.__version__, "featstore": code}
 
 
-def input_norm_of(loaded: object) -> dict | None:
+def input_norm_of(loaded: LoadedModel) -> dict | None:
     """The SpeechBrain input normalisation a model applies before its encoder (``wavlm-emo``:
     each clip's mean removed), or None; raises :class:`ExtractError` for a kind not supported."""
     settings = (getattr(loaded, "extras", None) or {}).get("input_norm")
@@ -111,7 +110,7 @@ def input_norm_of(loaded: object) -> dict | None:
     return {k: settings[k] for k in ("norm_type", "mean_norm", "std_norm") if k in settings}
 
 
-def _normalisation(loaded: object) -> str:
+def _normalisation(loaded: LoadedModel) -> str:
     steps = []
     norm = input_norm_of(loaded)
     if norm is not None and norm.get("mean_norm", True):
@@ -122,13 +121,18 @@ def _normalisation(loaded: object) -> str:
     return ", then ".join(steps) or "none"
 
 
-def build_provenance(config: ExtractConfig, loaded: object, manifest: pl.DataFrame, device: torch.device,
+def model_alias(config: ExtractConfig, loaded: LoadedModel) -> str:
+    """The model's name for this run: ``config.alias`` when given, else the loaded model's."""
+    return config.alias or loaded.alias
+
+
+def build_provenance(config: ExtractConfig, loaded: LoadedModel, manifest: pl.DataFrame, device: torch.device,
                      frame_layers: list[int] | None) -> dict:
     """The provenance a run records (and compares against an existing cache)."""
     encoder_config = loaded.encoder.config
     return {
         "format_version": 1,
-        "model_alias": loaded.alias,
+        "model_alias": model_alias(config, loaded),
         "model_source": str(loaded.source),
         "model_family": loaded.family,
         "model_language": config.model_language or loaded.language,
@@ -155,11 +159,15 @@ def build_provenance(config: ExtractConfig, loaded: object, manifest: pl.DataFra
     }
 
 
-def _load_model(config: ExtractConfig, device: torch.device) -> object:
+def _load_model(config: ExtractConfig, device: torch.device) -> LoadedModel:
     from featstore.models import ModelLoadError, load_model
+    from featstore.models.resolve import UnknownModelError
 
     try:
-        return load_model(config.model, language=config.model_language, device=str(device))
+        return load_model(config.model, alias=config.alias, language=config.model_language, device=str(device),
+                          cache_root=config.cache_root)
+    except UnknownModelError:
+        raise  # a CrosslingError listing the known names: shown as it is
     except (FileNotFoundError, ModelLoadError, ValueError) as err:
         raise ExtractError(str(err)) from err
 
@@ -316,7 +324,7 @@ def shard_rows(manifest: pl.DataFrame, shard: tuple[int, int], piece_utts: int) 
     return manifest.slice(lo, hi - lo)
 
 
-def run_extraction(config: ExtractConfig, model: object | None = None, manifest: pl.DataFrame | None = None
+def run_extraction(config: ExtractConfig, model: LoadedModel | None = None, manifest: pl.DataFrame | None = None
                    ) -> ExtractReport:
     """Extract (or finish extracting) one cache; see the module docstring.
 
@@ -351,7 +359,7 @@ def run_extraction(config: ExtractConfig, model: object | None = None, manifest:
     prov = build_provenance(config, loaded, manifest, device, frame_layers)
     prov["piece_utts"] = piece_utts
     shard_df = shard_rows(manifest, config.shard, piece_utts)
-    out = output_path(config, loaded.alias)
+    out = output_path(config, model_alias(config, loaded))
     with WriterLock(out, wait=config.wait):
         if _check_existing(out, prov, config.overwrite):
             _drop_leftover_parts(out, prov)
@@ -366,7 +374,7 @@ def run_extraction(config: ExtractConfig, model: object | None = None, manifest:
     return report
 
 
-def _extract_locked(config: ExtractConfig, loaded: object, encoder: torch.nn.Module, device: torch.device,
+def _extract_locked(config: ExtractConfig, loaded: LoadedModel, encoder: torch.nn.Module, device: torch.device,
                     shard_df: pl.DataFrame, bad: dict[str, str], prov: dict, frame_layers: list[int] | None,
                     out: Path, piece_utts: int) -> ExtractReport:
     ids = shard_df["utt_id"].to_list()
@@ -391,7 +399,7 @@ def _extract_locked(config: ExtractConfig, loaded: object, encoder: torch.nn.Mod
     writer = PartWriter(parts_dir, prov, frame_layers, int(loaded.hidden_size), config.dtype)
     reused_utts = sum(ranges[k][1] - ranges[k][0] for k in done)
     current = None
-    with ExtractProgress(len(ids), reused_utts, enabled=config.progress, label=f"{loaded.alias} / {config.corpus}") as bar:
+    with ExtractProgress(len(ids), reused_utts, enabled=config.progress, label=f"{model_alias(config, loaded)} / {config.corpus}") as bar:
         try:
             for batch, loaded_audio in _prefetch(batches, rows, bad, config.n_workers):
                 if batch.piece != current:

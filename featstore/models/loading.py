@@ -8,7 +8,6 @@ that every encoder weight is accounted for and ``.bin`` files are only ever read
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from transformers import PretrainedConfig
 
 from featstore.models import speechbrain as sb
 from featstore.models.configs import build_encoder, read_config, read_preprocessor
+from featstore.models.device import resolve_device
 from featstore.models.registry import MODELS, ModelSpec
-from featstore.models.resolve import ModelNotFoundError, detect_format, locate, missing_files
+from featstore.models.resolve import HF_ID, ModelNotFoundError, detect_format, locate, missing_files
 from featstore.models.weights import (
     ModelLoadError,
     fingerprint_files,
@@ -27,9 +27,9 @@ from featstore.models.weights import (
     read_state_dict,
     read_weight_file,
 )
+from featstore.paths import safe_name
 
 CROSSLING_JSON = "crossling.json"
-_HF_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class LoadedModel:
     Attributes
     ----------
     alias : str
-        Registry alias, or the folder / id name for other models.
+        The name given with ``alias=``, else the registry alias, the folder / id name.
     source : str
         Hugging Face id for registered and cached models, else the folder path.
     family : str
@@ -168,49 +168,65 @@ def load_speechbrain_folder(folder: Path) -> tuple[torch.nn.Module, PretrainedCo
 
 
 def _resolve(
-    name_or_path: str, search_dirs: list[str | Path] | None
+    name_or_path: str, search_dirs: list[str | Path] | None, root: str | Path | None = None
 ) -> tuple[Path, str, str, ModelSpec | None]:
     """``(folder, alias, source, spec)`` for a name or path (``spec`` only for aliases)."""
     spec = MODELS.get(name_or_path)
     if spec is not None:
-        return locate(name_or_path, search_dirs), spec.alias, spec.hf_id, spec
+        return locate(name_or_path, search_dirs, root), spec.alias, spec.hf_id, spec
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         folder = path.resolve()
         return folder, folder.name, str(folder), None
     if path.exists():
         raise ModelLoadError(f"{path}: is a file; give the folder that holds the model files")
-    if _HF_ID.match(name_or_path):
-        return locate(name_or_path, search_dirs), name_or_path.split("/")[1], name_or_path, None
-    raise ModelNotFoundError(
-        f"{name_or_path!r} is neither a registered model ({', '.join(MODELS)}), an existing folder, "
-        "nor a Hugging Face id 'org/name'."
-    )
+    if HF_ID.match(name_or_path):
+        return locate(name_or_path, search_dirs, root), name_or_path.split("/")[1], name_or_path, None
+    if any(sep in name_or_path for sep in ("/", "\\")) or name_or_path.startswith((".", "~")):
+        raise ModelNotFoundError(f"{name_or_path}: no such model folder (nor a registered model: "
+                                 f"{', '.join(MODELS)}, nor a Hugging Face id 'org/name')")
+    # a plain name: a folder <root>/<name>/ under a model root (e.g. the demo's untrained models)
+    folder = locate(name_or_path, search_dirs, root).resolve()
+    return folder, name_or_path, str(folder), None
 
 
 def load_model(
-    name_or_path: str,
+    name_or_path: str | Path,
+    *,
+    alias: str | None = None,
     language: str | None = None,
     device: str = "cpu",
+    cache_root: str | Path | None = None,
     search_dirs: list[str | Path] | None = None,
 ) -> LoadedModel:
     """Load an SSL encoder from disk.
 
     Parameters
     ----------
-    name_or_path : str
-        A registered alias (``featstore.models.MODELS``), a local folder, or a Hugging
-        Face id ``org/name`` already in the local cache.
+    name_or_path : str or Path
+        A registered alias (``featstore.models.MODELS``), the name of a folder under a model
+        root (``<cache root>/models/<name>/``, ``$CROSSLING_MODELS/<name>/``), a local
+        folder, or a Hugging Face id ``org/name`` already in the local cache.
+    alias : str, optional
+        The model's name everywhere downstream (cache folder, result rows, best layers);
+        default: the registry alias, the name, or the folder's name. A model pinned by path
+        keeps the alias given here.
     language : str, optional
         Language code; required for models outside the registry unless their folder holds
-        a ``crossling.json`` with ``"language"``. Must agree with the registry otherwise.
+        a ``crossling.json`` with ``"language"`` or ``alias`` is a registered alias. Must
+        agree with the registry and ``crossling.json`` otherwise.
     device : str
-        Torch device for the encoder (and the SpeechBrain frame classifier).
+        Torch device for the encoder (and the SpeechBrain frame classifier); ``auto``: CUDA
+        when present, else CPU (:func:`featstore.models.device.resolve_device`).
+    cache_root : path, optional
+        Cache root whose ``models/`` folder is searched (default ``$CROSSLING_CACHE`` or ``./cache``).
     search_dirs : list of path, optional
         Extra roots searched first for ``<root>/<alias>`` folders.
 
     Raises
     ------
+    UnknownModelError
+        A plain name found nowhere; the message lists the registered and cached names.
     ModelNotFoundError
         Not on disk; the message lists the folders searched and the files expected.
     ModelLoadError
@@ -219,9 +235,13 @@ def load_model(
         No language known, or one that contradicts the registry.
     """
     name_or_path = str(name_or_path)
-    folder, alias, source, spec = _resolve(name_or_path, search_dirs)
+    folder, found_alias, source, spec = _resolve(name_or_path, search_dirs, cache_root)
+    if alias is not None:
+        safe_name(alias)  # an alias becomes a folder name: refuse one that would leave its folder
     meta = _read_crossling_json(folder)
-    language = _pick_language(name_or_path, language, spec, meta, folder)
+    language = _pick_language(name_or_path, language, spec, meta, folder, alias)
+    alias = alias or found_alias
+    device = str(resolve_device(device))
     fmt = detect_format(folder)
     if fmt is None or (fmt == "hf" and missing_files(folder, "hf")):
         expected = "config.json plus model.safetensors or pytorch_model.bin (or their *.index.json shards)"
@@ -259,7 +279,8 @@ def load_model(
     )
 
 
-def _pick_language(name: str, language: str | None, spec: ModelSpec | None, meta: dict, folder: Path) -> str:
+def _pick_language(name: str, language: str | None, spec: ModelSpec | None, meta: dict, folder: Path,
+                   alias: str | None = None) -> str:
     sources = {}
     if spec is not None:
         sources[f"the registry ({spec.alias})"] = spec.language
@@ -271,9 +292,10 @@ def _pick_language(name: str, language: str | None, spec: ModelSpec | None, meta
         said = "; ".join(f"{where} says {code!r}" for where, code in sources.items())
         raise ValueError(f"{name}: the model's language contradicts itself: {said}")
     chosen = next(iter(sources.values()), None)
-    if chosen is None and folder.name in MODELS:
-        # a folder given by path and named after an alias: that alias's language, last
-        chosen = MODELS[folder.name].language
+    for named in (alias, folder.name):
+        if chosen is None and named in MODELS:
+            # a folder given by path with a registered alias (or named after one): its language, last
+            chosen = MODELS[named].language
     if not chosen:
         raise ValueError(
             f"{name}: unknown language: pass language= (command line: --model-language) or add "

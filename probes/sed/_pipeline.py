@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from featstore.manifest import load_manifest, manifest_fingerprint
-from featstore.paths import features_path, manifest_path, runs_root
+from featstore.paths import manifest_path, runs_root
 from probes.sed._listeners import SedTestConfig, build_sed_test, read_answers, read_key, score_answers
 from probes.sed._model import ModelRunConfig, diarize_corpus
 from probes.sed._probe import ProbeConfig, run_probe
@@ -25,6 +26,9 @@ from probes.sed._results import (
     with_provenance,
     write_table,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from featstore.cache import FeatureCache
 
 Progress = Callable[[Sequence], Sequence]
 
@@ -64,7 +68,7 @@ def run_model(
     manifest = load_corpus_manifest(config.corpus, root)
     if limit is not None:
         manifest = manifest.sort("utt_id").head(limit)
-    loaded = load_model(config.model, device=config.device, search_dirs=search_dirs)
+    loaded = load_model(config.model, device=config.device, search_dirs=search_dirs, cache_root=root)
     per_utt = diarize_corpus(loaded, manifest, load_wave or load_row, config, progress)
     prov = {"model": loaded.alias, "model_fingerprint": loaded.fingerprint, "corpus": config.corpus,
             "manifest_fingerprint": manifest_fingerprint(manifest), "cache_fingerprint": None,
@@ -91,34 +95,41 @@ def run_frame_probe(
 
     Writes ``per_utterance`` (layer x utterance) and ``per_layer`` tables with provenance.
     """
-    from featstore.cache import open_cache
+    from featstore.cache import CacheNotFoundError, open_model_cache
 
-    def cache_of(corpus: str) -> object:
-        path = features_path(config.model, corpus, root)
-        if not path.exists() and not list(path.parent.glob(f"{corpus}.*.h5")):
-            raise FileNotFoundError(f"{path}: no cache of {config.model} on {corpus}; extract it with frames "
-                                    f"(featstore extract --model {config.model} --corpus {corpus} --frames)")
-        shards = sorted(path.parent.glob(f"{corpus}.*.h5"))
-        return open_cache(path if path.exists() else shards)
+    def cache_of(corpus: str) -> FeatureCache:
+        try:
+            return open_model_cache(config.model, corpus, root)  # the merged file, else the shard set
+        except CacheNotFoundError as err:
+            raise CacheNotFoundError(f"{err} (the frame probe needs frames: add --frames)") from err
 
-    train = {c: cache_of(c) for c in config.train_corpora}
-    test = cache_of(config.test_corpus)
-    per_utt, per_layer = run_probe(config, train, test, progress=progress)
-    prov = {"model": config.model, "model_fingerprint": test.provenance.get("model_fingerprint"),
-            "corpus": config.test_corpus,
-            "manifest_fingerprint": json.dumps({c: train[c].provenance.get("manifest_fingerprint") for c in train}
-                                               | {config.test_corpus: test.provenance.get("manifest_fingerprint")}),
-            "cache_fingerprint": json.dumps({c: train[c].fingerprint for c in train}
-                                            | {config.test_corpus: test.fingerprint}),
-            "split": "train: " + "+".join(config.train_corpora) + f"; test: {config.test_corpus} (all)",
-            "seed": config.seed, "config_json": config.to_json()}
-    out = Path(out_dir) if out_dir else default_out("probe", config.model, config.test_corpus, root=root)
-    paths = {f"per_utterance_{k}": v for k, v in write_table(with_provenance(per_utt, prov), out, "per_utterance",
-                                                             prov).items()}
-    paths |= {f"per_layer_{k}": v for k, v in write_table(with_provenance(per_layer, prov), out, "per_layer",
-                                                          prov).items()}
-    for cache in (*train.values(), test):
-        cache.close()
+    train: dict[str, FeatureCache] = {}
+    try:
+        for c in config.train_corpora:
+            train[c] = cache_of(c)
+        test = cache_of(config.test_corpus)
+    except BaseException:
+        for cache in train.values():
+            cache.close()
+        raise
+    try:
+        per_utt, per_layer = run_probe(config, train, test, progress=progress)
+        prov = {"model": config.model, "model_fingerprint": test.provenance.get("model_fingerprint"),
+                "corpus": config.test_corpus,
+                "manifest_fingerprint": json.dumps({c: train[c].provenance.get("manifest_fingerprint") for c in train}
+                                                   | {config.test_corpus: test.provenance.get("manifest_fingerprint")}),
+                "cache_fingerprint": json.dumps({c: train[c].fingerprint for c in train}
+                                                | {config.test_corpus: test.fingerprint}),
+                "split": "train: " + "+".join(config.train_corpora) + f"; test: {config.test_corpus} (all)",
+                "seed": config.seed, "config_json": config.to_json()}
+        out = Path(out_dir) if out_dir else default_out("probe", config.model, config.test_corpus, root=root)
+        paths = {f"per_utterance_{k}": v for k, v in write_table(with_provenance(per_utt, prov), out, "per_utterance",
+                                                                 prov).items()}
+        paths |= {f"per_layer_{k}": v for k, v in write_table(with_provenance(per_layer, prov), out, "per_layer",
+                                                              prov).items()}
+    finally:  # the caches are closed on errors too
+        for cache in (*train.values(), test):
+            cache.close()
     return paths
 
 

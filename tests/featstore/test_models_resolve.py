@@ -160,8 +160,10 @@ def test_folder_named_after_an_alias(env):
 
 
 def test_unknown_name(env):
-    with pytest.raises(ModelNotFoundError, match="neither a registered model"):
+    with pytest.raises(ModelNotFoundError, match="unknown model 'no-such-model'.*known: w2v2-cn"):
         load_model("no-such-model")
+    with pytest.raises(ModelNotFoundError, match="no such model folder"):
+        load_model(str(env / "no" / "such-folder"))
 
 
 def test_models_command(env):
