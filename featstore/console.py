@@ -223,13 +223,11 @@ def run_app(app: typer.Typer, prog_name: str | None = None) -> None:
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when a CUDA device is present, else ``"cpu"``; any other
-    value is returned as given (``cpu``, ``cuda``, ``cuda:1`` ...)."""
-    if device != "auto":
-        return device
-    import torch  # late: only commands that run a model pay for it
+    """The device name a command hands to the library: ``auto`` -> ``cuda`` (this rank's)
+    when present, else ``cpu``; one rule, :func:`featstore.models.device.resolve_device`."""
+    from featstore.models.device import resolve_device as resolve  # late: loads torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve(device))
 
 
 def prepared_corpora(root: str | Path | None) -> list[str]:
