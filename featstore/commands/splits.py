@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from featstore.audio import load_bad_files
+from featstore.errors import CrosslingError
 from featstore.manifest import ManifestError, load_manifest
 from featstore.paths import manifest_path, splits_path
 from featstore.splits import (
@@ -54,7 +55,7 @@ def splits(
     try:
         manifest = load_manifest(manifest_path(corpus, cache_root))
         bad = load_bad_files(manifest_path(corpus, cache_root))
-    except (FileNotFoundError, ManifestError) as err:
+    except (FileNotFoundError, ManifestError, CrosslingError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}")
         raise typer.Exit(code=2) from err
     try:
@@ -70,7 +71,7 @@ def splits(
         console.print("[red]error:[/red] ", end="")
         console.print(str(err), markup=False, highlight=False)
         raise typer.Exit(code=2) from err
-    except (FoldError, FileNotFoundError, ValueError) as err:
+    except (FoldError, FileNotFoundError, ValueError, CrosslingError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}")
         raise typer.Exit(code=2) from err
 
@@ -88,9 +89,11 @@ def splits(
         console.print(f"[yellow]warning:[/yellow] {len(meta['missing'])} listed files are not in the corpus (skipped):")
         missing = Table()
         missing.add_column("file")
-        for name in meta["missing"]:
+        for name in meta["missing"][:20]:
             missing.add_row(escape(name))
         console.print(missing)
+        if len(meta["missing"]) > 20:
+            console.print(f"... and {len(meta['missing']) - 20} more (all in the fold table's 'missing' metadata)")
     if meta.get("label_disagreements"):
         rows = meta["label_disagreements"]
         console.print(f"[yellow]warning:[/yellow] {len(rows)} split labels disagree with the manifest's emotion:")
