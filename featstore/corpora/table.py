@@ -11,6 +11,7 @@ emotions; an unmapped label keeps its own lower-case name (TJD's ``question``).
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import polars as pl
@@ -119,8 +120,8 @@ def check_rows(source: Path, frame: pl.DataFrame, numbers: list[int]) -> None:
             problems.append(f"{_lines(blank)}: empty utt_id (fill it in or drop the utt_id column "
                             f"to derive ids from the file names)")
         keys, what = frame["utt_id"].to_list(), "utt_id"
-    else:
-        keys, what = frame["path"].to_list(), "path"
+    else:  # the same file written two ways (b.wav, ./b.wav, sub//b.wav) counts as one
+        keys, what = [os.path.normpath(p.strip()) if p and p.strip() else p for p in frame["path"]], "path"
     firsts: dict[str, list[int]] = {}
     for n, key in zip(numbers, keys, strict=True):
         if key is not None and str(key).strip():
@@ -193,11 +194,16 @@ def read_table(root: Path, name: str = "table", language: str | None = None,
     probe = Prober()
     rows: list[dict] = []
     missing: list[str] = []
+    lines_of: dict[str, list[int]] = {}
     for number, record in zip(numbers, frame.iter_rows(named=True), strict=True):
         where = f"{source.name} line {number}"
         rel = Path(record["path"].strip())
         utt_id = (record.get("utt_id") or "").strip() or (
             rel.stem if use_stems else rel.with_suffix("").as_posix())
+        lines_of.setdefault(utt_id, []).append(number)
+        if len(lines_of[utt_id]) > 1:
+            raise CorpusFormatError(f"{source} lines {', '.join(map(str, lines_of[utt_id]))}: the same "
+                                    f"utt_id {utt_id!r} (given or derived from the path); each utterance once")
         path = guard.admit(rel if rel.is_absolute() else folder / rel, utt_id)
         if path is None:  # leaves the root: refused, never opened
             continue
