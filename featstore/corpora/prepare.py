@@ -19,9 +19,13 @@ from featstore.audio import (
 )
 from featstore.corpora import READERS
 from featstore.corpora.base import CorpusFormatError, CorpusWarning, OutsideRootWarning
-from featstore.errors import unknown_name
+from featstore.errors import CrosslingError, unknown_name
 from featstore.manifest import CANONICAL_EMOTIONS, manifest_fingerprint, save_manifest
 from featstore.paths import manifest_path
+
+class PrepareError(CrosslingError, OSError):
+    """The manifest cannot be written where the cache root says (names the file)."""
+
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -106,8 +110,14 @@ def read_corpus_refused(config: PrepareConfig) -> tuple[pl.DataFrame, list[str],
     spec = READERS[config.corpus]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CorpusWarning)
-        frame = spec.read(Path(config.root), name=config.corpus_name,
-                          allow_outside_root=config.allow_outside_root, **config.options)
+        try:
+            frame = spec.read(Path(config.root), name=config.corpus_name,
+                              allow_outside_root=config.allow_outside_root, **config.options)
+        except OSError as err:
+            if isinstance(err, CrosslingError):
+                raise
+            where = err.filename or config.root
+            raise CorpusFormatError(f"{where}: cannot be read ({err.strerror or err})") from err
     messages = [str(w.message) for w in caught if issubclass(w.category, CorpusWarning)]
     refused = [row for w in caught if isinstance(w.message, OutsideRootWarning) for row in w.message.refused]
     return frame, messages, pl.DataFrame(refused, schema=BAD_FILES_SCHEMA)
@@ -132,7 +142,10 @@ def prepare_corpus(config: PrepareConfig, progress: bool = True) -> PrepareResul
     """
     frame, messages, refused = read_corpus_refused(config)
     path = manifest_path(config.corpus_name, config.cache_root)
-    save_manifest(frame, path, root=Path(config.root).resolve())
+    try:
+        save_manifest(frame, path, root=Path(config.root).resolve())
+    except OSError as err:  # cache root is a file, not writable, disk full
+        raise PrepareError(f"{path}: cannot write the manifest ({err})") from err
     fingerprint = manifest_fingerprint(frame)
     if config.check:
         root = None if config.allow_outside_root else audio_root(config.root)
