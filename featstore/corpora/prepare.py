@@ -23,6 +23,7 @@ from featstore.errors import CrosslingError, unknown_name
 from featstore.manifest import CANONICAL_EMOTIONS, manifest_fingerprint, save_manifest
 from featstore.paths import manifest_path
 
+
 class PrepareError(CrosslingError, OSError):
     """The manifest cannot be written where the cache root says (names the file)."""
 
