@@ -111,16 +111,19 @@ class RootGuard:
         self.skipped: list[str] = []
 
     def readable(self, path: Path) -> bool:
-        """Whether a label/transcript file may be read: inside the root (or allowed out).
+        """Whether a label/transcript file or a folder may be read or listed: inside the
+        root (or allowed out).
         A refused one is not read and is named by :meth:`report`."""
         try:
             path_inside(path, self.root, what="file")
             return True
         except (OSError, RuntimeError, ValueError):  # UnsafeIdError is a ValueError
             if self.allow_outside:
-                self.admitted_outside.append(str(path))
+                if str(path) not in self.admitted_outside:
+                    self.admitted_outside.append(str(path))
                 return True
-            self.skipped.append(str(path))
+            if str(path) not in self.skipped:
+                self.skipped.append(str(path))
             return False
 
     def admit(self, path: Path, utt_id: str) -> Path | None:
@@ -150,7 +153,7 @@ class RootGuard:
                        f"{summarize(listed)}")
             warnings.warn(OutsideRootWarning(message, list(self.refused)), stacklevel=3)
         if self.skipped:
-            warn(f"{corpus}: {len(self.skipped)} label/transcript file(s) leave the corpus root "
+            warn(f"{corpus}: {len(self.skipped)} file(s) or folder(s) leave the corpus root "
                  f"{self.root} (symbolic link out); not read (pass --allow-outside-root to read "
                  f"them): {summarize(self.skipped)}")
         if self.admitted_outside:

@@ -131,13 +131,15 @@ def read_transcript(path: Path, han: bool) -> tuple[dict[str, tuple[str, str | N
     return entries, malformed
 
 
-def _emotion_dirs(speaker_dir: Path) -> list[Path]:
-    return sorted(d for d in speaker_dir.iterdir() if d.is_dir() and d.name.lower() in EMOTION_FOLDERS)
+def _emotion_dirs(speaker_dir: Path, guard: RootGuard | None = None) -> list[Path]:
+    return sorted(d for d in speaker_dir.iterdir() if d.is_dir() and d.name.lower() in EMOTION_FOLDERS
+                  and (guard is None or guard.readable(d)))
 
 
-def _speaker_dirs(folder: Path) -> list[Path]:
+def _speaker_dirs(folder: Path, guard: RootGuard | None = None) -> list[Path]:
     return sorted(d for d in folder.iterdir()
-                  if d.is_dir() and not d.name.startswith(".") and _emotion_dirs(d))
+                  if d.is_dir() and not d.name.startswith(".") and (guard is None or guard.readable(d))
+                  and _emotion_dirs(d, guard))
 
 
 def find_esd_root(root: Path) -> Path:
@@ -174,12 +176,15 @@ def file_name_ok(stem: str, speaker: str) -> bool:
     return re.fullmatch(rf"{re.escape(speaker)}_\d{{6}}", stem) is not None
 
 
-def _wav_files(emotion_dir: Path, stray: list[str], base: Path) -> list[tuple[Path, str | None]]:
+def _wav_files(emotion_dir: Path, stray: list[str], base: Path, guard: RootGuard
+               ) -> list[tuple[Path, str | None]]:
     found = [(p, None) for p in sorted(emotion_dir.glob("*.wav"))]
     for split_dir in sorted(d for d in emotion_dir.iterdir() if d.is_dir()):
         if split_dir.name.lower() not in SPLIT_FOLDERS:
-            if any(split_dir.rglob("*.wav")):
+            if not split_dir.name.startswith("."):
                 stray.append(f"{split_dir.relative_to(base)}/ (not one of {', '.join(SPLIT_FOLDERS)})")
+            continue
+        if not guard.readable(split_dir):
             continue
         found += [(p, split_dir.name) for p in sorted(split_dir.glob("*.wav"))]
     return [(p, split) for p, split in found if not p.name.startswith("._")]
@@ -214,6 +219,9 @@ def read_esd(root: Path, name: str = "esd", language: str | None = None,
     """
     base = find_esd_root(Path(root))
     guard = RootGuard(Path(root), allow_outside_root)
+    if not guard.readable(base):
+        raise CorpusNotFoundError(f"{base}: leaves the corpus root {guard.root} (symbolic link out); "
+                                  f"pass --allow-outside-root to read it")
     stray: list[str] = []
     probe = Prober()
     rows: list[dict] = []
@@ -222,7 +230,7 @@ def read_esd(root: Path, name: str = "esd", language: str | None = None,
     text_mismatch: list[str] = []
     duplicates: list[str] = []
     seen: set[str] = set()
-    for speaker_dir in _speaker_dirs(base):
+    for speaker_dir in _speaker_dirs(base, guard):
         speaker = speaker_dir.name
         lang = language or speaker_language(speaker)
         transcript_path = speaker_dir / f"{speaker}.txt"
@@ -230,9 +238,9 @@ def read_esd(root: Path, name: str = "esd", language: str | None = None,
         if transcript_path.is_file() and guard.readable(transcript_path):
             transcript, bad_lines = read_transcript(transcript_path, han=lang not in ("en", "de"))
             malformed += bad_lines
-        for emotion_dir in _emotion_dirs(speaker_dir):
+        for emotion_dir in _emotion_dirs(speaker_dir, guard):
             emotion = emotion_dir.name.lower()
-            for path, split in _wav_files(emotion_dir, stray, base):
+            for path, split in _wav_files(emotion_dir, stray, base, guard):
                 utt_id = path.stem
                 if not file_name_ok(utt_id, speaker):
                     stray.append(str(path.relative_to(base)))
