@@ -30,6 +30,7 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
+import polars as pl
 import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
@@ -37,7 +38,14 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import cli
-from featstore.audio import AudioError, bad_files_path, load_audio, load_bad_files, probe_duration
+from featstore.audio import (
+    AudioError,
+    bad_files_path,
+    check_audio,
+    load_audio,
+    load_bad_files,
+    probe_duration,
+)
 from featstore.corpora import READERS
 from featstore.corpora.base import CorpusWarning
 from featstore.corpora.esd import file_name_ok
@@ -204,6 +212,10 @@ def test_audio_headers_give_audio_error_or_audio(case, start_s, end_s):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"clip{suffix}"
         path.write_bytes(data)
+        row = {"utt_id": "u", "path": str(path), "start": start_s, "end": end_s}
+        bad = check_audio(pl.DataFrame([row], schema={"utt_id": pl.Utf8, "path": pl.Utf8, "start": pl.Float64,
+                                                      "end": pl.Float64}), root=tmp, progress=False)
+        assert bad.height <= 1 and not any(r.startswith("unexpected error") for r in bad["reason"])
         for call in (lambda: probe_duration(path), lambda: load_audio(path, start_s, end_s, root=tmp)):
             try:
                 out = call()
@@ -221,7 +233,7 @@ def test_audio_headers_give_audio_error_or_audio(case, start_s, end_s):
 
 # --------------------------------------------------------------------------- table manifests
 
-GOOD_PATHS = ["a.wav", "b.wav", "sub/c.wav"]
+GOOD_PATHS = ["a.wav", "b.wav", "sub/c.wav", "bad.wav"]  # bad.wav: a truncated wav
 ESCAPING = ["../outside/secret.wav", "../../x.wav", "sub/../../outside/secret.wav", "OUTSIDE_ABS",
             "link.wav", "linkdir/0001_001051.wav"]
 ODD = ["", "   ", "a.wav\x00.txt", "missing.wav", "sub/../a.wav", "./b.wav", "é.wav", "sub//c.wav"]
@@ -245,7 +257,7 @@ def hostile_table(draw) -> dict:
     with_ids = draw(st.booleans())
     return {"paths": [paths[i] for i in order], "labels": [labels[i] for i in order],
             "ids": [ids[i] for i in order] if with_ids else None,
-            "fmt": draw(st.sampled_from(["csv", "tsv", "jsonl"])),
+            "fmt": draw(st.sampled_from(["csv", "tsv", "jsonl"])), "check": draw(st.booleans()),
             "encoding": draw(st.sampled_from(["utf-8", "utf-8", "latin-1", "utf-16"]))}
 
 
@@ -254,6 +266,7 @@ def _write_table(box: Sandbox, case: dict) -> Path:
     write_tone(box.root / "b.wav", 0.1)
     write_tone(box.root / "sub" / "c.wav", 0.1)
     write_tone(box.root / "é.wav", 0.1)
+    (box.root / "bad.wav").write_bytes(GOOD_AUDIO[".wav"][:100])
     os.symlink(box.secret, box.root / "link.wav")
     os.symlink(box.outside / "dir", box.root / "linkdir")
     columns = ["path", "label"] + (["utt_id"] if case["ids"] is not None else [])
@@ -285,7 +298,7 @@ def test_table_manifest_prepare_cli(case):
         before = tree(box.outside)
         with watch_opens() as opened:
             result = run_cli("prepare", "table", "--root", table, "--name", "fz", "--language", "tj",
-                             "--cache-root", box.cache)
+                             "--cache-root", box.cache, *(["--check-audio"] if case["check"] else []))
         assert not opened_under(opened, box.outside), opened_under(opened, box.outside)
         box.outputs_ok(before)
         manifest = manifest_path("fz", box.cache)
@@ -298,10 +311,14 @@ def test_table_manifest_prepare_cli(case):
             assert ".." not in Path(path).parts and Path(path).is_absolute()
             assert Path(path).resolve().is_relative_to(box.root)
         assert frame["utt_id"].n_unique() == frame.height and (frame["utt_id"].str.strip_chars() != "").all()
+        bad = load_bad_files(manifest)
         escaping = [p for p in case["paths"] if p in ESCAPING]
-        if escaping:  # every refused row is named in the bad-file table
-            bad = load_bad_files(manifest)
+        if escaping:  # refused rows are named in the bad-file table
             assert sum("outside the corpus root" in r for r in bad.values()) >= 1
+        if case["check"]:  # the truncated wav is found by the audio check
+            stored = dict(zip(frame["path"], frame["utt_id"], strict=True))
+            truncated = stored.get(str(box.root / "bad.wav"))
+            assert truncated is None or "truncated" in bad[truncated]
 
 
 @budget(40)
