@@ -86,6 +86,13 @@ def warn(message: str) -> None:
     warnings.warn(message, CorpusWarning, stacklevel=3)
 
 
+def _absolute(path: Path) -> Path:
+    """``path`` joined to the working directory when relative, ``..`` kept (resolving
+    them is :func:`featstore.errors.path_inside`'s job, symbolic links included)."""
+    path = Path(path)
+    return path if path.is_absolute() else Path.cwd() / path
+
+
 def normal_path(path: Path) -> Path:
     """``path`` made absolute with no ``..`` left (resolved when it had one, so that the
     stored path is the file that was checked)."""
@@ -114,6 +121,7 @@ class RootGuard:
         """Whether a label/transcript file or a folder may be read or listed: inside the
         root (or allowed out).
         A refused one is not read and is named by :meth:`report`."""
+        path = _absolute(path)
         try:
             path_inside(path, self.root, what="file")
             return True
@@ -127,7 +135,9 @@ class RootGuard:
             return False
 
     def admit(self, path: Path, utt_id: str) -> Path | None:
-        """The normalized absolute path to store for ``utt_id``, or None when refused."""
+        """The normalized absolute path to store for ``utt_id``, or None when refused.
+        A relative ``path`` is relative to the working directory (like ``open``)."""
+        path = _absolute(path)
         try:
             path_inside(path, self.root, what="audio path")
         except UnsafeIdError:

@@ -258,6 +258,7 @@ def hostile_table(draw) -> dict:
     return {"paths": [paths[i] for i in order], "labels": [labels[i] for i in order],
             "ids": [ids[i] for i in order] if with_ids else None,
             "fmt": draw(st.sampled_from(["csv", "tsv", "jsonl"])), "check": draw(st.booleans()),
+            "relative": draw(st.booleans()),
             "encoding": draw(st.sampled_from(["utf-8", "utf-8", "latin-1", "utf-16"]))}
 
 
@@ -296,8 +297,9 @@ def test_table_manifest_prepare_cli(case):
     with Sandbox() as box:
         table = _write_table(box, case)
         before = tree(box.outside)
-        with watch_opens() as opened:
-            result = run_cli("prepare", "table", "--root", table, "--name", "fz", "--language", "tj",
+        given = table.relative_to(box.base) if case["relative"] else table  # --root relative to the cwd
+        with watch_opens() as opened, contextlib.chdir(box.base):
+            result = run_cli("prepare", "table", "--root", given, "--name", "fz", "--language", "tj",
                              "--cache-root", box.cache, *(["--check-audio"] if case["check"] else []))
         assert not opened_under(opened, box.outside), opened_under(opened, box.outside)
         box.outputs_ok(before)
@@ -326,10 +328,11 @@ def test_table_manifest_prepare_cli(case):
 def test_table_manifest_library(case):
     with Sandbox() as box:
         table = _write_table(box, case)
-        with watch_opens() as opened, warnings.catch_warnings():
+        given = table.relative_to(box.base) if case["relative"] else table
+        with watch_opens() as opened, warnings.catch_warnings(), contextlib.chdir(box.base):
             warnings.simplefilter("ignore", CorpusWarning)
             try:
-                frame = read_table(table, name="fz", language="tj")
+                frame = read_table(given, name="fz", language="tj")
             except CrosslingError as err:
                 assert str(table) in str(err) or table.name in str(err)
                 frame = None
