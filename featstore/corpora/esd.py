@@ -13,6 +13,11 @@ utf-16 with BOM, utf-8, latin-1) and hold some malformed lines; they are decoded
 line when needed (BOM, then utf-8, then gb18030, then latin-1) and a bad line is skipped
 with a warning. The demo corpus (``featstore synth``) writes this layout too, with any
 speaker folder names: pass ``language`` for those.
+
+A ``.wav`` not named ``<spk>_<NNNNNN>.wav`` after its speaker folder, or in a sub-folder
+other than train/evaluation/test, is not an utterance (left out, reported). Files and
+folders that are symbolic links out of the root are refused unopened unless
+``allow_outside_root``.
 """
 
 from __future__ import annotations

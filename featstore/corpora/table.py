@@ -6,6 +6,14 @@ A CSV, TSV or JSONL file with at least the columns ``path`` and ``label``; optio
 kept as text extras. Relative paths are relative to the table's folder. A label map
 (``negation=angry,expectation=happy``) turns the corpus's labels into the study's
 emotions; an unmapped label keeps its own lower-case name (TJD's ``question``).
+
+The table is read through :func:`featstore.io.read_table`: utf-8, utf-16 (BOM), cp1252
+and latin-1 are tried in turn (a non-UTF-8 table is read with a warning naming the
+encoding) and a bad JSON line is named by its line number. Empty paths, labels or ids,
+duplicate ids and the same file listed twice are refused, naming every line. A path that
+leaves the table's folder (``../x.wav``, an absolute path elsewhere, a symbolic link
+out) is refused without being opened unless ``allow_outside_root``. Stored paths are
+absolute with no ``..``.
 """
 
 from __future__ import annotations
