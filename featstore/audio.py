@@ -13,7 +13,6 @@ to the manifest (``<corpus>.bad.parquet``); later steps read it with
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from pathlib import Path
@@ -23,6 +22,9 @@ import numpy as np
 import polars as pl
 import soundfile as sf
 import soxr
+
+from featstore.errors import CrosslingError
+from featstore.io import TableError, parquet_metadata, write_parquet
 
 MODEL_SAMPLE_RATE_HZ = 16000
 MIN_SAMPLES_16K = 400
@@ -34,7 +36,12 @@ CLIP_LEVEL = 0.999
 BAD_FILES_SCHEMA: dict[str, pl.DataType] = {"utt_id": pl.Utf8, "path": pl.Utf8, "reason": pl.Utf8}
 
 
-class AudioError(ValueError):
+MAX_DECODED_BYTES = 2**31
+"""Most float32 bytes one :func:`load_audio` call decodes (about 9 hours of 16 kHz mono):
+a header announcing more is corrupt, not a speech utterance."""
+
+
+class AudioError(CrosslingError, ValueError):
     """A file that cannot be used as model input.
 
     Attributes
@@ -78,7 +85,7 @@ def probe_duration(path: str | Path) -> tuple[float, int]:
         raise AudioError(path, "missing file")
     try:
         info = sf.info(str(path))
-    except (RuntimeError, sf.LibsndfileError) as err:
+    except (RuntimeError, sf.LibsndfileError, OSError, TypeError, ValueError) as err:
         raise AudioError(path, f"unreadable: {err}") from err
     if info.samplerate <= 0:
         raise AudioError(path, "unreadable: sample rate 0 in header")
@@ -169,10 +176,16 @@ def load_audio(path: str | Path, start_s: float | None = None, end_s: float | No
             if n_frames <= 0:
                 raise AudioError(path, "empty: no audio frames")
             first, last = _frame_range(path, start_s, end_s, sr, n_frames)
+            if (last - first) * max(int(handle.channels), 1) * 4 > MAX_DECODED_BYTES:
+                raise AudioError(path, f"header announces {last - first} frames x {handle.channels} "
+                                       f"channel(s) ({(last - first) / sr / 3600:.1f} h): corrupt header "
+                                       f"or not an utterance")
             if first:
                 handle.seek(first)
             data = handle.read(last - first, dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError, OSError) as err:
+    except (RuntimeError, sf.LibsndfileError, OSError, TypeError, ValueError, MemoryError) as err:
+        if isinstance(err, AudioError):
+            raise
         raise AudioError(path, f"unreadable: {err}") from err
     if data.shape[0] < last - first:
         raise AudioError(path, f"truncated: expected {last - first} frames, decoded {data.shape[0]}")
@@ -261,22 +274,20 @@ def bad_files_path(manifest_path: str | Path) -> Path:
 
 def save_bad_files(bad: pl.DataFrame, manifest_path: str | Path, manifest_fingerprint: str = "") -> Path:
     """Write the table of :func:`check_audio` beside the manifest (atomically)."""
-    path = bad_files_path(manifest_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    bad.select(list(BAD_FILES_SCHEMA)).write_parquet(
-        tmp, metadata={"crossling": json.dumps({"manifest_fingerprint": manifest_fingerprint})})
-    tmp.replace(path)
-    return path
+    return write_parquet(bad.select(list(BAD_FILES_SCHEMA)), bad_files_path(manifest_path),
+                         metadata={"manifest_fingerprint": manifest_fingerprint})
 
 
 def bad_files_fingerprint(manifest_path: str | Path) -> str | None:
-    """Manifest fingerprint recorded in the bad-file table, or None when there is none."""
+    """Manifest fingerprint recorded in the bad-file table, None when there is no table,
+    ``""`` when it records none or cannot be read (so it is treated as stale)."""
     path = bad_files_path(manifest_path)
     if not path.exists():
         return None
-    meta = pl.read_parquet_metadata(path).get("crossling", "{}")
-    return json.loads(meta).get("manifest_fingerprint", "")
+    try:
+        return str(parquet_metadata(path).get("manifest_fingerprint", ""))
+    except TableError:
+        return ""
 
 
 def load_bad_files(manifest_path: str | Path) -> dict[str, str]:
@@ -287,5 +298,12 @@ def load_bad_files(manifest_path: str | Path) -> dict[str, str]:
     path = bad_files_path(manifest_path)
     if not path.exists():
         return {}
-    frame = pl.read_parquet(path)
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as err:  # polars raises several types for a damaged file
+        raise TableError(f"{path}: not a readable bad-file table ({err}); run `featstore prepare "
+                         f"--check-audio` again or delete it") from err
+    if not {"utt_id", "reason"} <= set(frame.columns):
+        raise TableError(f"{path}: not a bad-file table (columns {frame.columns}, expected utt_id, "
+                         f"path, reason); run `featstore prepare --check-audio` again or delete it")
     return dict(zip(frame["utt_id"].to_list(), frame["reason"].to_list(), strict=True))

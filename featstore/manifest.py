@@ -37,10 +37,12 @@ session, mode, gender, text, events : optional extras
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import polars as pl
+
+from featstore.errors import CrosslingError
+from featstore.io import write_parquet
 
 CANONICAL_EMOTIONS: tuple[str, ...] = ("angry", "happy", "neutral", "sad")
 """The 4-class label set of the study, in the paper's order (A H N S)."""
@@ -74,8 +76,12 @@ FINGERPRINT_COLUMNS: tuple[str, ...] = (
 )
 
 
-class ManifestError(ValueError):
+class ManifestError(CrosslingError, ValueError):
     """A manifest that does not follow :data:`MANIFEST_SCHEMA`."""
+
+
+class ManifestNotFoundError(CrosslingError, FileNotFoundError):
+    """No prepared manifest where one was expected."""
 
 
 def make_manifest(rows: list[dict]) -> pl.DataFrame:
@@ -106,6 +112,8 @@ def validate_manifest(frame: pl.DataFrame, source: str | Path = "manifest") -> p
     nulls = [c for c in REQUIRED_COLUMNS if frame[c].null_count()]
     if nulls:
         raise ManifestError(f"{source}: null values in required column(s) {nulls}")
+    if (frame["utt_id"].str.strip_chars() == "").any():
+        raise ManifestError(f"{source}: empty utt_id(s); every utterance needs an id")
     extra = [c for c in frame.columns if c not in MANIFEST_SCHEMA]
     return frame.select([*MANIFEST_SCHEMA, *extra])
 
@@ -121,20 +129,16 @@ def manifest_fingerprint(frame: pl.DataFrame) -> str:
 def save_manifest(frame: pl.DataFrame, path: str | Path, root: str | Path | None = None) -> Path:
     """Write ``frame`` to ``path`` (parquet) atomically, recording fingerprint and corpus root."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     frame = validate_manifest(frame, path)
     meta = {"fingerprint": manifest_fingerprint(frame), "root": str(root) if root else ""}
-    tmp = path.with_name(path.name + ".tmp")
-    frame.write_parquet(tmp, metadata={"crossling": json.dumps(meta)})
-    tmp.replace(path)
-    return path
+    return write_parquet(frame, path, metadata=meta)
 
 
 def load_manifest(path: str | Path) -> pl.DataFrame:
     """Read a manifest written by :func:`save_manifest` (or any parquet with its columns)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
+        raise ManifestNotFoundError(
             f"{path}: no prepared manifest here; run `featstore prepare CORPUS --root DIR` first"
         )
     try:

@@ -12,6 +12,7 @@ from rich.table import Table
 from featstore.console import cell, error_message, fail, print_line
 from featstore.corpora import READERS, CorpusFormatError, CorpusNotFoundError
 from featstore.corpora.prepare import PrepareConfig, PrepareResult, count_table, prepare_corpus
+from featstore.errors import CrosslingError
 from featstore.manifest import ManifestError
 
 
@@ -51,6 +52,9 @@ def prepare(
                                               "manifest; later steps skip them. Default off.")] = False,
     cache_root: Annotated[Optional[Path], typer.Option(help="Cache root. Default: "
                                                             "$CROSSLING_CACHE or ./cache.")] = None,
+    allow_outside_root: Annotated[bool, typer.Option("--allow-outside-root", help="Admit audio paths "
+                                  "that leave the corpus root (.., absolute, symbolic links out). "
+                                  "Default off: refused unopened and listed as bad files.")] = False,
 ) -> None:
     """Read a corpus into a manifest (cache/manifests/NAME.parquet) and print its counts."""
     given = {"language": language, "label_map": label_map, "layout": layout,
@@ -59,9 +63,10 @@ def prepare(
     console = Console()
     try:
         config = PrepareConfig(corpus=corpus, root=root, name=name, options=options,
-                               cache_root=cache_root, check=check_audio)
+                               cache_root=cache_root, check=check_audio,
+                               allow_outside_root=allow_outside_root)
         result = prepare_corpus(config)
-    except (CorpusNotFoundError, CorpusFormatError, ManifestError, ValueError, OSError) as err:
+    except (CrosslingError, CorpusNotFoundError, CorpusFormatError, ManifestError, ValueError, OSError) as err:
         fail(error_message(err))
     for message in result.warnings:
         print_line(f"warning: {message}")

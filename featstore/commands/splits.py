@@ -11,6 +11,7 @@ from rich.table import Table
 
 from featstore.audio import load_bad_files
 from featstore.console import cell, check_corpora, error_message, fail, print_line
+from featstore.errors import CrosslingError
 from featstore.manifest import ManifestError, load_manifest
 from featstore.paths import manifest_path, splits_path
 from featstore.splits import (
@@ -55,7 +56,7 @@ def splits(
     try:
         manifest = load_manifest(manifest_path(corpus, cache_root))
         bad = load_bad_files(manifest_path(corpus, cache_root))
-    except (FileNotFoundError, ManifestError) as err:
+    except (FileNotFoundError, ManifestError, CrosslingError) as err:
         fail(error_message(err))
     try:
         if import_dir is not None:
@@ -66,7 +67,7 @@ def splits(
                 group_by=group_by, scale=scale, languages=tuple(language or ()),
             )
             folds = make_folds(manifest, config, exclude=bad)
-    except (MissingFilesError, FoldError, FileNotFoundError, ValueError) as err:
+    except (MissingFilesError, FoldError, FileNotFoundError, ValueError, CrosslingError) as err:
         fail(error_message(err))
 
     meta = folds.meta
@@ -83,9 +84,11 @@ def splits(
         print_line(f"warning: {len(meta['missing'])} listed files are not in the corpus (skipped):")
         missing = Table()
         missing.add_column("file")
-        for name in meta["missing"]:
+        for name in meta["missing"][:20]:
             missing.add_row(cell(name))
         console.print(missing)
+        if len(meta["missing"]) > 20:
+            print_line(f"... and {len(meta['missing']) - 20} more (all in the fold table's 'missing' metadata)")
     if meta.get("label_disagreements"):
         rows = meta["label_disagreements"]
         print_line(f"warning: {len(rows)} split labels disagree with the manifest's emotion:")

@@ -1,6 +1,8 @@
 """Corpus readers and their registry.
 
-Each reader turns one corpus layout into a manifest (:mod:`featstore.manifest`). The
+Each reader turns one corpus layout into a manifest (:mod:`featstore.manifest`) and
+takes ``allow_outside_root`` (default False): audio paths leaving the root are refused
+unopened (:class:`RootGuard`, :class:`OutsideRootWarning`). The
 registry :data:`READERS` is explicit: adding a corpus means writing its module and one
 entry below. :func:`featstore.corpora.prepare.prepare_corpus` runs a reader and saves the
 manifest (``featstore prepare``).
@@ -12,7 +14,9 @@ from featstore.corpora.base import (
     CorpusFormatError,
     CorpusNotFoundError,
     CorpusWarning,
+    OutsideRootWarning,
     ReaderSpec,
+    RootGuard,
 )
 from featstore.corpora.esd import read_esd
 from featstore.corpora.iemocap import read_iemocap
@@ -68,5 +72,5 @@ READERS: dict[str, ReaderSpec] = {
 
 __all__ = [
     "READERS", "ReaderSpec", "CorpusFormatError", "CorpusNotFoundError", "CorpusWarning",
-    "read_esd", "read_iemocap", "read_pavoque", "read_table", "read_zed",
+    "OutsideRootWarning", "RootGuard", "read_esd", "read_iemocap", "read_pavoque", "read_table", "read_zed",
 ]

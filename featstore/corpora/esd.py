@@ -13,6 +13,11 @@ utf-16 with BOM, utf-8, latin-1) and hold some malformed lines; they are decoded
 line when needed (BOM, then utf-8, then gb18030, then latin-1) and a bad line is skipped
 with a warning. The demo corpus (``featstore synth``) writes this layout too, with any
 speaker folder names: pass ``language`` for those.
+
+A ``.wav`` not named ``<spk>_<NNNNNN>.wav`` after its speaker folder, or in a sub-folder
+other than train/evaluation/test, is not an utterance (left out, reported). Files and
+folders that are symbolic links out of the root are refused unopened unless
+``allow_outside_root``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from featstore.corpora.base import (
     CorpusFormatError,
     CorpusNotFoundError,
     Prober,
+    RootGuard,
     summarize,
     to_manifest,
     warn,
@@ -43,6 +49,8 @@ TRANSCRIPT_EMOTIONS = {
     **{name: name for name in EMOTION_FOLDERS},
 }
 _UTT_RE = re.compile(r"^\S+_\d+$")
+SPLIT_FOLDERS = ("train", "evaluation", "test")
+"""The only sub-folders of an emotion folder that hold audio (any case)."""
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
@@ -128,13 +136,15 @@ def read_transcript(path: Path, han: bool) -> tuple[dict[str, tuple[str, str | N
     return entries, malformed
 
 
-def _emotion_dirs(speaker_dir: Path) -> list[Path]:
-    return sorted(d for d in speaker_dir.iterdir() if d.is_dir() and d.name.lower() in EMOTION_FOLDERS)
+def _emotion_dirs(speaker_dir: Path, guard: RootGuard | None = None) -> list[Path]:
+    return sorted(d for d in speaker_dir.iterdir() if d.is_dir() and d.name.lower() in EMOTION_FOLDERS
+                  and (guard is None or guard.readable(d)))
 
 
-def _speaker_dirs(folder: Path) -> list[Path]:
+def _speaker_dirs(folder: Path, guard: RootGuard | None = None) -> list[Path]:
     return sorted(d for d in folder.iterdir()
-                  if d.is_dir() and not d.name.startswith(".") and _emotion_dirs(d))
+                  if d.is_dir() and not d.name.startswith(".") and (guard is None or guard.readable(d))
+                  and _emotion_dirs(d, guard))
 
 
 def find_esd_root(root: Path) -> Path:
@@ -166,14 +176,27 @@ def _missing_message(root: Path) -> str:
             f"{root} or in '{root / OFFICIAL_FOLDER}/'")
 
 
-def _wav_files(emotion_dir: Path) -> list[tuple[Path, str | None]]:
+def file_name_ok(stem: str, speaker: str) -> bool:
+    """True when ``stem`` follows ESD's naming ``<spk>_<NNNNNN>`` for the speaker folder."""
+    return re.fullmatch(rf"{re.escape(speaker)}_\d{{6}}", stem) is not None
+
+
+def _wav_files(emotion_dir: Path, stray: list[str], base: Path, guard: RootGuard
+               ) -> list[tuple[Path, str | None]]:
     found = [(p, None) for p in sorted(emotion_dir.glob("*.wav"))]
     for split_dir in sorted(d for d in emotion_dir.iterdir() if d.is_dir()):
+        if split_dir.name.lower() not in SPLIT_FOLDERS:
+            if not split_dir.name.startswith("."):
+                stray.append(f"{split_dir.relative_to(base)}/ (not one of {', '.join(SPLIT_FOLDERS)})")
+            continue
+        if not guard.readable(split_dir):
+            continue
         found += [(p, split_dir.name) for p in sorted(split_dir.glob("*.wav"))]
     return [(p, split) for p, split in found if not p.name.startswith("._")]
 
 
-def read_esd(root: Path, name: str = "esd", language: str | None = None) -> pl.DataFrame:
+def read_esd(root: Path, name: str = "esd", language: str | None = None,
+             allow_outside_root: bool = False) -> pl.DataFrame:
     """Manifest of an ESD tree (see the module docstring for the layout).
 
     Parameters
@@ -186,6 +209,13 @@ def read_esd(root: Path, name: str = "esd", language: str | None = None) -> pl.D
         Language code for every speaker (demo corpora, dialect stand-ins). Without it the
         language comes from ESD's speaker number (0001-0010 ``cn``, 0011-0020 ``en``),
         gender from ESD's speaker list and file numbers are checked against the folders.
+    allow_outside_root : bool
+        Admit wav files (or folders) that are symbolic links pointing out of ``root``;
+        by default they are refused unopened (:class:`~featstore.corpora.base.RootGuard`).
+
+    A ``.wav`` not named ``<spk>_<NNNNNN>.wav`` after its speaker folder, or lying in a
+    sub-folder other than train/evaluation/test, is not an utterance: it is left out and
+    reported in one warning.
 
     Returns
     -------
@@ -193,6 +223,11 @@ def read_esd(root: Path, name: str = "esd", language: str | None = None) -> pl.D
         Manifest with extras ``gender`` (ESD speakers only), ``text`` and ``esd_split``.
     """
     base = find_esd_root(Path(root))
+    guard = RootGuard(Path(root), allow_outside_root)
+    if not guard.readable(base):
+        raise CorpusNotFoundError(f"{base}: leaves the corpus root {guard.root} (symbolic link out); "
+                                  f"pass --allow-outside-root to read it")
+    stray: list[str] = []
     probe = Prober()
     rows: list[dict] = []
     malformed: list[str] = []
@@ -200,18 +235,21 @@ def read_esd(root: Path, name: str = "esd", language: str | None = None) -> pl.D
     text_mismatch: list[str] = []
     duplicates: list[str] = []
     seen: set[str] = set()
-    for speaker_dir in _speaker_dirs(base):
+    for speaker_dir in _speaker_dirs(base, guard):
         speaker = speaker_dir.name
         lang = language or speaker_language(speaker)
         transcript_path = speaker_dir / f"{speaker}.txt"
         transcript: dict[str, tuple[str, str | None]] = {}
-        if transcript_path.is_file():
+        if transcript_path.is_file() and guard.readable(transcript_path):
             transcript, bad_lines = read_transcript(transcript_path, han=lang not in ("en", "de"))
             malformed += bad_lines
-        for emotion_dir in _emotion_dirs(speaker_dir):
+        for emotion_dir in _emotion_dirs(speaker_dir, guard):
             emotion = emotion_dir.name.lower()
-            for path, split in _wav_files(emotion_dir):
+            for path, split in _wav_files(emotion_dir, stray, base, guard):
                 utt_id = path.stem
+                if not file_name_ok(utt_id, speaker):
+                    stray.append(str(path.relative_to(base)))
+                    continue
                 if utt_id in seen:
                     duplicates.append(str(path.relative_to(base)))
                     continue
@@ -221,15 +259,23 @@ def read_esd(root: Path, name: str = "esd", language: str | None = None) -> pl.D
                 text, said_emotion = transcript.get(utt_id, (None, None))
                 if said_emotion is not None and said_emotion != emotion:
                     text_mismatch.append(f"{utt_id} ({said_emotion} vs {emotion_dir.name}/)")
-                duration_s, sample_rate_hz = probe(path)
+                stored = guard.admit(path, utt_id)
+                if stored is None:
+                    continue
+                duration_s, sample_rate_hz = probe(stored)
                 rows.append({
                     "utt_id": utt_id, "corpus": name, "language": lang, "speaker": speaker,
-                    "emotion": emotion, "label": emotion_dir.name, "path": str(path.absolute()),
+                    "emotion": emotion, "label": emotion_dir.name, "path": str(stored),
                     "duration": duration_s, "sample_rate": sample_rate_hz,
                     "gender": ("M" if speaker in MALE_SPEAKERS else "F") if language is None else None,
                     "text": text, "esd_split": split,
                 })
     probe.report(name)
+    guard.report(name)
+    if stray:
+        warn(f"{name}: {len(stray)} file(s) or folder(s) not in ESD's naming scheme "
+             f"(<spk>/<Emotion>/[train|evaluation|test/]<spk>_<NNNNNN>.wav), not utterances, "
+             f"ignored: {summarize(stray)}")
     if malformed:
         warn(f"{name}: skipped {len(malformed)} malformed transcript line(s): {summarize(malformed)}")
     if index_mismatch:

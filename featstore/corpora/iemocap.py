@@ -26,7 +26,15 @@ from pathlib import Path
 
 import polars as pl
 
-from featstore.corpora.base import CorpusNotFoundError, Prober, summarize, to_manifest, warn
+from featstore.corpora.base import (
+    CorpusNotFoundError,
+    Prober,
+    RootGuard,
+    normal_path,
+    summarize,
+    to_manifest,
+    warn,
+)
 
 LABEL_EMOTIONS = {
     "ang": "angry", "hap": "happy", "exc": "happy", "sad": "sad", "neu": "neutral",
@@ -36,9 +44,12 @@ LABEL_EMOTIONS = {
 """EmoEvaluation codes -> emotion; ``xxx`` means the raters reached no majority."""
 _SESSION_RE = re.compile(r"^Session(\d+)$")
 _LINE_RE = re.compile(
-    r"^\[\s*(?P<start>[\d.]+)\s*-\s*(?P<end>[\d.]+)\s*\]\s+(?P<utt>Ses\d\d[FM]\S*_[FM]\d+)"
+    r"^\[\s*(?P<start>[\d.]+)\s*-\s*(?P<end>[\d.]+)\s*\]\s+(?P<utt>\S+)"
     r"\s+(?P<label>\S+)\s+\[(?P<vad>[^\]]*)\]"
 )
+UTT_RE = re.compile(r"^Ses\d\d[FM]_(?:impro|script)[A-Za-z0-9_]*_[FM]\d+$")
+"""IEMOCAP's utterance names (``Ses01F_impro01_F000``, ``Ses05M_script01_1b_M012``);
+a label line naming anything else is not an utterance (reported, left out)."""
 _TEXT_RE = re.compile(r"^(?P<utt>Ses\S+)\s+\[[^\]]*\]:\s*(?P<text>.*)$")
 
 
@@ -74,12 +85,12 @@ def parse_emo_evaluation(text: str) -> list[dict]:
     return entries
 
 
-def _read_transcriptions(folder: Path) -> dict[str, str]:
+def _read_transcriptions(folder: Path, guard: RootGuard) -> dict[str, str]:
     texts: dict[str, str] = {}
     if not folder.is_dir():
         return texts
     for path in sorted(folder.glob("*.txt")):
-        if path.name.startswith("._"):
+        if path.name.startswith("._") or not guard.readable(path):
             continue
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             match = _TEXT_RE.match(line.strip())
@@ -96,7 +107,8 @@ def _session_dirs(root: Path) -> list[Path]:
     return []
 
 
-def read_iemocap(root: Path, name: str = "iemocap", keep_missing: bool = False) -> pl.DataFrame:
+def read_iemocap(root: Path, name: str = "iemocap", keep_missing: bool = False,
+                 allow_outside_root: bool = False) -> pl.DataFrame:
     """Manifest of IEMOCAP (see the module docstring for layout and rules).
 
     Parameters
@@ -108,6 +120,12 @@ def read_iemocap(root: Path, name: str = "iemocap", keep_missing: bool = False) 
     keep_missing : bool
         Keep labelled utterances whose wav is missing (duration 0) instead of leaving
         them out; both ways they are reported.
+    allow_outside_root : bool
+        Admit wav/label files that are symbolic links out of ``root`` (default: refused
+        unopened, see :class:`~featstore.corpora.base.RootGuard`).
+
+    A label line whose utterance name is not IEMOCAP's (:data:`UTT_RE`) is reported and
+    left out, so no name can build a path out of the session folder.
 
     Returns
     -------
@@ -123,18 +141,23 @@ def read_iemocap(root: Path, name: str = "iemocap", keep_missing: bool = False) 
     if not root.is_dir():
         raise CorpusNotFoundError(message)
     probe = Prober()
+    guard = RootGuard(root, allow_outside_root)
     rows: list[dict] = []
     missing: list[str] = []
     odd: list[str] = []
+    stray: list[str] = []
     seen: set[str] = set()
     for session_dir in _session_dirs(root):
-        texts = _read_transcriptions(session_dir / "dialog" / "transcriptions")
+        texts = _read_transcriptions(session_dir / "dialog" / "transcriptions", guard)
         for label_file in sorted((session_dir / "dialog" / "EmoEvaluation").glob("*.txt")):
-            if label_file.name.startswith("._"):
+            if label_file.name.startswith("._") or not guard.readable(label_file):
                 continue
             text = label_file.read_text(encoding="utf-8", errors="replace")
             for entry in parse_emo_evaluation(text):
                 utt_id = entry["utt_id"]
+                if not UTT_RE.match(utt_id):
+                    stray.append(f"{label_file.name}: {utt_id!r}")
+                    continue
                 if utt_id in seen:
                     odd.append(f"{utt_id} labelled twice ({label_file.name})")
                     continue
@@ -148,6 +171,11 @@ def read_iemocap(root: Path, name: str = "iemocap", keep_missing: bool = False) 
                     odd.append(f"{utt_id}: unknown label code {code!r} kept as its own emotion")
                     emotion = code.lower()
                 wav = session_dir / "sentences" / "wav" / info["dialog"] / f"{utt_id}.wav"
+                if wav.is_symlink() or wav.is_file():
+                    stored = guard.admit(wav, utt_id)
+                    if stored is None:
+                        continue
+                    wav = stored
                 if not wav.is_file():
                     missing.append(utt_id)
                     if not keep_missing:
@@ -157,7 +185,7 @@ def read_iemocap(root: Path, name: str = "iemocap", keep_missing: bool = False) 
                     duration_s, sample_rate_hz = probe(wav)
                 rows.append({
                     "utt_id": utt_id, "corpus": name, "language": "en", "speaker": info["speaker"],
-                    "emotion": emotion, "label": code, "path": str(wav.absolute()),
+                    "emotion": emotion, "label": code, "path": str(normal_path(wav)),
                     "duration": duration_s, "sample_rate": sample_rate_hz,
                     "session": info["session"], "mode": info["mode"], "gender": info["gender"],
                     "text": texts.get(utt_id), "dialog": info["dialog"],
@@ -165,6 +193,10 @@ def read_iemocap(root: Path, name: str = "iemocap", keep_missing: bool = False) 
                                              "dominance")},
                 })
     probe.report(name)
+    guard.report(name)
+    if stray:
+        warn(f"{name}: {len(stray)} label line(s) name no IEMOCAP utterance "
+             f"(Ses<NN><F|M>_<impro|script>..._<F|M><NNN>), left out: {summarize(stray)}")
     if missing:
         action = "kept with duration 0" if keep_missing else "left out"
         warn(f"{name}: {len(missing)} labelled utterance(s) have no wav under "

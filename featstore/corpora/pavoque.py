@@ -30,15 +30,20 @@ from featstore.corpora.base import (
     CorpusFormatError,
     CorpusNotFoundError,
     Prober,
+    RootGuard,
+    flag_unsafe_ids,
     summarize,
     to_manifest,
     warn,
 )
+from featstore.errors import UnsafeIdError, safe_file_stem
+from featstore.io import atomic_write
 
 STYLES = ("angry", "happy", "neutral", "poker", "sad")
 LAYOUTS = ("auto", "release", "extracted")
 SPEAKER = "pavoque"
-_EXTRACTED_RE = re.compile(rf"^(?P<prompt>.+)-(?P<style>{'|'.join(STYLES)})$")
+_EXTRACTED_RE = re.compile(rf"^(?P<prompt>[A-Za-z][A-Za-z0-9_]*)-(?P<style>{'|'.join(STYLES)})$")
+"""``<prompt>-<style>``: a prompt of letters, digits and ``_`` (spike0013, m0103, poker_x01)."""
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -46,7 +51,7 @@ def _row(name: str, utt_id: str, style: str, path: Path, duration_s: float, samp
          start_s: float | None = None, end_s: float | None = None, text: str | None = None) -> dict:
     return {
         "utt_id": utt_id, "corpus": name, "language": "de", "speaker": SPEAKER,
-        "emotion": style.lower(), "label": style, "path": str(path.absolute()),
+        "emotion": style.lower(), "label": style, "path": str(path),
         "start": start_s, "end": end_s, "duration": duration_s, "sample_rate": sample_rate_hz,
         "gender": "M", "text": text,
     }
@@ -62,6 +67,8 @@ def load_style_yaml(path: Path) -> list[dict]:
     """Items of one ``pavoque-<style>.yaml`` (a list of mappings)."""
     try:
         items = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except UnicodeDecodeError as err:
+        raise CorpusFormatError(f"{path}: not UTF-8 text ({err})") from err
     except yaml.YAMLError as err:
         raise CorpusFormatError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(items, list):
@@ -70,7 +77,7 @@ def load_style_yaml(path: Path) -> list[dict]:
     return items
 
 
-def _read_release(root: Path, name: str) -> list[dict]:
+def _read_release(root: Path, name: str, guard: RootGuard) -> list[dict]:
     probe = Prober()
     rows: list[dict] = []
     seen: set[str] = set()
@@ -78,12 +85,20 @@ def _read_release(root: Path, name: str) -> list[dict]:
     for yaml_path in _release_yamls(root):
         style = yaml_path.stem.removeprefix("pavoque-")
         flac = yaml_path.with_suffix(".flac")
+        if not guard.readable(yaml_path):
+            continue
         if not flac.is_file():
             warn(f"{name}: {yaml_path.name} has no {flac.name} beside it; style {style} skipped")
             continue
-        file_duration_s, sample_rate_hz = probe(flac)
+        stored = guard.admit(flac, flac.stem)
+        if stored is None:
+            continue
+        file_duration_s, sample_rate_hz = probe(stored)
         for number, item in enumerate(load_style_yaml(yaml_path)):
             where = f"{yaml_path.name} item {number}"
+            if not isinstance(item, dict):
+                problems.append(f"{where}: not a mapping")
+                continue
             try:
                 prompt = str(item["prompt"])
                 start_s, end_s = float(item["start"]), float(item["end"])
@@ -104,15 +119,16 @@ def _read_release(root: Path, name: str) -> list[dict]:
                 continue
             seen.add(utt_id)
             text = item.get("text")
-            rows.append(_row(name, utt_id, style, flac, end_s - start_s, sample_rate_hz,
+            rows.append(_row(name, utt_id, style, stored, end_s - start_s, sample_rate_hz,
                              start_s, end_s, None if text is None else str(text)))
     probe.report(name)
     if problems:
         warn(f"{name}: {len(problems)} odd YAML item(s): {summarize(problems)}")
+    flag_unsafe_ids([r["utt_id"] for r in rows], name, "the YAML files (prompt-style)")
     return rows
 
 
-def _read_extracted(root: Path, name: str) -> list[dict]:
+def _read_extracted(root: Path, name: str, guard: RootGuard) -> list[dict]:
     probe = Prober()
     rows: list[dict] = []
     ignored: list[str] = []
@@ -125,8 +141,11 @@ def _read_extracted(root: Path, name: str) -> list[dict]:
             ignored.append(str(path.relative_to(root)))
             continue
         seen.add(path.stem)
-        duration_s, sample_rate_hz = probe(path)
-        rows.append(_row(name, path.stem, match["style"], path, duration_s, sample_rate_hz))
+        stored = guard.admit(path, path.stem)
+        if stored is None:
+            continue
+        duration_s, sample_rate_hz = probe(stored)
+        rows.append(_row(name, path.stem, match["style"], stored, duration_s, sample_rate_hz))
     probe.report(name)
     if ignored:
         warn(f"{name}: {len(ignored)} wav file(s) not named <prompt>-<style>.wav (style one of "
@@ -134,7 +153,8 @@ def _read_extracted(root: Path, name: str) -> list[dict]:
     return rows
 
 
-def read_pavoque(root: Path, name: str = "pavoque", layout: str = "auto") -> pl.DataFrame:
+def read_pavoque(root: Path, name: str = "pavoque", layout: str = "auto",
+                 allow_outside_root: bool = False) -> pl.DataFrame:
     """Manifest of PAVOQUE, from the release (FLAC + YAML) or from extracted wav files.
 
     Parameters
@@ -145,6 +165,9 @@ def read_pavoque(root: Path, name: str = "pavoque", layout: str = "auto") -> pl.
         Corpus name written to the ``corpus`` column.
     layout : {"auto", "release", "extracted"}
         ``auto`` takes the release when a ``pavoque-<style>.yaml`` is present.
+    allow_outside_root : bool
+        Admit audio/YAML files that are symbolic links out of ``root`` (default: refused
+        unopened, see :class:`~featstore.corpora.base.RootGuard`).
 
     Returns
     -------
@@ -153,14 +176,16 @@ def read_pavoque(root: Path, name: str = "pavoque", layout: str = "auto") -> pl.
     """
     root = Path(root)
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        raise CorpusFormatError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     message = (f"PAVOQUE not found under {root}: expected the release files "
                f"pavoque-<style>.flac with pavoque-<style>.yaml (style one of {', '.join(STYLES)}), "
                f"or a folder of extracted <prompt>-<style>.wav files such as spike0013-angry.wav")
     if not root.is_dir():
         raise CorpusNotFoundError(message)
     use_release = layout == "release" or (layout == "auto" and _release_yamls(root))
-    rows = _read_release(root, name) if use_release else _read_extracted(root, name)
+    guard = RootGuard(root, allow_outside_root)
+    rows = _read_release(root, name, guard) if use_release else _read_extracted(root, name, guard)
+    guard.report(name)
     return to_manifest(rows, {"gender": pl.Utf8, "text": pl.Utf8}, message)
 
 
@@ -181,12 +206,17 @@ def extract_release(frame: pl.DataFrame, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     outside: list[str] = []
+    unsafe: list[str] = []
     stretches = frame.filter(pl.col("start").is_not_null() & pl.col("end").is_not_null())
     for path, group in stretches.group_by("path", maintain_order=True):
         with sf.SoundFile(str(path[0])) as source:
             subtype = source.subtype if source.subtype in ("PCM_16", "PCM_24") else "PCM_24"
             for row in group.iter_rows(named=True):
-                target = out_dir / f"{row['utt_id']}.wav"
+                try:
+                    target = out_dir / f"{safe_file_stem(row['utt_id'], 'utt_id')}.wav"
+                except UnsafeIdError:
+                    unsafe.append(repr(row["utt_id"]))
+                    continue
                 if target.exists():
                     continue
                 first = int(round(row["start"] * source.samplerate))
@@ -196,10 +226,12 @@ def extract_release(frame: pl.DataFrame, out_dir: Path) -> list[Path]:
                     continue
                 source.seek(first)
                 data = source.read(last - first, dtype="int32")
-                tmp = target.with_name(target.name + ".tmp")
-                sf.write(str(tmp), data, source.samplerate, subtype=subtype, format="WAV")
-                tmp.replace(target)
+                atomic_write(target, lambda tmp, d=data, sr=source.samplerate, st=subtype:
+                             sf.write(str(tmp), d, sr, subtype=st, format="WAV"))
                 written.append(target)
+    if unsafe:
+        warn(f"{len(unsafe)} utt_id(s) cannot be used as file names in {out_dir}, not written: "
+             f"{summarize(unsafe)}")
     if outside:
         warn(f"{len(outside)} stretch(es) outside their FLAC, not written: {summarize(outside)}")
     return written

@@ -25,6 +25,8 @@ from featstore.corpora.base import (
     CorpusFormatError,
     CorpusNotFoundError,
     Prober,
+    RootGuard,
+    flag_unsafe_ids,
     summarize,
     to_manifest,
     warn,
@@ -98,7 +100,19 @@ def _events(item: dict, source: Path, utt_id: str) -> tuple[list[dict], str, str
     return [{k: e[k] for k in ("emotion", "start", "end")} for e in events], main["emotion"], main["label"]
 
 
-def read_zed(root: Path, name: str = "zed") -> pl.DataFrame:
+def _unique_keys(source: Path) -> object:
+    def hook(pairs: list[tuple[str, object]]) -> dict:
+        seen: dict[str, object] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise CorpusFormatError(f"{source}: key {key!r} appears twice in one object "
+                                        f"(duplicate utterance id?); each utterance once")
+            seen[key] = value
+        return seen
+    return hook
+
+
+def read_zed(root: Path, name: str = "zed", allow_outside_root: bool = False) -> pl.DataFrame:
     """Manifest of ZED.
 
     Parameters
@@ -107,6 +121,13 @@ def read_zed(root: Path, name: str = "zed") -> pl.DataFrame:
         Folder holding ``ZED.json`` (or the json file itself).
     name : str
         Corpus name written to the ``corpus`` column.
+    allow_outside_root : bool
+        Admit ``wav`` entries that leave the corpus folder (``..``, absolute paths
+        elsewhere, symbolic links out); by default they are refused unopened (see
+        :class:`~featstore.corpora.base.RootGuard`).
+
+    An empty or duplicated utterance id is a :class:`CorpusFormatError`; ids that cannot
+    be used as file names are reported in a warning.
 
     Returns
     -------
@@ -115,20 +136,33 @@ def read_zed(root: Path, name: str = "zed") -> pl.DataFrame:
         and ``text``; speaker ``zed`` for every row (ZED names no speakers).
     """
     source = find_zed_json(Path(root))
+    guard = RootGuard(Path(root) if Path(root).is_dir() else source.parent, allow_outside_root)
+    if not guard.readable(source):
+        raise CorpusFormatError(f"{source}: leaves the corpus root {guard.root} (symbolic link out); "
+                                f"pass --allow-outside-root to read it")
     try:
-        data = json.loads(source.read_text(encoding="utf-8"))
+        data = json.loads(source.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys(source))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CorpusFormatError(f"{source}: not valid JSON: {err}") from err
+    except RecursionError as err:
+        raise CorpusFormatError(f"{source}: JSON nested too deeply") from err
     if not isinstance(data, dict):
         raise CorpusFormatError(f"{source}: expected an object {{utt_id: {{wav, duration, emotion}}}}")
     probe = Prober()
     rows: list[dict] = []
     missing: list[str] = []
     for utt_id, item in data.items():
+        if not str(utt_id).strip():
+            raise CorpusFormatError(f"{source}: an utterance has an empty id {utt_id!r}")
         if not isinstance(item, dict) or "wav" not in item:
             raise CorpusFormatError(f"{source}: utterance {utt_id!r} has no 'wav' entry")
         events, emotion, label = _events(item, source, utt_id)
-        path = _audio_path(str(item["wav"]), source.parent)
+        if not isinstance(item["wav"], str) or not item["wav"].strip():
+            raise CorpusFormatError(f"{source}: utterance {utt_id!r}: 'wav' {item['wav']!r} is not a path")
+        stored = guard.admit(_audio_path(item["wav"], source.parent), utt_id)
+        if stored is None:
+            continue
+        path = stored
         if not path.is_file():
             missing.append(utt_id)
             continue
@@ -142,11 +176,13 @@ def read_zed(root: Path, name: str = "zed") -> pl.DataFrame:
         text = item.get("transcription")
         rows.append({
             "utt_id": str(utt_id), "corpus": name, "language": "en", "speaker": "zed",
-            "emotion": emotion, "label": label, "path": str(path.absolute()),
+            "emotion": emotion, "label": label, "path": str(path),
             "duration": duration_s, "sample_rate": sample_rate_hz,
             "text": None if text is None else str(text), "events": json.dumps(events),
         })
     probe.report(name)
+    guard.report(name)
+    flag_unsafe_ids([r["utt_id"] for r in rows], name, source.name)
     if missing:
         warn(f"{name}: {len(missing)} utterance(s) of {source.name} have no wav file, left out: "
              f"{summarize(missing)}")

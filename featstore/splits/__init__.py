@@ -18,7 +18,14 @@ from featstore.splits.folds import (
     save_folds,
 )
 from featstore.splits.listening import select_listening_subset
-from featstore.splits.paper import MissingFilesError, import_paper_folds, read_paper_splits
+from featstore.splits.paper import (
+    MissingFilesError,
+    NoOverlapError,
+    SplitFileError,
+    SplitFolderNotFoundError,
+    import_paper_folds,
+    read_paper_splits,
+)
 
 __all__ = [
     "PARTS",
@@ -26,6 +33,9 @@ __all__ = [
     "FoldError",
     "FoldTable",
     "MissingFilesError",
+    "NoOverlapError",
+    "SplitFileError",
+    "SplitFolderNotFoundError",
     "count_table",
     "import_paper_folds",
     "load_folds",

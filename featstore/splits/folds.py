@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from featstore.errors import CrosslingError
+from featstore.io import TableError, parquet_key_values, write_parquet
 from featstore.manifest import CANONICAL_EMOTIONS, manifest_fingerprint
 from featstore.splits._draw import round_robin, spread
 
@@ -39,8 +41,12 @@ GROUP_BY: tuple[str, ...] = ("auto", "speaker", "session", "none")
 SCALE: tuple[str, ...] = ("auto", "off")
 
 
-class FoldError(ValueError):
+class FoldError(CrosslingError, ValueError):
     """The corpus cannot give the folds asked for (the message says what was found)."""
+
+
+class FoldTableNotFoundError(CrosslingError, FileNotFoundError):
+    """No fold table where one was expected."""
 
 
 @dataclass(frozen=True)
@@ -80,18 +86,18 @@ class FoldConfig:
 
     def __post_init__(self) -> None:
         if self.n_folds < 2:
-            raise ValueError(f"n_folds must be at least 2, got {self.n_folds}")
+            raise FoldError(f"n_folds must be at least 2, got {self.n_folds}")
         if self.group_by not in GROUP_BY:
-            raise ValueError(f"group_by must be one of {GROUP_BY}, got {self.group_by!r}")
+            raise FoldError(f"group_by must be one of {GROUP_BY}, got {self.group_by!r}")
         if self.scale not in SCALE:
-            raise ValueError(f"scale must be one of {SCALE}, got {self.scale!r}")
+            raise FoldError(f"scale must be one of {SCALE}, got {self.scale!r}")
         if not self.emotions or len(set(self.emotions)) != len(self.emotions):
-            raise ValueError(f"emotions must be distinct and non-empty, got {self.emotions}")
+            raise FoldError(f"emotions must be distinct and non-empty, got {self.emotions}")
         n_emo = len(self.emotions)
         for name in ("n_train", "n_valid", "n_test"):
             value = getattr(self, name)
             if value <= 0 or value % n_emo:
-                raise ValueError(f"{name}={value} must be a positive multiple of {n_emo} (one share per emotion)")
+                raise FoldError(f"{name}={value} must be a positive multiple of {n_emo} (one share per emotion)")
 
 
 @dataclass(frozen=True)
@@ -353,13 +359,8 @@ def _random_folds(
 def save_folds(folds: FoldTable, path: str | Path) -> Path:
     """Write a fold table to ``path`` (parquet) atomically; every metadata entry is stored
     as a JSON string under its own key."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {key: json.dumps(value, ensure_ascii=False) for key, value in folds.meta.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    folds.table.select(list(FOLD_SCHEMA)).write_parquet(tmp, metadata=meta)
-    tmp.replace(path)
-    return path
+    return write_parquet(folds.table.select(list(FOLD_SCHEMA)), Path(path), extra=meta)
 
 
 def load_folds(path: str | Path) -> tuple[pl.DataFrame, dict]:
@@ -373,16 +374,22 @@ def load_folds(path: str | Path) -> tuple[pl.DataFrame, dict]:
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no fold table here; run `featstore splits CORPUS` first")
-    table = pl.read_parquet(path)
+        raise FoldTableNotFoundError(f"{path}: no fold table here; run `featstore splits CORPUS` first")
+    try:
+        table = pl.read_parquet(path)
+        key_values = parquet_key_values(path)
+    except TableError as err:
+        raise FoldError(str(err)) from err
+    except Exception as err:  # polars raises several types for a damaged file
+        raise FoldError(f"{path}: not a readable fold table ({err}); run `featstore splits` again") from err
     missing = [c for c in FOLD_SCHEMA if c not in table.columns]
     if missing:
-        raise ValueError(f"{path}: not a fold table, missing column(s) {missing}")
-    bad = sorted(set(table["part"].unique().to_list()) - set(PARTS))
+        raise FoldError(f"{path}: not a fold table, missing column(s) {missing}")
+    bad = sorted(set(table["part"].cast(pl.Utf8).unique().to_list()) - set(PARTS), key=str)
     if bad:
-        raise ValueError(f"{path}: unknown part(s) {bad}, expected {list(PARTS)}")
+        raise FoldError(f"{path}: unknown part(s) {bad}, expected {list(PARTS)}")
     meta = {}
-    for key, value in pl.read_parquet_metadata(path).items():
+    for key, value in key_values.items():
         if key.startswith("ARROW:") or key == "pandas":
             continue
         try:

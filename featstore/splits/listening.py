@@ -8,7 +8,7 @@ import polars as pl
 
 from featstore.manifest import CANONICAL_EMOTIONS
 from featstore.splits._draw import round_robin
-from featstore.splits.folds import FoldTable, _by_speaker
+from featstore.splits.folds import FoldError, FoldTable, _by_speaker
 
 
 def select_listening_subset(
@@ -45,12 +45,12 @@ def select_listening_subset(
 
     Raises
     ------
-    ValueError
-        When an emotion has fewer than ``per_emotion`` candidates (the message gives the
+    FoldError
+        (a ``ValueError``) When an emotion has fewer than ``per_emotion`` candidates (the message gives the
         numbers found).
     """
     if per_emotion <= 0:
-        raise ValueError(f"per_emotion must be positive, got {per_emotion}")
+        raise FoldError(f"per_emotion must be positive, got {per_emotion}")
     table = folds.table if isinstance(folds, FoldTable) else folds
     test_ids = table.filter(pl.col("part") == "test")["utt_id"].unique().to_list()
     candidates = manifest.filter(pl.col("utt_id").is_in(test_ids) & pl.col("emotion").is_in(list(emotions)))
@@ -64,7 +64,7 @@ def select_listening_subset(
     found = {e: candidates.filter(pl.col("emotion") == e).height for e in emotions}
     short = {e: n for e, n in found.items() if n < per_emotion}
     if short:
-        raise ValueError(
+        raise FoldError(
             f"not enough test utterances for {per_emotion} per emotion"
             + (" (improvised only)" if improvised_only else "")
             + f": found {found}"

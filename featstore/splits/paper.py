@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from featstore.errors import CrosslingError
 from featstore.manifest import manifest_fingerprint
 from featstore.splits.folds import FOLD_SCHEMA, PARTS, FoldTable
 
@@ -24,22 +25,60 @@ PAPER_PARTS: dict[str, str] = {"train": "train", "eval": "valid", "test": "test"
 """Folder name in the paper's layout -> part in the fold table."""
 
 _FOLD_FILE = re.compile(r"metadata_fold(\d+)\.csv$")
+SHOWN_MISSING = 20
+"""Missing names listed in an error message; the rest are counted (all are in ``.missing``)."""
 
 
-class MissingFilesError(FileNotFoundError):
-    """The split names files the corpus lacks; ``missing`` lists every one of them."""
+class SplitFileError(CrosslingError, ValueError):
+    """A split folder or fold file that is not in the paper's layout (names the file)."""
+
+
+class SplitFolderNotFoundError(CrosslingError, FileNotFoundError):
+    """The split folder (or one of its part folders) does not exist."""
+
+
+def _listing(names: list[str], reasons: dict[str, str], limit: int = SHOWN_MISSING) -> str:
+    shown = [f"{name} ({reasons[name]})" if name in reasons else name for name in names[:limit]]
+    more = f"\n  ... and {len(names) - limit} more" if len(names) > limit else ""
+    return "\n  ".join(shown) + more
+
+
+class MissingFilesError(CrosslingError, FileNotFoundError):
+    """The split names files the corpus lacks; ``missing`` lists every one of them (the
+    message shows the first :data:`SHOWN_MISSING` and the counts)."""
 
     def __init__(
-        self, directory: Path, missing: list[str], n_listed: int, reasons: dict[str, str] | None = None
+        self, directory: Path, missing: list[str], n_listed: int, reasons: dict[str, str] | None = None,
+        corpus_examples: list[str] | None = None,
     ) -> None:
         self.missing = missing
         self.directory = directory
         reasons = reasons or {}
-        listing = "\n  ".join(f"{name} ({reasons[name]})" if name in reasons else name for name in missing)
+        hint = ""
+        if corpus_examples is not None and len(missing) * 2 > n_listed:
+            hint = (f"\nmost names are absent: is {directory} the split folder of this corpus? the corpus "
+                    f"has ids like {', '.join(corpus_examples[:3]) or '(none)'}")
         super().__init__(
             f"{directory}: {len(missing)} of the {n_listed} files its splits list are not in the corpus"
             + (" or have unusable audio" if reasons else "")
-            + f" (use --allow-missing to import the rest):\n  {listing}"
+            + f" (use --allow-missing to import the rest):\n  {_listing(missing, reasons)}{hint}"
+        )
+
+
+class NoOverlapError(CrosslingError, FileNotFoundError):
+    """Not one file the split lists is in the corpus (even with ``allow_missing``)."""
+
+    def __init__(self, directory: Path, missing: list[str], n_listed: int, corpus_examples: list[str],
+                 n_corpus: int) -> None:
+        self.missing = missing
+        self.directory = directory
+        split_like = ", ".join(missing[:3])
+        corpus_like = ", ".join(corpus_examples[:3]) or "(none)"
+        super().__init__(
+            f"{directory}: none of the {n_listed} files its splits list is in the corpus "
+            f"({n_corpus} utterances); the split names files like {split_like}, the corpus has ids "
+            f"like {corpus_like}. Check that --import points at this corpus's split folder (e.g. "
+            f"split_id/CN_ESD for ESD) and that the manifest is the corpus you mean (featstore prepare)"
         )
 
 
@@ -59,20 +98,20 @@ def read_paper_splits(directory: str | Path) -> list[PaperSplitEntry]:
 
     Raises
     ------
-    FileNotFoundError
+    SplitFolderNotFoundError
         If the folder or one of its part folders is missing, or holds no fold files.
-    ValueError
-        If a file lacks the ``file,answer`` header or a fold lacks one of the parts.
+    SplitFileError
+        If a file is not UTF-8 CSV, lacks the ``file,answer`` header or a fold lacks one of the parts.
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: no such split folder")
+        raise SplitFolderNotFoundError(f"{directory}: no such split folder")
     entries: list[PaperSplitEntry] = []
     folds_per_part: dict[str, set[int]] = {}
     for folder, part in PAPER_PARTS.items():
         sub = directory / folder
         if not sub.is_dir():
-            raise FileNotFoundError(f"{sub}: missing; expected {list(PAPER_PARTS)} folders in {directory}")
+            raise SplitFolderNotFoundError(f"{sub}: missing; expected {list(PAPER_PARTS)} folders in {directory}")
         folds_per_part[part] = set()
         for path in sorted(sub.iterdir()):
             match = _FOLD_FILE.fullmatch(path.name)
@@ -84,20 +123,27 @@ def read_paper_splits(directory: str | Path) -> list[PaperSplitEntry]:
                 with path.open(newline="", encoding="utf-8-sig") as handle:
                     reader = csv.DictReader(handle)
                     if reader.fieldnames is None or not {"file", "answer"} <= set(reader.fieldnames):
-                        raise ValueError(f"{path}: expected a header `file,answer`, got {reader.fieldnames}")
+                        raise SplitFileError(f"{path}: expected a header `file,answer`, got {reader.fieldnames}")
                     for line in reader:
                         name = (line["file"] or "").strip()
                         if name:
                             entries.append(PaperSplitEntry(fold, part, name, (line["answer"] or "").strip(), path))
             except UnicodeDecodeError as err:
-                raise ValueError(f"{path}: not UTF-8 text ({err})") from err
+                raise SplitFileError(f"{path}: not UTF-8 text ({err})") from err
+            except csv.Error as err:
+                raise SplitFileError(f"{path}: not a readable CSV file ({err})") from err
+            except OSError as err:
+                raise SplitFileError(f"{path}: cannot be read ({err})") from err
     all_folds = set().union(*folds_per_part.values())
+    if all_folds and not entries:
+        raise SplitFileError(f"{directory}: its metadata_fold<k>.csv files list no file (header only?)")
     if not all_folds:
-        raise FileNotFoundError(f"{directory}: no metadata_fold<k>.csv files")
+        raise SplitFolderNotFoundError(f"{directory}: no metadata_fold<k>.csv files under "
+                                       f"{', '.join(PAPER_PARTS)}/")
     for part, folds in folds_per_part.items():
         lacking = sorted(all_folds - folds)
         if lacking:
-            raise ValueError(f"{directory}: part {part!r} has no file for fold(s) {lacking}")
+            raise SplitFileError(f"{directory}: part {part!r} has no file for fold(s) {lacking}")
     return entries
 
 
@@ -146,7 +192,11 @@ def import_paper_folds(
     Raises
     ------
     MissingFilesError
-        When files are missing and ``allow_missing`` is false; it names every one.
+        When files are missing and ``allow_missing`` is false: counts, the first
+        :data:`SHOWN_MISSING` names (every one in ``.missing``) and, when most are
+        absent, ids of the corpus to compare with.
+    NoOverlapError
+        When not one listed file is in the corpus (with or without ``allow_missing``).
     """
     directory = Path(directory)
     entries = read_paper_splits(directory)
@@ -177,10 +227,14 @@ def import_paper_folds(
                  "answer": entry.answer, "emotion": emotion[utt]}
             )
     missing.sort()
+    n_listed = len({e.file for e in entries})
+    examples = sorted(manifest_all["utt_id"].to_list())[:3]
+    if not rows:
+        raise NoOverlapError(directory, missing, n_listed, examples, manifest_all.height)
     if missing and not allow_missing:
         reasons = {name: f"unusable audio: {unusable[index_all[Path(name).stem]]}" for name in missing
                    if index_all.get(Path(name).stem) in unusable}
-        raise MissingFilesError(directory, missing, len({e.file for e in entries}), reasons)
+        raise MissingFilesError(directory, missing, n_listed, reasons, examples)
     order = {p: i for i, p in enumerate(PARTS)}
     table = (
         pl.DataFrame(rows, schema=FOLD_SCHEMA, orient="row").unique()

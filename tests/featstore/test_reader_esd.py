@@ -206,3 +206,28 @@ def test_paper_split_names_are_esd_utt_ids(tmp_path):
         frame = read_esd(tmp_path)
     assert dict(zip(frame["utt_id"], frame["label"], strict=True)) == named
     assert set(frame["language"]) == {"cn"}
+
+
+def test_stray_files_are_not_utterances(tmp_path):
+    """Files outside ESD's naming scheme (another speaker's name, wrong digits, a note, a
+    folder that is not train/evaluation/test) are left out and named in one warning."""
+    write_tone(tmp_path / "0001" / "Angry" / "0001_000351.wav", 0.05)
+    for stray in ("notes.wav", "0002_000352.wav", "0001_352.wav", "0001_000353 (copy).wav"):
+        write_tone(tmp_path / "0001" / "Angry" / stray, 0.05)
+    write_tone(tmp_path / "0001" / "Angry" / "backup" / "0001_000354.wav", 0.05)
+    with pytest.warns(CorpusWarning, match=r"5 file\(s\) or folder\(s\) not in ESD's naming scheme") as record:
+        frame = read_esd(tmp_path)
+    assert frame["utt_id"].to_list() == ["0001_000351"]
+    message = " ".join(str(w.message) for w in record)
+    assert "notes.wav" in message and "backup/" in message
+
+
+def test_symlink_out_of_the_root_is_refused_unopened(tmp_path):
+    write_tone(tmp_path / "esd" / "0001" / "Angry" / "0001_000351.wav", 0.05)
+    write_tone(tmp_path / "elsewhere" / "x.wav", 0.05)
+    (tmp_path / "esd" / "0001" / "Angry" / "0001_000352.wav").symlink_to(tmp_path / "elsewhere" / "x.wav")
+    with pytest.warns(CorpusWarning, match=r"1 audio path\(s\) leave the corpus root.*0001_000352"):
+        frame = read_esd(tmp_path / "esd")
+    assert frame["utt_id"].to_list() == ["0001_000351"]
+    frame = read_esd(tmp_path / "esd", allow_outside_root=True)
+    assert frame["utt_id"].to_list() == ["0001_000351", "0001_000352"]

@@ -141,3 +141,17 @@ def test_paper_split_names_give_ten_speakers():
     assert speakers == {f"Ses0{s}{g}" for s in range(1, 6) for g in "FM"}
     # each fold's test set is one held-out session
     assert all(len(s) == 1 for s in sessions.values()) and len(sessions) == 5
+
+
+def test_label_lines_naming_no_iemocap_utterance_are_left_out(tmp_path):
+    session = tmp_path / "Session1"
+    write_tone(session / "sentences" / "wav" / "Ses01F_impro01" / "Ses01F_impro01_F000.wav", 0.1)
+    write_tone(tmp_path / "secret_F000.wav", 0.1)
+    lines = ["[1.0 - 2.0]\tSes01F_impro01_F000\tang\t[2.0, 3.0, 3.0]",
+             "[1.0 - 2.0]\tSes01F_impro01/../../../../../secret_F000\tsad\t[2.0, 3.0, 3.0]",
+             "[1.0 - 2.0]\tnotes_F001\tsad\t[2.0, 3.0, 3.0]"]
+    (session / "dialog" / "EmoEvaluation").mkdir(parents=True)
+    (session / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt").write_text("\n".join(lines) + "\n")
+    with pytest.warns(CorpusWarning, match=r"2 label line\(s\) name no IEMOCAP utterance"):
+        frame = read_iemocap(tmp_path)
+    assert frame["utt_id"].to_list() == ["Ses01F_impro01_F000"]

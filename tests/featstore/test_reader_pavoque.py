@@ -170,3 +170,25 @@ def test_paper_split_names_parse_as_extracted_files():
                 assert match is not None and match["style"] == record["answer"].lower()
                 n += 1
     assert n == 5 * 2000
+
+
+def test_extracted_names_outside_the_scheme_are_ignored(tmp_path):
+    write_tone(tmp_path / "spike0013-angry.wav", 0.1, SR)
+    for stray in ("copy of spike0013-angry.wav", "spike0013-angry-2.wav", "x.y-sad.wav"):
+        write_tone(tmp_path / stray, 0.1, SR)
+    with pytest.warns(CorpusWarning, match=r"3 wav file\(s\) not named"):
+        frame = read_pavoque(tmp_path, layout="extracted")
+    assert frame["utt_id"].to_list() == ["spike0013-angry"]
+
+
+def test_unsafe_prompt_is_flagged_and_never_written_out_of_the_folder(tmp_path):
+    write_tone(tmp_path / "pavoque-angry.flac", 1.0, SR, subtype="PCM_16")
+    items = [{"prompt": "spike0001", "text": "a", "style": "angry", "start": 0.1, "end": 0.4},
+             {"prompt": "../../evil", "text": "b", "style": "angry", "start": 0.5, "end": 0.8}]
+    (tmp_path / "pavoque-angry.yaml").write_text(yaml.safe_dump(items))
+    with pytest.warns(CorpusWarning, match="cannot be used as file names.*evil"):
+        frame = read_pavoque(tmp_path)
+    with pytest.warns(CorpusWarning, match="not written.*evil"):
+        written = extract_release(frame, tmp_path / "out" / "x")
+    assert [p.name for p in written] == ["spike0001-angry.wav"]
+    assert sorted(p.name for p in tmp_path.rglob("*evil*")) == []

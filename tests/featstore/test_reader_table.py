@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,15 @@ def test_parse_label_map():
     with pytest.raises(ValueError, match="original=emotion"):
         parse_label_map("negation:angry")
     assert READERS["table"].needs_name
+
+
+def test_escaping_rows_refused_with_a_relative_root(tmp_path, monkeypatch):
+    """``--root c/l.csv`` given relative to the working directory: ``../x.wav`` still leaves
+    the table's folder (it was once joined to the root a second time and let through)."""
+    write_tone(tmp_path / "c" / "a.wav", 0.1)
+    write_tone(tmp_path / "x.wav", 0.1)
+    (tmp_path / "c" / "l.csv").write_text("path,label\na.wav,angry\n../x.wav,sad\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(CorpusWarning, match=r"1 audio path\(s\) leave the corpus root"):
+        frame = read_table(Path("c") / "l.csv", name="t", language="tj")
+    assert frame["path"].to_list() == [str(tmp_path / "c" / "a.wav")]

@@ -95,3 +95,28 @@ def test_missing_wav_reported_and_missing_json(tmp_path):
     with pytest.raises(CorpusFormatError, match="not valid JSON"):
         read_zed(tmp_path / "broken")
     assert READERS["zed"].languages == ("en",)
+
+
+def test_wav_entries_leaving_the_folder_are_refused(tmp_path):
+    write_tone(tmp_path / "outside.wav", 0.1)
+    write_tone(tmp_path / "zed" / "a.wav", 0.1)
+    event = [{"emo": "angry", "start": 0.0, "end": 0.05}]
+    data = {"a": {"wav": "datafolder/a.wav", "emotion": event},
+            "up": {"wav": "datafolder/../outside.wav", "emotion": event},
+            "abs": {"wav": str(tmp_path / "outside.wav"), "emotion": event}}
+    (tmp_path / "zed").mkdir(exist_ok=True)
+    (tmp_path / "zed" / "ZED.json").write_text(json.dumps(data))
+    with pytest.warns(CorpusWarning, match=r"2 audio path\(s\) leave the corpus root"):
+        frame = read_zed(tmp_path / "zed")
+    assert frame["utt_id"].to_list() == ["a"]
+
+
+def test_duplicate_and_empty_ids_are_refused(tmp_path):
+    write_tone(tmp_path / "a.wav", 0.1)
+    entry = '{"wav": "datafolder/a.wav", "emotion": [{"emo": "sad", "start": 0, "end": 0.05}]}'
+    (tmp_path / "ZED.json").write_text("{" + f'"u1": {entry}, "u1": {entry}' + "}")
+    with pytest.raises(CorpusFormatError, match="ZED.json: key 'u1' appears twice"):
+        read_zed(tmp_path)
+    (tmp_path / "ZED.json").write_text("{" + f'"": {entry}' + "}")
+    with pytest.raises(CorpusFormatError, match="ZED.json: an utterance has an empty id"):
+        read_zed(tmp_path)

@@ -170,3 +170,18 @@ def test_unusable_audio_counts_as_missing_with_its_reason():
                                exclude={**bad, "Ses01F_impro09_F000": "silent"})
     assert folds.meta["unusable"] == bad and folds.meta["missing"] == ["Ses01F_impro01_F002.wav"]
     assert "Ses01F_impro01_F002" not in set(folds.table["utt_id"])
+
+
+def test_no_overlap_is_one_short_error_with_or_without_allow_missing():
+    from featstore.errors import CrosslingError
+    from featstore.splits import NoOverlapError
+
+    manifest = names_only_manifest("EN_IEMOCAP")  # IEMOCAP names against ESD's split files
+    for allow in (False, True):
+        with pytest.raises(NoOverlapError) as info:
+            import_paper_folds(manifest, SPLIT_ID / "CN_ESD", allow_missing=allow)
+        message = str(info.value)
+        assert isinstance(info.value, CrosslingError) and len(message) < 1000
+        assert "none of the 2000 files" in message and "CN_ESD" in message
+        assert "Ses01F_" in message  # what the corpus holds, to compare with
+        assert len(info.value.missing) == 2000
