@@ -29,9 +29,7 @@ import soundfile as sf
 
 from featstore.manifest import CANONICAL_EMOTIONS, manifest_fingerprint
 from probes.human import webmushra
-
-KEY_COLUMNS: tuple[str, ...] = ("stimulus", "corpus", "utt_id", "language", "emotion")
-"""Required columns of a key table (``emotion`` is the true label)."""
+from probes.human.keys import KEY_COLUMNS, check_key, read_key  # noqa: F401 - re-exported
 
 RowLoader = Callable[[dict], np.ndarray]
 
@@ -218,30 +216,6 @@ def build_listening_test(
     prov_path = out_dir / f"{config.name}.build.json"
     _write_text(prov_path, json.dumps(prov, indent=2, default=str))
     return BuildResult(config_path, key_path, audio_dir, prov_path, keyed.height)
-
-
-def read_key(path: str | Path) -> pl.DataFrame:
-    """Read a key table (CSV) and check its columns and unique stimulus keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no key table here")
-    try:
-        key = pl.read_csv(path, infer_schema_length=0)
-    except Exception as err:  # polars raises several error types for malformed CSV
-        raise ValueError(f"{path}: cannot read key table ({err})") from err
-    return check_key(key, path)
-
-
-def check_key(key: pl.DataFrame, source: str | Path = "key") -> pl.DataFrame:
-    """Validate a key table; returns it with string key columns."""
-    missing = [c for c in KEY_COLUMNS if c not in key.columns]
-    if missing:
-        raise ValueError(f"{source}: key table lacks column(s) {missing}")
-    key = key.with_columns([pl.col(c).cast(pl.Utf8) for c in KEY_COLUMNS])
-    dup = key.filter(pl.col("stimulus").is_duplicated())["stimulus"].unique().to_list()
-    if dup:
-        raise ValueError(f"{source}: stimulus key(s) listed twice: {sorted(dup)[:5]}")
-    return key
 
 
 def file_sha256(path: str | Path) -> str:
