@@ -7,6 +7,7 @@ Only the transformers classes of the two families are used (``Wav2Vec2Model``,
 from __future__ import annotations
 
 import json
+import weakref
 from pathlib import Path
 
 import torch
@@ -82,13 +83,25 @@ def config_from_dict(data: dict, source: str) -> PretrainedConfig:
     data = {k: v for k, v in data.items() if k != "gradient_checkpointing"}
     _check_sizes(data, source)
     try:
-        return CONFIG_CLASSES[model_type].from_dict(data)
+        config = CONFIG_CLASSES[model_type].from_dict(data)
     except Exception as err:  # transformers validates some fields itself
         raise ModelLoadError(f"{source}: not a usable {model_type} config ({err})") from None
+    _SOURCES[id(config)] = source  # for build_encoder's messages; not stored in the config itself
+    weakref.finalize(config, _SOURCES.pop, id(config), None)
+    return config
 
 
-_POSITIVE_INTS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                  "num_conv_pos_embeddings", "num_conv_pos_embedding_groups")
+_SOURCES: dict[int, str] = {}
+
+
+# upper bounds far above any real model (wavlm-large: 1024 wide, 24 layers, 4096 FFN): a config
+# beyond them is refused before torch allocates it (transformers allocates some weights
+# outside the meta device, so a hostile hidden_size would take the machine's memory)
+_POSITIVE_INTS = {"hidden_size": 1 << 15, "num_hidden_layers": 1 << 10, "num_attention_heads": 1 << 10,
+                  "intermediate_size": 1 << 17, "num_conv_pos_embeddings": 1 << 12,
+                  "num_conv_pos_embedding_groups": 1 << 10, "num_buckets": 1 << 14,
+                  "max_bucket_distance": 1 << 16}
+_MAX_CONV = 1 << 15
 _INT_LISTS = ("conv_dim", "conv_kernel", "conv_stride")
 
 
@@ -98,16 +111,21 @@ def _check_sizes(data: dict, source: str) -> None:
     def positive(value: object) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
-    for key in _POSITIVE_INTS:
-        if key in data and not positive(data[key]):
-            raise ModelLoadError(f"{source}: {key} must be a positive whole number, found {data[key]!r}")
+    for key, most in _POSITIVE_INTS.items():
+        if key in data and not (positive(data[key]) and data[key] <= most):
+            raise ModelLoadError(f"{source}: {key} must be a whole number in 1..{most}, found {data[key]!r}")
     lists = {k: data[k] for k in _INT_LISTS if k in data}
     for key, value in lists.items():
-        if not isinstance(value, list) or not value or not all(positive(v) for v in value):
-            raise ModelLoadError(f"{source}: {key} must be a non-empty list of positive whole numbers")
+        if not isinstance(value, list) or not 0 < len(value) <= 64 or not all(
+                positive(v) and v <= _MAX_CONV for v in value):
+            raise ModelLoadError(f"{source}: {key} must be a list of 1..64 whole numbers in 1..{_MAX_CONV}")
     if len({len(v) for v in lists.values()}) > 1:
         raise ModelLoadError(f"{source}: conv_dim, conv_kernel and conv_stride must have the same length")
     from transformers.activations import ACT2FN
+
+    arch = data.get("architectures")
+    if arch is not None and not (isinstance(arch, list) and all(isinstance(a, str) for a in arch)):
+        raise ModelLoadError(f"{source}: architectures must be a list of class names, found {arch!r}")
 
     for key in ("hidden_act", "feat_extract_activation"):
         if key in data and (not isinstance(data[key], str) or data[key] not in ACT2FN):
@@ -139,7 +157,12 @@ def build_encoder(config: PretrainedConfig) -> torch.nn.Module:
     here must see every frame, so it is turned off in the config.
     """
     config.apply_spec_augment = False
-    return ENCODER_CLASSES[config.model_type](config)
+    try:
+        return ENCODER_CLASSES[config.model_type](config)
+    except Exception as err:  # a config value of the wrong type or size fails inside torch
+        where = _SOURCES.get(id(config), f"the {config.model_type} config")
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ModelLoadError(f"{where}: cannot build the encoder from this config ({type(err).__name__}: {first})") from None
 
 
 def read_preprocessor(folder: Path, config: PretrainedConfig) -> tuple[bool, int, str]:

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import yaml
 
+from featstore.errors import CrosslingError
+from featstore.io import TableError, detect_encoding
+
 LSS_COLUMNS: tuple[str, ...] = ("trial_id", "stimuli_rating", "stimuli", "rating_time")
 """The type-specific columns of ``lss.csv`` after the questionnaire columns."""
 
@@ -50,7 +53,7 @@ L2_LEVELS: tuple[tuple[str, str], ...] = (
 )
 
 
-class WebMushraError(ValueError):
+class WebMushraError(CrosslingError, ValueError):
     """A webMUSHRA config or result file that does not have the expected structure."""
 
 
@@ -265,12 +268,13 @@ def read_results_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]
     """
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        encoding = detect_encoding(path)  # webMUSHRA writes UTF-8; a re-saved file may not be
+        with path.open(newline="", encoding=encoding) as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             body = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise WebMushraError(f"{path}: cannot read ({err})") from err
+    except (OSError, UnicodeError, csv.Error, TableError) as err:
+        raise WebMushraError(f"{path}: cannot read ({err})") from None
     if not header:
         raise WebMushraError(f"{path}: empty file")
     header = [h.strip() for h in header]
