@@ -34,7 +34,15 @@ from pathlib import Path
 import polars as pl
 
 from featstore.errors import CrosslingError, did_you_mean
-from featstore.io import TableError, atomic_write, atomic_write_json, check_columns, read_table, write_parquet
+from featstore.io import (
+    TableError,
+    atomic_write,
+    atomic_write_json,
+    check_columns,
+    detect_encoding,
+    read_table,
+    write_parquet,
+)
 from featstore.manifest import CANONICAL_EMOTIONS
 from probes.human import webmushra
 from probes.human.groups import GroupError, normalise_group, resolve_group_languages
@@ -129,14 +137,21 @@ def label_map(labels: Sequence[str], response_map: Mapping[str, str] | None = No
     return out
 
 
-def read_groups(path: str | Path) -> dict[str, str]:
+class GroupTable(dict):
+    """listener -> group, read from ``source`` (named in the messages about its groups)."""
+
+    source: str = "the groups table"
+
+
+def read_groups(path: str | Path) -> GroupTable:
     """A listener -> group table (CSV/TSV/JSONL/parquet with columns ``listener``, ``group``).
 
     A listener listed twice with different groups, or a table where no listener has a
     group, is an :class:`IngestError` naming the file.
     """
     frame = _read_table(Path(path), ("listener", "group"), "groups table")
-    out: dict[str, str] = {}
+    out = GroupTable()
+    out.source = str(path)
     for line, r in enumerate(frame.iter_rows(named=True), start=2):
         who, group = (r["listener"] or "").strip(), (r["group"] or "").strip()
         if not who or not group or group.upper() == "NA":
@@ -182,9 +197,14 @@ def _raw_rows(path: Path, config: IngestConfig, anomalies: list[dict], groups_gi
     """Rows of one result file as dicts: listener, group, stimulus, raw, time_ms, meta."""
     if not path.is_file():
         raise IngestError(f"{path}: no such answer file" if not path.exists() else f"{path}: not a file")
-    with path.open("rb") as fh:
-        first = fh.readline().decode("utf-8-sig", errors="replace")
-    if path.suffix != ".parquet" and first.split(",")[0].strip().strip('"') == "session_test_id":
+    first = ""
+    if path.suffix.lower() != ".parquet":
+        try:
+            with path.open(encoding=detect_encoding(path), newline="") as fh:
+                first = fh.readline()
+        except (OSError, UnicodeError, TableError):
+            first = ""  # read_table below names the problem
+    if first.split(",")[0].strip().strip('"') == "session_test_id":
         return _webmushra_rows(path, config, anomalies, groups_given)
     frame = _read_table(path)
     try:
@@ -283,11 +303,12 @@ def ingest(
         raise IngestError(f"no answer rows in {', '.join(str(p) for p in results) or 'no files'}")
     known = {r["stimulus"]: r for r in key.iter_rows(named=True)}
     lmap = label_map(config.labels, config.response_map)
+    groups_source = getattr(groups, "source", "the groups table")
     groups = {str(k): normalise_group(v) for k, v in (groups or {}).items()}
     found = set(groups.values()) if groups else {r["group"] for r in raw if r["group"]}
     group_language, group_notes = resolve_group_languages(
         found, key["language"].to_list(), config.group_languages,
-        where="the groups table" if groups else ", ".join(sorted({r["source"] for r in raw})))
+        where=groups_source if groups else ", ".join(sorted({r["source"] for r in raw})))
     anomalies += [{"kind": "group_language", "action": "assumed", "detail": n} for n in group_notes]
 
     meta_of: dict[str, dict] = {}

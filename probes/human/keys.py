@@ -89,7 +89,7 @@ def check_key(key: pl.DataFrame, source: str | Path = "key", notes: list[str] | 
         raise KeyError_(str(err)) from None
     for col in ("stimulus", "language", "emotion"):
         key = key.with_columns(pl.col(col).str.strip_chars())
-        empty = key[col].is_null() | (key[col] == "") | (key[col].str.to_uppercase() == "NA")
+        empty = key[col].is_null() | (key[col] == "") | key[col].str.to_uppercase().is_in(["NA", "N/A"])
         if empty.any():
             raise KeyError_(f"{source}: column {col!r} is empty on line(s) {_rows(key, empty)}")
     if "utt_id" not in key.columns:
@@ -102,9 +102,14 @@ def check_key(key: pl.DataFrame, source: str | Path = "key", notes: list[str] | 
         said.append("no 'corpus' column: corpus taken from the language ("
                     + ", ".join(f"{lang} -> {c}" for lang, c in corpus.items()) + ")")
     for col in ("utt_id", "corpus"):
-        empty = key[col].is_null() | (key[col].str.strip_chars() == "")
+        key = key.with_columns(pl.col(col).str.strip_chars())
+        empty = key[col].is_null() | (key[col] == "") | key[col].str.to_uppercase().is_in(["NA", "N/A"])
         if empty.any():
             raise KeyError_(f"{source}: column {col!r} is empty on line(s) {_rows(key, empty)}")
+    twice = key.select("corpus", "utt_id").is_duplicated()
+    if twice.any():
+        raise KeyError_(f"{source}: the same corpus and utt_id on line(s) {_rows(key, twice)}: "
+                        "two stimuli cannot be one utterance")
     key = _canonical_labels(key, source, labels, said)
     key = key.with_columns(pl.col("language").str.to_lowercase())
     dup = key.filter(pl.col("stimulus").is_duplicated())["stimulus"].unique().to_list()

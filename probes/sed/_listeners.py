@@ -158,8 +158,11 @@ def read_key(path: str | Path) -> pl.DataFrame:
             raise SedListenerError(f"{where}: event_start, event_end and duration must be finite seconds, "
                                    f"duration > 0; found {times}")
         try:
-            reference_segments(json.loads(row["events"] or ""), row["duration"])
-        except (ValueError, TypeError, KeyError, IndexError) as err:  # JSONDecodeError is a ValueError
+            events = json.loads(row["events"] or "")
+            if not isinstance(events, list):
+                raise TypeError(f"expected a JSON list, found {type(events).__name__}")
+            reference_segments(events, row["duration"])
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:  # JSONDecodeError is a ValueError
             raise SedListenerError(f"{where}: column 'events' is not a valid event list ({err})") from None
     dup = key.filter(pl.col("stimulus").is_duplicated())["stimulus"].unique().to_list()
     if dup:

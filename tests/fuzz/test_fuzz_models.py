@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from featstore.errors import CrosslingError
@@ -90,6 +90,7 @@ def test_hostile_bytes_as_a_weight_file(tmp_path, real, suffix, data):
     try:
         tensors = read_weight_file(path)
     except ModelLoadError as err:
+        event(f"refused: {kind}")
         _check(err, path)
     else:
         # only bytes flipped inside tensor data can still be a whole weight file
