@@ -92,6 +92,9 @@ def check_key(key: pl.DataFrame, source: str | Path = "key", notes: list[str] | 
         empty = key[col].is_null() | (key[col] == "") | key[col].str.to_uppercase().is_in(["NA", "N/A"])
         if empty.any():
             raise KeyError_(f"{source}: column {col!r} is empty on line(s) {_rows(key, empty)}")
+    dup = key.filter(pl.col("stimulus").is_duplicated())["stimulus"].unique().to_list()
+    if dup:
+        raise KeyError_(f"{source}: stimulus key(s) listed twice: {sorted(dup)[:5]}")
     if "utt_id" not in key.columns:
         key = key.with_columns(pl.col("stimulus").map_elements(_stem, return_dtype=pl.Utf8).alias("utt_id"))
         said.append("no 'utt_id' column: each stimulus's file stem taken as its utt_id")
@@ -112,9 +115,6 @@ def check_key(key: pl.DataFrame, source: str | Path = "key", notes: list[str] | 
                         "two stimuli cannot be one utterance")
     key = _canonical_labels(key, source, labels, said)
     key = key.with_columns(pl.col("language").str.to_lowercase())
-    dup = key.filter(pl.col("stimulus").is_duplicated())["stimulus"].unique().to_list()
-    if dup:
-        raise KeyError_(f"{source}: stimulus key(s) listed twice: {sorted(dup)[:5]}")
     for note in said:
         if notes is not None:
             notes.append(f"{source}: {note}")
