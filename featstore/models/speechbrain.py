@@ -282,10 +282,13 @@ def load_wavlm_weights(encoder: torch.nn.Module, folder: Path, config_source: st
         return load_encoder_weights(encoder, raw, str(ckpt))
     except ModelLoadError as err:
         sizes = checkpoint_sizes(raw)
-        if (folder / "config.json").is_file() or not sizes or "does not fit" not in str(err):
+        own = folder / "config.json"
+        if config_source == str(own) or not sizes or "does not fit" not in str(err):
             raise
+        why = ("config.json is missing" if not own.exists() else
+               f"{own} is not a transformers config (unreadable, or no model_type)")
         raise ModelLoadError(
-            f"{folder}: config.json is missing, and {ckpt.name} ({sizes}) does not fit the config used "
+            f"{folder}: {why}, and {ckpt.name} ({sizes}) does not fit the config used "
             f"in its place ({config_source}: {encoder_sizes(encoder)}). Put the transformers config.json "
             f"of the WavLM this model was trained from in {folder}"
         ) from None

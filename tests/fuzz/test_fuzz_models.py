@@ -187,3 +187,30 @@ def test_speechbrain_folder_without_config_is_one_short_message(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "m", "wav2vec2", "model")
+
+
+@pytest.fixture(scope="module")
+def sb_folder(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("sb") / "wavlm-emo", "wavlm", "speechbrain")
+
+
+SB_TEXT = [b"a: [1, 2\n", b"- 1\n- 2\n", b"'a' => x\n", b"'a' => 0\n'a' => 1\n", b"window_length: abc\n",
+           b"wav2vec2: !new:foo\n  source: 5\n  output_norm: [1]\n", b"stride: -3\n", b"null", b"[1,2]",
+           b'{"do_normalize": "x"}', b"'z' => 0\n'a' => 1\n'h' => 2\n's' => 3\n", b"'a' => 99999999999999999999\n"]
+
+
+@FUZZ
+@given(name=st.sampled_from(["hyperparams.yaml", "label_encoder.txt", "input_norm.ckpt", "model.ckpt",
+                             "wav2vec2.ckpt", "preprocessor_config.json", "config.json"]),
+       payload=st.one_of(st.sampled_from([b"", LFS, HTML, b"\xff\xfe\x00", *SB_TEXT]), st.binary(max_size=300)))
+def test_hostile_files_in_a_speechbrain_folder(tmp_path_factory, sb_folder, name, payload):
+    folder = tmp_path_factory.mktemp("sbx") / "wavlm-emo"
+    shutil.copytree(sb_folder, folder)
+    (folder / name).write_bytes(payload)
+    try:
+        load_model(str(folder), language="en")
+    except ModelLoadError as err:
+        message = str(err)
+        assert str(folder) in message, message  # names the folder's file (or the folder) at fault
+        assert "weights_only=False" not in message
+        assert len(message) < 2000, len(message)
