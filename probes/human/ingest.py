@@ -22,7 +22,14 @@ listener that looks incomplete, is listed in the anomalies with the action taken
 - ``inconsistent_metadata``: one listener id with different questionnaire answers
   (kept; the first answers are used);
 - ``several_scales``: ``stimuli_rating1..N`` columns; the first scale is used;
-- ``unused_group_entry``: a listener in the groups table who gave no answers.
+- ``unused_group_entry``: a listener in the groups table who gave no answers;
+- ``group_language``: a group taken as a language by a built-in alias (``zh`` -> ``cn``);
+- ``key_assumption``: what was derived for a hand-made key (utt_id, corpus, labels).
+
+Refused with an error naming the file (never a quiet default): a file or column that is
+missing or misspelt (with the closest column name), a group column that is not in a file
+(``group_column=""`` says there are no groups), a group that is neither a stimulus
+language, a built-in alias (:mod:`probes.human.groups`) nor in ``group_languages``.
 """
 
 from __future__ import annotations
