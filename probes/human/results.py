@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
 
 from featstore.errors import CrosslingError
+from featstore.io import atomic_write, atomic_write_text
 from probes.human import figures
 from probes.human.build import file_sha256
 from probes.human.compare import CompareResult
@@ -46,9 +46,7 @@ def save_compare(result: CompareResult, out_dir: str | Path, provenance: Mapping
     paths: dict[str, Path] = {}
     for name, frame in tables.items():
         path = out_dir / f"{name}.csv"
-        tmp = path.with_name(path.name + ".tmp")
-        frame.write_csv(tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp, frame=frame: frame.write_csv(tmp))
         paths[name] = path
     fig_dir = out_dir / "figures"
     for name, made in (
@@ -61,9 +59,7 @@ def save_compare(result: CompareResult, out_dir: str | Path, provenance: Mapping
     summary = {"provenance": dict(provenance), "report": result.report,
                "table2_ua": result.table2.to_dicts(), "files": {k: str(v) for k, v in paths.items()}}
     path = out_dir / "compare.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(summary, indent=2, default=str))
     paths["summary"] = path
     return paths
 

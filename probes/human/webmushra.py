@@ -21,7 +21,6 @@ Facts follow ``../shared/specs/webmushra.md`` and webMUSHRA's own sources
 from __future__ import annotations
 
 import csv
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from featstore.errors import CrosslingError
-from featstore.io import TableError, detect_encoding
+from featstore.io import TableError, atomic_write_text, detect_encoding
 
 LSS_COLUMNS: tuple[str, ...] = ("trial_id", "stimuli_rating", "stimuli", "rating_time")
 """The type-specific columns of ``lss.csv`` after the questionnaire columns."""
@@ -236,9 +235,7 @@ def write_config(config: Mapping, path: str | Path) -> Path:
     validate_config(config)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True))
     load_config(path)
     return path
 
