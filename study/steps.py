@@ -132,7 +132,8 @@ def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataF
         raise FileNotFoundError(f"listening-test result file(s) not found: {', '.join(missing)}")
     key = read_key(key_path)
     groups = read_groups(groups_table) if groups_table is not None else None
-    ingested = ingest(results, key, IngestConfig(group_column=group_column), groups=groups)
+    ingested = ingest(results, key, IngestConfig(group_column=group_column, group_languages=dict(group_languages)),
+                      groups=groups)
     prov = {"key": file_provenance(key_path), "results": [file_provenance(p) for p in results],
             "groups": file_provenance(groups_table) if groups_table is not None else None}
     save_ingest(ingested, out_dir / "ingest", prov)

@@ -7,10 +7,13 @@ Only the transformers classes of the two families are used (``Wav2Vec2Model``,
 from __future__ import annotations
 
 import json
+import weakref
 from pathlib import Path
 
 import torch
 from transformers import PretrainedConfig, Wav2Vec2Config, Wav2Vec2Model, WavLMConfig, WavLMModel
+
+from featstore.models.weights import ModelLoadError
 
 CONFIG_CLASSES: dict[str, type[PretrainedConfig]] = {"wav2vec2": Wav2Vec2Config, "wavlm": WavLMConfig}
 ENCODER_CLASSES: dict[str, type[torch.nn.Module]] = {"wav2vec2": Wav2Vec2Model, "wavlm": WavLMModel}
@@ -71,24 +74,78 @@ def config_from_dict(data: dict, source: str) -> PretrainedConfig:
         ``model_type`` is missing or not one of the supported families.
     """
     model_type = data.get("model_type")
-    if model_type not in CONFIG_CLASSES:
-        raise ValueError(
+    if not isinstance(model_type, str) or model_type not in CONFIG_CLASSES:
+        raise ModelLoadError(
             f"{source}: model_type {model_type!r} is not supported (supported: {sorted(CONFIG_CLASSES)})"
         )
     # Old transformers configs carry `gradient_checkpointing`, which would switch it on in
     # the built module; training code decides that itself.
     data = {k: v for k, v in data.items() if k != "gradient_checkpointing"}
-    return CONFIG_CLASSES[model_type].from_dict(data)
+    _check_sizes(data, source)
+    try:
+        config = CONFIG_CLASSES[model_type].from_dict(data)
+    except Exception as err:  # transformers validates some fields itself
+        raise ModelLoadError(f"{source}: not a usable {model_type} config ({err})") from None
+    _SOURCES[id(config)] = source  # for build_encoder's messages; not stored in the config itself
+    weakref.finalize(config, _SOURCES.pop, id(config), None)
+    return config
+
+
+_SOURCES: dict[int, str] = {}
+
+
+# upper bounds far above any real model (wavlm-large: 1024 wide, 24 layers, 4096 FFN): a config
+# beyond them is refused before torch allocates it (transformers allocates some weights
+# outside the meta device, so a hostile hidden_size would take the machine's memory)
+_POSITIVE_INTS = {"hidden_size": 1 << 15, "num_hidden_layers": 1 << 10, "num_attention_heads": 1 << 10,
+                  "intermediate_size": 1 << 17, "num_conv_pos_embeddings": 1 << 12,
+                  "num_conv_pos_embedding_groups": 1 << 10, "num_buckets": 1 << 14,
+                  "max_bucket_distance": 1 << 16}
+_MAX_CONV = 1 << 15
+_INT_LISTS = ("conv_dim", "conv_kernel", "conv_stride")
+
+
+def _check_sizes(data: dict, source: str) -> None:
+    """The sizes an encoder is built from are positive whole numbers (a ModelLoadError naming
+    ``source`` and the key otherwise), so that a bad config.json never fails inside torch."""
+    def positive(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    for key, most in _POSITIVE_INTS.items():
+        if key in data and not (positive(data[key]) and data[key] <= most):
+            raise ModelLoadError(f"{source}: {key} must be a whole number in 1..{most}, found {data[key]!r}")
+    lists = {k: data[k] for k in _INT_LISTS if k in data}
+    for key, value in lists.items():
+        if not isinstance(value, list) or not 0 < len(value) <= 64 or not all(
+                positive(v) and v <= _MAX_CONV for v in value):
+            raise ModelLoadError(f"{source}: {key} must be a list of 1..64 whole numbers in 1..{_MAX_CONV}")
+    if len({len(v) for v in lists.values()}) > 1:
+        raise ModelLoadError(f"{source}: conv_dim, conv_kernel and conv_stride must have the same length")
+    from transformers.activations import ACT2FN
+
+    arch = data.get("architectures")
+    if arch is not None and not (isinstance(arch, list) and all(isinstance(a, str) for a in arch)):
+        raise ModelLoadError(f"{source}: architectures must be a list of class names, found {arch!r}")
+
+    for key in ("hidden_act", "feat_extract_activation"):
+        if key in data and (not isinstance(data[key], str) or data[key] not in ACT2FN):
+            raise ModelLoadError(f"{source}: {key} {data[key]!r} is not an activation transformers knows")
+    heads, width = data.get("num_attention_heads"), data.get("hidden_size")
+    if heads and width and width % heads:
+        raise ModelLoadError(f"{source}: hidden_size {width} is not divisible by num_attention_heads {heads}")
 
 
 def read_config(path: Path) -> PretrainedConfig:
     """Parse ``config.json`` at ``path`` into the family's config class."""
+    head = Path(path).read_bytes()[:512] if Path(path).is_file() else b""
+    if head.lstrip().startswith(b"version https://git-lfs"):
+        raise ModelLoadError(f"{path}: this is a Git LFS pointer, not the config: fetch the real file")
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: unreadable config.json ({err})") from err
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ModelLoadError(f"{path}: unreadable config.json ({str(err).splitlines()[0][:200]})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(data).__name__}")
+        raise ModelLoadError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return config_from_dict(data, str(path))
 
 
@@ -100,7 +157,12 @@ def build_encoder(config: PretrainedConfig) -> torch.nn.Module:
     here must see every frame, so it is turned off in the config.
     """
     config.apply_spec_augment = False
-    return ENCODER_CLASSES[config.model_type](config)
+    try:
+        return ENCODER_CLASSES[config.model_type](config)
+    except Exception as err:  # a config value of the wrong type or size fails inside torch
+        where = _SOURCES.get(id(config), f"the {config.model_type} config")
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ModelLoadError(f"{where}: cannot build the encoder from this config ({type(err).__name__}: {first})") from None
 
 
 def read_preprocessor(folder: Path, config: PretrainedConfig) -> tuple[bool, int, str]:
@@ -115,9 +177,14 @@ def read_preprocessor(folder: Path, config: PretrainedConfig) -> tuple[bool, int
     path = Path(folder) / "preprocessor_config.json"
     if path.is_file():
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: unreadable preprocessor config ({err})") from err
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"{path}: unreadable preprocessor config ({str(err)[:200]})") from None
+        if not isinstance(data, dict):
+            raise ModelLoadError(f"{path}: expected a JSON object")
+        rate = data.get("sampling_rate", DEFAULT_SAMPLE_RATE_HZ)
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+            raise ModelLoadError(f"{path}: sampling_rate must be a positive whole number of Hz, found {rate!r}")
         default_norm = config.feat_extract_norm == "layer"
         return (
             bool(data.get("do_normalize", default_norm)),

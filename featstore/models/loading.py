@@ -25,7 +25,6 @@ from featstore.models.weights import (
     hf_weight_files,
     load_encoder_weights,
     read_state_dict,
-    read_weight_file,
 )
 from featstore.paths import safe_name
 
@@ -115,9 +114,9 @@ def _read_crossling_json(folder: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ModelLoadError(f"{path}: unreadable ({err})") from err
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ModelLoadError(f"{path}: unreadable ({err})") from None
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: expected a JSON object")
     return data
@@ -143,8 +142,7 @@ def load_speechbrain_folder(folder: Path) -> tuple[torch.nn.Module, PretrainedCo
     config, config_source = sb.speechbrain_config(folder, hparams["hub_id"])
     with torch.device("meta"):  # weights come from the checkpoint: skip the random init
         encoder = build_encoder(config)
-    ckpt = folder / "wav2vec2.ckpt"
-    report = load_encoder_weights(encoder, read_weight_file(ckpt), str(ckpt))
+    report = sb.load_wavlm_weights(encoder, folder, config_source)
     labels, codes = sb.parse_label_encoder(folder / "label_encoder.txt")
     classifier = sb.load_frame_classifier(folder / "model.ckpt", config.hidden_size, len(labels))
     do_normalize, norm_source = sb.speechbrain_do_normalize(folder, hparams["hub_id"])

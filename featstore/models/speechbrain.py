@@ -38,7 +38,14 @@ from transformers import PretrainedConfig
 from featstore.manifest import CANONICAL_EMOTIONS
 from featstore.models.configs import WAVLM_LARGE_CONFIG, config_from_dict, read_config
 from featstore.models.resolve import hf_cache_snapshots
-from featstore.models.weights import ModelLoadError, read_weight_file
+from featstore.models.weights import (
+    ModelLoadError,
+    checkpoint_sizes,
+    encoder_sizes,
+    load_encoder_weights,
+    read_torch_object,
+    read_weight_file,
+)
 
 SPEECHBRAIN_CODES = {"a": "angry", "n": "neutral", "h": "happy", "s": "sad"}
 DEFAULT_HUB_ID = "microsoft/wavlm-large"
@@ -95,9 +102,9 @@ def read_hyperparams(folder: Path) -> dict:
     if not path.is_file():
         return {**DEFAULT_HPARAMS, "source": "defaults of speechbrain/emotion-diarization-wavlm-large"}
     try:
-        top = yaml.load(path.read_text(), Loader=_TagTolerantLoader)  # noqa: S506 - safe loader subclass
-    except yaml.YAMLError as err:
-        raise ModelLoadError(f"{path}: unreadable YAML ({err})") from err
+        top = yaml.load(path.read_text(encoding="utf-8"), Loader=_TagTolerantLoader)  # noqa: S506 - safe loader subclass
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
+        raise ModelLoadError(f"{path}: unreadable YAML ({_first_line(err)})") from None
     if not isinstance(top, dict):
         raise ModelLoadError(f"{path}: expected a mapping at top level")
     lobe = next((top[k] for k in ("wav2vec2", "wavlm", "ssl_model") if isinstance(top.get(k), dict)), {})
@@ -117,10 +124,27 @@ def read_hyperparams(folder: Path) -> dict:
         "output_norm": _bool(_ref(lobe.get("output_norm"), top), False),
         "input_norm": input_norm,
         "hub_id": str(hub),
-        "window_length": int(_ref(top.get("window_length", 1), top) or 1),
-        "stride": int(_ref(top.get("stride", 1), top) or 1),
+        "window_length": _positive_int(_ref(top.get("window_length", 1), top), path, "window_length"),
+        "stride": _positive_int(_ref(top.get("stride", 1), top), path, "stride"),
         "source": str(path),
     }
+
+
+def _positive_int(value: object, path: Path, key: str) -> int:
+    if value is None or value == "":
+        return 1
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ModelLoadError(f"{path}: {key} must be a whole number >= 1, found {value!r}")
+    return number
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0][:200] if text else type(err).__name__)
 
 
 def parse_label_encoder(path: Path) -> tuple[dict[int, str], dict[int, str]]:
@@ -130,7 +154,13 @@ def parse_label_encoder(path: Path) -> tuple[dict[int, str], dict[int, str]]:
     ``================`` separator, then settings such as ``'starting_index' => 0``.
     """
     codes: dict[int, str] = {}
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: no such file (the SpeechBrain label encoder)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{path}: not a SpeechBrain label encoder text file ({_first_line(err)})") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line:
             continue
@@ -141,7 +171,7 @@ def parse_label_encoder(path: Path) -> tuple[dict[int, str], dict[int, str]]:
             raise ModelLoadError(f"{path}:{lineno}: expected \"'label' => index\", found {line!r}")
         try:
             code = ast.literal_eval(match.group(1))
-        except (ValueError, SyntaxError) as err:
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
             raise ModelLoadError(f"{path}:{lineno}: label {match.group(1)!r} is not a literal") from err
         codes[int(match.group(2))] = str(code)
     if sorted(codes) != list(range(len(codes))) or not codes:
@@ -156,12 +186,11 @@ def parse_label_encoder(path: Path) -> tuple[dict[int, str], dict[int, str]]:
 
 
 def _is_transformers_config(path: Path) -> bool:
-    import json
-
     try:
-        return "model_type" in json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return False
+    return isinstance(data, dict) and "model_type" in data
 
 
 def speechbrain_config(folder: Path, hub_id: str = DEFAULT_HUB_ID) -> tuple[PretrainedConfig, str]:
@@ -201,9 +230,12 @@ def speechbrain_do_normalize(folder: Path, hub_id: str = DEFAULT_HUB_ID) -> tupl
     for path in options:
         if path.is_file():
             try:
-                return bool(json.loads(path.read_text()).get("do_normalize", False)), str(path)
-            except (OSError, json.JSONDecodeError) as err:
-                raise ModelLoadError(f"{path}: unreadable preprocessor config ({err})") from err
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise ModelLoadError(f"{path}: unreadable preprocessor config ({_first_line(err)})") from None
+            if not isinstance(data, dict):
+                raise ModelLoadError(f"{path}: not a preprocessor config (expected a JSON object)")
+            return bool(data.get("do_normalize", False)), str(path)
     return False, f"default of {DEFAULT_HUB_ID}"
 
 
@@ -232,12 +264,34 @@ def load_input_norm(path: Path, settings: dict | None) -> dict:
     result = dict(settings or DEFAULT_HPARAMS["input_norm"])
     path = Path(path)
     if path.is_file():
-        try:
-            stats = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # weights_only refusals and corrupt files alike
-            raise ModelLoadError(f"{path}: refused or unreadable with weights_only=True ({err})") from err
-        result["stats"] = stats
+        result["stats"] = read_torch_object(path)  # weights_only=True; corrupt files are ModelLoadErrors
     return result
+
+
+def load_wavlm_weights(encoder: torch.nn.Module, folder: Path, config_source: str) -> dict:
+    """Load ``<folder>/wav2vec2.ckpt`` into ``encoder`` (built from the config found by
+    :func:`speechbrain_config`, described by ``config_source``).
+
+    A folder without ``config.json`` whose checkpoint does not fit the config used in its
+    place gets one short message saying what is missing and where, not every key.
+    """
+    folder = Path(folder)
+    ckpt = folder / "wav2vec2.ckpt"
+    raw = read_weight_file(ckpt)
+    try:
+        return load_encoder_weights(encoder, raw, str(ckpt))
+    except ModelLoadError as err:
+        sizes = checkpoint_sizes(raw)
+        own = folder / "config.json"
+        if config_source == str(own) or not sizes or "does not fit" not in str(err):
+            raise
+        why = ("config.json is missing" if not own.exists() else
+               f"{own} is not a transformers config (unreadable, or no model_type)")
+        raise ModelLoadError(
+            f"{folder}: {why}, and {ckpt.name} ({sizes}) does not fit the config used "
+            f"in its place ({config_source}: {encoder_sizes(encoder)}). Put the transformers config.json "
+            f"of the WavLM this model was trained from in {folder}"
+        ) from None
 
 
 def input_norm(wave: torch.Tensor, settings: dict) -> torch.Tensor:

@@ -75,6 +75,7 @@ def ingest_cmd(
     config: Annotated[Path | None, typer.Option(help="The webMUSHRA config, to map response values to labels (default: none; labels are matched by name).")] = None,
     duplicates: Annotated[str, typer.Option(help="Two answers for one stimulus: keep 'last', 'first' or 'drop' all.")] = "last",
     out: Annotated[Path | None, typer.Option(help="Output folder (default: folder of the key / answers).")] = None,
+    group_language: Annotated[list[str] | None, typer.Option(help="GROUP=LANG for a group not named by a stimulus language code or a known alias such as zh, german (default: none).")] = None,
 ) -> None:
     """Join answers with the key; write answers.parquet, listeners.csv and the anomalies."""
     from probes.human import webmushra
@@ -83,11 +84,12 @@ def ingest_cmd(
     from probes.human.results import file_provenance
 
     try:
-        key_frame = read_key(key)
+        key_frame = read_key(key, notes := [])
         response_map = webmushra.response_values(webmushra.load_config(config)) if config else {}
-        cfg = IngestConfig(group_column=group_column, duplicates=duplicates, response_map=response_map)
+        cfg = IngestConfig(group_column=group_column, duplicates=duplicates, response_map=response_map,
+                           group_languages=_parse_pairs(group_language or [], "--group-language"))
         group_map = read_groups(groups) if groups else None
-        result = ingest(results, key_frame, cfg, group_map)
+        result = ingest(results, key_frame, cfg, group_map, key_notes=notes)
     except (ValueError, FileNotFoundError, OSError) as err:
         _fail(str(err))
     out_dir = out or key.parent / "answers"

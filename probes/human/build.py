@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,11 +26,16 @@ import numpy as np
 import polars as pl
 import soundfile as sf
 
+from featstore.errors import CrosslingError
+from featstore.io import atomic_write, atomic_write_text
 from featstore.manifest import CANONICAL_EMOTIONS, manifest_fingerprint
 from probes.human import webmushra
+from probes.human.keys import KEY_COLUMNS, check_key, read_key  # noqa: F401 - re-exported
 
-KEY_COLUMNS: tuple[str, ...] = ("stimulus", "corpus", "utt_id", "language", "emotion")
-"""Required columns of a key table (``emotion`` is the true label)."""
+
+class BuildError(CrosslingError, ValueError):
+    """A listening test that cannot be built as asked; the message says what to change."""
+
 
 RowLoader = Callable[[dict], np.ndarray]
 
@@ -66,17 +70,17 @@ class BuildConfig:
 
     def __post_init__(self) -> None:
         if not self.corpora:
-            raise ValueError("corpora: give at least one corpus")
+            raise BuildError("corpora: give at least one corpus")
         if len(set(self.corpora)) != len(self.corpora):
-            raise ValueError(f"corpora: duplicates in {self.corpora}")
+            raise BuildError(f"corpora: duplicates in {self.corpora}")
         if self.per_emotion < 1:
-            raise ValueError(f"per_emotion must be >= 1, got {self.per_emotion}")
+            raise BuildError(f"per_emotion must be >= 1, got {self.per_emotion}")
         if not self.name or webmushra.sanitize_test_id(self.name) != self.name.lower():
-            raise ValueError(f"name {self.name!r}: use letters, digits, '-' and '_' only")
+            raise BuildError(f"name {self.name!r}: use letters, digits, '-' and '_' only")
         if self.sample_rate_hz <= 0:
-            raise ValueError(f"sample_rate_hz must be positive, got {self.sample_rate_hz}")
+            raise BuildError(f"sample_rate_hz must be positive, got {self.sample_rate_hz}")
         if not self.emotions:
-            raise ValueError("emotions: give at least one response option")
+            raise BuildError("emotions: give at least one response option")
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ def select_stimuli(config: BuildConfig, root: str | Path | None = None) -> pl.Da
         manifest = load_manifest(manifest_path(corpus, root))
         fpath = splits_path(corpus, root)
         if not fpath.exists():
-            raise FileNotFoundError(f"{fpath}: no folds for {corpus}; run `featstore splits` first")
+            raise BuildError(f"{fpath}: no folds for {corpus}; run `featstore splits` first")
         folds, _meta = load_folds(fpath)
         improvised = True if corpus in config.improvised_only else None
         parts.append(select_listening_subset(
@@ -136,9 +140,7 @@ def default_loader(sample_rate_hz: int = 16000) -> RowLoader:
 def export_wav(wave: np.ndarray, path: Path, sample_rate_hz: int) -> None:
     """Write ``wave`` (float, shape (n_samples,)) as 16-bit PCM, atomically."""
     wave = np.clip(np.asarray(wave, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    tmp = path.with_name(path.stem + ".tmp.wav")
-    sf.write(tmp, wave, sample_rate_hz, subtype="PCM_16")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: sf.write(tmp, wave, sample_rate_hz, subtype="PCM_16"))
 
 
 def build_listening_test(
@@ -162,15 +164,15 @@ def build_listening_test(
     """
     missing = [c for c in ("utt_id", "corpus", "language", "emotion", "path") if c not in selection.columns]
     if missing:
-        raise ValueError(f"selection: missing column(s) {missing}")
+        raise BuildError(f"selection: missing column(s) {missing}")
     if selection.is_empty():
-        raise ValueError("selection: no utterances selected")
+        raise BuildError("selection: no utterances selected")
     bad = sorted(set(selection["emotion"].to_list()) - set(config.emotions))
     if bad:
-        raise ValueError(f"selection: labels {bad} are not response options {list(config.emotions)}")
+        raise BuildError(f"selection: labels {bad} are not response options {list(config.emotions)}")
     dup = selection.filter(pl.struct("corpus", "utt_id").is_duplicated())
     if dup.height:
-        raise ValueError(f"selection: utterances selected twice: {dup['utt_id'].to_list()[:5]}")
+        raise BuildError(f"selection: utterances selected twice: {dup['utt_id'].to_list()[:5]}")
     loader = loader or default_loader(config.sample_rate_hz)
     out_dir = Path(out_dir)
     rel_audio = Path("configs") / "resources" / "audio" / config.name
@@ -220,30 +222,6 @@ def build_listening_test(
     return BuildResult(config_path, key_path, audio_dir, prov_path, keyed.height)
 
 
-def read_key(path: str | Path) -> pl.DataFrame:
-    """Read a key table (CSV) and check its columns and unique stimulus keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no key table here")
-    try:
-        key = pl.read_csv(path, infer_schema_length=0)
-    except Exception as err:  # polars raises several error types for malformed CSV
-        raise ValueError(f"{path}: cannot read key table ({err})") from err
-    return check_key(key, path)
-
-
-def check_key(key: pl.DataFrame, source: str | Path = "key") -> pl.DataFrame:
-    """Validate a key table; returns it with string key columns."""
-    missing = [c for c in KEY_COLUMNS if c not in key.columns]
-    if missing:
-        raise ValueError(f"{source}: key table lacks column(s) {missing}")
-    key = key.with_columns([pl.col(c).cast(pl.Utf8) for c in KEY_COLUMNS])
-    dup = key.filter(pl.col("stimulus").is_duplicated())["stimulus"].unique().to_list()
-    if dup:
-        raise ValueError(f"{source}: stimulus key(s) listed twice: {sorted(dup)[:5]}")
-    return key
-
-
 def file_sha256(path: str | Path) -> str:
     """sha256 hex digest of a file's bytes."""
     digest = hashlib.sha256()
@@ -254,15 +232,11 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _write_csv(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.write_csv(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: frame.write_csv(tmp))
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def parse_corpora(text: str | Sequence[str]) -> tuple[str, ...]:

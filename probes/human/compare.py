@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ from itertools import combinations
 import numpy as np
 import polars as pl
 
+from featstore.errors import CrosslingError
 from featstore.manifest import CANONICAL_EMOTIONS
+from probes.human.groups import normalise_group, resolve_group_languages
 from probes.human.stats import CORRECTIONS, adjust_pvalues, welch_test
 from probes.metrics import classification_metrics, row_normalise
 
@@ -47,7 +50,9 @@ class CompareConfig:
     labels : class order (A H N S)
     correction : multiple-comparison correction over the whole t-test table
     metrics : per-listener metrics to test; empty = UA and every per-class P/R/F1
-    group_languages : group -> its language code; a group not listed is its own code
+    group_languages : group -> its language code; a group not listed must be a language
+        code of the stimuli or a built-in alias (``zh`` -> ``cn``, ...; see
+        :mod:`probes.human.groups`), else :func:`compare` raises a ``GroupError``
     l2_languages : group -> second-language codes; key ``"*"`` applies to every group
         (the paper: English for both groups)
     model_languages : model alias -> pre-training language; else taken from the model
@@ -67,15 +72,18 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         if self.correction not in CORRECTIONS:
-            raise ValueError(f"correction must be one of {CORRECTIONS}, got {self.correction!r}")
+            raise CompareError(f"correction must be one of {CORRECTIONS}, got {self.correction!r}")
         if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+            raise CompareError(f"alpha must be in (0, 1), got {self.alpha}")
         bad = [m for m in self.metrics if m not in metric_names(self.labels)]
         if bad:
-            raise ValueError(f"unknown metric(s) {bad}; choose from {metric_names(self.labels)}")
+            raise CompareError(f"unknown metric(s) {bad}; choose from {metric_names(self.labels)}")
 
     def group_language(self, group: str) -> str:
-        return self.group_languages.get(group, group)
+        """The language code of ``group`` (explicit mapping, else the group name itself;
+        :func:`compare` fills the mapping for every group first)."""
+        mapping = {normalise_group(k): v for k, v in self.group_languages.items()}
+        return mapping.get(normalise_group(group), group)
 
     def second_languages(self, group: str) -> tuple[str, ...]:
         return tuple(self.l2_languages.get(group, self.l2_languages.get("*", ())))
@@ -85,6 +93,25 @@ class CompareConfig:
         if language == self.group_language(group):
             return "mono"
         return "L2" if language in self.second_languages(group) else "cross"
+
+
+class CompareError(CrosslingError, ValueError):
+    """Answers or predictions that cannot be compared; the message says what is wrong."""
+
+
+def resolved_group_languages(answers: pl.DataFrame, languages: Sequence[str],
+                             config: CompareConfig) -> tuple[dict[str, str], list[str]]:
+    """Group -> language code for every group of ``answers``: ``config.group_languages``,
+    then the ``group_language`` column written by ingest, then the group name or a
+    built-in alias; a ``GroupError`` for any other group."""
+    explicit: dict[str, str] = {}
+    if "group_language" in answers.columns:
+        for group, lang in answers.select("group", "group_language").unique().iter_rows():
+            if group is not None and lang:
+                explicit[normalise_group(group)] = lang
+    explicit |= {normalise_group(k): v for k, v in config.group_languages.items()}
+    groups = [g for g in answers["group"].unique().to_list() if g is not None]
+    return resolve_group_languages(groups, languages, explicit, where="answers")
 
 
 def metric_names(labels: Sequence[str] = CANONICAL_EMOTIONS) -> list[str]:
@@ -249,11 +276,11 @@ def match_predictions(
     """
     need = [c for c in ("utt_id", "pred", "model", "setting") if c not in predictions.columns]
     if need:
-        raise ValueError(f"predictions lack column(s) {need}")
+        raise CompareError(f"predictions lack column(s) {need}")
     preds = predictions
     for col, value in config.prediction_filters.items():
         if col not in preds.columns:
-            raise ValueError(f"prediction filter {col}={value}: no column {col!r}")
+            raise CompareError(f"prediction filter {col}={value}: no column {col!r}")
         preds = preds.filter(pl.col(col).cast(pl.Utf8) == str(value))
     corpus_col = next((c for c in ("test_corpus", "corpus") if c in preds.columns), None)
     vcols = [c for c in VARIANT_COLUMNS if c in preds.columns]
@@ -402,7 +429,10 @@ def compare(
     key : the stimuli heard; default: the distinct stimuli of ``answers``
     """
     if answers.is_empty():
-        raise ValueError("no answers to compare")
+        raise CompareError("no answers to compare")
+    languages = sorted(set(answers["language"].to_list()) | (set(key["language"].to_list()) if key is not None else set()))
+    mapping, notes = resolved_group_languages(answers, languages, config)
+    config = dataclasses.replace(config, group_languages=mapping)
     labels = config.labels
     per = listener_metrics(answers, labels)
     summary = group_summary(per, "ua")
@@ -413,7 +443,8 @@ def compare(
     if key is None:
         key = answers.select("stimulus", "corpus", "utt_id", "language",
                              pl.col("true").alias("emotion")).unique("stimulus", maintain_order=True)
-    report: dict = {"n_listeners": per["listener"].n_unique(),
+    report: dict = {"n_listeners": per["listener"].n_unique(), "group_languages": mapping,
+                    "group_language_notes": notes,
                     "listeners_without_group": sorted(set(
                         per.filter(pl.col("group").is_null())["listener"].to_list()))}
     mm = pl.DataFrame()

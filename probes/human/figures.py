@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
+from featstore.io import atomic_write  # noqa: E402
 from featstore.manifest import CANONICAL_EMOTIONS  # noqa: E402
 
 ABBREV = {"angry": "A", "happy": "H", "neutral": "N", "sad": "S"}
@@ -23,9 +23,7 @@ def _save(fig: plt.Figure, stem: Path) -> list[Path]:
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     try:
         for p in paths:
-            tmp = p.with_name(p.stem + ".tmp" + p.suffix)
-            fig.savefig(tmp, dpi=120, bbox_inches="tight")
-            os.replace(tmp, p)
+            atomic_write(p, lambda tmp, fig=fig: fig.savefig(tmp, dpi=120, bbox_inches="tight"))
     finally:
         plt.close(fig)
     return paths

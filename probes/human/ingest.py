@@ -22,22 +22,38 @@ listener that looks incomplete, is listed in the anomalies with the action taken
 - ``inconsistent_metadata``: one listener id with different questionnaire answers
   (kept; the first answers are used);
 - ``several_scales``: ``stimuli_rating1..N`` columns; the first scale is used;
-- ``unused_group_entry``: a listener in the groups table who gave no answers.
+- ``unused_group_entry``: a listener in the groups table who gave no answers;
+- ``group_language``: a group taken as a language by a built-in alias (``zh`` -> ``cn``);
+- ``key_assumption``: what was derived for a hand-made key (utt_id, corpus, labels).
+
+Refused with an error naming the file (never a quiet default): a file or column that is
+missing or misspelt (with the closest column name), a group column that is not in a file
+(``group_column=""`` says there are no groups), a group that is neither a stimulus
+language, a built-in alias (:mod:`probes.human.groups`) nor in ``group_languages``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from featstore.errors import CrosslingError, did_you_mean
+from featstore.io import (
+    TableError,
+    atomic_write,
+    atomic_write_json,
+    check_columns,
+    detect_encoding,
+    read_table,
+    write_parquet,
+)
 from featstore.manifest import CANONICAL_EMOTIONS
 from probes.human import webmushra
-from probes.human.build import check_key
+from probes.human.groups import GroupError, normalise_group, resolve_group_languages
+from probes.human.keys import check_key
 
 LABEL_ALIASES: dict[str, str] = {
     "angry": "angry", "anger": "angry", "ang": "angry", "a": "angry",
@@ -52,7 +68,7 @@ LISTENER_COLUMNS: tuple[str, ...] = (
 )
 DUPLICATE_POLICIES: tuple[str, ...] = ("last", "first", "drop")
 ANSWER_COLUMNS: tuple[str, ...] = (
-    "listener", "group", "stimulus", "corpus", "utt_id", "language", "true", "answer",
+    "listener", "group", "group_language", "stimulus", "corpus", "utt_id", "language", "true", "answer",
     "raw_answer", "rating_time_ms", "source", "line",
 )
 
@@ -63,8 +79,12 @@ class IngestConfig:
 
     Attributes
     ----------
-    group_column : questionnaire column that gives the listener group (the paper groups
-        listeners by native language); ignored when a groups table is given
+    group_column : questionnaire column (webMUSHRA files) or column (long tables; ``group``
+        is also accepted there) that gives the listener group (the paper groups listeners by
+        native language); ignored when a groups table is given. A column that is not in a
+        file is an error; ``""`` says on purpose that there are no groups
+    group_languages : group -> language code, for groups not named by a stimulus language
+        code nor a built-in alias (:mod:`probes.human.groups`); any other group is an error
     listener_columns : questionnaire columns tried, in order, for the listener id
     duplicates : ``last``, ``first`` or ``drop`` (see the module docstring)
     labels : canonical answer labels
@@ -77,12 +97,20 @@ class IngestConfig:
     duplicates: str = "last"
     labels: tuple[str, ...] = CANONICAL_EMOTIONS
     response_map: Mapping[str, str] = field(default_factory=dict)
+    group_languages: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.duplicates not in DUPLICATE_POLICIES:
-            raise ValueError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {self.duplicates!r}")
+            raise IngestError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {self.duplicates!r}")
         if not self.listener_columns:
-            raise ValueError("listener_columns: give at least one column name")
+            raise IngestError("listener_columns: give at least one column name")
+        bad = {k: v for k, v in self.group_languages.items() if not str(k).strip() or not str(v).strip()}
+        if bad:
+            raise IngestError(f"group_languages: empty group or language in {bad}")
+
+
+class IngestError(CrosslingError, ValueError):
+    """Answers that cannot be read or joined; the message names the file and column."""
 
 
 @dataclass
@@ -116,54 +144,97 @@ def label_map(labels: Sequence[str], response_map: Mapping[str, str] | None = No
     return out
 
 
-def read_groups(path: str | Path) -> dict[str, str]:
-    """A listener -> group table (CSV/TSV/parquet with columns ``listener``, ``group``)."""
-    frame = _read_table(Path(path))
-    missing = [c for c in ("listener", "group") if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: groups table lacks column(s) {missing}")
-    return {str(r["listener"]).strip(): str(r["group"]).strip()
-            for r in frame.iter_rows(named=True) if r["listener"] is not None and r["group"]}
+class GroupTable(dict):
+    """listener -> group, read from ``source`` (named in the messages about its groups)."""
+
+    source: str = "the groups table"
 
 
-def _read_table(path: Path) -> pl.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+def read_groups(path: str | Path) -> GroupTable:
+    """A listener -> group table (CSV/TSV/JSONL/parquet with columns ``listener``, ``group``).
+
+    A listener listed twice with different groups, or a table where no listener has a
+    group, is an :class:`IngestError` naming the file.
+    """
+    frame = _read_table(Path(path), ("listener", "group"), "groups table")
+    out = GroupTable()
+    out.source = str(path)
+    for line, r in enumerate(frame.iter_rows(named=True), start=2):
+        who, group = (r["listener"] or "").strip(), (r["group"] or "").strip()
+        if not who or not group or group.upper() == "NA":
+            continue
+        if who in out and normalise_group(out[who]) != normalise_group(group):
+            raise IngestError(f"{path}: line {line}: listener {who!r} is in group {out[who]!r} and {group!r}")
+        out[who] = group
+    if not out:
+        raise IngestError(f"{path}: no row of the groups table has both a listener and a group")
+    return out
+
+
+def _read_table(path: Path, required: Sequence[str] = (), what: str = "answer table") -> pl.DataFrame:
     try:
-        if path.suffix == ".parquet":
-            return pl.read_parquet(path).with_columns(pl.all().cast(pl.Utf8))
-        sep = "\t" if path.suffix in (".tsv", ".tab") else ","
-        return pl.read_csv(path, separator=sep, infer_schema_length=0)
-    except Exception as err:  # polars raises several error types for malformed files
-        raise ValueError(f"{path}: cannot read table ({err})") from err
+        frame = read_table(path, required=required, what=what)
+    except TableError as err:
+        raise IngestError(str(err)) from None
+    return frame.with_columns(pl.all().cast(pl.Utf8))
 
 
-def _raw_rows(path: Path, config: IngestConfig, anomalies: list[dict]) -> list[dict]:
-    """Rows of one result file as dicts: listener, group, stimulus, raw, time_ms, meta."""
-    with path.open(encoding="utf-8-sig", errors="replace") as fh:
-        first = fh.readline()
-    if path.suffix != ".parquet" and first.split(",")[0].strip().strip('"') == "session_test_id":
-        return _webmushra_rows(path, config, anomalies)
-    frame = _read_table(path)
-    missing = [c for c in ("listener", "stimulus", "answer") if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"{path}: neither a webMUSHRA result file (first column session_test_id) nor a long "
-            f"table (missing column(s) {missing})"
+def _group_value(value: object) -> str | None:
+    text = "" if value is None else str(value).strip()
+    return None if not text or text.upper() == "NA" else text.lower()
+
+
+def _group_column(path: Path, columns: Sequence[str], config: IngestConfig, groups_given: bool) -> str | None:
+    """The column of ``path`` that holds the group, ``None`` for no groups (on purpose, or a
+    groups table given); an :class:`GroupError` when the configured column is not there."""
+    if groups_given or not config.group_column:
+        return None
+    options = [config.group_column] + (["group"] if config.group_column == "native_language" else [])
+    found = next((c for c in options if c in columns), None)
+    if found is None:
+        raise GroupError(
+            f"{path}: no group column {config.group_column!r}{did_you_mean(config.group_column, columns)}; "
+            f"it has: {', '.join(columns)}. Name the column that gives the listener group "
+            "(--group-column), give a groups table (--groups), or --group-column '' for no groups"
         )
+    return found
+
+
+def _raw_rows(path: Path, config: IngestConfig, anomalies: list[dict], groups_given: bool = False) -> list[dict]:
+    """Rows of one result file as dicts: listener, group, stimulus, raw, time_ms, meta."""
+    if not path.is_file():
+        raise IngestError(f"{path}: no such answer file" if not path.exists() else f"{path}: not a file")
+    first = ""
+    if path.suffix.lower() != ".parquet":
+        try:
+            with path.open(encoding=detect_encoding(path), newline="") as fh:
+                first = fh.readline()
+        except (OSError, UnicodeError, TableError):
+            first = ""  # read_table below names the problem
+    if first.split(",")[0].strip().strip('"') == "session_test_id":
+        return _webmushra_rows(path, config, anomalies, groups_given)
+    frame = _read_table(path)
+    try:
+        check_columns(frame, ("listener", "stimulus", "answer"), path,
+                      "long answer table (or a webMUSHRA result file, first column session_test_id)")
+    except TableError as err:
+        raise IngestError(str(err)) from None
+    group_col = _group_column(path, frame.columns, config, groups_given)
     rows = []
     for i, r in enumerate(frame.iter_rows(named=True), start=2):
         rows.append({
             "listener": (r["listener"] or "").strip() or f"{path.name}#row{i}",
-            "group": (r.get("group") or "").strip() or None, "stimulus": (r["stimulus"] or "").strip(),
+            "group": _group_value(r.get(group_col) if group_col else None),
+            "stimulus": (r["stimulus"] or "").strip(),
             "raw": r["answer"], "time_ms": r.get("rating_time"), "meta": {},
             "source": str(path), "line": i,
         })
     return rows
 
 
-def _webmushra_rows(path: Path, config: IngestConfig, anomalies: list[dict]) -> list[dict]:
+def _webmushra_rows(path: Path, config: IngestConfig, anomalies: list[dict], groups_given: bool) -> list[dict]:
     qnames, rows = webmushra.read_results_csv(path)
+    group_col = _group_column(path, qnames, config, groups_given)
     rating_cols = [c for c in rows[0] if c.startswith("stimuli_rating")] if rows else ["stimuli_rating"]
     rating_col = "stimuli_rating" if "stimuli_rating" in rating_cols else sorted(rating_cols)[0]
     if len(rating_cols) > 1:
@@ -189,10 +260,10 @@ def _webmushra_rows(path: Path, config: IngestConfig, anomalies: list[dict]) -> 
                                             f"{list(config.listener_columns)}; listeners = row blocks"})
                 told = True
         last_meta = meta
-        group = meta.get(config.group_column) or None
-        if group == "other" and meta.get(f"{config.group_column}_other"):
-            group = meta[f"{config.group_column}_other"]
-        out.append({"listener": listener, "group": group.lower() if group else None,
+        group = _group_value(meta.get(group_col)) if group_col else None
+        if group == "other" and meta.get(f"{group_col}_other", "").strip():
+            group = _group_value(meta[f"{group_col}_other"])
+        out.append({"listener": listener, "group": group,
                     "stimulus": stim, "raw": r[rating_col], "time_ms": r["rating_time"],
                     "meta": meta, "source": str(path), "line": int(r["_line"])})
     return out
@@ -210,6 +281,7 @@ def ingest(
     key: pl.DataFrame,
     config: IngestConfig = IngestConfig(),
     groups: Mapping[str, str] | None = None,
+    key_notes: Sequence[str] = (),
 ) -> IngestResult:
     """Read result files, map answers to labels, join with the key, collect anomalies.
 
@@ -219,15 +291,32 @@ def ingest(
     key : key table (:func:`probes.human.build.read_key`)
     config : see :class:`IngestConfig`
     groups : listener -> group; overrides the group column of the files
+    key_notes : what was assumed when reading the key (:func:`probes.human.keys.read_key`);
+        listed in the anomalies as ``key_assumption``
+
+    Raises
+    ------
+    IngestError, GroupError
+        An unreadable file, a missing column, a group column not in a file, a group that
+        is neither a stimulus language, a built-in alias nor in ``config.group_languages``.
     """
-    key = check_key(key)
-    anomalies: list[dict] = []
+    anomalies: list[dict] = [{"kind": "key_assumption", "action": "assumed", "detail": n} for n in key_notes]
+    key = check_key(key, notes=(notes := []))
+    anomalies += [{"kind": "key_assumption", "action": "assumed", "detail": n} for n in notes]
     raw: list[dict] = []
     for path in results:
-        raw += _raw_rows(Path(path), config, anomalies)
+        raw += _raw_rows(Path(path), config, anomalies, groups_given=bool(groups))
+    if not raw:
+        raise IngestError(f"no answer rows in {', '.join(str(p) for p in results) or 'no files'}")
     known = {r["stimulus"]: r for r in key.iter_rows(named=True)}
     lmap = label_map(config.labels, config.response_map)
-    groups = {str(k): str(v).lower() for k, v in (groups or {}).items()}
+    groups_source = getattr(groups, "source", "the groups table")
+    groups = {str(k): normalise_group(v) for k, v in (groups or {}).items()}
+    found = set(groups.values()) if groups else {r["group"] for r in raw if r["group"]}
+    group_language, group_notes = resolve_group_languages(
+        found, key["language"].to_list(), config.group_languages,
+        where=groups_source if groups else ", ".join(sorted({r["source"] for r in raw})))
+    anomalies += [{"kind": "group_language", "action": "assumed", "detail": n} for n in group_notes]
 
     meta_of: dict[str, dict] = {}
     group_of: dict[str, str | None] = {}
@@ -268,6 +357,7 @@ def ingest(
     kept = _dedupe(valid, config.duplicates, anomalies)
     for row in kept:
         row["group"] = group_of.get(row["listener"])
+        row["group_language"] = group_language.get(row["group"]) if row["group"] else None
     listeners = []
     n_expected = key.height
     for who in meta_of:
@@ -289,7 +379,7 @@ def ingest(
         anomalies.append({"kind": "unused_group_entry", "action": "ignored", "listener": who,
                           "detail": f"group {groups[who]!r} but no answers"})
 
-    schema = {"listener": pl.Utf8, "group": pl.Utf8, "stimulus": pl.Utf8, "corpus": pl.Utf8,
+    schema = {"listener": pl.Utf8, "group": pl.Utf8, "group_language": pl.Utf8, "stimulus": pl.Utf8, "corpus": pl.Utf8,
               "utt_id": pl.Utf8, "language": pl.Utf8, "true": pl.Utf8, "answer": pl.Utf8,
               "raw_answer": pl.Utf8, "rating_time_ms": pl.Float64, "source": pl.Utf8, "line": pl.Int64}
     answers = pl.DataFrame(kept, schema=schema) if kept else pl.DataFrame(schema=schema)
@@ -325,22 +415,13 @@ def save_ingest(result: IngestResult, out_dir: str | Path, provenance: Mapping) 
     """Write ``answers.parquet``, ``listeners.csv``, ``anomalies.json``/``.csv`` and
     ``ingest.json`` (provenance) atomically under ``out_dir``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"answers": out_dir / "answers.parquet", "listeners": out_dir / "listeners.csv",
              "anomalies_json": out_dir / "anomalies.json", "anomalies_csv": out_dir / "anomalies.csv",
              "provenance": out_dir / "ingest.json"}
-    meta = {"crossling": json.dumps(dict(provenance), default=str)}
-    _atomic(paths["answers"], lambda p: result.answers.write_parquet(p, metadata=meta))
-    _atomic(paths["listeners"], lambda p: result.listeners.write_csv(p))
-    _atomic(paths["anomalies_csv"], lambda p: result.anomalies_frame().write_csv(p))
-    _atomic(paths["anomalies_json"], lambda p: Path(p).write_text(
-        json.dumps(result.anomalies, indent=2, default=str), encoding="utf-8"))
-    _atomic(paths["provenance"], lambda p: Path(p).write_text(
-        json.dumps(dict(provenance), indent=2, default=str), encoding="utf-8"))
+    atomic_write(paths["listeners"], lambda p: result.listeners.write_csv(p))
+    atomic_write(paths["anomalies_csv"], lambda p: result.anomalies_frame().write_csv(p))
+    atomic_write_json(paths["anomalies_json"], result.anomalies)
+    atomic_write_json(paths["provenance"], dict(provenance))
+    # the answers last: a folder with answers.parquet is a finished ingest
+    write_parquet(result.answers, paths["answers"], metadata=dict(provenance))
     return paths
-
-
-def _atomic(path: Path, write: object) -> None:
-    tmp = path.with_name(path.name + ".tmp" + path.suffix)
-    write(tmp)  # type: ignore[operator]
-    os.replace(tmp, path)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
 
+from featstore.errors import CrosslingError
+from featstore.io import atomic_write, atomic_write_text
 from probes.human import figures
 from probes.human.build import file_sha256
 from probes.human.compare import CompareResult
+
+
+class ResultsError(CrosslingError, ValueError):
+    """An answers or predictions table that cannot be read; the message names the file."""
 
 
 def file_provenance(path: str | Path) -> dict:
@@ -41,9 +46,7 @@ def save_compare(result: CompareResult, out_dir: str | Path, provenance: Mapping
     paths: dict[str, Path] = {}
     for name, frame in tables.items():
         path = out_dir / f"{name}.csv"
-        tmp = path.with_name(path.name + ".tmp")
-        frame.write_csv(tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp, frame=frame: frame.write_csv(tmp))
         paths[name] = path
     fig_dir = out_dir / "figures"
     for name, made in (
@@ -56,9 +59,7 @@ def save_compare(result: CompareResult, out_dir: str | Path, provenance: Mapping
     summary = {"provenance": dict(provenance), "report": result.report,
                "table2_ua": result.table2.to_dicts(), "files": {k: str(v) for k, v in paths.items()}}
     path = out_dir / "compare.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(summary, indent=2, default=str))
     paths["summary"] = path
     return paths
 
@@ -67,15 +68,15 @@ def read_answers(path: str | Path) -> pl.DataFrame:
     """Read the answers parquet written by ``probes human ingest`` and check its columns."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no answers table here; run `probes human ingest` first")
+        raise ResultsError(f"{path}: no answers table here; run `probes human ingest` first")
     try:
         frame = pl.read_parquet(path)
-    except pl.exceptions.PolarsError as err:
-        raise ValueError(f"{path}: cannot read the answers parquet ({err})") from err
+    except Exception as err:  # polars and pyarrow raise several types for bad files
+        raise ResultsError(f"{path}: cannot read the answers parquet ({err})") from None
     need = [c for c in ("listener", "group", "stimulus", "corpus", "utt_id", "language", "true", "answer")
             if c not in frame.columns]
     if need:
-        raise ValueError(f"{path}: answers table lacks column(s) {need}")
+        raise ResultsError(f"{path}: answers table lacks column(s) {need}")
     return frame
 
 
@@ -86,13 +87,13 @@ def read_predictions(paths: Sequence[str | Path]) -> pl.DataFrame:
     for p in paths:
         p = Path(p)
         if not p.is_file():
-            raise FileNotFoundError(f"{p}: no predictions table here")
+            raise ResultsError(f"{p}: no predictions table here")
         try:
             frame = pl.read_parquet(p) if p.suffix == ".parquet" else pl.read_csv(p)
-        except pl.exceptions.PolarsError as err:
-            raise ValueError(f"{p}: cannot read the predictions table ({err})") from err
+        except Exception as err:  # polars raises several types for bad files
+            raise ResultsError(f"{p}: cannot read the predictions table ({err})") from None
         need = [c for c in ("utt_id", "pred", "model", "setting") if c not in frame.columns]
         if need:
-            raise ValueError(f"{p}: predictions lack column(s) {need}")
+            raise ResultsError(f"{p}: predictions lack column(s) {need}")
         frames.append(frame)
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()

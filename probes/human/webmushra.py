@@ -21,12 +21,14 @@ Facts follow ``../shared/specs/webmushra.md`` and webMUSHRA's own sources
 from __future__ import annotations
 
 import csv
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
+
+from featstore.errors import CrosslingError
+from featstore.io import TableError, atomic_write_text, detect_encoding
 
 LSS_COLUMNS: tuple[str, ...] = ("trial_id", "stimuli_rating", "stimuli", "rating_time")
 """The type-specific columns of ``lss.csv`` after the questionnaire columns."""
@@ -50,7 +52,7 @@ L2_LEVELS: tuple[tuple[str, str], ...] = (
 )
 
 
-class WebMushraError(ValueError):
+class WebMushraError(CrosslingError, ValueError):
     """A webMUSHRA config or result file that does not have the expected structure."""
 
 
@@ -233,9 +235,7 @@ def write_config(config: Mapping, path: str | Path) -> Path:
     validate_config(config)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True))
     load_config(path)
     return path
 
@@ -265,12 +265,13 @@ def read_results_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]
     """
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        encoding = detect_encoding(path)  # webMUSHRA writes UTF-8; a re-saved file may not be
+        with path.open(newline="", encoding=encoding) as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             body = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise WebMushraError(f"{path}: cannot read ({err})") from err
+    except (OSError, UnicodeError, csv.Error, TableError) as err:
+        raise WebMushraError(f"{path}: cannot read ({err})") from None
     if not header:
         raise WebMushraError(f"{path}: empty file")
     header = [h.strip() for h in header]

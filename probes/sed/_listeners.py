@@ -10,7 +10,7 @@ with columns :data:`ANSWER_COLUMNS`, one row per (listener, stimulus).
 from __future__ import annotations
 
 import json
-import os
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +19,8 @@ import numpy as np
 import polars as pl
 import soundfile as sf
 
+from featstore.errors import CrosslingError
+from featstore.io import TableError, atomic_write, atomic_write_text, read_table
 from featstore.manifest import manifest_fingerprint
 from probes.sed._eder import EMOTIONS, NEUTRAL, LabelError, canonical_label, eder, reference_segments
 
@@ -28,6 +30,10 @@ stimulus, the chosen label, and the selected stretch in seconds."""
 KEY_COLUMNS: tuple[str, ...] = ("stimulus", "utt_id", "emotion", "event_start", "event_end", "duration", "events")
 END_TOLERANCE_S = 0.05
 """A selection may end this far past the stimulus end (player rounding); it is clipped."""
+
+
+class SedListenerError(CrosslingError, ValueError):
+    """A SED key or answer sheet that cannot be scored; the message names the file and line."""
 
 
 @dataclass(frozen=True)
@@ -49,24 +55,24 @@ class SedTestConfig:
 
     def __post_init__(self) -> None:
         if self.n_per_emotion < 1:
-            raise ValueError(f"n_per_emotion must be >= 1, got {self.n_per_emotion}")
+            raise SedListenerError(f"n_per_emotion must be >= 1, got {self.n_per_emotion}")
         if self.sample_rate_hz < 8000:
-            raise ValueError(f"sample_rate_hz must be >= 8000, got {self.sample_rate_hz}")
+            raise SedListenerError(f"sample_rate_hz must be >= 8000, got {self.sample_rate_hz}")
         if not self.prefix.isidentifier():
-            raise ValueError(f"prefix must be a plain name, got {self.prefix!r}")
+            raise SedListenerError(f"prefix must be a plain name, got {self.prefix!r}")
 
 
 def select_sed_stimuli(manifest: pl.DataFrame, config: SedTestConfig = SedTestConfig()) -> pl.DataFrame:
     """``n_per_emotion`` utterances per emotion drawn with ``seed``, in a seeded random
     presentation order, with stimulus names; columns :data:`KEY_COLUMNS`."""
     if "events" not in manifest.columns:
-        raise ValueError("manifest has no 'events' column: prepare ZED with the zed reader")
+        raise SedListenerError("manifest has no 'events' column: prepare ZED with the zed reader")
     rng = np.random.default_rng(config.seed)
     picked = []
     for emotion in EMOTIONS:
         pool = manifest.filter((pl.col("emotion") == emotion) & pl.col("events").is_not_null()).sort("utt_id")
         if pool.height < config.n_per_emotion:
-            raise ValueError(f"only {pool.height} {emotion} utterance(s) with events; "
+            raise SedListenerError(f"only {pool.height} {emotion} utterance(s) with events; "
                              f"{config.n_per_emotion} needed")
         idx = np.sort(rng.choice(pool.height, size=config.n_per_emotion, replace=False))
         picked.append(pool[idx.tolist()])
@@ -104,9 +110,7 @@ def build_sed_test(
     for item in selection.to_dicts():
         wave = np.clip(np.asarray(load_wave(item["_row"]), dtype=np.float32).reshape(-1), -1.0, 1.0)
         path = out / "stimuli" / f"{item['stimulus']}.wav"
-        tmp = path.with_name(path.stem + ".tmp.wav")
-        sf.write(tmp, wave, config.sample_rate_hz, subtype="PCM_16")
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp, wave=wave: sf.write(tmp, wave, config.sample_rate_hz, subtype="PCM_16"))
     key = selection.select(KEY_COLUMNS)
     template = pl.DataFrame({
         "listener": [""] * key.height, "group": [""] * key.height, "stimulus": key["stimulus"],
@@ -115,43 +119,65 @@ def build_sed_test(
     paths = {"key": out / "key.csv", "template": out / "answers_template.csv", "build": out / "build.json",
              "stimuli": out / "stimuli"}
     for name, frame in (("key", key), ("template", template)):
-        tmp = paths[name].with_name(paths[name].name + ".tmp")
-        frame.write_csv(tmp)
-        os.replace(tmp, paths[name])
+        atomic_write(paths[name], lambda tmp, frame=frame: frame.write_csv(tmp))
     meta = {"config": asdict(config), "manifest_fingerprint": manifest_fingerprint(manifest),
             "corpus": manifest["corpus"][0] if "corpus" in manifest.columns and manifest.height else None,
             "n_stimuli": key.height}
-    tmp = paths["build"].with_name("build.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, paths["build"])
+    atomic_write_text(paths["build"], json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return paths
 
 
 def read_key(path: str | Path) -> pl.DataFrame:
-    """Read ``key.csv``; a clear error when it is missing or lacks columns."""
+    """Read ``key.csv`` (written by ``probes sed listeners build``).
+
+    Raises
+    ------
+    SedListenerError
+        Naming the file (and line): missing, unreadable, a column missing (with the closest
+        existing name), times that are not finite seconds, events that are not the JSON
+        list of a ZED manifest, a stimulus listed twice.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no key file (written by `probes sed listeners build`)")
-    key = pl.read_csv(path, infer_schema_length=0)
-    missing = [c for c in KEY_COLUMNS if c not in key.columns]
-    if missing:
-        raise ValueError(f"{path}: key lacks column(s) {missing}")
     try:
-        return key.with_columns(pl.col("event_start", "event_end", "duration").cast(pl.Float64))
+        key = read_table(path, required=KEY_COLUMNS, what="SED key (written by `probes sed listeners build`)")
+    except TableError as err:
+        raise SedListenerError(str(err)) from None
+    key = key.with_columns(pl.col(c).cast(pl.Utf8) for c in KEY_COLUMNS)
+    try:
+        key = key.with_columns(pl.col("event_start", "event_end", "duration").str.strip_chars().cast(pl.Float64))
     except pl.exceptions.PolarsError as err:
-        raise ValueError(f"{path}: event_start, event_end and duration must be seconds ({err})") from err
+        first = str(err).splitlines()[0][:160]
+        raise SedListenerError(f"{path}: event_start, event_end and duration must be seconds ({first})") from None
+    for line, row in enumerate(key.iter_rows(named=True), start=2):
+        where = f"{path}, line {line}"
+        for col in ("stimulus", "utt_id", "emotion"):
+            if not (row[col] or "").strip():
+                raise SedListenerError(f"{where}: column {col!r} is empty")
+        times = [row["event_start"], row["event_end"], row["duration"]]
+        if any(t is None or not math.isfinite(t) for t in times) or row["duration"] <= 0:
+            raise SedListenerError(f"{where}: event_start, event_end and duration must be finite seconds, "
+                                   f"duration > 0; found {times}")
+        try:
+            events = json.loads(row["events"] or "")
+            if not isinstance(events, list):
+                raise TypeError(f"expected a JSON list, found {type(events).__name__}")
+            reference_segments(events, row["duration"])
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:  # JSONDecodeError is a ValueError
+            raise SedListenerError(f"{where}: column 'events' is not a valid event list ({err})") from None
+    dup = key.filter(pl.col("stimulus").is_duplicated())["stimulus"].unique().to_list()
+    if dup:
+        raise SedListenerError(f"{path}: stimulus(es) listed twice: {sorted(dup)[:5]}")
+    return key
 
 
 def read_answers(path: str | Path) -> pl.DataFrame:
     """Read an answer sheet (CSV, or TSV by suffix) as strings; blank rows are dropped."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no answer sheet here")
-    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    frame = pl.read_csv(path, separator=sep, infer_schema_length=0)
-    missing = [c for c in ANSWER_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: answer sheet lacks column(s) {missing}; expected {list(ANSWER_COLUMNS)}")
+    try:
+        frame = read_table(path, required=ANSWER_COLUMNS, what="SED answer sheet")
+    except TableError as err:
+        raise SedListenerError(str(err)) from None
+    frame = frame.with_columns(pl.col(c).cast(pl.Utf8) for c in ANSWER_COLUMNS)
     frame = frame.with_row_index("line", offset=2).with_columns(
         [pl.col(c).fill_null("").str.strip_chars() for c in ANSWER_COLUMNS])
     filled = pl.any_horizontal([pl.col(c) != "" for c in ("listener", "group", "label", "start", "end")])
@@ -191,27 +217,27 @@ def score_answers(answers: pl.DataFrame, key: pl.DataFrame, source: str | Path =
         where = f"{source}, line {ans.get('line', '?')}"
         item = by_stimulus.get(ans["stimulus"])
         if item is None:
-            raise ValueError(f"{where}: stimulus {ans['stimulus']!r} is not in the key")
+            raise SedListenerError(f"{where}: stimulus {ans['stimulus']!r} is not in the key")
         if not ans["listener"] or not ans["group"] or not ans["label"]:
-            raise ValueError(f"{where}: listener, group and label must all be filled")
+            raise SedListenerError(f"{where}: listener, group and label must all be filled")
         pair = (ans["listener"], ans["stimulus"])
         if pair in seen:
-            raise ValueError(f"{where}: listener {pair[0]!r} answered {pair[1]!r} twice")
+            raise SedListenerError(f"{where}: listener {pair[0]!r} answered {pair[1]!r} twice")
         seen.add(pair)
         try:
             label = canonical_label(ans["label"])
         except LabelError as err:
-            raise ValueError(f"{where}: {err}") from err
+            raise SedListenerError(f"{where}: {err}") from err
         duration = float(item["duration"])
         if label == NEUTRAL and not ans["start"] and not ans["end"]:
             start, end = 0.0, duration
         else:
             try:
                 start, end = float(ans["start"]), float(ans["end"])
-            except ValueError as err:
-                raise ValueError(f"{where}: start/end must be seconds, got {ans['start']!r}, {ans['end']!r}") from err
-            if not (0 <= start < end) or end > duration + END_TOLERANCE_S:
-                raise ValueError(f"{where}: selection [{start}, {end}] must satisfy 0 <= start < end <= "
+            except ValueError:
+                raise SedListenerError(f"{where}: start/end must be seconds, got {ans['start']!r}, {ans['end']!r}") from None
+            if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end) or end > duration + END_TOLERANCE_S:
+                raise SedListenerError(f"{where}: selection [{start}, {end}] must satisfy 0 <= start < end <= "
                                  f"{duration} (the stimulus length)")
             end = min(end, duration)
         hyp = answer_hypothesis(label, start, end, duration)
@@ -225,5 +251,5 @@ def score_answers(answers: pl.DataFrame, key: pl.DataFrame, source: str | Path =
             "hypothesis": json.dumps(hyp), "reference": json.dumps(ref),
         })
     if not rows:
-        raise ValueError(f"{source}: no filled answers")
+        raise SedListenerError(f"{source}: no filled answers")
     return pl.DataFrame(rows, infer_schema_length=None)

@@ -163,7 +163,49 @@ def test_bin_with_custom_class_is_refused_and_never_unpickled(tmp_path):
     with pytest.raises(ModelLoadError, match="weights_only") as err:
         load_model(str(path), language="en")
     assert "pytorch_model.bin" in str(err.value)
+    assert "weights_only=False" not in str(err.value) and "`False`" not in str(err.value)
     assert not marker.exists()
+
+
+_LFS = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 1262000000\n"
+
+
+@pytest.mark.parametrize("safetensors", [True, False], ids=["safetensors", "bin"])
+@pytest.mark.parametrize("payload,needle", [
+    (_LFS, "Git LFS pointer"),
+    (b"<!DOCTYPE html><html><body>Sign in</body></html>", "HTML"),
+    (b"", "empty"),
+    (b"\x13\x37" * 300, "corrupt or not a"),
+])
+def test_not_a_weight_file_is_named_and_said(tmp_path, safetensors, payload, needle):
+    path = save_tiny_model(tmp_path / "m", "wav2vec2", "model", safetensors=safetensors)
+    victim = path / ("model.safetensors" if safetensors else "pytorch_model.bin")
+    victim.write_bytes(payload)
+    with pytest.raises(ModelLoadError, match=needle) as err:
+        load_model(str(path), language="en")
+    assert str(victim) in str(err.value) and "weights_only=False" not in str(err.value)
+
+
+def test_safetensors_header_that_lies_about_its_data(tmp_path):
+    path = save_tiny_model(tmp_path / "m", "wav2vec2", "model", safetensors=True)
+    victim = path / "model.safetensors"
+    victim.write_bytes(victim.read_bytes()[:-100])
+    with pytest.raises(ModelLoadError, match="truncated") as err:
+        load_model(str(path), language="en")
+    assert str(victim) in str(err.value)
+
+
+def test_shard_index_naming_a_file_outside_the_folder_is_refused(tmp_path):
+    path = save_tiny_model(tmp_path / "m", "wav2vec2", "model", safetensors=True, shards=2)
+    index = path / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    first = next(iter(data["weight_map"]))
+    (tmp_path / "outside.safetensors").write_bytes((path / data["weight_map"][first]).read_bytes())
+    data["weight_map"][first] = "../outside.safetensors"
+    index.write_text(json.dumps(data))
+    with pytest.raises(ModelLoadError, match="leaves") as err:
+        load_model(str(path), language="en")
+    assert str(index) in str(err.value)
 
 
 def test_spec_augment_off_and_eval_mode(tmp_path):

@@ -198,8 +198,17 @@ def test_consensus_segments_majority_vote() -> None:
             [(0.6, 1.0, "angry")]]
     # 0-0.5: sad 2 / happy 1; 0.5-0.6: sad, angry, happy 1 each (tie -> angry, first in A H N S);
     # 0.6-1.0: angry 2 / sad 1
-    assert consensus_segments(hyps, 1.0, 0.1) == pytest.approx([(0.0, 0.5, "sad"), (0.5, 1.0, "angry")])
-    assert consensus_segments([[(0.2, 0.4, "sad")]], 1.0, 0.1) == pytest.approx([(0.2, 0.4, "sad")])
+    _same_segments(consensus_segments(hyps, 1.0, 0.1), [(0.0, 0.5, "sad"), (0.5, 1.0, "angry")])
+    _same_segments(consensus_segments([[(0.2, 0.4, "sad")]], 1.0, 0.1), [(0.2, 0.4, "sad")])
+
+
+def _same_segments(got, want) -> None:
+    """Segments equal element-wise: labels exactly, times to 1e-9 s (pytest.approx takes
+    no nested data)."""
+    assert len(got) == len(want), (got, want)
+    for (g0, g1, g_label), (w0, w1, w_label) in zip(got, want, strict=True):
+        assert g_label == w_label, (got, want)
+        assert abs(g0 - w0) < 1e-9 and abs(g1 - w1) < 1e-9, (got, want)
 
 
 def test_key_with_non_numeric_times_is_a_clear_error(tmp_path: Path) -> None:
