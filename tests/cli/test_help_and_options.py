@@ -171,10 +171,16 @@ def test_auto_device_resolves_to_what_is_there(monkeypatch):
 
     from featstore.console import resolve_device
 
+    from featstore.models.device import DeviceError
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("auto") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(DeviceError, match="0 CUDA device"):  # a device this machine lacks is refused up front
+        resolve_device("cuda:1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_device("auto") == "cuda"
+    assert resolve_device("auto") == "cuda:0"
 
 
 OLD_SPELLINGS = {"--corpus-name", "--epochs", "--probe-epochs", "--finetune-epochs", "--language", "--size",
