@@ -20,10 +20,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from featstore.errors import CrosslingError
 from featstore.manifest import CANONICAL_EMOTIONS
+from featstore.models.weights import ModelLoadError, read_safetensors
 from finetune.model import PeftModelConfig, SERModel
 
 FORMAT = "crossling-finetune"
@@ -88,10 +89,11 @@ def read_checkpoint_config(directory: str | Path) -> dict:
     if not path.exists() or not (folder / WEIGHTS_FILE).exists():
         raise CheckpointError(f"{folder}: not a fine-tuning checkpoint (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
     try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
-    if config.get("format") != FORMAT or "base" not in config or "model" not in config:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{path}: not a readable JSON file ({err})") from err
+    if (not isinstance(config, dict) or config.get("format") != FORMAT
+            or not isinstance(config.get("base"), dict) or not isinstance(config.get("model"), dict)):
         raise CheckpointError(f"{path}: not a {FORMAT} config")
     missing = [k for k in ("alias", "fingerprint", "do_normalize") if k not in config["base"]]
     if missing:
@@ -138,7 +140,10 @@ def load_checkpoint(directory: str | Path, base: LoadedModel | None = None, devi
         )
     model_config = PeftModelConfig.from_dict(config["model"])
     model = SERModel(copy.deepcopy(base.encoder), model_config, bool(want["do_normalize"])).to(device)
-    state = load_file(str(Path(directory) / WEIGHTS_FILE), device=str(device))
+    try:
+        state = read_safetensors(Path(directory) / WEIGHTS_FILE, device=str(device))
+    except ModelLoadError as err:  # corrupt or not a safetensors file: named, never a traceback
+        raise CheckpointError(str(err)) from err
     try:
         model.load_trainable_state_dict(state)
     except ValueError as err:
