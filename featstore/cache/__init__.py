@@ -11,7 +11,9 @@ Public API (see ``docs/architecture.md`` and ``docs/cache-format.md``):
 - :func:`cache_info`, :func:`verify_cache`, :func:`list_caches`;
 - :class:`WriterLock` / :class:`CacheLockedError`: one writer per cache;
 - :func:`cache_fingerprint`, :func:`key_differences`, :data:`KEY_FIELDS`: what makes two
-  caches interchangeable.
+  caches interchangeable;
+- for the extraction's incremental writer: :func:`write_header`, :func:`create_frames`,
+  :func:`write_index`, :func:`commit`, :func:`manifest_to_json`.
 """
 
 from featstore.cache._format import (
@@ -21,8 +23,13 @@ from featstore.cache._format import (
     CacheError,
     cache_fingerprint,
     cache_key,
+    commit,
+    create_frames,
     key_differences,
+    manifest_to_json,
     write_cache,
+    write_header,
+    write_index,
 )
 from featstore.cache._find import CacheNotFoundError, cache_location, find_cache, open_model_cache
 from featstore.cache._inspect import cache_info, list_caches, verify_cache
@@ -34,5 +41,5 @@ __all__ = [
     "DTYPES", "FORMAT_VERSION", "KEY_FIELDS", "CacheError", "CacheLockedError", "CacheNotFoundError",
     "FeatureCache", "WriterLock", "cache_fingerprint", "cache_location", "cache_info", "cache_key", "expand_paths", "find_cache",
     "key_differences", "list_caches", "merge_caches", "merge_files", "open_cache", "open_model_cache",
-    "verify_cache", "write_cache",
+    "verify_cache", "write_cache", "commit", "create_frames", "manifest_to_json", "write_header", "write_index",
 ]

@@ -34,10 +34,10 @@ from featstore.cache import (
     WriterLock,
     cache_fingerprint,
     key_differences,
+    manifest_to_json,
     merge_files,
     write_cache,
 )
-from featstore.cache._format import manifest_to_json
 from featstore.extract._compute import BatchRunner, compute_dtype, limit_heap_fragmentation, pick_device
 from featstore.extract._config import ExtractConfig, ExtractError, shard_file_name
 from featstore.extract._plan import (

@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featstore.cache._format import commit, create_frames, write_header, write_index
+from featstore.cache import commit, create_frames, write_header, write_index
 from featstore.extract._compute import ClipResult
 from featstore.extract._config import ExtractError
 

@@ -185,8 +185,7 @@ def concat_cmd(
 ) -> None:
     """Neutral + emotional (+ neutral) concatenations of one speaker, written in ZED's format."""
     from featstore.audio import load_row
-    from probes.sed import ConcatConfig, concatenate_for_sed
-    from probes.sed._pipeline import load_corpus_manifest
+    from probes.sed import ConcatConfig, concatenate_for_sed, load_corpus_manifest
 
     try:
         check_corpora(corpus, cache)

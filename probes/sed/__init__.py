@@ -41,7 +41,13 @@ from probes.sed._listeners import (
     select_sed_stimuli,
 )
 from probes.sed._model import ModelRunConfig, diarize_corpus, frame_labels
-from probes.sed._pipeline import build_listeners, run_frame_probe, run_model, score_listeners
+from probes.sed._pipeline import (
+    build_listeners,
+    load_corpus_manifest,
+    run_frame_probe,
+    run_model,
+    score_listeners,
+)
 from probes.sed._probe import ProbeConfig, frame_targets, run_probe, summarise_layers
 from probes.sed._results import (
     PROVENANCE_COLUMNS,
@@ -56,7 +62,7 @@ __all__ = [
     "ANSWER_COLUMNS", "EMOTIONS", "KEY_COLUMNS", "NEUTRAL", "PATTERNS", "PROVENANCE_COLUMNS",
     "ConcatConfig", "EderResult", "LabelError", "ModelRunConfig", "ProbeConfig", "Segment",
     "SedTestConfig", "answer_hypothesis", "build_listeners", "build_sed_test", "canonical_label",
-    "concatenate_for_sed", "consensus_segments", "diarize_corpus", "duration_weighted_eder", "eder", "frame_labels",
+    "concatenate_for_sed", "load_corpus_manifest", "consensus_segments", "diarize_corpus", "duration_weighted_eder", "eder", "frame_labels",
     "frame_targets", "frames_to_segments", "mean_eder", "pad_like_recipe", "per_emotion",
     "plot_timelines", "read_answers", "read_key", "recipe_frame_count", "reference_segments",
     "run_frame_probe", "run_model", "run_probe", "score_answers", "score_listeners",
