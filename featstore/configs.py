@@ -388,10 +388,10 @@ class ConfigReader(_Reader):
     def __init__(self, source: str | Path, base: str | Path | None = None) -> None:
         super().__init__(str(source), Path(base) if base is not None else None)
 
-    def raise_if_problems(self) -> None:
-        """Raise one :class:`ConfigError` with every problem collected so far."""
+    def raise_if_problems(self, error: type[ConfigError] = ConfigError) -> None:
+        """Raise one ``error`` (a :class:`ConfigError`) with every problem collected so far."""
         if self.problems:
-            raise ConfigError(self.problems)
+            raise error(self.problems)
 
 
 def subset_config(cls: type, exclude: Iterable[str], name: str, placeholders: Mapping[str, Any] | None = None,

@@ -13,23 +13,31 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from featstore.errors import safe_file_stem
+from featstore.io import TableError, parquet_key_values
 from featstore.paths import features_path, manifest_path
+from finetune.tuners import canonical_strategy
 from study import steps
 from study.config import FinetuneRun, ModelEntry, StudyConfig
 from study.ledger import Ledger, fingerprint_of
 
 
 def _manifest_fp(corpus: str, root: Path) -> str:
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(manifest_path(corpus, root)).metadata or {}
-    return (meta.get(b"crossling") or b"").decode()
+    """The manifest's recorded fingerprint and root (its ``crossling`` metadata), read from
+    the file-level key-values ("" when there is no manifest yet)."""
+    try:
+        return parquet_key_values(manifest_path(corpus, root)).get("crossling", "")
+    except TableError:
+        return ""
 
 
 def _run_name(run: FinetuneRun) -> str:
-    stage = f"{run.source}-then-" if run.two_stage else ""
+    """``model/[source-then-]train-to-test/strategy-scope[-Lk]``, each part a safe file name."""
+    stage = f"{run.source_corpus}-then-" if run.two_stage else ""
     layer = "" if run.layer == "best" else f"-L{run.layer}"  # runs that differ only in layer get their own folder
-    return f"{run.model}/{stage}{run.train}-to-{run.test}/{run.strategy.replace('+', '_')}-{run.scope}{layer}"
+    corpora = safe_file_stem(f"{stage}{run.train_corpus}-to-{run.test_corpus}", "fine-tuning run name")
+    method = safe_file_stem(f"{canonical_strategy(run.strategy).replace('+', '_')}-{run.scope}{layer}", "run name")
+    return f"{safe_file_stem(run.model, 'model alias')}/{corpora}/{method}"
 
 
 def needed_caches(config: StudyConfig) -> list[tuple[str, str]]:
@@ -55,8 +63,9 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
                    lambda c=c: steps.splits(c.name, root, config.seed, c.paper_splits, c.split_languages), log)
     for alias, corpus in needed_caches(config):
         entry = models[alias]
-        ledger.run(f"extract/{alias}/{corpus}", fingerprint_of(asdict(entry), _manifest_fp(corpus, root)),
-                   lambda entry=entry, corpus=corpus: _extract(entry, corpus, root), log)
+        ledger.run(f"extract/{alias}/{corpus}",
+                   fingerprint_of(asdict(entry), _manifest_fp(corpus, root), asdict(config.extract)),
+                   lambda entry=entry, corpus=corpus: _extract(entry, corpus, root, config), log)
     # what later steps read: each corpus's manifest and folds (seed, imported paper
     # splits), so a change there reruns the probes and fine-tuning too
     inputs = {c.name: [_manifest_fp(c.name, root), config.seed, c.paper_splits] for c in config.corpora}
@@ -66,7 +75,8 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
         used = [asdict(models[m]) for m in p.models]  # another model folder -> new caches
         probes_fp = fingerprint_of(asdict(p), inputs, used)
         ledger.run("probes", probes_fp, lambda: steps.probes(
-            p.models, p.corpora, root, out / "probes", p.settings, p.head, p.seed, p.max_epochs, p.n_jobs), log)
+            p.models, p.corpora, root, out / "probes", p.settings, probe=p.probe, layers=p.layers,
+            n_folds=p.n_folds), log)
     ft_dirs, ft_fps = [], []
     if config.finetune.enabled:
         f = config.finetune
@@ -75,20 +85,17 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
             ft_dirs.append(run_dir)
             # layer "best" reads the probes' best layers: rerun when this model's changed
             best = _best_layers_of(run.model, root) if run.layer == "best" else None
-            ft_fps.append(fingerprint_of(asdict(run), f.folds, f.max_epochs, f.seed, inputs,
-                                         asdict(models[run.model]), best))
+            ft_fps.append(fingerprint_of(asdict(run), f.folds, inputs, asdict(models[run.model]), best))
             ledger.run(f"finetune/{_run_name(run)}", ft_fps[-1],
-                       lambda run=run, run_dir=run_dir: steps.finetune(
-                           models[run.model].source, run.strategy, run.train, run.test, root, run_dir,
-                           run.two_stage, run.source, _layer(run.layer), run.scope, tuple(range(f.folds)),
-                           f.max_epochs, f.seed), log)
+                       lambda run=run, run_dir=run_dir: steps.finetune_run(
+                           _finetune_config(run, models[run.model], root, run_dir, f.folds)), log)
         if ft_dirs:
             ledger.run("finetune/table1", fingerprint_of([str(d) for d in ft_dirs], ft_fps),
                        lambda: steps.table_one(ft_dirs, out / "finetune"), log)
     if config.human.enabled:
         ledger.run("human", fingerprint_of(asdict(config.human), inputs, probes_fp, ft_fps), lambda: _human(config), log)
     if config.sed.enabled:
-        sed_model = asdict(models[config.sed.model]) if config.sed.model in models else None
+        sed_model = asdict(models[config.sed.run.model]) if config.sed.run.model in models else None
         ledger.run("sed", fingerprint_of(asdict(config.sed), inputs, sed_model), lambda: _sed(config, models), log)
     from study.report import build_report
 
@@ -108,16 +115,20 @@ def _best_layers_of(alias: str, root: Path) -> object:
         return None
 
 
-def _layer(layer: str) -> str | int:
-    return layer if layer == "best" else int(layer)
+def _finetune_config(run: FinetuneRun, entry: ModelEntry, root: Path, run_dir: Path, folds: int) -> object:
+    """The ``FinetuneConfig`` of one run: the model's identity whole (folder, alias,
+    language), so ``layer = "best"`` and the frame cache are looked up under the alias."""
+    return run.complete(model=entry.source, alias=entry.alias, language=entry.language, cache_root=str(root),
+                        out=str(run_dir), folds=tuple(range(folds)))
 
 
-def _extract(entry: ModelEntry, corpus: str, root: Path) -> list[Path]:
-    from featstore.extract import ExtractConfig, extract
+def _extract(entry: ModelEntry, corpus: str, root: Path, config: StudyConfig) -> list[Path]:
+    from featstore.extract import extract
 
-    config = ExtractConfig(model=entry.source, corpus=corpus, cache_root=root, model_language=entry.language,
-                           out=features_path(entry.alias, corpus, root))
-    return [extract(config)]
+    extract_config = config.extract.complete(
+        model=entry.source, alias=entry.alias, corpus=corpus, cache_root=root, model_language=entry.language,
+        out=features_path(entry.alias, corpus, root))
+    return [extract(extract_config)]
 
 
 def _human(config: StudyConfig) -> list[Path]:
@@ -143,10 +154,10 @@ def _sed(config: StudyConfig, models: dict) -> list[Path]:
     from probes.sed._pipeline import run_model, score_listeners
 
     s = config.sed
-    source = models[s.model].source if s.model in models else s.model
+    source = models[s.run.model].source if s.run.model in models else s.run.model
     model_dir = config.out / "sed" / "model"
-    paths = list(run_model(ModelRunConfig(model=source, corpus=s.corpus), root=config.cache_root,
-                           out_dir=model_dir).values())
+    run_config: ModelRunConfig = s.run.complete(model=source)
+    paths = list(run_model(run_config, root=config.cache_root, out_dir=model_dir).values())
     if s.listeners is not None:
         if s.key is None:
             raise ValueError("[sed] listeners need `key` (the key.csv written by `probes sed listeners build`)")

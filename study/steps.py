@@ -6,13 +6,18 @@ so that a rerun skips what is finished. Every step returns the paths it wrote.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
+from featstore.io import atomic_write, atomic_write_json
 from featstore.paths import manifest_path, splits_path
+
+if TYPE_CHECKING:
+    from finetune.run import FinetuneConfig
+    from probes.config import ProbeConfig
 
 
 def prepare(reader: str, root: Path, name: str, cache_root: Path, options: Mapping[str, object] | None = None,
@@ -57,14 +62,18 @@ def extract(model: str, corpus: str, cache_root: Path, frames: bool = False, dty
 
 def probes(models: Sequence[str], corpora: Sequence[str], cache_root: Path, out_dir: Path,
            settings: Sequence[str] = ("mono", "cross", "trans"), head: str = "mlp", seed: int = 0,
-           max_epochs: int = 100, n_jobs: int = 1) -> list[Path]:
-    """The layer-wise analysis (``probes layerwise``) into ``out_dir``."""
+           max_epochs: int = 100, n_jobs: int = 1, *, probe: ProbeConfig | None = None,
+           layers: Sequence[int] | None = None, n_folds: int = 5) -> list[Path]:
+    """The layer-wise analysis (``probes layerwise``) into ``out_dir``; ``probe`` (a whole
+    ``ProbeConfig``) replaces ``head``, ``seed``, ``max_epochs`` and ``n_jobs``."""
     from probes.config import LayerwiseConfig, ProbeConfig
     from probes.layerwise import run_layerwise
 
+    if probe is None:
+        probe = ProbeConfig(head=head, seed=seed, max_epochs=max_epochs, n_jobs=n_jobs)
     config = LayerwiseConfig(
         models=tuple(models), corpora=tuple(corpora), settings=tuple(settings), cache_root=cache_root,
-        out_dir=out_dir, probe=ProbeConfig(head=head, seed=seed, max_epochs=max_epochs, n_jobs=n_jobs),
+        out_dir=out_dir, probe=probe, layers=None if layers is None else tuple(layers), n_folds=n_folds,
     )
     run_layerwise(config, progress=True)
     return [out_dir / "results.parquet"]
@@ -75,7 +84,7 @@ def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path,
              scope: str = "every-layer", folds: Sequence[int] = (0, 1, 2, 3, 4), max_epochs: int = 100,
              seed: int = 0) -> list[Path]:
     """One PEFT condition over its folds (``finetune peft``) into ``out_dir``."""
-    from finetune.run import FinetuneConfig, run_finetune
+    from finetune.run import FinetuneConfig
     from finetune.train import TrainConfig
 
     config = FinetuneConfig(
@@ -83,8 +92,17 @@ def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path,
         two_stage=two_stage, source_corpus=source, folds=tuple(folds),
         train=TrainConfig(max_epochs=max_epochs, seed=seed), cache_root=str(cache_root), out=str(out_dir),
     )
+    return finetune_run(config)
+
+
+def finetune_run(config: FinetuneConfig) -> list[Path]:
+    """One whole ``FinetuneConfig`` (``config.out`` set) over its folds."""
+    from finetune.run import run_finetune
+
+    if config.out is None:
+        raise ValueError("finetune_run needs config.out (the run's folder)")
     run_finetune(config)
-    return [out_dir / "results.parquet"]
+    return [Path(config.out) / "results.parquet"]
 
 
 def table_one(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
@@ -96,11 +114,7 @@ def table_one(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
         return []
     table = make_table(pl.concat(frames, how="diagonal_relaxed"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "table1.csv"
-    tmp = path.with_name(path.name + ".tmp")
-    table.write_csv(tmp)
-    tmp.replace(path)
-    return [path]
+    return [atomic_write(out_dir / "table1.csv", table.write_csv)]
 
 
 def best_layer_predictions(probes_dir: Path) -> pl.DataFrame:
@@ -146,8 +160,4 @@ def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataF
 def write_study_meta(run_dir: Path, meta: Mapping[str, object]) -> Path:
     """``<run_dir>/study.json``: what the report shows at its top and in its provenance."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "study.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_json(run_dir / "study.json", dict(meta))
