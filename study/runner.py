@@ -68,12 +68,17 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
                    lambda entry=entry, corpus=corpus: _extract(entry, corpus, root, config), log)
     # what later steps read: each corpus's manifest and folds (seed, imported paper
     # splits), so a change there reruns the probes and fine-tuning too
-    inputs = {c.name: [_manifest_fp(c.name, root), config.seed, c.paper_splits] for c in config.corpora}
+    inputs = {c.name: [_manifest_fp(c.name, root), config.seed, c.paper_splits, c.split_languages]
+              for c in config.corpora}
+
+    def inputs_of(*names: str | None) -> dict:  # a step depends on the corpora it reads, no others
+        return {n: inputs.get(n) for n in names if n}
+
     probes_fp = ""
     if config.probes.enabled and config.probes.models:
         p = config.probes
         used = [asdict(models[m]) for m in p.models]  # another model folder -> new caches
-        probes_fp = fingerprint_of(asdict(p), inputs, used)
+        probes_fp = fingerprint_of(asdict(p), inputs_of(*p.corpora), used)
         ledger.run("probes", probes_fp, lambda: steps.probes(
             p.models, p.corpora, root, out / "probes", p.settings, probe=p.probe, layers=p.layers,
             n_folds=p.n_folds), log)
@@ -85,7 +90,9 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
             ft_dirs.append(run_dir)
             # layer "best" reads the probes' best layers: rerun when this model's changed
             best = _best_layers_of(run.model, root) if run.layer == "best" else None
-            ft_fps.append(fingerprint_of(asdict(run), f.folds, inputs, asdict(models[run.model]), best))
+            ft_fps.append(fingerprint_of(asdict(run), f.folds, inputs_of(run.train_corpus, run.test_corpus,
+                                                                         run.source_corpus),
+                                         asdict(models[run.model]), best))
             ledger.run(f"finetune/{_run_name(run)}", ft_fps[-1],
                        lambda run=run, run_dir=run_dir: steps.finetune_run(
                            _finetune_config(run, models[run.model], root, run_dir, f.folds)), log)
@@ -96,7 +103,8 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
         ledger.run("human", fingerprint_of(asdict(config.human), inputs, probes_fp, ft_fps), lambda: _human(config), log)
     if config.sed.enabled:
         sed_model = asdict(models[config.sed.run.model]) if config.sed.run.model in models else None
-        ledger.run("sed", fingerprint_of(asdict(config.sed), inputs, sed_model), lambda: _sed(config, models), log)
+        ledger.run("sed", fingerprint_of(asdict(config.sed), inputs_of(config.sed.run.corpus), sed_model),
+                   lambda: _sed(config, models), log)
     from study.report import build_report
 
     report = build_report(out)
