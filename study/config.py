@@ -175,17 +175,22 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class StudyConfig:
-    name: str
-    out: Path
-    cache_root: Path
-    seed: int = 0
-    corpora: tuple[CorpusEntry, ...] = ()
-    models: tuple[ModelEntry, ...] = ()
-    extract: ExtractSettings = field(default_factory=ExtractSettings)
-    probes: ProbesSection = field(default_factory=ProbesSection)
-    finetune: FinetuneSection = field(default_factory=FinetuneSection)
-    human: HumanSection = field(default_factory=HumanSection)
-    sed: SedSection = field(default_factory=SedSection)
+    """A whole study, as :func:`load_study_config` reads it (or built in Python)."""
+
+    name: str = field(metadata={"help": "the study's name"})
+    out: Path = field(metadata={"help": "results, figures and report"})
+    cache_root: Path = field(metadata={"help": "manifests, folds and hidden-state caches"})
+    seed: int = field(default=0, metadata={"help": "seed of the generated folds", "min": 0})
+    corpora: tuple[CorpusEntry, ...] = field(default=(), metadata={"help": "[corpora.NAME] tables"})
+    models: tuple[ModelEntry, ...] = field(default=(), metadata={"help": "[models] aliases and folders"})
+    extract: ExtractSettings = field(default_factory=ExtractSettings, metadata={"help": "[extract]"})
+    probes: ProbesSection = field(default_factory=ProbesSection, metadata={"help": "[probes]"})
+    finetune: FinetuneSection = field(default_factory=FinetuneSection, metadata={"help": "[finetune]"})
+    human: HumanSection = field(default_factory=HumanSection, metadata={"help": "[human]"})
+    sed: SedSection = field(default_factory=SedSection, metadata={"help": "[sed]"})
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def corpus(self, name: str) -> CorpusEntry:
         """The corpus entry called ``name``."""

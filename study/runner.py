@@ -47,6 +47,16 @@ def needed_caches(config: StudyConfig) -> list[tuple[str, str]]:
     return [(m, c) for m in config.probes.models for c in config.probes.corpora]
 
 
+def corpora_with_folds(config: StudyConfig) -> set[str]:
+    """Corpora that the probes or fine-tuning read by fold (diarization and listening-test
+    corpora need no folds, and a diarization corpus such as ZED could not have them)."""
+    names: set[str] = set(config.probes.corpora) if config.probes.enabled else set()
+    if config.finetune.enabled:
+        for run in config.finetune.runs:
+            names |= {run.train_corpus, run.test_corpus} | ({run.source_corpus} if run.source_corpus else set())
+    return names
+
+
 def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
     """Run every step of ``config`` that is not done yet; return the report's path."""
     root, out = config.cache_root, config.out
@@ -54,11 +64,14 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
     steps.write_study_meta(out, {"title": f"Cross-lingual SER study: {config.name}",
                                  "config": asdict(config), "untrained_models": False})
     models = {m.alias: m for m in config.models}
+    with_folds = corpora_with_folds(config)
     for c in config.corpora:
         options = {k: v for k, v in (("language", c.language), ("label_map", c.label_map)) if v}
         fp = fingerprint_of("prepare", asdict(c))
         ledger.run(f"prepare/{c.name}", fp, lambda c=c, options=options: steps.prepare(
             c.reader, c.root, c.name, root, options, c.check_audio), log)
+        if c.name not in with_folds:
+            continue
         ledger.run(f"splits/{c.name}", fingerprint_of(fp, config.seed, _manifest_fp(c.name, root)),
                    lambda c=c: steps.splits(c.name, root, config.seed, c.paper_splits, c.split_languages), log)
     for alias, corpus in needed_caches(config):

@@ -258,3 +258,34 @@ def test_a_wrong_typed_value_is_a_config_error_naming_its_key(tmp_path, case):
     with pytest.raises(StudyConfigError) as info:  # never a TypeError, KeyError or a traceback
         load_study_config(path)
     assert any(where in p for p in info.value.problems), (where, value, info.value.problems)
+
+
+def test_configs_built_in_python_are_checked_by_the_same_field_rules():
+    from featstore.errors import CrosslingError
+    from probes.sed._model import ModelRunConfig
+
+    cases = [(lambda: ProbeConfig(head="svm", max_epochs="five", n_jobs=0), ("head", "max_epochs", "n_jobs")),
+             (lambda: LoraSettings(r=0, alpha=0, dropout=1.0), ("r", "alpha", "dropout")),
+             (lambda: BASettings(reduction=0), ("reduction",)),
+             (lambda: WGSettings(init_logit=float("inf")), ("init_logit",)),
+             (lambda: TrainConfig(lr=0, patience=0, batch_size=True), ("lr", "batch_size", "patience")),
+             (lambda: ModelRunConfig(model="", pad_like_recipe=1), ("model", "pad_like_recipe")),
+             (lambda: FinetuneRun("m", "a", "b", layer=0, lora=LoraSettings(), scope="all"), ("layer", "scope"))]
+    for make, keys in cases:
+        with pytest.raises(ConfigError) as info:
+            make()
+        assert isinstance(info.value, CrosslingError) and len(info.value.problems) == len(keys), info.value.problems
+        for key in keys:
+            assert sum(f".{key}:" in p for p in info.value.problems) == 1, (key, info.value.problems)
+
+
+def test_every_field_of_the_study_and_library_configs_has_help():
+    from probes.config import LayerwiseConfig
+    from probes.sed._model import ModelRunConfig
+    from study.config import StudyConfig
+
+    for cls in (StudyConfig, StudySettings, CorpusEntry, ModelEntry, ProbesSection, FinetuneSection, HumanSection,
+                SedSection, ProbeConfig, LayerwiseConfig, TrainConfig, LoraSettings, BASettings, WGSettings,
+                ModelRunConfig):
+        missing = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("help")]
+        assert not missing, (cls.__name__, missing)
