@@ -117,8 +117,7 @@ def _rules(meta: Mapping[str, Any]) -> str:
 def check_value(value: Any, meta: Mapping[str, Any], name: str = "value") -> str | None:
     """The problem of ``value`` under the field rules ``meta`` (choices, bounds, check),
     or None. A tuple's elements are checked one by one."""
-    if isinstance(value, (tuple, list)) and not isinstance(meta.get("choices"), Mapping) and (
-            "choices" in meta or "min" in meta or "max" in meta):
+    if isinstance(value, (tuple, list)) and any(k in meta for k in ("choices", "min", "max", "gt", "lt")):
         for item in value:
             problem = check_value(item, {k: v for k, v in meta.items() if k != "check"}, name)
             if problem:

@@ -107,7 +107,7 @@ def test_study_diarization_step_runs_end_to_end(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text(f"""
 [study]
-out = "runs/sed"
+out = "runs/study"
 cache_root = "cache"
 [corpora.zed]
 reader = "zed"
@@ -128,7 +128,7 @@ corpus = "zed"
     lines: list[str] = []
     report = run_study(config, log=lines.append)
     assert "sed" in _ran(lines)
-    per = pl.read_parquet(tmp_path / "runs" / "sed" / "model" / "per_utterance.parquet")
+    per = pl.read_parquet(tmp_path / "runs" / "study" / "sed" / "model" / "per_utterance.parquet")
     zed = load_manifest(manifest_path("zed", tmp_path / "cache"))
     assert sorted(per["utt_id"]) == sorted(zed["utt_id"])
     assert per["eder"].is_between(0, 1).all() and (per["n_frames"] > 0).all()
