@@ -79,7 +79,7 @@ layer = "best"
     assert not list(tmp_path.rglob("*weights-A*.h5")) and not (cache / "weights-A").exists()
     probes = pl.read_parquet(tmp_path / "runs" / "tiny" / "probes" / "results.parquet")
     assert set(probes["model"]) == {"w2v2-cn", "w2v2-de"}
-    assert set(probes.filter(pl.col("model") == "w2v2-cn")["setting"]) == {"mono", "cross"}
+    assert set(probes.filter(pl.col("model") == "w2v2-cn")["setting"]) == {"mono", "cross", "trans"}
     best = json.loads((cache / "runs" / "probes" / "best_layers.json").read_text())
     assert set(best) == {"w2v2-cn", "w2v2-de"}
     results = pl.read_parquet(next((tmp_path / "runs" / "tiny" / "finetune").rglob("results.parquet")))
