@@ -40,6 +40,7 @@ from featstore.configs import ConfigError, ConfigReader, check_fields, subset_co
 from featstore.corpora import READERS
 from featstore.extract import ExtractConfig
 from finetune.run import FinetuneConfig
+from finetune.tuners import canonical_strategy
 from probes.config import LayerwiseConfig, ProbeConfig
 from probes.sed._model import ModelRunConfig
 
@@ -328,8 +329,15 @@ def _check_references(config: StudyConfig, reader: ConfigReader) -> None:
         for alias in config.probes.models:
             model_ref("probes.models", alias)
     if config.finetune.enabled:
+        seen: dict[tuple, int] = {}
         for i, run in enumerate(config.finetune.runs):
             where = f"finetune.runs.{i + 1}"
+            key = (run.model, run.source_corpus if run.two_stage else None, run.train_corpus, run.test_corpus,
+                   canonical_strategy(run.strategy), run.scope, str(run.layer))
+            if key in seen:
+                reader.say(where, f"same model, corpora, strategy, scope and layer as run {seen[key]}: both would "
+                           "write one folder; merge them or change one of these")
+            seen.setdefault(key, i + 1)
             model_ref(f"{where}.model", run.model)
             corpus_ref(f"{where}.train_corpus", run.train_corpus)
             corpus_ref(f"{where}.test_corpus", run.test_corpus)

@@ -77,7 +77,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
     for alias, corpus in needed_caches(config):
         entry = models[alias]
         ledger.run(f"extract/{alias}/{corpus}",
-                   fingerprint_of(asdict(entry), _manifest_fp(corpus, root), asdict(config.extract)),
+                   fingerprint_of(asdict(entry), _manifest_fp(corpus, root), _extract_result_settings(config)),
                    lambda entry=entry, corpus=corpus: _extract(entry, corpus, root, config), log)
     # what later steps read: each corpus's manifest and folds (seed, imported paper
     # splits), so a change there reruns the probes and fine-tuning too
@@ -108,7 +108,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
                                          asdict(models[run.model]), best))
             ledger.run(f"finetune/{_run_name(run)}", ft_fps[-1],
                        lambda run=run, run_dir=run_dir: steps.finetune_run(
-                           _finetune_config(run, models[run.model], root, run_dir, f.folds)), log)
+                           run, models[run.model], root, run_dir, f.folds), log)
         if ft_dirs:
             ledger.run("finetune/table1", fingerprint_of([str(d) for d in ft_dirs], ft_fps),
                        lambda: steps.table_one(ft_dirs, out / "finetune"), log)
@@ -136,11 +136,13 @@ def _best_layers_of(alias: str, root: Path) -> object:
         return None
 
 
-def _finetune_config(run: FinetuneRun, entry: ModelEntry, root: Path, run_dir: Path, folds: int) -> object:
-    """The ``FinetuneConfig`` of one run: the model's identity whole (folder, alias,
-    language), so ``layer = "best"`` and the frame cache are looked up under the alias."""
-    return run.complete(model=entry.source, alias=entry.alias, language=entry.language, cache_root=str(root),
-                        out=str(run_dir), folds=tuple(range(folds)))
+# [extract] settings that change what a cache holds (the rest decide only how fast and
+# where it is made: the batched forward pass is exact under padding)
+_EXTRACT_RESULT_KEYS = ("dtype", "frames", "frame_layers", "max_clip_seconds")
+
+
+def _extract_result_settings(config: StudyConfig) -> dict:
+    return {k: getattr(config.extract, k) for k in _EXTRACT_RESULT_KEYS}
 
 
 def _extract(entry: ModelEntry, corpus: str, root: Path, config: StudyConfig) -> list[Path]:

@@ -18,6 +18,7 @@ from featstore.paths import manifest_path, splits_path
 if TYPE_CHECKING:
     from finetune.run import FinetuneConfig
     from probes.config import ProbeConfig
+    from study.config import FinetuneRun, ModelEntry
 
 
 def prepare(reader: str, root: Path, name: str, cache_root: Path, options: Mapping[str, object] | None = None,
@@ -95,14 +96,21 @@ def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path,
     return finetune_run(config)
 
 
-def finetune_run(config: FinetuneConfig) -> list[Path]:
-    """One whole ``FinetuneConfig`` (``config.out`` set) over its folds."""
+def finetune_config(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path,
+                    folds: int) -> FinetuneConfig:
+    """The ``FinetuneConfig`` of one study run: the model's identity whole (folder, alias,
+    language from ``[models]``), so ``layer = "best"``, the frame cache and the results
+    use the alias whatever the folder is called; folds ``0 .. folds-1``."""
+    return run.complete(model=entry.source, alias=entry.alias, language=entry.language, cache_root=str(cache_root),
+                        out=str(out_dir), folds=tuple(range(folds)))
+
+
+def finetune_run(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path, folds: int) -> list[Path]:
+    """One ``[[finetune.runs]]`` of a study over its folds into ``out_dir``."""
     from finetune.run import run_finetune
 
-    if config.out is None:
-        raise ValueError("finetune_run needs config.out (the run's folder)")
-    run_finetune(config)
-    return [Path(config.out) / "results.parquet"]
+    run_finetune(finetune_config(run, entry, cache_root, out_dir, folds))
+    return [Path(out_dir) / "results.parquet"]
 
 
 def table_one(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:

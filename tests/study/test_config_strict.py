@@ -159,7 +159,7 @@ def test_run_keys_override_the_finetune_defaults(tmp_path):
     tables["finetune.lora"].update(r=4, alpha=8)
     tables["finetune.train"]["lr"] = 3e-4
     tables["finetune"]["device"] = "cpu"
-    runs.append({**runs[0], "lora": {"r": 2}, "train": {"patience": 3}, "layer": 2})
+    runs.append({**runs[0], "lora": {"r": 2}, "train": {"patience": 3}, "layer": 2})  # own folder: layer 2
     path = tmp_path / "s.toml"
     path.write_text(_toml(tables, runs))
     first, second = load_study_config(path).finetune.runs
@@ -289,3 +289,12 @@ def test_every_field_of_the_study_and_library_configs_has_help():
                 ModelRunConfig):
         missing = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("help")]
         assert not missing, (cls.__name__, missing)
+
+
+def test_two_runs_that_would_write_one_folder_are_refused(tmp_path):
+    tables, runs = _base(tmp_path)
+    runs.append({**runs[0], "lora": {"r": 4}})
+    path = tmp_path / "s.toml"
+    path.write_text(_toml(tables, runs))
+    with pytest.raises(StudyConfigError, match=r"\[finetune.runs.2\]: same model.*as run 1"):
+        load_study_config(path)
