@@ -13,7 +13,7 @@ and help text is written once, in the field of the library that uses it:
   ``max_epochs``, ``seed`` ...), ``[finetune.lora]`` (``r``, ``alpha``, ``dropout``),
   ``[finetune.ba]`` (``reduction``) and ``[finetune.wg]``; each ``[[finetune.runs]]``
   names ``model``, ``train_corpus``, ``test_corpus`` and overrides any default;
-- ``[sed]``: ``probes.sed._model.ModelRunConfig``'s keys (``model``, ``corpus``, ``device``
+- ``[sed]``: ``probes.sed.ModelRunConfig``'s keys (``model``, ``corpus``, ``device``
   ...) plus the listening-test files;
 - ``[human]``, ``[corpora.NAME]``, ``[models.ALIAS]``, ``[study]``.
 
@@ -42,7 +42,7 @@ from featstore.extract import ExtractConfig
 from finetune.run import FinetuneConfig
 from finetune.tuners import canonical_strategy
 from probes.config import LayerwiseConfig, ProbeConfig
-from probes.sed._model import ModelRunConfig
+from probes.sed import ModelRunConfig
 
 
 class StudyConfigError(ConfigError):
@@ -70,7 +70,7 @@ FinetuneDefaults = subset_config(
     doc="The keys of ``[finetune]`` that every run starts from (a run's own keys win).")
 SedRun = subset_config(
     ModelRunConfig, name="SedRun", module=__name__, exclude=(),
-    doc="The diarization model run of ``[sed]`` (``probes.sed._model.ModelRunConfig``).")
+    doc="The diarization model run of ``[sed]`` (``probes.sed.ModelRunConfig``).")
 
 _LAYERWISE = {f.name: f for f in fields(LayerwiseConfig)}
 
@@ -156,7 +156,7 @@ class SedSection:
 
     enabled: bool = field(default=False, metadata={"help": "run the diarization model (and score listeners)"})
     run: SedRun = field(default_factory=SedRun, metadata={
-        "help": "the diarization model run (probes.sed._model.ModelRunConfig)", "inline": True})
+        "help": "the diarization model run (probes.sed.ModelRunConfig)", "inline": True})
     listeners: Path | None = field(default=None, metadata={
         "help": "listener answers: listener,group,stimulus,label,start,end"})
     key: Path | None = field(default=None, metadata={

@@ -173,8 +173,7 @@ def _human(config: StudyConfig) -> list[Path]:
 
 
 def _sed(config: StudyConfig, models: dict) -> list[Path]:
-    from probes.sed._model import ModelRunConfig
-    from probes.sed._pipeline import run_model, score_listeners
+    from probes.sed import ModelRunConfig, run_model, score_listeners
 
     s = config.sed
     source = models[s.run.model].source if s.run.model in models else s.run.model

@@ -262,7 +262,7 @@ def test_a_wrong_typed_value_is_a_config_error_naming_its_key(tmp_path, case):
 
 def test_configs_built_in_python_are_checked_by_the_same_field_rules():
     from featstore.errors import CrosslingError
-    from probes.sed._model import ModelRunConfig
+    from probes.sed import ModelRunConfig
 
     cases = [(lambda: ProbeConfig(head="svm", max_epochs="five", n_jobs=0), ("head", "max_epochs", "n_jobs")),
              (lambda: LoraSettings(r=0, alpha=0, dropout=1.0), ("r", "alpha", "dropout")),
@@ -281,7 +281,7 @@ def test_configs_built_in_python_are_checked_by_the_same_field_rules():
 
 def test_every_field_of_the_study_and_library_configs_has_help():
     from probes.config import LayerwiseConfig
-    from probes.sed._model import ModelRunConfig
+    from probes.sed import ModelRunConfig
     from study.config import StudyConfig
 
     for cls in (StudyConfig, StudySettings, CorpusEntry, ModelEntry, ProbesSection, FinetuneSection, HumanSection,
