@@ -85,7 +85,7 @@ def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path,
              scope: str = "every-layer", folds: Sequence[int] = (0, 1, 2, 3, 4), max_epochs: int = 100,
              seed: int = 0) -> list[Path]:
     """One PEFT condition over its folds (``finetune peft``) into ``out_dir``."""
-    from finetune.run import FinetuneConfig
+    from finetune.run import FinetuneConfig, run_finetune
     from finetune.train import TrainConfig
 
     config = FinetuneConfig(
@@ -93,7 +93,8 @@ def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path,
         two_stage=two_stage, source_corpus=source, folds=tuple(folds),
         train=TrainConfig(max_epochs=max_epochs, seed=seed), cache_root=str(cache_root), out=str(out_dir),
     )
-    return finetune_run(config)
+    run_finetune(config)
+    return [out_dir / "results.parquet"]
 
 
 def finetune_config(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path,
