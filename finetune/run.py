@@ -62,27 +62,46 @@ class FinetuneConfig:
     use_cache: bool = field(default=True, metadata={"help": "read frozen states from the frame cache"})
     cache_root: str | None = field(default=None, metadata={"help": "cache root (default $CROSSLING_CACHE or ./cache)"})
     out: str | None = field(default=None, metadata={"help": "output folder (default under runs/finetune)"})
-    device: str = field(default="cpu", metadata={"help": "torch device"})
+    device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA if present, else CPU), cpu, cuda ..."})
     language: str | None = field(default=None, metadata={"help": "model language for unregistered models"})
     alias: str | None = field(default=None, metadata={"help": "model name for caches, results and best layers (default: the model's)"})
     save_checkpoints: bool = field(default=True, metadata={"help": "save each fold's adapters and head"})
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "strategy", canonical_strategy(self.strategy))
+        from featstore.configs import ConfigError, check_fields
+        from finetune.heads import HEADS
+
+        check_fields(self)  # types, bounds and choices from the fields' metadata
+        problems = []
+        try:
+            object.__setattr__(self, "strategy", canonical_strategy(self.strategy))
+        except ValueError as err:
+            problems.append(f"FinetuneConfig.strategy: {err}")
         if self.scope not in SCOPES:
-            raise ValueError(f"unknown scope {self.scope!r}; choose from {list(SCOPES)}")
-        if isinstance(self.layer, str) and self.layer != "best":
-            if not self.layer.isdigit():
-                raise ValueError(f"layer must be a positive integer or 'best', got {self.layer!r}")
-            object.__setattr__(self, "layer", int(self.layer))
-        if isinstance(self.layer, int) and self.layer < 1:
-            raise ValueError(f"layer must be >= 1, got {self.layer}")
+            problems.append(f"FinetuneConfig.scope: unknown scope {self.scope!r}; choose from {', '.join(SCOPES)}")
+        if self.head not in HEADS:
+            problems.append(f"FinetuneConfig.head: unknown head {self.head!r}; choose from {', '.join(HEADS)}")
+        layer = self.layer
+        if isinstance(layer, str) and layer != "best":
+            if not layer.isdigit():
+                problems.append(f"FinetuneConfig.layer: layer must be a positive integer or 'best', got {layer!r}")
+            else:
+                object.__setattr__(self, "layer", int(layer))
+        elif isinstance(layer, bool) or not isinstance(layer, (int, str)):
+            problems.append(f"FinetuneConfig.layer: layer must be a positive integer or 'best', got {layer!r}")
+        elif isinstance(layer, int) and layer < 1:
+            problems.append(f"FinetuneConfig.layer: layer must be >= 1, got {layer}")
         if self.two_stage and not self.source_corpus:
-            raise ValueError("a two-stage run needs a source corpus (--source)")
+            problems.append("FinetuneConfig.source_corpus: a two-stage run needs a source corpus (--source)")
         if self.source_corpus and not self.two_stage:
-            raise ValueError("a source corpus is only used by two-stage runs (add --two-stage)")
-        if not self.folds or min(self.folds) < 0 or len(set(self.folds)) != len(self.folds):
-            raise ValueError(f"folds must be distinct non-negative integers, got {self.folds}")
+            problems.append("FinetuneConfig.source_corpus: a source corpus is only used by two-stage runs "
+                            "(add --two-stage)")
+        folds = tuple(self.folds)
+        if not folds or min(folds) < 0 or len(set(folds)) != len(folds):
+            problems.append(f"FinetuneConfig.folds: folds must be distinct non-negative integers, got {self.folds}")
+        if problems:
+            raise ConfigError(problems)
+        object.__setattr__(self, "folds", folds)
 
     def to_json(self) -> str:
         """The config as JSON (recorded with every result)."""

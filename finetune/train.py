@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from featstore.configs import check_fields
 from finetune.data import ClipSet, batch_inputs, length_sorted_batches
 from finetune.model import SERModel
 
@@ -28,25 +29,21 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 class TrainConfig:
     """Optimiser and schedule (defaults: the paper's PEFT runs)."""
 
-    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate"})
-    eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon"})
-    weight_decay: float = field(default=1e-5, metadata={"help": "AdamW weight decay"})
-    batch_size: int = field(default=16, metadata={"help": "clips per optimiser step (before accumulation)"})
-    max_epochs: int = field(default=100, metadata={"help": "epochs per stage at most"})
-    patience: int = field(default=10, metadata={"help": "epochs without a lower validation loss before stopping"})
-    accumulate: int = field(default=1, metadata={"help": "batches whose gradients add up before a step"})
-    seed: int = field(default=0, metadata={"help": "seed of batch order and dropout"})
-    precision: str = field(default="auto", metadata={"help": "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16"})
+    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate", "gt": 0})
+    eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon", "gt": 0})
+    weight_decay: float = field(default=1e-5, metadata={"help": "AdamW weight decay", "min": 0})
+    batch_size: int = field(default=16, metadata={"help": "clips per optimiser step (before accumulation)", "min": 1})
+    max_epochs: int = field(default=100, metadata={"help": "epochs per stage at most", "min": 1})
+    patience: int = field(default=10, metadata={"help": "epochs without a lower validation loss before stopping",
+                                                "min": 1})
+    accumulate: int = field(default=1, metadata={"help": "batches whose gradients add up before a step", "min": 1})
+    seed: int = field(default=0, metadata={"help": "seed of batch order and dropout", "min": 0})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16", "choices": PRECISIONS})
     gradient_checkpointing: bool = field(default=True, metadata={"help": "recompute layers in backward (CUDA only)"})
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0:
-            raise ValueError("lr and eps must be > 0 and weight_decay >= 0")
-        for name in ("batch_size", "max_epochs", "patience", "accumulate"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_fields(self)  # every field's rules (types, bounds, choices) in its metadata
 
 
 @dataclass

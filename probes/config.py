@@ -12,11 +12,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from featstore.configs import ConfigError, check_fields
 from probes.heads import HEADS
 from probes.settings import SETTINGS
 
 BACKENDS: tuple[str, ...] = ("loky", "dask")
 STATS: tuple[str, ...] = ("mean", "std")
+
+
+def _n_jobs_problem(value: int) -> str | None:
+    return None if value >= 1 or value == -1 else f"{value} is not allowed"
 
 
 @dataclass(frozen=True)
@@ -47,48 +52,34 @@ class ProbeConfig:
         same whatever the stacking)
     """
 
-    head: str = "mlp"
-    lr: float = 1e-4
-    eps: float = 1e-8
-    weight_decay: float = 1e-5
-    max_epochs: int = 100
-    batch_size: int = 32
-    patience: int = 10
-    seed: int = 0
-    standardize: bool = False
-    logreg_c: float = 1.0
-    logreg_max_iter: int = 200
-    stat: str = "mean"
-    n_jobs: int = 1
-    backend: str = "loky"
-    scheduler: str | None = None
-    threads_per_worker: int = 1
-    split_folds: bool = False
-    max_stack: int = 16
+    head: str = field(default="mlp", metadata={"help": "probe head: mlp (the paper's), linear or logreg",
+                                               "choices": tuple(HEADS)})
+    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate", "gt": 0})
+    eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon", "min": 0})
+    weight_decay: float = field(default=1e-5, metadata={"help": "AdamW decoupled weight decay", "min": 0})
+    max_epochs: int = field(default=100, metadata={"help": "epochs at most (early stopping)", "min": 1})
+    batch_size: int = field(default=32, metadata={"help": "utterances per minibatch", "min": 1})
+    patience: int = field(default=10, metadata={"help": "epochs without a lower validation loss before stopping",
+                                                "min": 1})
+    seed: int = field(default=0, metadata={"help": "root seed of every head", "min": 0})
+    standardize: bool = field(default=False, metadata={
+        "help": "z-score features with the training part's statistics (mlp/linear)"})
+    logreg_c: float = field(default=1.0, metadata={"help": "inverse L2 strength of logreg", "gt": 0})
+    logreg_max_iter: int = field(default=200, metadata={"help": "L-BFGS iterations of logreg", "min": 1})
+    stat: str = field(default="mean", metadata={"help": "pooled statistic read from the cache", "choices": STATS})
+    n_jobs: int = field(default=1, metadata={"help": "parallel workers (-1: all cores)", "check": _n_jobs_problem,
+                                             "allowed": ">= 1, or -1 for all cores"})
+    backend: str = field(default="loky", metadata={"help": "loky (local processes) or dask (a Dask cluster)",
+                                                   "choices": BACKENDS})
+    scheduler: str | None = field(default=None, metadata={"help": "Dask scheduler address (backend dask)"})
+    threads_per_worker: int = field(default=1, metadata={"help": "BLAS/torch threads inside each worker", "min": 1})
+    split_folds: bool = field(default=False, metadata={"help": "one job per (training corpus, fold)"})
+    max_stack: int = field(default=16, metadata={"help": "most heads trained as one stacked model", "min": 1})
 
     def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ValueError(f"unknown head {self.head!r}; choose from {sorted(HEADS)}")
-        for name in ("lr", "logreg_c"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("eps", "weight_decay"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_epochs", "batch_size", "patience", "logreg_max_iter", "threads_per_worker",
-                     "max_stack"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_jobs == 0 or self.n_jobs < -1:
-            raise ValueError(f"n_jobs must be >= 1 or -1 (all cores), got {self.n_jobs}")
-        if self.stat not in STATS:
-            raise ValueError(f"stat must be one of {STATS}, got {self.stat!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        check_fields(self)
         if self.backend == "dask" and not self.scheduler:
-            raise ValueError("backend='dask' needs a scheduler address (e.g. tcp://host:8786)")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+            raise ConfigError("ProbeConfig.scheduler: backend='dask' needs a scheduler address (e.g. tcp://host:8786)")
 
     def to_json(self) -> str:
         """The training protocol as JSON (the fields that change results; no parallelism)."""
@@ -117,35 +108,41 @@ class LayerwiseConfig:
     probe : the training protocol
     """
 
-    models: tuple[str, ...] = ("w2v2-cn", "w2v2-de")
-    corpora: tuple[str, ...] = ("esd", "pavoque", "iemocap")
-    settings: tuple[str, ...] = SETTINGS
-    layers: tuple[int, ...] | None = None
-    n_folds: int = 5
-    cache_root: Path | None = None
-    out_dir: Path | None = None
-    run_name: str | None = None
-    write_best: bool = True
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    models: tuple[str, ...] = field(default=("w2v2-cn", "w2v2-de"), metadata={
+        "help": "model aliases (each needs a cache per corpus)"})
+    corpora: tuple[str, ...] = field(default=("esd", "pavoque", "iemocap"), metadata={
+        "help": "corpus names (prepared, with fold tables)"})
+    settings: tuple[str, ...] = field(default=SETTINGS, metadata={"help": "settings to run", "choices": SETTINGS,
+                                                                       "kind": "setting"})
+    layers: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "hidden-state indices to probe (default: all of the cache)", "min": 0})
+    n_folds: int = field(default=5, metadata={"help": "use folds 0 .. n_folds-1 of each fold table", "min": 1})
+    cache_root: Path | None = field(default=None, metadata={"help": "cache root (default $CROSSLING_CACHE or ./cache)"})
+    out_dir: Path | None = field(default=None, metadata={"help": "run directory (default runs/probes/<run_name>)"})
+    run_name: str | None = field(default=None, metadata={"help": "name of the run directory (default: head and time)"})
+    write_best: bool = field(default=True, metadata={"help": "also update runs/probes/best_layers.json"})
+    probe: ProbeConfig = field(default_factory=ProbeConfig, metadata={"help": "the training protocol"})
 
     def __post_init__(self) -> None:
         for name in ("models", "corpora", "settings"):
-            value = tuple(getattr(self, name))
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(self.layers))
+        check_fields(self)
+        problems = []
+        for name in ("models", "corpora", "settings"):
+            value = getattr(self, name)
             if not value:
-                raise ValueError(f"{name} must not be empty")
-            if len(set(value)) != len(value):
-                raise ValueError(f"{name} has duplicates: {list(value)}")
-            object.__setattr__(self, name, value)
-        bad = [s for s in self.settings if s not in SETTINGS]
-        if bad:
-            raise ValueError(f"unknown setting(s) {bad}; choose from {list(SETTINGS)}")
+                problems.append(f"LayerwiseConfig.{name}: must not be empty")
+            elif len(set(value)) != len(value):
+                problems.append(f"LayerwiseConfig.{name}: has duplicates: {list(value)}")
         if self.layers is not None:
             layers = tuple(int(v) for v in self.layers)
-            if not layers or min(layers) < 0 or len(set(layers)) != len(layers):
-                raise ValueError(f"layers must be distinct indices >= 0, got {list(layers)}")
+            if not layers or len(set(layers)) != len(layers):
+                problems.append(f"LayerwiseConfig.layers: must be distinct indices >= 0, got {list(layers)}")
             object.__setattr__(self, "layers", layers)
-        if self.n_folds < 1:
-            raise ValueError(f"n_folds must be >= 1, got {self.n_folds}")
+        if problems:
+            raise ConfigError(problems)
         for name in ("cache_root", "out_dir"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))

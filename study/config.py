@@ -1,13 +1,32 @@
 """The typed configuration of a whole study (``crossling study --config study.toml``).
 
-Every section has defaults equal to the paper's settings; paths are resolved relative to
-the TOML file's folder. ``load_study_config`` validates everything it can before any work
-starts, so a typo fails at once with the file and key named.
+The study config is made of the libraries' own configs, so every setting, default, rule
+and help text is written once, in the field of the library that uses it:
+
+- ``[extract]``: :class:`ExtractSettings`, the fields of ``featstore.extract.ExtractConfig``
+  except those the runner fills per (model, corpus);
+- ``[probes]``: which models, corpora and settings, and ``probes.config.ProbeConfig``'s
+  keys (``head``, ``max_epochs``, ``n_jobs`` ...) in the same table;
+- ``[finetune]``: ``folds``, and defaults for every run: the fields of
+  ``finetune.run.FinetuneConfig`` (``device``, ``strategy`` ...) with its sub-tables
+  ``[finetune.train]`` (``TrainConfig``: ``lr``, ``patience``, ``batch_size``,
+  ``max_epochs``, ``seed`` ...), ``[finetune.lora]`` (``r``, ``alpha``, ``dropout``),
+  ``[finetune.ba]`` (``reduction``) and ``[finetune.wg]``; each ``[[finetune.runs]]``
+  names ``model``, ``train_corpus``, ``test_corpus`` and overrides any default;
+- ``[sed]``: ``probes.sed.ModelRunConfig``'s keys (``model``, ``corpus``, ``device``
+  ...) plus the listening-test files;
+- ``[human]``, ``[corpora.NAME]``, ``[models.ALIAS]``, ``[study]``.
+
+:func:`load_study_config` reads the file with one strict reader
+(:mod:`featstore.configs`): unknown keys, wrong types, values out of range and references
+to undeclared corpora or models, or to folders that do not exist, are ALL reported in one
+:class:`StudyConfigError` before any step runs. Paths are relative to the TOML's folder.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,35 +36,71 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from finetune.model import SCOPES
-from finetune.tuners import STRATEGIES
+from featstore.configs import ConfigError, ConfigReader, check_fields, subset_config
+from featstore.corpora import READERS
+from featstore.extract import ExtractConfig
+from finetune.run import FinetuneConfig
+from finetune.tuners import canonical_strategy
+from probes.config import LayerwiseConfig, ProbeConfig
+from probes.sed import ModelRunConfig
 
 
-class StudyConfigError(ValueError):
-    """A study config that cannot be run, with the file and key that are wrong."""
+class StudyConfigError(ConfigError):
+    """A study config that cannot be run; lists every problem with its file and key."""
+
+
+ExtractSettings = subset_config(
+    ExtractConfig, name="ExtractSettings", module=__name__,
+    # filled by the runner for each (model, corpus); a study extracts whole corpora
+    exclude=("model", "corpus", "cache_root", "model_language", "alias", "language", "manifest", "out", "shard",
+             "progress"),
+    placeholders={"model": "model", "corpus": "corpus"},
+    doc="``[extract]``: how every cache of the study is made (``featstore.extract.ExtractConfig``'s "
+        "settings; the runner fills model, corpus, language, cache root and output file).")
+
+_RUN_FILLED = ("cache_root", "out", "language", "alias", "folds")
+FinetuneRun = subset_config(
+    FinetuneConfig, name="FinetuneRun", module=__name__, exclude=_RUN_FILLED,
+    doc="One ``[[finetune.runs]]``: a ``finetune.run.FinetuneConfig`` without what the runner fills "
+        "(the model's folder and language from ``[models]``, cache root, output folder, folds).")
+FinetuneDefaults = subset_config(
+    FinetuneConfig, name="FinetuneDefaults", module=__name__,
+    exclude=(*_RUN_FILLED, "model", "train_corpus", "test_corpus", "source_corpus", "two_stage"),
+    placeholders={"model": "model", "train_corpus": "corpus", "test_corpus": "corpus"},
+    doc="The keys of ``[finetune]`` that every run starts from (a run's own keys win).")
+SedRun = subset_config(
+    ModelRunConfig, name="SedRun", module=__name__, exclude=(),
+    doc="The diarization model run of ``[sed]`` (``probes.sed.ModelRunConfig``).")
+
+_LAYERWISE = {f.name: f for f in fields(LayerwiseConfig)}
 
 
 @dataclass(frozen=True)
 class CorpusEntry:
     """A corpus to prepare: ``reader`` from ``featstore corpora``, its ``root`` on disk."""
 
-    name: str
-    reader: str
-    root: Path
-    language: str | None = None
-    label_map: str | None = None
-    paper_splits: Path | None = None  # a folder in the paper's split layout to import
-    split_languages: tuple[str, ...] = ()  # generated folds keep only these (ESD: ["cn"])
-    check_audio: bool = False
+    name: str = field(metadata={"help": "the corpus's name in the cache (the TOML table's name)"})
+    reader: str = field(metadata={"help": "corpus reader (featstore corpora)", "choices": tuple(READERS)})
+    root: Path = field(metadata={"help": "the corpus on disk (folder, or a table file for the table reader)"})
+    language: str | None = field(default=None, metadata={"help": "language code (readers that need one)"})
+    label_map: str | None = field(default=None, metadata={"help": "label renames, e.g. negation=angry"})
+    paper_splits: Path | None = field(default=None, metadata={
+        "help": "a folder in the paper's split layout to import (else folds are generated)"})
+    split_languages: tuple[str, ...] = field(default=(), metadata={
+        "help": "generated folds keep only these languages (ESD: [\"cn\"])"})
+    check_audio: bool = field(default=False, metadata={"help": "decode every file while preparing"})
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     """A model alias, optionally pinned to a local folder (and its language)."""
 
-    alias: str
-    path: Path | None = None
-    language: str | None = None
+    alias: str = field(metadata={"help": "the model's name in the cache and the results (the TOML key)"})
+    path: Path | None = field(default=None, metadata={"help": "local model folder (default: found by alias)"})
+    language: str | None = field(default=None, metadata={"help": "the model's language (models outside the registry)"})
 
     @property
     def source(self) -> str:
@@ -55,80 +110,88 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class ProbesSection:
-    enabled: bool = True
-    models: tuple[str, ...] = ()
-    corpora: tuple[str, ...] = ()
-    settings: tuple[str, ...] = ("mono", "cross", "trans")
-    head: str = "mlp"
-    seed: int = 0
-    max_epochs: int = 100
-    n_jobs: int = 1
+    """``[probes]``: the layer-wise analysis; ProbeConfig's keys sit in the same table."""
 
-
-@dataclass(frozen=True)
-class FinetuneRun:
-    model: str
-    strategy: str
-    train: str
-    test: str
-    two_stage: bool = False
-    source: str | None = None
-    layer: str = "best"
-    scope: str = "every-layer"
+    enabled: bool = field(default=True, metadata={"help": "run the layer-wise analysis"})
+    models: tuple[str, ...] = field(default=(), metadata=_LAYERWISE["models"].metadata)
+    corpora: tuple[str, ...] = field(default=(), metadata=_LAYERWISE["corpora"].metadata)
+    settings: tuple[str, ...] = field(default=_LAYERWISE["settings"].default, metadata=_LAYERWISE["settings"].metadata)
+    layers: tuple[int, ...] | None = field(default=None, metadata=_LAYERWISE["layers"].metadata)
+    n_folds: int = field(default=_LAYERWISE["n_folds"].default, metadata=_LAYERWISE["n_folds"].metadata)
+    probe: ProbeConfig = field(default_factory=ProbeConfig, metadata={
+        "help": "how each head is trained (probes.config.ProbeConfig)", "inline": True})
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise StudyConfigError(f"finetune strategy {self.strategy!r}: choose from {', '.join(STRATEGIES)}")
-        where = f"finetune run {self.model} {self.train}->{self.test}"
-        if self.two_stage and not self.source:
-            raise StudyConfigError(f"{where}: two_stage needs source")
-        if self.source and not self.two_stage:
-            raise StudyConfigError(f"{where}: source {self.source!r} is only used with two_stage = true")
-        if self.scope not in SCOPES:
-            raise StudyConfigError(f"{where}: scope {self.scope!r}: choose from {', '.join(SCOPES)}")
-        if str(self.layer) != "best" and not (str(self.layer).isdigit() and int(self.layer) >= 1):
-            raise StudyConfigError(f"{where}: layer {self.layer!r}: give 'best' or a layer number >= 1")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class FinetuneSection:
-    enabled: bool = True
-    runs: tuple[FinetuneRun, ...] = ()
-    folds: int = 5
-    max_epochs: int = 100
-    seed: int = 0
+    """``[finetune]``: the PEFT runs (Table I) over folds ``0 .. folds-1``."""
+
+    enabled: bool = field(default=True, metadata={"help": "run the fine-tuning runs"})
+    runs: tuple[FinetuneRun, ...] = field(default=(), metadata={"help": "the runs ([[finetune.runs]])"})
+    folds: int = field(default=5, metadata={"help": "folds 0 .. folds-1 of every run", "min": 1})
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class HumanSection:
-    enabled: bool = False
-    results: tuple[Path, ...] = ()
-    key: Path | None = None
-    group_column: str | None = "native_language"
-    groups_table: Path | None = None
+    """``[human]``: the listening-test comparison (Tables II/III)."""
+
+    enabled: bool = field(default=False, metadata={"help": "compare listeners with the models"})
+    results: tuple[Path, ...] = field(default=(), metadata={"help": "webMUSHRA lss.csv result files"})
+    key: Path | None = field(default=None, metadata={"help": "the key.csv written by `probes human build`"})
+    group_column: str | None = field(default="native_language", metadata={
+        "help": "questionnaire column that gives each listener's group"})
+    groups_table: Path | None = field(default=None, metadata={"help": "a listener,group table instead"})
 
 
 @dataclass(frozen=True)
 class SedSection:
-    enabled: bool = False
-    model: str = "wavlm-emo"
-    corpus: str = "zed"
-    listeners: Path | None = None
-    key: Path | None = None
+    """``[sed]``: speech emotion diarization (Table IV); ModelRunConfig's keys sit in the
+    same table."""
+
+    enabled: bool = field(default=False, metadata={"help": "run the diarization model (and score listeners)"})
+    run: SedRun = field(default_factory=SedRun, metadata={
+        "help": "the diarization model run (probes.sed.ModelRunConfig)", "inline": True})
+    listeners: Path | None = field(default=None, metadata={
+        "help": "listener answers: listener,group,stimulus,label,start,end"})
+    key: Path | None = field(default=None, metadata={
+        "help": "the key.csv written by `probes sed listeners build`"})
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """``[study]``."""
+
+    name: str | None = field(default=None, metadata={"help": "the study's name (default: the file's stem)"})
+    out: Path | None = field(default=None, metadata={"help": "results, figures and report (default cache/runs/NAME)"})
+    cache_root: Path | None = field(default=None, metadata={
+        "help": "manifests, folds and hidden-state caches (default: cache next to the file)"})
+    seed: int = field(default=0, metadata={"help": "seed of the generated folds", "min": 0})
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    name: str
-    out: Path
-    cache_root: Path
-    seed: int = 0
-    corpora: tuple[CorpusEntry, ...] = ()
-    models: tuple[ModelEntry, ...] = ()
-    probes: ProbesSection = field(default_factory=ProbesSection)
-    finetune: FinetuneSection = field(default_factory=FinetuneSection)
-    human: HumanSection = field(default_factory=HumanSection)
-    sed: SedSection = field(default_factory=SedSection)
+    """A whole study, as :func:`load_study_config` reads it (or built in Python)."""
+
+    name: str = field(metadata={"help": "the study's name"})
+    out: Path = field(metadata={"help": "results, figures and report"})
+    cache_root: Path = field(metadata={"help": "manifests, folds and hidden-state caches"})
+    seed: int = field(default=0, metadata={"help": "seed of the generated folds", "min": 0})
+    corpora: tuple[CorpusEntry, ...] = field(default=(), metadata={"help": "[corpora.NAME] tables"})
+    models: tuple[ModelEntry, ...] = field(default=(), metadata={"help": "[models] aliases and folders"})
+    extract: ExtractSettings = field(default_factory=ExtractSettings, metadata={"help": "[extract]"})
+    probes: ProbesSection = field(default_factory=ProbesSection, metadata={"help": "[probes]"})
+    finetune: FinetuneSection = field(default_factory=FinetuneSection, metadata={"help": "[finetune]"})
+    human: HumanSection = field(default_factory=HumanSection, metadata={"help": "[human]"})
+    sed: SedSection = field(default_factory=SedSection, metadata={"help": "[sed]"})
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def corpus(self, name: str) -> CorpusEntry:
         """The corpus entry called ``name``."""
@@ -138,84 +201,159 @@ class StudyConfig:
         raise StudyConfigError(f"corpus {name!r} is used but not declared under [corpora]")
 
 
-def _build(cls: type, data: dict[str, Any], where: str, base: Path) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise StudyConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    kwargs = {}
-    for key, value in data.items():
-        hint = str(known[key].type)
-        if "Path" in hint and value is not None:
-            value = tuple(_path(v, base) for v in value) if isinstance(value, list) else _path(value, base)
-        elif "tuple" in hint and isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    return cls(**kwargs)
+# keys of the earlier format, and where they are now
+_MOVED_FINETUNE = {"max_epochs": "[finetune.train] max_epochs", "seed": "[finetune.train] seed"}
+_MOVED_RUN = {"test": "test_corpus", "source": "source_corpus"}
 
 
-def _path(value: str, base: Path) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else base / p
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _table(reader: ConfigReader, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        reader.say(key, f"expected a table [{key}], got {value!r}")
+        return {}
+    return dict(value)
+
+
+def _read_finetune(reader: ConfigReader, data: dict[str, Any]) -> FinetuneSection | None:
+    runs_raw = data.pop("runs", [])
+    for old, new in _MOVED_FINETUNE.items():
+        if old in data:
+            reader.say(f"finetune.{old}", f"moved: write it as {new}")
+            data.pop(old)
+    section_keys = {f.name for f in fields(FinetuneSection)} - {"runs"}
+    head = {k: data.pop(k) for k in list(data) if k in section_keys}
+    defaults = reader.build(FinetuneDefaults, data, "finetune")
+    default_keys = data if defaults is not None else {}  # bad defaults are reported once, not per run
+    if not isinstance(runs_raw, list):
+        reader.say("finetune.runs", "expected a list of [[finetune.runs]] tables")
+        runs_raw = []
+    runs = []
+    for i, run in enumerate(runs_raw):
+        where = f"finetune.runs.{i + 1}"
+        if not isinstance(run, Mapping):
+            reader.say(where, f"expected a table, got {run!r}")
+            continue
+        run = dict(run)
+        # keys of the earlier format: said once, their values carried over (no "missing" as well)
+        if isinstance(run.get("train"), str):
+            reader.say(f"{where}.train", "the training corpus is now `train_corpus` (`train` holds "
+                       "training settings: lr, patience, batch_size, max_epochs, seed ...)")
+            run.setdefault("train_corpus", run.pop("train"))
+        for old, new in _MOVED_RUN.items():
+            if old in run:
+                reader.say(f"{where}.{old}", f"renamed: write it as {new}")
+                run.setdefault(new, run.pop(old))
+        runs.append(reader.build(FinetuneRun, _deep_merge(default_keys, run), where))
+    section = reader.build(FinetuneSection, head, "finetune")
+    if section is None or any(r is None for r in runs):
+        return None
+    return FinetuneSection(**{**{f.name: getattr(section, f.name) for f in fields(section)}, "runs": tuple(runs)})
 
 
 def load_study_config(path: str | Path) -> StudyConfig:
-    """Read and validate a study TOML (see ``study.example.toml``)."""
+    """Read and check a study TOML (see ``study.example.toml``); raise one
+    :class:`StudyConfigError` listing every problem."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise StudyConfigError(f"{path}: no such study config (start from study.example.toml)")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise StudyConfigError(f"{path}: not valid TOML ({err})") from err
     base = path.parent.resolve()
-    head = raw.pop("study", {})
-    corpora = tuple(
-        _build(CorpusEntry, {"name": name, **entry}, f"{path} [corpora.{name}]", base)
-        for name, entry in raw.pop("corpora", {}).items()
-    )
-    models = tuple(
-        _build(ModelEntry, {"alias": alias, **(entry if isinstance(entry, dict) else {"path": entry or None})},
-               f"{path} [models.{alias}]", base)
-        for alias, entry in raw.pop("models", {}).items()
-    )
-    ft_raw = dict(raw.pop("finetune", {}))
-    runs = tuple(_build(FinetuneRun, r, f"{path} [[finetune.runs]]", base) for r in ft_raw.pop("runs", []))
-    sections = {
-        "probes": _build(ProbesSection, raw.pop("probes", {}), f"{path} [probes]", base),
-        "finetune": _build(FinetuneSection, {**ft_raw, "runs": runs}, f"{path} [finetune]", base),
-        "human": _build(HumanSection, raw.pop("human", {}), f"{path} [human]", base),
-        "sed": _build(SedSection, raw.pop("sed", {}), f"{path} [sed]", base),
-    }
-    if raw:
-        raise StudyConfigError(f"{path}: unknown section(s) {sorted(raw)}")
-    head.setdefault("name", path.stem)
-    head["out"] = _path(head.get("out", f"cache/runs/{head['name']}"), base)
-    head["cache_root"] = _path(head.get("cache_root", "cache"), base)
-    config = StudyConfig(**head, corpora=corpora, models=models, **sections)
-    _check_references(config, path)
+    reader = ConfigReader(path, base)
+    known = ("study", "corpora", "models", "extract", "probes", "finetune", "human", "sed")
+    for key in raw:
+        if key not in known:
+            from featstore.errors import did_you_mean
+
+            reader.say(key, f"unknown section{did_you_mean(key, known)}", ", ".join(known))
+    head = reader.build(StudySettings, _table(reader, raw, "study"), "study")
+    corpora = []
+    for name, entry in _table(reader, raw, "corpora").items():
+        if not isinstance(entry, Mapping):
+            reader.say(f"corpora.{name}", f"expected a table (reader, root ...), got {entry!r}")
+            continue
+        corpora.append(reader.build(CorpusEntry, entry, f"corpora.{name}", fixed={"name": name}))
+    models = []
+    for alias, entry in _table(reader, raw, "models").items():
+        if isinstance(entry, str):  # alias = "folder" ("" = found by alias)
+            entry = {"path": entry} if entry else {}
+        if not isinstance(entry, Mapping):
+            reader.say(f"models.{alias}", f"expected a folder (string) or a table (path, language), got {entry!r}")
+            continue
+        models.append(reader.build(ModelEntry, entry, f"models.{alias}", fixed={"alias": alias}))
+    extract = reader.build(ExtractSettings, _table(reader, raw, "extract"), "extract")
+    probes = reader.build(ProbesSection, _table(reader, raw, "probes"), "probes")
+    finetune = _read_finetune(reader, _table(reader, raw, "finetune"))
+    human = reader.build(HumanSection, _table(reader, raw, "human"), "human")
+    sed = reader.build(SedSection, _table(reader, raw, "sed"), "sed")
+    parts = [head, extract, probes, finetune, human, sed, *corpora, *models]
+    if all(p is not None for p in parts):
+        name = head.name or path.stem
+        config = StudyConfig(
+            name=name, out=head.out or base / "cache" / "runs" / name, cache_root=head.cache_root or base / "cache",
+            seed=head.seed, corpora=tuple(corpora), models=tuple(models), extract=extract, probes=probes,
+            finetune=finetune, human=human, sed=sed)
+        _check_references(config, reader)
+    reader.raise_if_problems(StudyConfigError)
     return config
 
 
-def _check_references(config: StudyConfig, path: Path) -> None:
-    names = {c.name for c in config.corpora}
-    aliases = {m.alias for m in config.models}
-    used = set(config.probes.corpora)
-    for run in config.finetune.runs:
-        used |= {run.train, run.test} | ({run.source} if run.source else set())
-        if run.model not in aliases:
-            raise StudyConfigError(f"{path}: finetune model {run.model!r} is not declared under [models]")
+def _check_references(config: StudyConfig, reader: ConfigReader) -> None:
+    """Undeclared corpora and models, and folders that do not exist (added to ``reader``)."""
+    names = [c.name for c in config.corpora]
+    aliases = [m.alias for m in config.models]
+
+    def corpus_ref(where: str, name: str | None) -> None:
+        if name is not None and name not in names:
+            reader.say(where, f"corpus {name!r} is not declared under [corpora]", ", ".join(names) or "none declared")
+
+    def model_ref(where: str, alias: str) -> None:
+        if alias not in aliases:
+            reader.say(where, f"model {alias!r} is not declared under [models]", ", ".join(aliases) or "none declared")
+
+    if config.probes.enabled:
+        for name in config.probes.corpora:
+            corpus_ref("probes.corpora", name)
+        for alias in config.probes.models:
+            model_ref("probes.models", alias)
+    if config.finetune.enabled:
+        seen: dict[tuple, int] = {}
+        for i, run in enumerate(config.finetune.runs):
+            where = f"finetune.runs.{i + 1}"
+            key = (run.model, run.source_corpus if run.two_stage else None, run.train_corpus, run.test_corpus,
+                   canonical_strategy(run.strategy), run.scope, str(run.layer))
+            if key in seen:
+                reader.say(where, f"same model, corpora, strategy, scope and layer as run {seen[key]}: both would "
+                           "write one folder; merge them or change one of these")
+            seen.setdefault(key, i + 1)
+            model_ref(f"{where}.model", run.model)
+            corpus_ref(f"{where}.train_corpus", run.train_corpus)
+            corpus_ref(f"{where}.test_corpus", run.test_corpus)
+            corpus_ref(f"{where}.source_corpus", run.source_corpus)
     if config.sed.enabled:
-        used.add(config.sed.corpus)
-    missing = sorted(used - names)
-    if missing:
-        raise StudyConfigError(f"{path}: corpus/corpora {missing} used but not declared under [corpora]")
-    unknown_models = sorted(set(config.probes.models) - aliases)
-    if unknown_models:
-        raise StudyConfigError(f"{path}: probes model(s) {unknown_models} not declared under [models]")
+        corpus_ref("sed.corpus", config.sed.run.corpus)
     for entry in config.corpora:
         if not entry.root.exists():
-            raise StudyConfigError(
-                f"{path} [corpora.{entry.name}]: root {entry.root} does not exist; put the {entry.reader} "
-                "corpus there or fix the path"
-            )
+            reader.say(f"corpora.{entry.name}.root", f"{entry.root} does not exist; put the {entry.reader} corpus "
+                       "there or fix the path")
+        if entry.paper_splits is not None and not entry.paper_splits.is_dir():
+            reader.say(f"corpora.{entry.name}.paper_splits", f"{entry.paper_splits} is not a folder")
+    for entry in config.models:
+        if entry.path is not None and not entry.path.exists():
+            reader.say(f"models.{entry.alias}.path", f"{entry.path} does not exist")
+    if config.human.enabled:
+        for p in (*config.human.results, config.human.key, config.human.groups_table):
+            if p is not None and not p.exists():
+                reader.say("human", f"{p} does not exist")

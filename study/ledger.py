@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from featstore.errors import CrosslingError
+from featstore.io import atomic_write_text
+
+
+class LedgerError(CrosslingError, ValueError):
+    """A step ledger that cannot be read (the message names the file and what to do)."""
 
 
 def fingerprint_of(*parts: object) -> str:
@@ -34,7 +40,7 @@ class Ledger:
             try:
                 self._steps = json.loads(self.path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{self.path}: corrupt step ledger ({err}); delete it to rerun every step") from err
+                raise LedgerError(f"{self.path}: corrupt step ledger ({err}); delete it to rerun every step") from err
 
     def is_done(self, name: str, fingerprint: str) -> bool:
         """True when ``name`` finished with ``fingerprint`` and all its outputs still exist."""
@@ -46,9 +52,7 @@ class Ledger:
     def mark_done(self, name: str, fingerprint: str, outputs: Sequence[str | Path] = ()) -> None:
         """Record a finished step (atomically)."""
         self._steps[name] = {"fingerprint": fingerprint, "outputs": [str(p) for p in outputs]}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self._steps, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(self._steps, indent=2, sort_keys=True))
 
     def run(
         self,

@@ -13,23 +13,31 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from featstore.errors import safe_file_stem
+from featstore.io import TableError, parquet_key_values
 from featstore.paths import features_path, manifest_path
+from finetune.tuners import canonical_strategy
 from study import steps
 from study.config import FinetuneRun, ModelEntry, StudyConfig
 from study.ledger import Ledger, fingerprint_of
 
 
 def _manifest_fp(corpus: str, root: Path) -> str:
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(manifest_path(corpus, root)).metadata or {}
-    return (meta.get(b"crossling") or b"").decode()
+    """The manifest's recorded fingerprint and root (its ``crossling`` metadata), read from
+    the file-level key-values ("" when there is no manifest yet)."""
+    try:
+        return parquet_key_values(manifest_path(corpus, root)).get("crossling", "")
+    except TableError:
+        return ""
 
 
 def _run_name(run: FinetuneRun) -> str:
-    stage = f"{run.source}-then-" if run.two_stage else ""
+    """``model/[source-then-]train-to-test/strategy-scope[-Lk]``, each part a safe file name."""
+    stage = f"{run.source_corpus}-then-" if run.two_stage else ""
     layer = "" if run.layer == "best" else f"-L{run.layer}"  # runs that differ only in layer get their own folder
-    return f"{run.model}/{stage}{run.train}-to-{run.test}/{run.strategy.replace('+', '_')}-{run.scope}{layer}"
+    corpora = safe_file_stem(f"{stage}{run.train_corpus}-to-{run.test_corpus}", "fine-tuning run name")
+    method = safe_file_stem(f"{canonical_strategy(run.strategy).replace('+', '_')}-{run.scope}{layer}", "run name")
+    return f"{safe_file_stem(run.model, 'model alias')}/{corpora}/{method}"
 
 
 def needed_caches(config: StudyConfig) -> list[tuple[str, str]]:
@@ -39,6 +47,16 @@ def needed_caches(config: StudyConfig) -> list[tuple[str, str]]:
     return [(m, c) for m in config.probes.models for c in config.probes.corpora]
 
 
+def corpora_with_folds(config: StudyConfig) -> set[str]:
+    """Corpora that the probes or fine-tuning read by fold (diarization and listening-test
+    corpora need no folds, and a diarization corpus such as ZED could not have them)."""
+    names: set[str] = set(config.probes.corpora) if config.probes.enabled else set()
+    if config.finetune.enabled:
+        for run in config.finetune.runs:
+            names |= {run.train_corpus, run.test_corpus} | ({run.source_corpus} if run.source_corpus else set())
+    return names
+
+
 def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
     """Run every step of ``config`` that is not done yet; return the report's path."""
     root, out = config.cache_root, config.out
@@ -46,27 +64,37 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
     steps.write_study_meta(out, {"title": f"Cross-lingual SER study: {config.name}",
                                  "config": asdict(config), "untrained_models": False})
     models = {m.alias: m for m in config.models}
+    with_folds = corpora_with_folds(config)
     for c in config.corpora:
         options = {k: v for k, v in (("language", c.language), ("label_map", c.label_map)) if v}
         fp = fingerprint_of("prepare", asdict(c))
         ledger.run(f"prepare/{c.name}", fp, lambda c=c, options=options: steps.prepare(
             c.reader, c.root, c.name, root, options, c.check_audio), log)
+        if c.name not in with_folds:
+            continue
         ledger.run(f"splits/{c.name}", fingerprint_of(fp, config.seed, _manifest_fp(c.name, root)),
                    lambda c=c: steps.splits(c.name, root, config.seed, c.paper_splits, c.split_languages), log)
     for alias, corpus in needed_caches(config):
         entry = models[alias]
-        ledger.run(f"extract/{alias}/{corpus}", fingerprint_of(asdict(entry), _manifest_fp(corpus, root)),
-                   lambda entry=entry, corpus=corpus: _extract(entry, corpus, root), log)
+        ledger.run(f"extract/{alias}/{corpus}",
+                   fingerprint_of(asdict(entry), _manifest_fp(corpus, root), _extract_result_settings(config)),
+                   lambda entry=entry, corpus=corpus: _extract(entry, corpus, root, config), log)
     # what later steps read: each corpus's manifest and folds (seed, imported paper
     # splits), so a change there reruns the probes and fine-tuning too
-    inputs = {c.name: [_manifest_fp(c.name, root), config.seed, c.paper_splits] for c in config.corpora}
+    inputs = {c.name: [_manifest_fp(c.name, root), config.seed, c.paper_splits, c.split_languages]
+              for c in config.corpora}
+
+    def inputs_of(*names: str | None) -> dict:  # a step depends on the corpora it reads, no others
+        return {n: inputs.get(n) for n in names if n}
+
     probes_fp = ""
     if config.probes.enabled and config.probes.models:
         p = config.probes
         used = [asdict(models[m]) for m in p.models]  # another model folder -> new caches
-        probes_fp = fingerprint_of(asdict(p), inputs, used)
+        probes_fp = fingerprint_of(asdict(p), inputs_of(*p.corpora), used)
         ledger.run("probes", probes_fp, lambda: steps.probes(
-            p.models, p.corpora, root, out / "probes", p.settings, p.head, p.seed, p.max_epochs, p.n_jobs), log)
+            p.models, p.corpora, root, out / "probes", p.settings, probe=p.probe, layers=p.layers,
+            n_folds=p.n_folds), log)
     ft_dirs, ft_fps = [], []
     if config.finetune.enabled:
         f = config.finetune
@@ -75,21 +103,21 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
             ft_dirs.append(run_dir)
             # layer "best" reads the probes' best layers: rerun when this model's changed
             best = _best_layers_of(run.model, root) if run.layer == "best" else None
-            ft_fps.append(fingerprint_of(asdict(run), f.folds, f.max_epochs, f.seed, inputs,
+            ft_fps.append(fingerprint_of(asdict(run), f.folds, inputs_of(run.train_corpus, run.test_corpus,
+                                                                         run.source_corpus),
                                          asdict(models[run.model]), best))
             ledger.run(f"finetune/{_run_name(run)}", ft_fps[-1],
-                       lambda run=run, run_dir=run_dir: steps.finetune(
-                           models[run.model].source, run.strategy, run.train, run.test, root, run_dir,
-                           run.two_stage, run.source, _layer(run.layer), run.scope, tuple(range(f.folds)),
-                           f.max_epochs, f.seed), log)
+                       lambda run=run, run_dir=run_dir: steps.finetune_run(
+                           run, models[run.model], root, run_dir, f.folds), log)
         if ft_dirs:
             ledger.run("finetune/table1", fingerprint_of([str(d) for d in ft_dirs], ft_fps),
                        lambda: steps.table_one(ft_dirs, out / "finetune"), log)
     if config.human.enabled:
         ledger.run("human", fingerprint_of(asdict(config.human), inputs, probes_fp, ft_fps), lambda: _human(config), log)
     if config.sed.enabled:
-        sed_model = asdict(models[config.sed.model]) if config.sed.model in models else None
-        ledger.run("sed", fingerprint_of(asdict(config.sed), inputs, sed_model), lambda: _sed(config, models), log)
+        sed_model = asdict(models[config.sed.run.model]) if config.sed.run.model in models else None
+        ledger.run("sed", fingerprint_of(asdict(config.sed), inputs_of(config.sed.run.corpus), sed_model),
+                   lambda: _sed(config, models), log)
     from study.report import build_report
 
     report = build_report(out)
@@ -108,16 +136,22 @@ def _best_layers_of(alias: str, root: Path) -> object:
         return None
 
 
-def _layer(layer: str) -> str | int:
-    return layer if layer == "best" else int(layer)
+# [extract] settings that change what a cache holds (the rest decide only how fast and
+# where it is made: the batched forward pass is exact under padding)
+_EXTRACT_RESULT_KEYS = ("dtype", "frames", "frame_layers", "max_clip_seconds")
 
 
-def _extract(entry: ModelEntry, corpus: str, root: Path) -> list[Path]:
-    from featstore.extract import ExtractConfig, extract
+def _extract_result_settings(config: StudyConfig) -> dict:
+    return {k: getattr(config.extract, k) for k in _EXTRACT_RESULT_KEYS}
 
-    config = ExtractConfig(model=entry.source, corpus=corpus, cache_root=root, model_language=entry.language,
-                           alias=entry.alias, out=features_path(entry.alias, corpus, root))
-    return [extract(config)]
+
+def _extract(entry: ModelEntry, corpus: str, root: Path, config: StudyConfig) -> list[Path]:
+    from featstore.extract import extract
+
+    extract_config = config.extract.complete(
+        model=entry.source, alias=entry.alias, corpus=corpus, cache_root=root, model_language=entry.language,
+        out=features_path(entry.alias, corpus, root))
+    return [extract(extract_config)]
 
 
 def _human(config: StudyConfig) -> list[Path]:
@@ -139,14 +173,15 @@ def _human(config: StudyConfig) -> list[Path]:
 
 
 def _sed(config: StudyConfig, models: dict) -> list[Path]:
-    from probes.sed._model import ModelRunConfig
-    from probes.sed._pipeline import run_model, score_listeners
+    from probes.sed import ModelRunConfig, run_model, score_listeners
 
     s = config.sed
-    source = models[s.model].source if s.model in models else s.model
+    entry = models.get(s.run.model)
     model_dir = config.out / "sed" / "model"
-    paths = list(run_model(ModelRunConfig(model=source, corpus=s.corpus), root=config.cache_root,
-                           out_dir=model_dir).values())
+    # a model pinned by path keeps its alias in the results, as extraction and fine-tuning do
+    run_config: ModelRunConfig = (s.run.complete(model=entry.source, alias=entry.alias) if entry is not None
+                                  else s.run.complete())
+    paths = list(run_model(run_config, root=config.cache_root, out_dir=model_dir).values())
     if s.listeners is not None:
         if s.key is None:
             raise ValueError("[sed] listeners need `key` (the key.csv written by `probes sed listeners build`)")

@@ -6,13 +6,19 @@ so that a rerun skips what is finished. Every step returns the paths it wrote.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
+from featstore.io import atomic_write, atomic_write_json
 from featstore.paths import manifest_path, splits_path
+
+if TYPE_CHECKING:
+    from finetune.run import FinetuneConfig
+    from probes.config import ProbeConfig
+    from study.config import FinetuneRun, ModelEntry
 
 
 def prepare(reader: str, root: Path, name: str, cache_root: Path, options: Mapping[str, object] | None = None,
@@ -57,14 +63,18 @@ def extract(model: str, corpus: str, cache_root: Path, frames: bool = False, dty
 
 def probes(models: Sequence[str], corpora: Sequence[str], cache_root: Path, out_dir: Path,
            settings: Sequence[str] = ("mono", "cross", "trans"), head: str = "mlp", seed: int = 0,
-           max_epochs: int = 100, n_jobs: int = 1) -> list[Path]:
-    """The layer-wise analysis (``probes layerwise``) into ``out_dir``."""
+           max_epochs: int = 100, n_jobs: int = 1, *, probe: ProbeConfig | None = None,
+           layers: Sequence[int] | None = None, n_folds: int = 5) -> list[Path]:
+    """The layer-wise analysis (``probes layerwise``) into ``out_dir``; ``probe`` (a whole
+    ``ProbeConfig``) replaces ``head``, ``seed``, ``max_epochs`` and ``n_jobs``."""
     from probes.config import LayerwiseConfig, ProbeConfig
     from probes.layerwise import run_layerwise
 
+    if probe is None:
+        probe = ProbeConfig(head=head, seed=seed, max_epochs=max_epochs, n_jobs=n_jobs)
     config = LayerwiseConfig(
         models=tuple(models), corpora=tuple(corpora), settings=tuple(settings), cache_root=cache_root,
-        out_dir=out_dir, probe=ProbeConfig(head=head, seed=seed, max_epochs=max_epochs, n_jobs=n_jobs),
+        out_dir=out_dir, probe=probe, layers=None if layers is None else tuple(layers), n_folds=n_folds,
     )
     run_layerwise(config, progress=True)
     return [out_dir / "results.parquet"]
@@ -87,6 +97,23 @@ def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path,
     return [out_dir / "results.parquet"]
 
 
+def finetune_config(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path,
+                    folds: int) -> FinetuneConfig:
+    """The ``FinetuneConfig`` of one study run: the model's identity whole (folder, alias,
+    language from ``[models]``), so ``layer = "best"``, the frame cache and the results
+    use the alias whatever the folder is called; folds ``0 .. folds-1``."""
+    return run.complete(model=entry.source, alias=entry.alias, language=entry.language, cache_root=str(cache_root),
+                        out=str(out_dir), folds=tuple(range(folds)))
+
+
+def finetune_run(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path, folds: int) -> list[Path]:
+    """One ``[[finetune.runs]]`` of a study over its folds into ``out_dir``."""
+    from finetune.run import run_finetune
+
+    run_finetune(finetune_config(run, entry, cache_root, out_dir, folds))
+    return [Path(out_dir) / "results.parquet"]
+
+
 def table_one(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
     """Join the Table I rows of several fine-tuning runs into ``out_dir/table1.csv``."""
     from finetune.results import table_one as make_table
@@ -96,11 +123,7 @@ def table_one(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
         return []
     table = make_table(pl.concat(frames, how="diagonal_relaxed"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "table1.csv"
-    tmp = path.with_name(path.name + ".tmp")
-    table.write_csv(tmp)
-    tmp.replace(path)
-    return [path]
+    return [atomic_write(out_dir / "table1.csv", table.write_csv)]
 
 
 def best_layer_predictions(probes_dir: Path) -> pl.DataFrame:
@@ -147,8 +170,4 @@ def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataF
 def write_study_meta(run_dir: Path, meta: Mapping[str, object]) -> Path:
     """``<run_dir>/study.json``: what the report shows at its top and in its provenance."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "study.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_json(run_dir / "study.json", dict(meta))

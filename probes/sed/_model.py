@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import polars as pl
 import torch
 import torch.nn.functional as F
 
+from featstore.configs import check_fields
 from probes.sed._eder import (
     eder,
     frames_to_segments,
@@ -50,17 +51,25 @@ class ModelRunConfig:
     corpus : prepared corpus with an ``events`` column (ZED).
     pad_like_recipe : append the last frame label once when the model made fewer frames
         than the recipe's reference labels (the recipe does).
-    device : torch device.
+    device : torch device; ``auto`` (the default) is CUDA when present, else the CPU.
+    alias : the model's name in results when ``model`` is a folder (default: the
+        registry's or the folder's name).
     """
 
-    model: str = "wavlm-emo"
-    corpus: str = "zed"
-    pad_like_recipe: bool = True
-    device: str = "cpu"
+    model: str = field(default="wavlm-emo", metadata={
+        "help": "model alias or folder (a SpeechBrain emotion-diarization folder)",
+        "check": lambda v: None if v else "is empty", "allowed": "a model alias or folder"})
+    corpus: str = field(default="zed", metadata={
+        "help": "prepared corpus with an events column (ZED)",
+        "check": lambda v: None if v else "is empty", "allowed": "a prepared corpus name"})
+    pad_like_recipe: bool = field(default=True, metadata={
+        "help": "append the last frame label once when the model made fewer frames than the recipe's labels"})
+    device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA if present, else CPU), cpu, cuda ..."})
+    alias: str | None = field(default=None, metadata={
+        "help": "the model's name in results when model is a folder (default: its registry or folder name)"})
 
     def __post_init__(self) -> None:
-        if not self.model or not self.corpus:
-            raise ValueError("model and corpus must be named")
+        check_fields(self)
 
     def to_json(self) -> str:
         """The config as JSON (for the results' provenance)."""

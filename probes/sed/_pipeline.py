@@ -68,7 +68,8 @@ def run_model(
     manifest = load_corpus_manifest(config.corpus, root)
     if limit is not None:
         manifest = manifest.sort("utt_id").head(limit)
-    loaded = load_model(config.model, device=config.device, search_dirs=search_dirs, cache_root=root)
+    loaded = load_model(config.model, alias=config.alias, device=config.device, search_dirs=search_dirs,
+                        cache_root=root)
     per_utt = diarize_corpus(loaded, manifest, load_wave or load_row, config, progress)
     prov = {"model": loaded.alias, "model_fingerprint": loaded.fingerprint, "corpus": config.corpus,
             "manifest_fingerprint": manifest_fingerprint(manifest), "cache_fingerprint": None,

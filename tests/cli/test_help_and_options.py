@@ -170,7 +170,6 @@ def test_auto_device_resolves_to_what_is_there(monkeypatch):
     import torch
 
     from featstore.console import resolve_device
-
     from featstore.models.device import DeviceError
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)

@@ -88,15 +88,18 @@ head = "logreg"
 
 [finetune]
 folds = 1
+device = "cpu"
+
+[finetune.train]
 max_epochs = 1
 
 [[finetune.runs]]
 model = "w2v2-cn"
 strategy = "lora+ba+wg"
-train = "pavoque"
-test = "pavoque"
+train_corpus = "pavoque"
+test_corpus = "pavoque"
 two_stage = true
-source = "esd"
+source_corpus = "esd"
 """
     path = tmp_path / "study.toml"
     path.write_text(text)

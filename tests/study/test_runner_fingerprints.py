@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import study.report
+from finetune.train import TrainConfig
 from study import runner, steps
 from study.config import CorpusEntry, FinetuneRun, FinetuneSection, ModelEntry, ProbesSection, StudyConfig
 
@@ -26,7 +27,7 @@ def ran(monkeypatch, tmp_path):
             return [path]
         return fn
 
-    for name in ("prepare", "splits", "probes", "finetune", "table_one"):
+    for name in ("prepare", "splits", "probes", "finetune_run", "table_one"):
         monkeypatch.setattr(steps, name, stub(name))
     monkeypatch.setattr(runner, "_extract", stub("extract"))
     monkeypatch.setattr(runner, "_manifest_fp", lambda corpus, root: "manifest-fp")
@@ -40,7 +41,7 @@ def _config(tmp_path: Path, **changes) -> StudyConfig:
         corpora=(CorpusEntry("esd", "esd", tmp_path),),
         models=(ModelEntry("w2v2-cn"),),
         probes=ProbesSection(models=("w2v2-cn",), corpora=("esd",)),
-        finetune=FinetuneSection(runs=(FinetuneRun("w2v2-cn", "lora", "esd", "esd"),)),
+        finetune=FinetuneSection(runs=(FinetuneRun("w2v2-cn", "esd", "esd", strategy="lora"),)),
     )
     return dataclasses.replace(config, **changes)
 
@@ -51,7 +52,7 @@ def _downstream(calls: list[str]) -> set[str]:
 
 def test_rerun_skips_everything(ran, tmp_path):
     runner.run_study(_config(tmp_path), log=lambda _: None)
-    assert ran == ["prepare", "splits", "extract", "probes", "finetune", "table_one"]
+    assert ran == ["prepare", "splits", "extract", "probes", "finetune_run", "table_one"]
     ran.clear()
     runner.run_study(_config(tmp_path), log=lambda _: None)
     assert ran == []
@@ -61,22 +62,23 @@ def test_new_folds_rerun_probes_and_finetuning(ran, tmp_path):
     runner.run_study(_config(tmp_path), log=lambda _: None)
     ran.clear()
     runner.run_study(_config(tmp_path, seed=1), log=lambda _: None)
-    assert _downstream(ran) == {"splits", "probes", "finetune", "table_one"}
+    assert _downstream(ran) == {"splits", "probes", "finetune_run", "table_one"}
 
 
 def test_new_model_folder_reruns_probes_and_finetuning(ran, tmp_path):
     runner.run_study(_config(tmp_path), log=lambda _: None)
     ran.clear()
     runner.run_study(_config(tmp_path, models=(ModelEntry("w2v2-cn", tmp_path / "other"),)), log=lambda _: None)
-    assert set(ran) == {"extract", "probes", "finetune", "table_one"}
+    assert set(ran) == {"extract", "probes", "finetune_run", "table_one"}
 
 
 def test_changed_finetuning_rebuilds_table_one(ran, tmp_path):
     runner.run_study(_config(tmp_path), log=lambda _: None)
     ran.clear()
     runner.run_study(_config(tmp_path, finetune=FinetuneSection(
-        runs=(FinetuneRun("w2v2-cn", "lora", "esd", "esd"),), max_epochs=3)), log=lambda _: None)
-    assert ran == ["finetune", "table_one"]
+        runs=(FinetuneRun("w2v2-cn", "esd", "esd", strategy="lora", train=TrainConfig(max_epochs=3)),))),
+        log=lambda _: None)
+    assert ran == ["finetune_run", "table_one"]
 
 
 def test_human_step_passes_the_configured_groups(monkeypatch, tmp_path):
@@ -108,7 +110,8 @@ def test_human_step_passes_the_configured_groups(monkeypatch, tmp_path):
 
 
 def test_runs_that_differ_only_in_layer_write_to_different_folders():
-    names = {runner._run_name(FinetuneRun("w2v2-cn", "lora", "esd", "esd", layer=layer)) for layer in ("best", "3", "6")}
+    names = {runner._run_name(FinetuneRun("w2v2-cn", "esd", "esd", strategy="lora", layer=layer))
+             for layer in ("best", "3", "6")}
     assert len(names) == 3
 
 
@@ -141,7 +144,7 @@ def test_finetuning_at_the_best_layer_reruns_when_the_best_layers_change(ran, tm
     write_best_layers({"w2v2-cn": {"mono": 3}}, best_layers_path(config.cache_root))
     ran.clear()
     runner.run_study(config, log=lambda _: None)
-    assert ran == ["finetune", "table_one"]
+    assert ran == ["finetune_run", "table_one"]
     ran.clear()
     write_best_layers({"other": {"mono": 5}}, best_layers_path(config.cache_root))  # another model's entry
     runner.run_study(config, log=lambda _: None)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from featstore.configs import check_fields
+
 
 @dataclass(frozen=True)
 class BASettings:
     """Bottleneck adapter hyper-parameters."""
 
-    reduction: int = field(default=16, metadata={"help": "hidden size / bottleneck size"})
+    reduction: int = field(default=16, metadata={"help": "hidden size / bottleneck size", "min": 1})
     zero_init_up: bool = field(
         default=False,
         metadata={"help": "start the up-projection at zero (adapter = identity at first); "
@@ -17,5 +19,4 @@ class BASettings:
     )
 
     def __post_init__(self) -> None:
-        if self.reduction < 1:
-            raise ValueError(f"BA reduction factor must be >= 1, got {self.reduction}")
+        check_fields(self)  # reduction >= 1 (BA reduction factor), zero_init_up a bool

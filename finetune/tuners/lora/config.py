@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from featstore.configs import ConfigError, check_fields
+
 # the attention projections and both feed-forward projections of each adapted layer
 LORA_TARGETS: tuple[str, ...] = (
     "attention.q_proj",
@@ -19,19 +21,15 @@ LORA_TARGETS: tuple[str, ...] = (
 class LoraSettings:
     """LoRA hyper-parameters."""
 
-    r: int = field(default=8, metadata={"help": "rank of the low-rank update"})
-    alpha: float = field(default=16.0, metadata={"help": "scaling numerator (update scaled by alpha / r)"})
-    dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA branch input"})
+    r: int = field(default=8, metadata={"help": "LoRA rank of the low-rank update", "min": 1})
+    alpha: float = field(default=16.0, metadata={"help": "LoRA alpha: scaling numerator (update scaled by alpha / r)",
+                                                 "gt": 0})
+    dropout: float = field(default=0.1, metadata={"help": "LoRA dropout on the branch input", "min": 0, "lt": 1})
     targets: tuple[str, ...] = field(
         default=LORA_TARGETS, metadata={"help": "module paths inside one encoder layer to adapt"}
     )
 
     def __post_init__(self) -> None:
-        if self.r < 1:
-            raise ValueError(f"LoRA rank must be >= 1, got {self.r}")
-        if self.alpha <= 0:
-            raise ValueError(f"LoRA alpha must be > 0, got {self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        check_fields(self)  # r >= 1, alpha > 0, 0 <= dropout < 1
         if not self.targets:
-            raise ValueError("LoRA needs at least one target module")
+            raise ConfigError("LoraSettings.targets: LoRA needs at least one target module")

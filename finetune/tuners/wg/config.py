@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from featstore.configs import check_fields
+
 
 @dataclass(frozen=True)
 class WGSettings:
@@ -13,9 +15,9 @@ class WGSettings:
     init_logit: float = field(
         default=1.0,
         metadata={"help": "initial gate logit of every dimension (sigmoid(1) = 0.73, the "
-                  "paper's code's ones-initialised gate)"},
+                  "paper's code's ones-initialised gate)",
+                  "check": lambda v: None if math.isfinite(v) else f"{v} is not finite", "allowed": "a finite number"},
     )
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.init_logit):
-            raise ValueError(f"WG init_logit must be finite, got {self.init_logit}")
+        check_fields(self)  # WG init_logit: a finite number
