@@ -147,6 +147,9 @@ class HumanSection:
     group_column: str | None = field(default="native_language", metadata={
         "help": "questionnaire column that gives each listener's group"})
     groups_table: Path | None = field(default=None, metadata={"help": "a listener,group table instead"})
+    group_languages: dict[str, str] = field(default_factory=dict, metadata={
+        "help": "listener group -> language code, for group names that are not codes or known aliases "
+                "(e.g. {Mandarin-speakers = \"cn\"}); zh/chinese/german/english... are known"})
 
 
 @dataclass(frozen=True)

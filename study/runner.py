@@ -167,7 +167,7 @@ def _human(config: StudyConfig) -> list[Path]:
     preds += [pl.read_parquet(p) for p in sorted((config.out / "finetune").rglob("predictions.parquet"))]
     predictions = pl.concat(preds, how="diagonal_relaxed") if preds else None
     languages = {m.alias: m.language for m in config.models if m.language}
-    return steps.human_compare(list(h.results), h.key, predictions, config.out / "human", group_languages={},
+    return steps.human_compare(list(h.results), h.key, predictions, config.out / "human", group_languages=h.group_languages,
                                model_languages=languages, group_column=h.group_column or "native_language",
                                groups_table=h.groups_table)
 

@@ -298,3 +298,16 @@ def test_two_runs_that_would_write_one_folder_are_refused(tmp_path):
     path.write_text(_toml(tables, runs))
     with pytest.raises(StudyConfigError, match=r"\[finetune.runs.2\]: same model.*as run 1"):
         load_study_config(path)
+
+
+def test_human_group_languages_map_group_names_and_are_typed(tmp_path):
+    tables, runs = _base(tmp_path)
+    tables["human"] = {"group_languages": {"Mandarin speakers": "cn", "Deutsch": "de"}}
+    path = tmp_path / "s.toml"
+    path.write_text(_toml(tables, runs))
+    config = load_study_config(path)
+    assert config.human.group_languages == {"Mandarin speakers": "cn", "Deutsch": "de"}
+    tables["human"] = {"group_languages": ["cn", "de"]}
+    path.write_text(_toml(tables, runs))
+    with pytest.raises(StudyConfigError, match=r"human\.group_languages"):
+        load_study_config(path)
