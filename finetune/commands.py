@@ -66,9 +66,9 @@ def peft(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 1e-5,
     seed: Annotated[int, typer.Option(help="seed of batch order and dropout")] = 0,
     precision: Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16")] = "auto",
-    lora_r: Annotated[int, typer.Option(help="rank of the low-rank update")] = 8,
-    lora_alpha: Annotated[float, typer.Option(help="scaling numerator (update scaled by alpha / r)")] = 16.0,
-    lora_dropout: Annotated[float, typer.Option(help="dropout on the LoRA branch input")] = 0.1,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank of the low-rank update")] = 8,
+    lora_alpha: Annotated[float, typer.Option(help="LoRA alpha: scaling numerator (update scaled by alpha / r)")] = 16.0,
+    lora_dropout: Annotated[float, typer.Option(help="LoRA dropout on the branch input")] = 0.1,
     ba_reduction: Annotated[int, typer.Option(help="hidden size / bottleneck size")] = 16,
     ba_zero_init_up: Annotated[bool, typer.Option(help="start the up-projection at zero (adapter = identity at first); "
                                                        "the paper's code uses PyTorch's default init")] = False,
