@@ -27,7 +27,7 @@ CONFIG_FIELDS: dict[str, dict[str, str]] = {
         "model": f"{_FT}.model", "train_corpus": f"{_FT}.train_corpus", "test_corpus": f"{_FT}.test_corpus",
         "layer": f"{_FT}.layer", "strategy": f"{_FT}.strategy", "scope": f"{_FT}.scope", "head": f"{_FT}.head",
         "two_stage": f"{_FT}.two_stage", "source_corpus": f"{_FT}.source_corpus", "use_cache": f"{_FT}.use_cache",
-        "model_language": f"{_FT}.language",
+        "model_language": f"{_FT}.language", "alias": f"{_FT}.alias",
         "lr": f"{_TR}.lr", "eps": f"{_TR}.eps", "weight_decay": f"{_TR}.weight_decay",
         "batch_size": f"{_TR}.batch_size", "max_epochs": f"{_TR}.max_epochs", "patience": f"{_TR}.patience",
         "accumulate": f"{_TR}.accumulate", "seed": f"{_TR}.seed", "precision": f"{_TR}.precision",
@@ -79,6 +79,7 @@ def peft(
     out: Annotated[Path | None, typer.Option(help="Output folder; default <cache root>/runs/finetune/<model>/<condition>.")] = None,
     device: Annotated[str, typer.Option(help=_DEVICE_HELP)] = "auto",
     model_language: Annotated[str | None, typer.Option(help="model language for unregistered models")] = None,
+    alias: Annotated[str | None, typer.Option(help="model name for caches, results and best layers (default: the model's)")] = None,
 ) -> None:
     """Fine-tune a model with PEFT adapters on one condition over its folds and test it.
 
@@ -106,7 +107,7 @@ def peft(
             ba=BASettings(reduction=ba_reduction, zero_init_up=ba_zero_init_up),
             wg=WGSettings(init_logit=wg_init_logit),
             use_cache=use_cache, cache_root=str(cache_root) if cache_root else None,
-            out=str(out) if out else None, device=resolve_device(device), language=model_language,
+            out=str(out) if out else None, device=resolve_device(device), language=model_language, alias=alias,
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err

@@ -28,6 +28,7 @@ def extract(
     model: Annotated[str, typer.Option(help="Registry alias (w2v2-cn, w2v2-de, w2v2-en, wavlm-emo, wavlm-large), a local model folder, or a Hugging Face id already in the local cache. Required.")],
     corpus: Annotated[str, typer.Option(help="Prepared corpus name (manifests/<corpus>.parquet under the cache root). Required.")],
     model_language: Annotated[Optional[str], typer.Option("--model-language", help="Language code of a model outside the registry (cn, de, en ...). Default: from the registry.")] = None,
+    alias: Annotated[Optional[str], typer.Option("--alias", help="The model's name in the cache folder and results when --model is a folder (a study names it so). Default: the registry alias, else the folder's name.")] = None,
     frames: Annotated[bool, typer.Option("--frames", help="Also store frame-level hidden states (about 1 MB per second of audio for a base model in float16); without it: pooled mean/std only.")] = False,
     frame_layers: Annotated[Optional[str], typer.Option("--frame-layers", help="With --frames: only these hidden states, e.g. 0,6,12. Default: all.")] = None,
     dtype: Annotated[str, typer.Option(help="Stored float type: float16 or float32.")] = "float16",
@@ -51,7 +52,7 @@ def extract(
     check_corpora(corpus, cache_root)
     try:
         config = ExtractConfig(
-            model=model, corpus=corpus, cache_root=cache_root, model_language=model_language,
+            model=model, corpus=corpus, cache_root=cache_root, model_language=model_language, alias=alias,
             max_batch_seconds=max_batch_seconds, batch_size=batch_size, frames=frames,
             frame_layers=_layers(frame_layers), dtype=dtype, device=device, shard=parse_shard(shard),
             strict=strict, overwrite=overwrite, wait=wait, max_clip_seconds=max_clip_seconds,
