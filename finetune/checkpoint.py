@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from safetensors.torch import save_file
 
 from featstore.errors import CrosslingError
+from featstore.io import atomic_write, atomic_write_text
 from featstore.manifest import CANONICAL_EMOTIONS
 from featstore.models.weights import ModelLoadError, read_safetensors
 from finetune.model import PeftModelConfig, SERModel
@@ -71,12 +71,10 @@ def save_checkpoint(directory: str | Path, model: SERModel, base: LoadedModel | 
         "labels": list(CANONICAL_EMOTIONS)[: model.config.n_classes], "info": dict(info or {}),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": FORMAT, "base_fingerprint": record["fingerprint"]})
-    os.replace(tmp, out / WEIGHTS_FILE)
-    tmp = out / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out / CONFIG_FILE)
+    # the config goes last: a folder with a config always has the weights it describes
+    atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(
+        tensors, str(tmp), metadata={"format": FORMAT, "base_fingerprint": record["fingerprint"]}))
+    atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return out
 
 

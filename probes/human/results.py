@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from featstore.errors import CrosslingError
-from featstore.io import atomic_write, atomic_write_text
+from featstore.io import atomic_write, atomic_write_text, parquet_key_values
 from probes.human import figures
 from probes.human.build import file_sha256
 from probes.human.compare import CompareResult
@@ -24,7 +24,7 @@ def file_provenance(path: str | Path) -> dict:
     path = Path(path)
     out: dict = {"path": str(path), "sha256": file_sha256(path)}
     if path.suffix == ".parquet":
-        raw = pl.read_parquet_metadata(path).get("crossling")
+        raw = parquet_key_values(path).get("crossling")
         if raw:
             try:
                 out["metadata"] = json.loads(raw)

@@ -187,13 +187,9 @@ def score_listeners(
 
 
 def _write_csv(frame: pl.DataFrame, path: Path) -> Path:
-    import os
+    from featstore.io import atomic_write
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.write_csv(tmp, float_precision=4)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: frame.write_csv(tmp, float_precision=4))
 
 
 def _timelines(model_rows: pl.DataFrame | None, listener_rows: pl.DataFrame | None, stem: Path,
