@@ -24,6 +24,19 @@ def _layers(text: Optional[str]) -> tuple[int, ...] | None:
         raise typer.BadParameter(f"expected comma-separated layer indices such as 0,6,12, got {text!r}") from None
 
 
+CONFIG_FIELDS: dict[str, dict[str, str]] = {"extract": {
+    name: f"featstore.extract._config:ExtractConfig.{field}" for name, field in (
+        ("model", "model"), ("corpus", "corpus"), ("model_language", "model_language"), ("alias", "alias"),
+        ("frames", "frames"), ("frame_layers", "frame_layers"), ("dtype", "dtype"),
+        ("max_batch_seconds", "max_batch_seconds"), ("batch_size", "batch_size"),
+        ("max_clip_seconds", "max_clip_seconds"), ("piece_utts", "piece_utts"), ("workers", "n_workers"),
+        ("device", "device"), ("strict", "strict"), ("overwrite", "overwrite"),
+        ("wait", "wait"), ("cache_root", "cache_root"), ("out", "out"))}}
+"""Options of ``featstore extract`` that set an :class:`~featstore.extract.ExtractConfig`
+field: a test checks each has the field's help and default (the config is not imported
+here: it loads torch)."""
+
+
 def extract(
     model: Annotated[str, typer.Option(help="Registry alias (w2v2-cn, w2v2-de, w2v2-en, wavlm-emo, wavlm-large), a local model folder, or a Hugging Face id already in the local cache. Required.")],
     corpus: Annotated[str, typer.Option(help="Prepared corpus name (manifests/<corpus>.parquet under the cache root). Required.")],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from featstore.cache import DTYPES
@@ -50,27 +50,51 @@ class ExtractConfig:
     progress : show a progress bar.
     """
 
-    model: str
-    corpus: str
-    cache_root: str | Path | None = None
-    model_language: str | None = None
-    alias: str | None = None
-    max_batch_seconds: float = 64.0
-    batch_size: int | None = None
-    frames: bool = False
-    frame_layers: tuple[int, ...] | None = None
-    dtype: str = "float16"
-    device: str = "auto"
-    shard: tuple[int, int] = (0, 1)
-    strict: bool = False
-    overwrite: bool = False
-    wait: bool = False
-    max_clip_seconds: float = 60.0
-    piece_utts: int | None = None
-    n_workers: int = 2
-    manifest: str | Path | None = None
-    out: str | Path | None = None
-    progress: bool = True
+    model: str = field(metadata={"help": "Registry alias (w2v2-cn, w2v2-de, w2v2-en, wavlm-emo, wavlm-large), a local "
+                                         "model folder, or a Hugging Face id already in the local cache. Required."})
+    corpus: str = field(metadata={"help": "Prepared corpus name (manifests/<corpus>.parquet under the cache root). "
+                                          "Required."})
+    cache_root: str | Path | None = field(default=None, metadata={
+        "help": "Cache root. Default $CROSSLING_CACHE or ./cache."})
+    model_language: str | None = field(default=None, metadata={
+        "help": "Language code of a model outside the registry (cn, de, en ...). Default: from the registry."})
+    alias: str | None = field(default=None, metadata={
+        "help": "The model's name in the cache folder and results when --model is a folder (a study names it "
+                "so). Default: the registry alias, else the folder's name."})
+    max_batch_seconds: float = field(default=64.0, metadata={
+        "help": "Cap on a batch's padded audio, in seconds.", "gt": 0})
+    batch_size: int | None = field(default=None, metadata={
+        "help": "Cap on clips per batch; 1 = one clip at a time. Default: 1 on CPU (batches only add padding "
+                "there), no cap on GPU.", "min": 1})
+    frames: bool = field(default=False, metadata={
+        "help": "Also store frame-level hidden states (about 1 MB per second of audio for a base model in "
+                "float16); without it: pooled mean/std only."})
+    frame_layers: tuple[int, ...] | None = field(default=None, metadata={
+        "help": "With --frames: only these hidden states, e.g. 0,6,12. Default: all."})
+    dtype: str = field(default="float16", metadata={"help": "Stored float type: float16 or float32.",
+                                                    "choices": DTYPES})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ..."})
+    shard: tuple[int, int] = field(default=(0, 1), metadata={
+        "help": "I/N: extract shard I (0-based) of N, split by cumulative duration, into "
+                "<corpus>.shard-I-of-N.h5; auto: from RANK/WORLD_SIZE (torchrun) or SLURM array variables."})
+    strict: bool = field(default=False, metadata={
+        "help": "Exit with code 1 when any utterance could not be extracted; without it: record, list and go on."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Re-extract when the cache (or an unfinished run) was made with other settings; without it: "
+                "refuse."})
+    wait: bool = field(default=False, metadata={
+        "help": "Wait for another extraction of the same cache instead of refusing."})
+    max_clip_seconds: float = field(default=60.0, metadata={
+        "help": "Longer clips run through the model in consecutive chunks of this length, in seconds.", "min": 1})
+    piece_utts: int | None = field(default=None, metadata={
+        "help": "Utterances per crash-safe piece (one part file each). Default: about 64 pieces of 8 to 128 "
+                "utterances.", "min": 1})
+    n_workers: int = field(default=2, metadata={"help": "Threads decoding audio ahead of the model.", "min": 1})
+    manifest: str | Path | None = field(default=None, metadata={
+        "help": "Manifest parquet to read instead of the prepared one."})
+    out: str | Path | None = field(default=None, metadata={
+        "help": "Output file. Default <cache-root>/<model>/<corpus>.h5."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self) -> None:
         if self.alias is not None:

@@ -94,11 +94,12 @@ def _field_default(f):
 
 
 def _mapped_options():
+    from featstore.commands import extract as ex
     from finetune import commands as ft
     from probes.commands import layerwise as lw
 
-    cmds = {"peft": ("finetune", "peft"), "layerwise": ("probes", "layerwise")}
-    for module in (ft, lw):
+    cmds = {"peft": ("finetune", "peft"), "layerwise": ("probes", "layerwise"), "extract": ("featstore", "extract")}
+    for module in (ft, lw, ex):
         for command, fields in module.CONFIG_FIELDS.items():
             cmd = dict(LEAVES)[cmds[command]]
             params = {p.name: p for p in cmd.params}
