@@ -84,13 +84,16 @@ SPEAKER_VARIANTS: tuple[tuple[str, str], ...] = (
 """eSpeak NG voice variants used as speakers, with their gender, in speaker order."""
 
 EMOTION_PROSODY: dict[str, Prosody] = {
-    "neutral": Prosody(rate_wpm=165, pitch=50, pitch_range=50, volume=100),
-    "angry": Prosody(rate_wpm=205, pitch=62, pitch_range=70, volume=150),
-    "happy": Prosody(rate_wpm=195, pitch=70, pitch_range=92, volume=125),
-    "sad": Prosody(rate_wpm=125, pitch=35, pitch_range=15, volume=60),
+    "neutral": Prosody(rate_wpm=170, pitch=35, pitch_range=35, volume=100),
+    "angry": Prosody(rate_wpm=260, pitch=62, pitch_range=100, volume=160),
+    "happy": Prosody(rate_wpm=210, pitch=100, pitch_range=75, volume=125),
+    "sad": Prosody(rate_wpm=100, pitch=0, pitch_range=0, volume=60),
 }
-"""Emotion as prosody: angry and happy faster and higher, happy with the widest pitch
-range, sad slower, lower, narrower and quieter, neutral eSpeak's default."""
+"""Emotion as prosody, exaggerated so that each emotion sits apart on eSpeak NG's scales:
+sad slowest, lowest, monotone and quiet; neutral moderate; angry fastest and loudest with
+the widest pitch range; happy fast with the highest pitch. Pitch level and range are what
+a wav2vec 2.0 front end can see (its group norm removes loudness, mean pooling most of
+the rate), so they carry the largest differences."""
 
 ESD_INDEX_BASE: dict[str, int] = {"neutral": 0, "angry": 350, "happy": 700, "sad": 1050}
 """ESD numbers an emotion's files from base+1 (000001-000350 Neutral, 000351- Angry ...)."""
