@@ -24,14 +24,14 @@ def demo(
                                                          "features. Default: $CROSSLING_CACHE or ./cache.")] = None,
     seed: Annotated[int, typer.Option(help="One seed for corpus, models, folds, probes, fine-tuning and "
                                            "listeners. Default: 0.")] = 0,
-    per_emotion: Annotated[int, typer.Option(help="Demo sentences per emotion, speaker and language. "
-                                                  "Default: 8 (640 utterances).")] = 8,
+    per_emotion: Annotated[int | None, typer.Option(help="Demo sentences per emotion, speaker and language. "
+                                                         "Default: 12 (960 utterances).")] = None,
     probe_head: Annotated[str, typer.Option(help="Probe head: logreg (default for the demo's small corpus), or "
                                                  "the paper's mlp, or linear.")] = "logreg",
     probe_epochs: Annotated[int, typer.Option(help="Probe epochs at most (early stopping, patience 10). "
                                                    "Default: 100, the paper's.")] = 100,
-    finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per stage. Default: 2 (a short "
-                                                      "run that shows the pipeline).")] = 2,
+    finetune_epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs per stage at most (early "
+                                                             "stopping). Default: 30.")] = None,
     listeners: Annotated[int, typer.Option(help="Simulated listeners per group. Default: 6, as the paper.")] = 6,
 ) -> None:
     """Run the whole study on the embedded demo corpus with untrained demo models (no data,
@@ -39,9 +39,10 @@ def demo(
     from study.demo import DemoConfig, run_demo
 
     try:
-        config = DemoConfig(out=out, cache_root=cache_root, seed=seed, per_emotion=per_emotion,
-                            probe_head=probe_head, probe_epochs=probe_epochs, finetune_epochs=finetune_epochs,
-                            listeners_per_group=listeners)
+        given = {"per_emotion": per_emotion, "finetune_epochs": finetune_epochs}  # None: DemoConfig's default
+        config = DemoConfig(out=out, cache_root=cache_root, seed=seed, probe_head=probe_head,
+                            probe_epochs=probe_epochs, listeners_per_group=listeners,
+                            **{k: v for k, v in given.items() if v is not None})
     except ValueError as err:
         _fail(str(err))
     from featstore.synth.espeak import EspeakError

@@ -95,6 +95,12 @@ the widest pitch range; happy fast with the highest pitch. Pitch level and range
 a wav2vec 2.0 front end can see (its group norm removes loudness, mean pooling most of
 the rate), so they carry the largest differences."""
 
+EMOTION_TILT: dict[str, float] = {"neutral": 0.0, "angry": 0.9, "happy": 0.5, "sad": -0.7}
+"""Emotion as voice quality: a first-order spectral tilt applied after synthesis (loudness
+kept). Positive ``a``: pre-emphasis ``y[n] = x[n] - a x[n-1]`` (tense voice, more energy
+at high frequencies: angry most, happy less); negative ``-b``: a one-pole low-pass
+``y[n] = (1 - b) x[n] + b y[n-1]`` (lax, dark voice: sad); 0: unchanged."""
+
 ESD_INDEX_BASE: dict[str, int] = {"neutral": 0, "angry": 350, "happy": 700, "sad": 1050}
 """ESD numbers an emotion's files from base+1 (000001-000350 Neutral, 000351- Angry ...)."""
 
@@ -103,6 +109,21 @@ TRANSCRIPT_LABELS: dict[str, dict[str, str]] = {
     # real ESD Mandarin transcripts name the emotion in Chinese
     "cn": {"neutral": "中立", "angry": "生气", "happy": "快乐", "sad": "伤心"},
 }
+
+
+def apply_tilt(wave: np.ndarray, tilt: float) -> np.ndarray:
+    """``wave`` (float samples) with the spectral tilt of :data:`EMOTION_TILT`, rescaled to
+    its original RMS level, so loudness stays the prosody's."""
+    from scipy.signal import lfilter
+
+    if not -1.0 < tilt < 1.0:
+        raise ValueError(f"tilt must be in (-1, 1), got {tilt}")
+    if tilt == 0.0 or not wave.size:
+        return wave
+    x = wave.astype(np.float64)
+    y = lfilter([1.0, -tilt], [1.0], x) if tilt > 0 else lfilter([1.0 + tilt], [1.0, tilt], x)
+    before, after = float(np.sqrt(np.mean(x ** 2))), float(np.sqrt(np.mean(y ** 2)))
+    return (y * (before / after if after > 0 else 1.0)).astype(wave.dtype)
 
 
 def speaker_offsets(rng: np.random.Generator) -> tuple[float, float]:
