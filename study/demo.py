@@ -41,6 +41,8 @@ MODEL_SHAPE: dict[str, object] = {
     "conv_dim": (32,) * 7,
 }
 """A small wav2vec 2.0: the real convolution schedule (50 frames/s), 6 layers of 64 dims."""
+MIN_SELECTION_S = 0.1
+"""Shortest simulated SED selection, seconds."""
 UNTRAINED_NOTE = "UNTRAINED demo model: random weights, made by `crossling demo`; results mean nothing"
 
 
@@ -324,7 +326,7 @@ def simulate_sed_answers(key: pl.DataFrame, groups: dict[str, int], seed: int = 
                          boundary_sd_s: float = 0.3) -> pl.DataFrame:
     """Simulated SED answers: the right label with probability ``accuracy`` (else another
     emotion), and the event's stretch with boundaries moved by N(0, ``boundary_sd_s``) s,
-    clipped to the utterance."""
+    clipped to the utterance, at least ``MIN_SELECTION_S`` long."""
     rng = np.random.default_rng(seed)
     emotions = ("angry", "happy", "sad")
     rows = []
@@ -333,8 +335,11 @@ def simulate_sed_answers(key: pl.DataFrame, groups: dict[str, int], seed: int = 
             for stim in key.iter_rows(named=True):
                 true = stim["emotion"]
                 label = true if rng.random() < accuracy else str(rng.choice([e for e in emotions if e != true]))
-                start = float(np.clip(stim["event_start"] + rng.normal(0, boundary_sd_s), 0, stim["duration"]))
-                end = float(np.clip(stim["event_end"] + rng.normal(0, boundary_sd_s), start, stim["duration"]))
+                # a selection lasts at least MIN_SELECTION_S (a listener's drag is never empty)
+                start = float(np.clip(stim["event_start"] + rng.normal(0, boundary_sd_s), 0,
+                                      max(stim["duration"] - MIN_SELECTION_S, 0.0)))
+                end = float(np.clip(stim["event_end"] + rng.normal(0, boundary_sd_s), start + MIN_SELECTION_S,
+                                    stim["duration"]))
                 rows.append({"listener": f"{group}-{i + 1:02d}", "group": group, "stimulus": stim["stimulus"],
                              "label": label, "start": round(start, 3), "end": round(end, 3)})
     return pl.DataFrame(rows)

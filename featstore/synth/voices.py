@@ -84,13 +84,13 @@ SPEAKER_VARIANTS: tuple[tuple[str, str], ...] = (
 """eSpeak NG voice variants used as speakers, with their gender, in speaker order."""
 
 EMOTION_PROSODY: dict[str, Prosody] = {
-    "neutral": Prosody(rate_wpm=170, pitch=35, pitch_range=35, volume=100),
-    "angry": Prosody(rate_wpm=260, pitch=62, pitch_range=100, volume=160),
+    "neutral": Prosody(rate_wpm=170, pitch=55, pitch_range=30, volume=100),
+    "angry": Prosody(rate_wpm=260, pitch=72, pitch_range=100, volume=160),
     "happy": Prosody(rate_wpm=210, pitch=100, pitch_range=75, volume=125),
-    "sad": Prosody(rate_wpm=100, pitch=0, pitch_range=0, volume=60),
+    "sad": Prosody(rate_wpm=100, pitch=40, pitch_range=0, volume=60),
 }
 """Emotion as prosody, exaggerated so that each emotion sits apart on eSpeak NG's scales:
-sad slowest, lowest, monotone and quiet; neutral moderate; angry fastest and loudest with
+sad slowest, lowest (not so low that a male voice drops below 60 Hz), monotone and quiet; neutral moderate; angry fastest and loudest with
 the widest pitch range; happy fast with the highest pitch. Pitch level and range are what
 a wav2vec 2.0 front end can see (its group norm removes loudness, mean pooling most of
 the rate), so they carry the largest differences."""
