@@ -221,7 +221,8 @@ def _meta(config: DemoConfig) -> dict:
         "untrained_models": True,
         "how_models_were_made": "random weights (seeded), no pre-training: tiny wav2vec 2.0 models, 6 layers x "
                                 "64 dims, saved in the Hugging Face pre-training format; the emotions of the "
-                                "synthetic speech differ in pitch level and range enough for random features",
+                                "synthetic speech differ in pitch level and range and in voice quality (spectral "
+                                "tilt) enough for random features to carry them",
         "demo": asdict(config) | {"out": str(config.run_dir), "cache_root": str(config.root)},
         "languages": {"demo-cn": "cn (Mandarin, as ESD)", "demo-de": "de (German, as PAVOQUE)",
                       "demo-en": "en (English, as IEMOCAP)", "demo-yue": "yue (Cantonese, for the Tianjin dialect)"},

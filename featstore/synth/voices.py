@@ -95,11 +95,12 @@ the widest pitch range; happy fast with the highest pitch. Pitch level and range
 a wav2vec 2.0 front end can see (its group norm removes loudness, mean pooling most of
 the rate), so they carry the largest differences."""
 
-EMOTION_TILT: dict[str, float] = {"neutral": 0.0, "angry": 0.9, "happy": 0.5, "sad": -0.7}
+EMOTION_TILT: dict[str, float] = {"neutral": -0.3, "angry": 0.9, "happy": 0.4, "sad": -0.85}
 """Emotion as voice quality: a first-order spectral tilt applied after synthesis (loudness
-kept). Positive ``a``: pre-emphasis ``y[n] = x[n] - a x[n-1]`` (tense voice, more energy
-at high frequencies: angry most, happy less); negative ``-b``: a one-pole low-pass
-``y[n] = (1 - b) x[n] + b y[n-1]`` (lax, dark voice: sad); 0: unchanged."""
+kept), spread evenly from tense to lax. Positive ``a``: pre-emphasis
+``y[n] = x[n] - a x[n-1]`` (tense voice, more energy at high frequencies: angry most,
+happy less); negative ``-b``: a one-pole low-pass ``y[n] = (1 - b) x[n] + b y[n-1]``
+(lax, darker voice: neutral a little, sad most); 0 would leave eSpeak NG's voice as is."""
 
 ESD_INDEX_BASE: dict[str, int] = {"neutral": 0, "angry": 350, "happy": 700, "sad": 1050}
 """ESD numbers an emotion's files from base+1 (000001-000350 Neutral, 000351- Angry ...)."""
