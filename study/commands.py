@@ -20,13 +20,13 @@ def demo(
     seed: Annotated[int, typer.Option(help="One seed for corpus, models, folds, probes, fine-tuning and "
                                            "listeners.")] = 0,
     per_emotion: Annotated[int, typer.Option(help="Demo sentences per emotion, speaker and language "
-                                                  "(8: 640 utterances).")] = 8,
+                                                  "(12: 960 utterances).")] = 12,
     probe_head: Annotated[str, typer.Option(help="Probe head: logreg (suits the demo's small corpus), "
                                                  "the paper's mlp, or linear.")] = "logreg",
     probe_max_epochs: Annotated[int, typer.Option(help="Probe epochs at most (early stopping, patience 10; "
                                                        "the paper's 100).")] = 100,
-    finetune_max_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per stage at most (2: a short "
-                                                          "run that shows the pipeline).")] = 2,
+    finetune_max_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per stage at most (early "
+                                                          "stopping, patience 5).")] = 20,
     listeners: Annotated[int, typer.Option(help="Simulated listeners per group (6, as the paper).")] = 6,
 ) -> None:
     """Run the whole study on the embedded demo corpus with untrained demo models (no data,

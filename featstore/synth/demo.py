@@ -3,7 +3,8 @@
 Four languages (Mandarin ``cn``, German ``de``, English ``en``, and Cantonese ``yue`` as
 the stand-in for the paper's Tianjin dialect), several eSpeak NG voice variants as
 speakers, the same sentences spoken in four emotions rendered as prosody (see
-:data:`featstore.synth.voices.EMOTION_PROSODY`) with per-utterance jitter.
+:data:`featstore.synth.voices.EMOTION_PROSODY`) with per-utterance jitter, and as voice
+quality (a spectral tilt, :data:`featstore.synth.voices.EMOTION_TILT`).
 
 Layouts (one folder per language under ``out``)::
 
@@ -37,11 +38,13 @@ from featstore.paths import cache_root
 from featstore.synth.espeak import EspeakSynth
 from featstore.synth.voices import (
     EMOTION_PROSODY,
+    EMOTION_TILT,
     ESD_FOLDERS,
     ESD_INDEX_BASE,
     LANGUAGES,
     SPEAKER_VARIANTS,
     TRANSCRIPT_LABELS,
+    apply_tilt,
     jittered,
     speaker_offsets,
 )
@@ -166,7 +169,7 @@ def render(synth: EspeakSynth, utt: _Utterance, config: SynthConfig) -> np.ndarr
     rng = np.random.default_rng([config.seed, *utt.key])
     prosody = jittered(EMOTION_PROSODY[utt.emotion], rate_factor, pitch_offset, rng)
     samples, rate_hz = synth.synthesize(utt.text, utt.voice, prosody, seed=int(rng.integers(0, 2**31 - 1)))
-    wave = samples.astype(np.float32) / 32768.0
+    wave = apply_tilt(samples.astype(np.float32) / 32768.0, EMOTION_TILT[utt.emotion])
     if rate_hz != config.sample_rate_hz:
         wave = soxr.resample(wave, rate_hz, config.sample_rate_hz, quality="HQ").astype(np.float32)
     return np.clip(wave, -1.0, 32767 / 32768)

@@ -84,13 +84,23 @@ SPEAKER_VARIANTS: tuple[tuple[str, str], ...] = (
 """eSpeak NG voice variants used as speakers, with their gender, in speaker order."""
 
 EMOTION_PROSODY: dict[str, Prosody] = {
-    "neutral": Prosody(rate_wpm=165, pitch=50, pitch_range=50, volume=100),
-    "angry": Prosody(rate_wpm=205, pitch=62, pitch_range=70, volume=150),
-    "happy": Prosody(rate_wpm=195, pitch=70, pitch_range=92, volume=125),
-    "sad": Prosody(rate_wpm=125, pitch=35, pitch_range=15, volume=60),
+    "neutral": Prosody(rate_wpm=170, pitch=55, pitch_range=30, volume=100),
+    "angry": Prosody(rate_wpm=260, pitch=72, pitch_range=100, volume=160),
+    "happy": Prosody(rate_wpm=210, pitch=100, pitch_range=75, volume=125),
+    "sad": Prosody(rate_wpm=100, pitch=40, pitch_range=0, volume=60),
 }
-"""Emotion as prosody: angry and happy faster and higher, happy with the widest pitch
-range, sad slower, lower, narrower and quieter, neutral eSpeak's default."""
+"""Emotion as prosody, exaggerated so that each emotion sits apart on eSpeak NG's scales:
+sad slowest, lowest (not so low that a male voice drops below 60 Hz), monotone and quiet; neutral moderate; angry fastest and loudest with
+the widest pitch range; happy fast with the highest pitch. Pitch level and range are what
+a wav2vec 2.0 front end can see (its group norm removes loudness, mean pooling most of
+the rate), so they carry the largest differences."""
+
+EMOTION_TILT: dict[str, float] = {"neutral": -0.3, "angry": 0.9, "happy": 0.4, "sad": -0.85}
+"""Emotion as voice quality: a first-order spectral tilt applied after synthesis (loudness
+kept), spread evenly from tense to lax. Positive ``a``: pre-emphasis
+``y[n] = x[n] - a x[n-1]`` (tense voice, more energy at high frequencies: angry most,
+happy less); negative ``-b``: a one-pole low-pass ``y[n] = (1 - b) x[n] + b y[n-1]``
+(lax, darker voice: neutral a little, sad most); 0 would leave eSpeak NG's voice as is."""
 
 ESD_INDEX_BASE: dict[str, int] = {"neutral": 0, "angry": 350, "happy": 700, "sad": 1050}
 """ESD numbers an emotion's files from base+1 (000001-000350 Neutral, 000351- Angry ...)."""
@@ -100,6 +110,21 @@ TRANSCRIPT_LABELS: dict[str, dict[str, str]] = {
     # real ESD Mandarin transcripts name the emotion in Chinese
     "cn": {"neutral": "中立", "angry": "生气", "happy": "快乐", "sad": "伤心"},
 }
+
+
+def apply_tilt(wave: np.ndarray, tilt: float) -> np.ndarray:
+    """``wave`` (float samples) with the spectral tilt of :data:`EMOTION_TILT`, rescaled to
+    its original RMS level, so loudness stays the prosody's."""
+    from scipy.signal import lfilter
+
+    if not -1.0 < tilt < 1.0:
+        raise ValueError(f"tilt must be in (-1, 1), got {tilt}")
+    if tilt == 0.0 or not wave.size:
+        return wave
+    x = wave.astype(np.float64)
+    y = lfilter([1.0, -tilt], [1.0], x) if tilt > 0 else lfilter([1.0 + tilt], [1.0, tilt], x)
+    before, after = float(np.sqrt(np.mean(x ** 2))), float(np.sqrt(np.mean(y ** 2)))
+    return (y * (before / after if after > 0 else 1.0)).astype(wave.dtype)
 
 
 def speaker_offsets(rng: np.random.Generator) -> tuple[float, float]:

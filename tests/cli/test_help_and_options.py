@@ -213,3 +213,17 @@ def test_docs_cli_lists_every_command_and_option():
         for param in cmd.params:
             if param.param_type_name == "option" and not param.hidden and param.name != "help":
                 assert f"`{' / '.join(param.opts + param.secondary_opts)}`" in doc, (path, param.opts)
+
+
+def test_demo_options_default_to_the_demo_config():
+    import dataclasses
+
+    from study.demo import DemoConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(DemoConfig)}
+    params = {p.name: p for p in dict(LEAVES)[("demo",)].params}
+    pairs = {"seed": "seed", "per_emotion": "per_emotion", "probe_head": "probe_head",
+             "probe_max_epochs": "probe_epochs", "finetune_max_epochs": "finetune_epochs",
+             "listeners": "listeners_per_group"}
+    for option, field in pairs.items():
+        assert params[option].default == defaults[field], option
