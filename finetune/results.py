@@ -1,5 +1,6 @@
 """The fine-tuning results table (the probes' columns plus the fine-tuning ones), the
-per-utterance predictions, the epoch log and the Table-I-shaped summary."""
+per-utterance predictions, the epoch log and the Table-I-shaped summary (built by
+:mod:`finetune.table_one`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ from pathlib import Path
 import polars as pl
 
 from featstore.io import atomic_write
+from finetune.table_one import (  # Table I lives there; re-exported for the existing callers
+    TWO_STAGE_READINGS,
+    table_one,
+    table_one_cell_keys,
+    table_one_cells,
+    table_one_markdown,
+)
 from probes.results import PREDICTION_SCHEMA, RESULT_SCHEMA
 
 FINETUNE_SCHEMA: dict[str, pl.DataType] = {
@@ -29,10 +37,6 @@ LOG_SCHEMA: dict[str, pl.DataType] = {
     "fold": pl.Int64, "stage": pl.Utf8, "epoch": pl.Int64, "train_loss": pl.Float64,
     "train_acc": pl.Float64, "valid_loss": pl.Float64, "valid_acc": pl.Float64, "seconds": pl.Float64,
 }
-TABLE_ONE_KEYS: tuple[str, ...] = ("model", "setting", "source", "target", "strategy", "two_stage", "scope", "layer")
-"""One Table I row per distinct condition: the paper's columns, plus the adapters' scope and
-layer k, so runs that differ only there are not averaged together."""
-
 
 def results_frame(rows: Sequence[Mapping[str, object]]) -> pl.DataFrame:
     """Typed results table (missing columns -> error)."""
@@ -44,42 +48,15 @@ def results_frame(rows: Sequence[Mapping[str, object]]) -> pl.DataFrame:
     return pl.DataFrame(data, schema=RESULT_SCHEMA_FT) if data else pl.DataFrame(schema=RESULT_SCHEMA_FT)
 
 
-def table_one(results: pl.DataFrame) -> pl.DataFrame:
-    """The paper's Table I shape: one row per (model, setting, source language, target
-    language, strategy, two-stage, scope, layer) with UA mean and standard deviation over
-    folds (in %, sample standard deviation, 0 for a single fold)."""
-    frame = results.with_columns(
-        pl.col("train_language").alias("source"), pl.col("test_language").alias("target"),
-    )
-    out = frame.group_by(list(TABLE_ONE_KEYS), maintain_order=True).agg(
-        (pl.col("ua").mean() * 100).alias("ua_mean"),
-        (pl.col("ua").std(ddof=1).fill_null(0.0) * 100).alias("ua_std"),
-        pl.len().alias("n_folds"),
-    )
-    return out.sort(list(TABLE_ONE_KEYS))
-
-
-def table_one_markdown(table: pl.DataFrame) -> str:
-    """Table I as a Markdown table (UA % mean ± std)."""
-    lines = ["| Model | Setting | Source | Target | PEFT strategy | 2-stg | k | UA % |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in table.iter_rows(named=True):
-        lines.append(
-            f"| {r['model']} | {r['setting']} | {r['source'].upper()} | {r['target'].upper()} | "
-            f"{r['strategy'].upper().replace('+', ' + ')} | {'✓' if r['two_stage'] else ''} | "
-            f"{r['layer']}{' (target layer)' if r['scope'] == 'target-layer' else ''} | "
-            f"{r['ua_mean']:.1f} ± {r['ua_std']:.1f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def write_finetune_run(out_dir: str | Path, results: pl.DataFrame, predictions: pl.DataFrame,
-                       log: pl.DataFrame, config_json: str) -> dict[str, Path]:
-    """Write results (parquet + CSV), predictions, epoch log, Table I (CSV + Markdown) and
-    the config to ``out_dir``, each under a temporary name first."""
+                       log: pl.DataFrame, config_json: str, *, two_stage_reading: str = "text",
+                       demo: bool = False) -> dict[str, Path]:
+    """Write results (parquet + CSV), predictions, epoch log, Table I (CSV + Markdown, UA in
+    %, the paper's value beside each cell the run fills, see :func:`finetune.table_one.table_one`)
+    and the config to ``out_dir``, each under a temporary name first."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = table_one(results)
+    table = table_one(results, reading=two_stage_reading, demo=demo)
     paths = {
         "results": out / "results.parquet", "results_csv": out / "results.csv",
         "predictions": out / "predictions.parquet", "log": out / "epochs.csv",
@@ -95,3 +72,9 @@ def write_finetune_run(out_dir: str | Path, results: pl.DataFrame, predictions: 
     atomic_write(paths["config"], lambda p: Path(p).write_text(text))
     return paths
 
+
+__all__ = [
+    "FINETUNE_SCHEMA", "LOG_SCHEMA", "PREDICTION_SCHEMA_FT", "RESULT_SCHEMA_FT", "TWO_STAGE_READINGS",
+    "results_frame", "table_one", "table_one_cell_keys", "table_one_cells", "table_one_markdown",
+    "write_finetune_run",
+]

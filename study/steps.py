@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from featstore.io import atomic_write, atomic_write_json
+from featstore.io import atomic_write, atomic_write_json, atomic_write_text
 from featstore.paths import manifest_path, splits_path
 
 if TYPE_CHECKING:
@@ -114,16 +114,20 @@ def finetune_run(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir:
     return [Path(out_dir) / "results.parquet"]
 
 
-def table_one(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
-    """Join the Table I rows of several fine-tuning runs into ``out_dir/table1.csv``."""
+def table_one(run_dirs: Sequence[Path], out_dir: Path, *, reading: str = "text", demo: bool = False) -> list[Path]:
+    """Join the Table I rows of several fine-tuning runs into ``out_dir/table1.csv`` and
+    ``table1.md`` (UA in %, the paper's value beside each cell a run fills; ``reading`` is
+    ``two_stage_reading``, ``demo`` marks synthetic data as not comparable)."""
     from finetune.results import table_one as make_table
+    from finetune.results import table_one_markdown
 
     frames = [pl.read_parquet(d / "results.parquet") for d in run_dirs if (d / "results.parquet").exists()]
     if not frames:
         return []
-    table = make_table(pl.concat(frames, how="diagonal_relaxed"))
+    table = make_table(pl.concat(frames, how="diagonal_relaxed"), reading=reading, demo=demo)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [atomic_write(out_dir / "table1.csv", table.write_csv)]
+    return [atomic_write(out_dir / "table1.csv", table.write_csv),
+            atomic_write_text(out_dir / "table1.md", table_one_markdown(table))]
 
 
 def best_layer_predictions(probes_dir: Path) -> pl.DataFrame:

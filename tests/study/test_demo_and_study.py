@@ -116,7 +116,10 @@ def test_study_runs_what_is_missing(tmp_path):
     assert {("w2v2-cn", "mono"), ("w2v2-cn", "cross"), ("w2v2-de", "trans")} <= set(
         results.select("model", "setting").unique().iter_rows())
     assert (tmp_path / "cache" / "w2v2-cn" / "esd.h5").exists()
-    assert pl.read_csv(out / "finetune" / "table1.csv").height == 1
+    # one run (w2v2-cn, esd then pavoque); under the default two_stage_reading "text" it fills
+    # two Table I cells (rows 6 and 9), one row each
+    table1 = pl.read_csv(out / "finetune" / "table1.csv")
+    assert table1.select("stage1_corpus", "stage2_corpus", "test_corpus").unique().height == 1
     # nothing changed: nothing reruns
     again: list[str] = []
     run_study(load_study_config(path), log=_quiet(again))

@@ -1,0 +1,176 @@
+"""Our Tables I, II and IV with the paper's published value and the difference beside each cell.
+
+The paper's numbers come from :mod:`probes.paper_values`. Every function takes our table in
+the shape its builder writes it and returns a long frame, one row per cell, with
+
+- ours (``ua_pct`` / ``eder_pct``, percent),
+- ``paper_ua_pct`` / ``paper_eder_pct`` (percent, null where the paper has no such cell),
+- ``diff_pct`` = ours - paper, in percentage points (null when either side is missing, or
+  for demo data),
+- ``comparison``: ``""`` when compared, ``"not comparable: demo"`` for synthetic/demo data
+  (``demo=True``), ``"no paper cell"`` or ``"not run"`` otherwise.
+
+Public API
+----------
+NOT_COMPARABLE_DEMO : the label of demo comparisons
+compare_table_one(results, ...) : Table I (delegates to :func:`finetune.table_one.table_one`)
+compare_table_two(table2, demo=...) : listener UA (Table II, incl. the TJ column)
+compare_table_four(table_iv, demo=..., unit=...) : EDER (Table IV)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from featstore.errors import CrosslingError, check_choice
+from probes.paper_values import TABLE_II, TABLE_IV
+
+NOT_COMPARABLE_DEMO = "not comparable: demo"
+"""The ``comparison`` of every cell built from demo or synthetic data."""
+EDER_UNITS: tuple[str, ...] = ("fraction", "pct")
+"""How EDER is given to :func:`compare_table_four`: fractions (0-1, as
+``probes.sed._results.table_iv`` writes them) or percent."""
+TABLE_TWO_LANGUAGES: tuple[str, ...] = ("cn", "de", "en", "tj")
+"""Table II's stimulus languages, in printed order."""
+
+
+class PaperCompareError(CrosslingError, ValueError):
+    """A table that cannot be compared with the paper (its shape is not the expected one)."""
+
+
+def _label(ours: float | None, paper: float | None, demo: bool) -> tuple[float | None, str]:
+    """(difference in percentage points or None, comparison label)."""
+    if demo:
+        return None, NOT_COMPARABLE_DEMO
+    if paper is None:
+        return None, "no paper cell"
+    if ours is None:
+        return None, "not run"
+    return ours - paper, ""
+
+
+def compare_table_one(results: pl.DataFrame, *, demo: bool = False, reading: str = "text",
+                      alignment: str = "printed", all_cells: bool = True,
+                      models: Mapping[str, str] | None = None) -> pl.DataFrame:
+    """Table I from fine-tuning results (one row per fold, ``ua`` a fraction) with the paper's
+    ``paper_ua_pct`` and ``diff_pct`` beside each cell; see
+    :func:`finetune.table_one.table_one` (all 24 cells listed by default)."""
+    from finetune.table_one import table_one
+
+    return table_one(results, reading=reading, alignment=alignment, demo=demo, all_cells=all_cells, models=models)
+
+
+def _table_two_long(table2: pl.DataFrame) -> pl.DataFrame:
+    """group, language, ua_pct from Table II either wide (``group`` and one column per language,
+    upper or lower case, in percent: ``probes.human.compare.table2``) or long (``group``,
+    ``language`` and ``ua_pct`` in percent, or ``mean`` as a fraction: ``group_summary``)."""
+    if "group" not in table2.columns:
+        raise PaperCompareError(f"Table II needs a 'group' column; got {table2.columns}")
+    if "language" in table2.columns:
+        if "ua_pct" in table2.columns:
+            value = pl.col("ua_pct").cast(pl.Float64)
+        elif "mean" in table2.columns:
+            value = pl.col("mean").cast(pl.Float64) * 100
+        else:
+            raise PaperCompareError("a long Table II needs 'ua_pct' (percent) or 'mean' (fraction 0-1); "
+                                    f"got {table2.columns}")
+        return table2.select(pl.col("group").cast(pl.Utf8), pl.col("language").cast(pl.Utf8).str.to_lowercase(),
+                             value.alias("ua_pct"))
+    langs = [c for c in table2.columns if c.lower() in TABLE_TWO_LANGUAGES]
+    if not langs:
+        raise PaperCompareError(f"Table II has no language column ({', '.join(TABLE_TWO_LANGUAGES)}); "
+                                f"got {table2.columns}")
+    return (table2.select(pl.col("group").cast(pl.Utf8), *[pl.col(c).cast(pl.Float64) for c in langs])
+            .unpivot(index="group", on=langs, variable_name="language", value_name="ua_pct")
+            .with_columns(pl.col("language").str.to_lowercase()))
+
+
+def compare_table_two(table2: pl.DataFrame, *, demo: bool = False) -> pl.DataFrame:
+    """Table II (listener UA) beside the paper's.
+
+    ``table2``: ``probes.human.compare.table2``'s frame (``group`` and one column per stimulus
+    language, ``CN`` ... ``TJ``, UA in percent) or a long one (see :func:`_table_two_long`).
+    Groups are listener groups by native language (``cn``, ``de``).
+
+    Returns one row per (group, language) of ours or of the paper (all 8 printed cells, incl.
+    the TJ column): ``group``, ``language``, ``ua_pct``, ``paper_ua_pct``, ``diff_pct``
+    (percentage points), ``comparison``; paper cells first in printed order, then our extra ones.
+    """
+    ours = _table_two_long(table2)
+    got = {(r["group"], r["language"]): r["ua_pct"] for r in ours.iter_rows(named=True)}
+    rows = []
+    for cell in TABLE_II:
+        mine = got.pop((cell.group, cell.language), None)
+        diff, label = _label(mine, cell.ua_pct, demo)
+        rows.append({"group": cell.group, "language": cell.language, "ua_pct": mine,
+                     "paper_ua_pct": cell.ua_pct, "diff_pct": diff, "comparison": label})
+    for (group, language), mine in got.items():
+        rows.append({"group": group, "language": language, "ua_pct": mine, "paper_ua_pct": None,
+                     "diff_pct": None, "comparison": NOT_COMPARABLE_DEMO if demo else "no paper cell"})
+    schema = {"group": pl.Utf8, "language": pl.Utf8, "ua_pct": pl.Float64, "paper_ua_pct": pl.Float64,
+              "diff_pct": pl.Float64, "comparison": pl.Utf8}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _table_four_long(table_iv: pl.DataFrame, model_column: str | None, unit: str) -> pl.DataFrame:
+    """emotion, system, eder_pct from ``probes.sed._results.table_iv``'s shape: ``emotion`` and
+    one column for the model, one ``listeners <group>`` per listener group."""
+    check_choice("EDER unit", unit, EDER_UNITS)
+    if "emotion" not in table_iv.columns:
+        raise PaperCompareError(f"Table IV needs an 'emotion' column; got {table_iv.columns}")
+    others = [c for c in table_iv.columns if c != "emotion"]
+    listeners = [c for c in others if c.startswith("listeners ")]
+    models = [c for c in others if c not in listeners]
+    if model_column is None and len(models) > 1:
+        raise PaperCompareError(f"Table IV has several model columns {models}; name the diarization model's "
+                                "column (model_column=...)")
+    if model_column is not None and model_column not in models:
+        raise PaperCompareError(f"Table IV has no column {model_column!r}; model columns: {models}")
+    chosen = model_column or (models[0] if models else None)
+    rename = {c: c.removeprefix("listeners ").strip() for c in listeners}
+    if chosen is not None:
+        rename[chosen] = "wavlm"  # the paper's one diarization system
+    scale = 100.0 if unit == "fraction" else 1.0
+    cols = list(rename)
+    if not cols:
+        return pl.DataFrame(schema={"emotion": pl.Utf8, "system": pl.Utf8, "eder_pct": pl.Float64})
+    return (table_iv.select(pl.col("emotion").cast(pl.Utf8), *[(pl.col(c).cast(pl.Float64) * scale).alias(rename[c])
+                                                              for c in cols])
+            .unpivot(index="emotion", on=[rename[c] for c in cols], variable_name="system", value_name="eder_pct"))
+
+
+def compare_table_four(table_iv: pl.DataFrame, *, demo: bool = False, unit: str = "fraction",
+                       model_column: str | None = None) -> pl.DataFrame:
+    """Table IV (EDER) beside the paper's.
+
+    ``table_iv``: ``probes.sed._results.table_iv``'s frame (``emotion`` = angry, happy, sad,
+    average; one column for the diarization model, one ``listeners <group>`` per group), EDER
+    as a fraction 0-1 (``unit="fraction"``, the default) or in percent (``unit="pct"``).
+    The model column is compared with the paper's WavLM column.
+
+    Returns one row per (emotion, system) of ours or of the paper (all 12 printed cells):
+    ``emotion``, ``system`` (``wavlm``, ``cn``, ``de``), ``eder_pct``, ``paper_eder_pct``,
+    ``diff_pct`` (percentage points; negative = fewer errors than the paper), ``comparison``.
+    """
+    ours = _table_four_long(table_iv, model_column, unit)
+    got = {(r["emotion"], r["system"]): r["eder_pct"] for r in ours.iter_rows(named=True)}
+    rows = []
+    for cell in TABLE_IV:
+        mine = got.pop((cell.emotion, cell.system), None)
+        diff, label = _label(mine, cell.eder_pct, demo)
+        rows.append({"emotion": cell.emotion, "system": cell.system, "eder_pct": mine,
+                     "paper_eder_pct": cell.eder_pct, "diff_pct": diff, "comparison": label})
+    for (emotion, system), mine in got.items():
+        rows.append({"emotion": emotion, "system": system, "eder_pct": mine, "paper_eder_pct": None,
+                     "diff_pct": None, "comparison": NOT_COMPARABLE_DEMO if demo else "no paper cell"})
+    schema = {"emotion": pl.Utf8, "system": pl.Utf8, "eder_pct": pl.Float64, "paper_eder_pct": pl.Float64,
+              "diff_pct": pl.Float64, "comparison": pl.Utf8}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+__all__ = [
+    "EDER_UNITS", "NOT_COMPARABLE_DEMO", "TABLE_TWO_LANGUAGES", "PaperCompareError", "compare_table_four",
+    "compare_table_one", "compare_table_two",
+]
