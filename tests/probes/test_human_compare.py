@@ -108,6 +108,9 @@ def test_welch_table_matches_scipy_on_independent_metrics():
     per = {}
     for (listener, group, lang), part in ans.group_by("listener", "group", "language"):
         per[(listener, group, lang)] = _sk_metrics(part)
+    # the paper's "across CN, DE and EN data": each listener's answers of the three pooled
+    for (listener, group), part in ans.group_by("listener", "group"):
+        per[(listener, group, "cn+de+en")] = _sk_metrics(part)
 
     def vals(group, lang, metric):
         return [m[metric] for (_, g, lg), m in sorted(per.items()) if g == group and lg == lang]
@@ -116,6 +119,7 @@ def test_welch_table_matches_scipy_on_independent_metrics():
     for metric in cfg.metrics:
         for lang in ("cn", "de", "en"):
             expected.append(("between_groups", metric, "cn", "de", lang, lang))
+        expected.append(("between_groups", metric, "cn", "de", "cn+de+en", "cn+de+en"))
         for group in ("cn", "de"):
             for la, lb in combinations(("cn", "de", "en"), 2):
                 expected.append(("between_languages", metric, group, group, la, lb))
@@ -131,9 +135,18 @@ def test_welch_table_matches_scipy_on_independent_metrics():
         assert r["p"] == pytest.approx(ref.pvalue, rel=1e-9)
         assert r["df"] == pytest.approx(df, rel=1e-9)
         assert (r["n_a"], r["n_b"]) == (len(a), len(b))
+        assert r["df_student"] == len(a) + len(b) - 2
         raw.append(r["p"])
     assert np.allclose(tests["p_adj"].to_numpy(), _holm(raw))
     assert tests["significant"].to_list() == [p < 0.05 for p in _holm(raw)]
+    assert set(tests["correction"].to_list()) == {"holm"}
+    # the pooled rows are per listener too (one row each, language cn+de+en)
+    assert res.per_listener_pooled.height == 12
+    assert set(res.per_listener_pooled["language"].to_list()) == {"cn+de+en"}
+    # without all three languages there is no pooled test, and the report says why
+    two = compare(ans.filter(pl.col("language") != "en"), None, cfg)
+    assert not (two.ttests["language_a"].str.contains(r"\+")).any()
+    assert two.report["pooled_languages_skipped"] == [{"pool": "cn+de+en", "missing": ["en"]}]
 
 
 def _predictions(key, rng):
