@@ -517,6 +517,9 @@ def compare(
     report: dict = {"n_listeners": per["listener"].n_unique(), "group_languages": mapping,
                     "group_language_notes": notes,
                     "labels": list(labels), "labels_added_from_answers": extra,
+                    # the true categories of each language: UA is their mean recall (TJ: fewer)
+                    "categories": {lang: [c for c in labels if c in set(
+                        answers.filter(pl.col("language") == lang)["true"].to_list())] for lang in langs},
                     "pooled_languages": [pool_name(p) for p in pools],
                     "pooled_languages_skipped": [
                         {"pool": pool_name(p), "missing": sorted(set(p) - present)}

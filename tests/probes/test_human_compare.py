@@ -376,3 +376,26 @@ def test_unreadable_answers_and_predictions_are_named(tmp_path):
     r = CliRunner().invoke(probes_app, ["human", "compare", str(tmp_path / "ok.parquet"),
                                         "--predictions", str(tmp_path / "p.parquet")])
     assert r.exit_code == 2 and "p.parquet: cannot read the predictions table" in " ".join(r.output.split())
+
+
+def test_pool_option_chooses_the_pooled_languages(tmp_path):
+    key = _key(2)
+    ans = _answers(key, seed=8, n_per_group=3, skip=False)
+    ans.write_parquet(tmp_path / "a.parquet")
+    runner = CliRunner()
+    langs = {}
+    for name, extra in (("default", []), ("none", ["--pool", "none"]), ("two", ["--pool", "cn+de"])):
+        r = runner.invoke(probes_app, ["human", "compare", str(tmp_path / "a.parquet"), "--metric", "ua",
+                                       "--out", str(tmp_path / name), *extra])
+        assert r.exit_code == 0, r.output
+        tests = pl.read_csv(tmp_path / name / "ttests.csv")
+        langs[name] = sorted(x for x in set(tests["language_a"].to_list()) if "+" in x)
+        assert {"p", "p_adj", "correction", "df", "df_student"} <= set(tests.columns)
+    assert langs == {"default": ["cn+de+en"], "none": [], "two": ["cn+de"]}
+    pooled = pl.read_csv(tmp_path / "two" / "per_listener_pooled.csv")
+    # a listener's pooled UA comes from its CN and DE answers together
+    cn0 = ans.filter((pl.col("listener") == "cn0") & pl.col("language").is_in(["cn", "de"]))
+    assert pooled.filter(pl.col("listener") == "cn0")["ua"][0] == pytest.approx(
+        balanced_accuracy_score(cn0["true"].to_list(), cn0["answer"].to_list()))
+    with pytest.raises(ValueError, match="at least two languages"):
+        CompareConfig(pooled_languages=(("cn",),))

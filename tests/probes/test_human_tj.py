@@ -147,6 +147,7 @@ def test_tj_column_from_a_three_category_corpus(tmp_path, keep_question):
     assert pairs.filter(pl.col("language") == "cn")["model_ua"].is_not_null().all()
     summary = json.loads((out / "cmp" / "compare.json").read_text())
     assert summary["report"]["labels"] == list(labels)
+    assert summary["report"]["categories"] == {"cn": list(CANONICAL_EMOTIONS), "tj": tj_categories}
     # only CN and TJ were heard: the paper's cn+de+en pool cannot be formed, and says so
     assert summary["report"]["pooled_languages_skipped"] == [{"pool": "cn+de+en", "missing": ["de", "en"]}]
 
