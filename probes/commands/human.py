@@ -40,16 +40,22 @@ def build_cmd(
     name: Annotated[str, typer.Option(help="Config name and webMUSHRA testId.")] = "ser-test",
     cache: Annotated[Path | None, typer.Option("--cache-root", help="Cache root holding manifests/ and splits/; default $CROSSLING_CACHE or ./cache.")] = None,
     email: Annotated[bool, typer.Option(help="Ask an optional e-mail on the finish page.")] = True,
+    emotions: Annotated[str, typer.Option(help="Comma-separated response options; a corpus category not among them is dropped (add e.g. question to keep TJD's as its own answer).")] = "angry,happy,neutral,sad",
+    whole_corpus: Annotated[str, typer.Option(help="Comma-separated corpora drawn from all their utterances when they have no fold table (a corpus no model is tested on); '' for none.")] = "tjd",
 ) -> None:
-    """Select the stimuli, export 16 kHz 16-bit wavs, write configs/<name>.yaml and the key."""
+    """Select the stimuli, export 16 kHz 16-bit wavs, write configs/<name>.yaml and the key.
+
+    Stimuli are drawn per available category: a corpus with fewer categories than the
+    response options gives --per-emotion stimuli of each category it has."""
     from featstore.paths import runs_root
-    from probes.human.build import BuildConfig, build_listening_test, parse_corpora, select_stimuli
+    from probes.human.build import BuildConfig, build_listening_test, parse_corpora, plan_stimuli
 
     try:
         check_corpora(list(parse_corpora(corpora)), cache)
         config = BuildConfig(corpora=parse_corpora(corpora), per_emotion=per_emotion, seed=seed, name=name,
-                             ask_email=email)
-        selection = select_stimuli(config, cache)
+                             ask_email=email, emotions=parse_corpora(emotions),
+                             whole_corpus=parse_corpora(whole_corpus))
+        selection, notes = plan_stimuli(config, cache)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
     out_dir = out or runs_root(cache) / "human" / name
@@ -57,10 +63,16 @@ def build_cmd(
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("exporting stimuli", total=selection.height)
             result = build_listening_test(selection, out_dir, config,
-                                          progress=lambda done, total: bar.update(task, completed=done))
+                                          progress=lambda done, total: bar.update(task, completed=done),
+                                          selection_notes=notes)
     except (ValueError, FileNotFoundError, OSError) as err:
         _fail(str(err))
     print_line(f"{result.n_stimuli} stimuli from {', '.join(config.corpora)}")
+    for corpus, note in notes.items():
+        pool = "test data of its folds" if note["pool"] == "folds" else "all its utterances (no fold table)"
+        dropped = (", dropped " + ", ".join(f"{e} ({n})" for e, n in note["dropped"].items())
+                   if note["dropped"] else "")
+        print_line(f"  {corpus}: {', '.join(note['categories'])} from {pool}{dropped}")
     print_line(f"config : {result.config_path}  (copy {out_dir / 'configs'} into the webMUSHRA root)")
     print_line(f"audio  : {result.audio_dir}")
     print_line(f"key    : {result.key_path}  (keep it away from the web server)")
@@ -76,18 +88,21 @@ def ingest_cmd(
     duplicates: Annotated[str, typer.Option(help="Two answers for one stimulus: keep 'last', 'first' or 'drop' all.")] = "last",
     out: Annotated[Path | None, typer.Option(help="Output folder (default: folder of the key / answers).")] = None,
     group_language: Annotated[list[str] | None, typer.Option(help="GROUP=LANG for a group not named by a stimulus language code or a known alias such as zh, german (default: none).")] = None,
+    labels: Annotated[str | None, typer.Option(help="Comma-separated answer labels, e.g. angry,happy,neutral,sad,question to keep TJD's question as its own answer (default: the four emotions plus any other response of --config).")] = None,
 ) -> None:
     """Join answers with the key; write answers.parquet, listeners.csv and the anomalies."""
     from probes.human import webmushra
-    from probes.human.build import read_key
-    from probes.human.ingest import IngestConfig, ingest, read_groups, save_ingest
+    from probes.human.build import parse_corpora, read_key
+    from probes.human.ingest import IngestConfig, answer_labels, ingest, read_groups, save_ingest
     from probes.human.results import file_provenance
 
     try:
-        key_frame = read_key(key, notes := [])
         response_map = webmushra.response_values(webmushra.load_config(config)) if config else {}
+        label_set = parse_corpora(labels) if labels else answer_labels(response_map)
+        key_frame = read_key(key, notes := [], labels=label_set)
         cfg = IngestConfig(group_column=group_column, duplicates=duplicates, response_map=response_map,
-                           group_languages=_parse_pairs(group_language or [], "--group-language"))
+                           group_languages=_parse_pairs(group_language or [], "--group-language"),
+                           labels=label_set)
         group_map = read_groups(groups) if groups else None
         result = ingest(results, key_frame, cfg, group_map, key_notes=notes)
     except (ValueError, FileNotFoundError, OSError) as err:
@@ -96,7 +111,8 @@ def ingest_cmd(
     prov = {"key": file_provenance(key), "results": [file_provenance(p) for p in results],
             "groups": file_provenance(groups) if groups else None,
             "config": file_provenance(config) if config else None,
-            "ingest_config": {"group_column": group_column, "duplicates": duplicates}}
+            "ingest_config": {"group_column": group_column, "duplicates": duplicates,
+                              "labels": list(cfg.labels)}}
     paths = save_ingest(result, out_dir, prov)
     _print_anomalies(result.anomalies_frame())
     n_l = result.listeners.height
@@ -141,13 +157,18 @@ def compare_cmd(
     group_language: Annotated[list[str] | None, typer.Option(help="GROUP=LANG when a group is not named by its language code (default: the group name).")] = None,
     model_language: Annotated[list[str] | None, typer.Option(help="MODEL=LANG pre-training language (default: from the model registry or the alias suffix).")] = None,
     where: Annotated[list[str] | None, typer.Option(help="Prediction filter COLUMN=VALUE, e.g. layer=7 or fold=0; repeatable (default: none).")] = None,
+    labels: Annotated[str | None, typer.Option(help="Comma-separated class order, e.g. angry,happy,neutral,sad,question (default: the four emotions, then any other category in the answers).")] = None,
+    pool: Annotated[list[str] | None, typer.Option(help="Languages pooled per listener for between-group tests, e.g. cn+de+en (the paper's); repeatable; 'none' for no pooled tests (default: cn+de+en when all three were heard).")] = None,
 ) -> None:
     """Per-listener metrics, Table II, Table III with models beside humans, Welch t-tests, figures."""
-    from probes.human.build import read_key
+    from probes.human.build import parse_corpora, read_key
     from probes.human.compare import CompareConfig, compare
     from probes.human.results import file_provenance, read_answers, read_predictions, save_compare
 
     try:
+        pools = tuple(tuple(s.strip().lower() for s in item.split("+") if s.strip())
+                      for item in (pool or ["cn+de+en"]) if item.strip().lower() != "none")
+        extra = {"labels": parse_corpora(labels)} if labels else {}
         l2_map: dict[str, tuple[str, ...]] = {}
         for item in l2 or ["en"]:
             group, _, langs = item.rpartition("=")
@@ -156,11 +177,12 @@ def compare_cmd(
             correction=correction, metrics=tuple(metric or ()), l2_languages=l2_map,
             group_languages=_parse_pairs(group_language or [], "--group-language"),
             model_languages=_parse_pairs(model_language or [], "--model-language"),
-            prediction_filters=_parse_pairs(where or [], "--where"),
+            prediction_filters=_parse_pairs(where or [], "--where"), pooled_languages=pools, **extra,
         )
         frame = read_answers(answers)
         preds = read_predictions(predictions or [])
-        key_frame = read_key(key) if key else None
+        found = set(frame["true"].drop_nulls().to_list())
+        key_frame = read_key(key, labels=(*cfg.labels, *sorted(found - set(cfg.labels)))) if key else None
         result = compare(frame, preds if preds.height else None, cfg, key_frame)
     except (ValueError, FileNotFoundError, OSError) as err:
         _fail(str(err))
@@ -170,14 +192,16 @@ def compare_cmd(
             "config": {"correction": correction, "metrics": list(cfg.metrics), "l2": l2_map,
                        "group_languages": dict(cfg.group_languages),
                        "model_languages": dict(cfg.model_languages),
-                       "filters": dict(cfg.prediction_filters)}}
+                       "filters": dict(cfg.prediction_filters), "labels": list(result.labels),
+                       "pooled_languages": ["+".join(p) for p in pools]}}
     out_dir = out or answers.parent / "compare"
-    paths = save_compare(result, out_dir, prov, cfg.labels)
+    paths = save_compare(result, out_dir, prov, result.labels)
     print_line("Table II (mean UA %, rows = listener groups):")
     console.print(result.table2)
     if result.pairs.height:
         console.print(result.pairs.select("group", "language", "human_setting", "model", "human_ua", "model_ua"))
     if result.ttests.height:
         sig = result.ttests.filter("significant")
-        print_line(f"{result.ttests.height} Welch t-tests ({correction}); {sig.height} significant")
+        print_line(f"{result.ttests.height} Welch t-tests; {sig.height} significant after {correction} "
+                   "(ttests.csv: p uncorrected, p_adj corrected, df Welch, df_student = n_a + n_b - 2)")
     print_line(f"written to {out_dir} ({json.dumps(sorted(paths))})")

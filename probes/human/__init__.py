@@ -2,7 +2,7 @@
 
 Public API (re-exported):
 
-- :func:`build_listening_test`, :func:`select_stimuli`, :class:`BuildConfig`,
+- :func:`build_listening_test`, :func:`select_stimuli`, :func:`plan_stimuli`, :class:`BuildConfig`,
   :func:`read_key` (``build.py``);
 - :func:`ingest`, :class:`IngestConfig`, :class:`IngestResult`, :func:`save_ingest`
   (``ingest.py``);
@@ -12,7 +12,14 @@ Public API (re-exported):
 - :func:`simulate_answers`, :class:`NoiseModel`, :func:`paper_noise_model` (``simulate.py``).
 """
 
-from probes.human.build import BuildConfig, BuildResult, build_listening_test, read_key, select_stimuli
+from probes.human.build import (
+    BuildConfig,
+    BuildResult,
+    build_listening_test,
+    plan_stimuli,
+    read_key,
+    select_stimuli,
+)
 from probes.human.compare import CompareConfig, CompareResult, compare
 from probes.human.ingest import IngestConfig, IngestResult, ingest, save_ingest
 from probes.human.results import read_answers, read_predictions, save_compare
@@ -20,7 +27,7 @@ from probes.human.simulate import NoiseModel, paper_noise_model, simulate_answer
 from probes.human.stats import adjust_pvalues, welch_test
 
 __all__ = [
-    "BuildConfig", "BuildResult", "build_listening_test", "read_key", "select_stimuli",
+    "BuildConfig", "BuildResult", "build_listening_test", "plan_stimuli", "read_key", "select_stimuli",
     "CompareConfig", "CompareResult", "compare", "IngestConfig", "IngestResult", "ingest",
     "save_ingest", "read_answers", "read_predictions", "save_compare", "NoiseModel",
     "simulate_answers", "paper_noise_model", "adjust_pvalues", "welch_test",

@@ -5,6 +5,14 @@ improvised-only IEMOCAP, seeded) by ``featstore.splits.select_listening_subset``
 module renames them to opaque keys, exports the selected stretch of each as a 16 kHz
 16-bit wav, writes ``configs/<name>.yaml`` and the answer key.
 
+Stimuli are drawn per *available* category: a corpus with fewer categories than the
+response options (the paper's TJD: question, negation ~ angry, expectation ~ happy) gives
+12 of each category it has. A category that is not a response option (TJD's ``question``
+when unmapped) is dropped, unless it is added to the options (``emotions``) to be kept as
+its own answer. A corpus no model is tested on may have no fold table: the corpora in
+``BuildConfig.whole_corpus`` are then drawn from all their utterances. Both are recorded
+per corpus in the provenance (``corpora``: pool, categories, dropped).
+
 Layout under ``out_dir`` (copy ``configs/`` into the webMUSHRA root)::
 
     configs/<name>.yaml
@@ -56,6 +64,9 @@ class BuildConfig:
     ask_email : add an optional e-mail question to the finish page
     languages : native-language choices of the questionnaire (default: the languages of
         the selected corpora, in corpus order)
+    whole_corpus : corpora drawn from all their utterances when they have no fold table
+        (default the paper's TJD, which no model is tested on); any other corpus without
+        one is an error
     """
 
     corpora: tuple[str, ...] = ("esd", "pavoque", "iemocap")
@@ -67,6 +78,7 @@ class BuildConfig:
     sample_rate_hz: int = 16000
     ask_email: bool = True
     languages: tuple[str, ...] = field(default=())
+    whole_corpus: tuple[str, ...] = ("tjd",)
 
     def __post_init__(self) -> None:
         if not self.corpora:
@@ -81,6 +93,8 @@ class BuildConfig:
             raise BuildError(f"sample_rate_hz must be positive, got {self.sample_rate_hz}")
         if not self.emotions:
             raise BuildError("emotions: give at least one response option")
+        if len(set(self.emotions)) != len(self.emotions):
+            raise BuildError(f"emotions: duplicates in {self.emotions}")
 
 
 @dataclass(frozen=True)
@@ -95,27 +109,65 @@ class BuildResult:
 
 
 def select_stimuli(config: BuildConfig, root: str | Path | None = None) -> pl.DataFrame:
-    """Select the stimuli of every corpus from its prepared manifest and folds.
+    """Select the stimuli of every corpus from its prepared manifest and folds
+    (:func:`plan_stimuli` without its per-corpus notes)."""
+    return plan_stimuli(config, root)[0]
 
-    Raises ``FileNotFoundError`` naming the missing manifest or fold table.
+
+def plan_stimuli(config: BuildConfig, root: str | Path | None = None) -> tuple[pl.DataFrame, dict[str, dict]]:
+    """Select the stimuli of every corpus, per available category.
+
+    Returns
+    -------
+    (selection, notes): the selected manifest rows, and per corpus ``pool`` (``folds``:
+    the test parts of its fold table; ``whole``: all its utterances, no fold table),
+    ``categories`` (the response options it has, drawn ``per_emotion`` each) and
+    ``dropped`` (category -> utterances of the categories that are no response option).
+
+    Raises
+    ------
+    BuildError
+        A corpus without a fold table that is not in ``config.whole_corpus``, a corpus with
+        none of the response options, or too few candidates in a category (the message
+        names the corpus and the numbers found).
     """
     from featstore.manifest import load_manifest
     from featstore.paths import manifest_path, splits_path
     from featstore.splits import load_folds, select_listening_subset
 
-    parts = []
+    parts, notes = [], {}
     for corpus in config.corpora:
         manifest = load_manifest(manifest_path(corpus, root))
+        counts = dict(manifest.group_by("emotion").len().iter_rows())
+        categories = tuple(e for e in config.emotions if counts.get(e, 0) > 0)
+        dropped = {e: int(n) for e, n in sorted(counts.items()) if e not in config.emotions}
+        if not categories:
+            raise BuildError(
+                f"{corpus}: none of its categories {sorted(counts)} is a response option "
+                f"{list(config.emotions)}; map them when preparing (featstore prepare --label-map "
+                "'negation=angry,expectation=happy') or add one as its own answer (--emotions)")
         fpath = splits_path(corpus, root)
-        if not fpath.exists():
-            raise BuildError(f"{fpath}: no folds for {corpus}; run `featstore splits` first")
-        folds, _meta = load_folds(fpath)
+        if fpath.exists():
+            folds, _meta = load_folds(fpath)
+            pool = "folds"
+        elif corpus in config.whole_corpus:
+            folds = pl.DataFrame({"fold": [0] * manifest.height, "part": ["test"] * manifest.height,
+                                  "utt_id": manifest["utt_id"].to_list()})
+            pool = "whole"
+        else:
+            raise BuildError(
+                f"{fpath}: no folds for {corpus}; run `featstore splits` first, or draw its stimuli "
+                f"from all its utterances with --whole-corpus {corpus} (a corpus no model is tested on)")
         improvised = True if corpus in config.improvised_only else None
-        parts.append(select_listening_subset(
-            manifest, folds, per_emotion=config.per_emotion, seed=config.seed,
-            improvised_only=improvised,
-        ))
-    return pl.concat(parts, how="diagonal_relaxed")
+        try:
+            parts.append(select_listening_subset(
+                manifest, folds, per_emotion=config.per_emotion, seed=config.seed,
+                improvised_only=improvised, emotions=categories,
+            ))
+        except ValueError as err:
+            raise BuildError(f"{corpus}: {err}") from None
+        notes[corpus] = {"pool": pool, "categories": list(categories), "dropped": dropped}
+    return pl.concat(parts, how="diagonal_relaxed"), notes
 
 
 def assign_keys(selection: pl.DataFrame, seed: int, prefix: str = "s") -> pl.DataFrame:
@@ -149,6 +201,7 @@ def build_listening_test(
     config: BuildConfig = BuildConfig(),
     loader: RowLoader | None = None,
     progress: Callable[[int, int], None] | None = None,
+    selection_notes: dict[str, dict] | None = None,
 ) -> BuildResult:
     """Write config, audio and key for the selected utterances.
 
@@ -161,6 +214,7 @@ def build_listening_test(
     loader : row -> float32 waveform at ``config.sample_rate_hz``; default
         ``featstore.audio.load_row``
     progress : called as ``progress(done, total)`` after each exported file
+    selection_notes : per-corpus notes of :func:`plan_stimuli`, kept in the provenance
     """
     missing = [c for c in ("utt_id", "corpus", "language", "emotion", "path") if c not in selection.columns]
     if missing:
@@ -208,6 +262,8 @@ def build_listening_test(
     prov = {
         "config": asdict(config),
         "n_stimuli": keyed.height,
+        "labels": list(config.emotions),
+        "corpora": dict(selection_notes or {}),
         "counts": [dict(r) for r in counts],
         # fingerprints of the selected rows (the manifests' own are in their parquet metadata)
         "selection_fingerprints": {

@@ -8,6 +8,12 @@
 - Welch two-sided t-tests on per-listener metrics between groups (same language) and
   between languages within a group. The paper used Welch for both, so both are Welch
   here although the second compares the same listeners twice;
+- the paper's tests "across CN, DE and EN data": each listener's metric on the pooled
+  answers of a set of languages (``CompareConfig.pooled_languages``, language
+  ``cn+de+en``), then Welch between groups, in the same table and correction family;
+- a corpus with fewer categories than the labels (TJD: negation ~ angry, expectation ~
+  happy, question) is scored over the categories it has (UA = mean recall over the true
+  classes present); a category kept as its own answer extends the labels;
 - models on exactly the stimuli heard, paired by setting: a group whose language is the
   stimulus language is ``mono`` (native listeners <-> monolingual model of that
   language), a stimulus language in the group's second languages is ``L2`` (<-> the
@@ -39,6 +45,8 @@ VARIANT_COLUMNS: tuple[str, ...] = (
 )
 """Prediction columns that tell model variants apart (those present are used). ``fold``
 is not one: each stimulus is predicted by the fold(s) where it was test data."""
+LANGUAGE_ORDER: tuple[str, ...] = ("cn", "de", "en", "tj")
+"""Table II's column order (the paper's); other languages follow in alphabetical order."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,9 @@ class CompareConfig:
         registry or the alias suffix (``w2v2-cn`` -> ``cn``)
     prediction_filters : column -> value kept (e.g. ``{"layer": "7"}``), compared as text
     alpha : significance level for the ``significant`` column (corrected p)
+    pooled_languages : language sets whose answers are pooled per listener for extra
+        between-group tests (the paper: CN, DE and EN together); a set is used when every
+        one of its languages is in the answers
     """
 
     labels: tuple[str, ...] = CANONICAL_EMOTIONS
@@ -69,8 +80,12 @@ class CompareConfig:
     model_languages: Mapping[str, str] = field(default_factory=dict)
     prediction_filters: Mapping[str, str] = field(default_factory=dict)
     alpha: float = 0.05
+    pooled_languages: tuple[tuple[str, ...], ...] = (("cn", "de", "en"),)
 
     def __post_init__(self) -> None:
+        for pool in self.pooled_languages:
+            if len(set(pool)) < 2 or isinstance(pool, str):
+                raise CompareError(f"pooled_languages: {pool!r} must name at least two languages")
         if self.correction not in CORRECTIONS:
             raise CompareError(f"correction must be one of {CORRECTIONS}, got {self.correction!r}")
         if not 0 < self.alpha < 1:
@@ -121,7 +136,11 @@ def metric_names(labels: Sequence[str] = CANONICAL_EMOTIONS) -> list[str]:
 
 @dataclass
 class CompareResult:
-    """Tables of :func:`compare` (polars frames) and a report of the model matching."""
+    """Tables of :func:`compare` (polars frames) and a report of the model matching.
+
+    ``per_listener_pooled`` has the per-listener metrics on pooled languages (language
+    ``cn+de+en``); ``labels`` the class order used (the config's plus any other category
+    found in the answers)."""
 
     per_listener: pl.DataFrame
     group_summary: pl.DataFrame
@@ -132,6 +151,8 @@ class CompareResult:
     table3: pl.DataFrame
     pairs: pl.DataFrame
     report: dict
+    per_listener_pooled: pl.DataFrame = field(default_factory=pl.DataFrame)
+    labels: tuple[str, ...] = CANONICAL_EMOTIONS
 
 
 def _metrics_row(true: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict:
@@ -153,6 +174,22 @@ def listener_metrics(answers: pl.DataFrame, labels: Sequence[str] = CANONICAL_EM
     return pl.DataFrame(rows).sort("group", "listener", "language", nulls_last=True)
 
 
+def pool_name(languages: Sequence[str]) -> str:
+    """``("cn", "de", "en")`` -> ``"cn+de+en"`` (the language of pooled rows)."""
+    return "+".join(languages)
+
+
+def pooled_listener_metrics(answers: pl.DataFrame, languages: Sequence[str],
+                            labels: Sequence[str] = CANONICAL_EMOTIONS) -> pl.DataFrame:
+    """One row per listener on the pooled answers of ``languages`` (e.g. recall of sad =
+    the listener's sad stimuli of CN, DE and EN answered sad, over all of them), with
+    ``language`` = ``cn+de+en``; columns as :func:`listener_metrics`."""
+    part = answers.filter(pl.col("language").is_in(list(languages)))
+    if part.is_empty():
+        return pl.DataFrame()
+    return listener_metrics(part.with_columns(pl.lit(pool_name(languages)).alias("language")), labels)
+
+
 def group_summary(per_listener: pl.DataFrame, metric: str = "ua") -> pl.DataFrame:
     """Mean, SD and number of listeners of ``metric`` per group and language."""
     return (
@@ -165,11 +202,19 @@ def group_summary(per_listener: pl.DataFrame, metric: str = "ua") -> pl.DataFram
     )
 
 
+def order_languages(languages: Sequence[str]) -> list[str]:
+    """Distinct languages in Table II's order: ``cn, de, en, tj`` first, then the others."""
+    found = set(languages)
+    return [lang for lang in LANGUAGE_ORDER if lang in found] + sorted(found - set(LANGUAGE_ORDER))
+
+
 def table2(summary: pl.DataFrame, languages: Sequence[str] | None = None) -> pl.DataFrame:
-    """Table II: rows = listener groups, columns = test languages (upper case), mean UA %."""
+    """Table II: rows = listener groups, columns = test languages in upper case (``CN``,
+    ``DE``, ``EN``, ``TJ``... in that order), mean UA % over the group's listeners; a
+    language a group did not hear is null."""
     if summary.is_empty():
         return pl.DataFrame(schema={"group": pl.Utf8})
-    langs = list(languages or sorted(set(summary["language"].to_list())))
+    langs = list(languages or order_languages(summary["language"].to_list()))
     wide = summary.with_columns((pl.col("mean") * 100).alias("pct")).pivot(
         on="language", index="group", values="pct"
     )
@@ -197,18 +242,26 @@ def group_confusions(answers: pl.DataFrame, labels: Sequence[str] = CANONICAL_EM
     return pl.DataFrame(rows).sort("group", "language", maintain_order=True)
 
 
-def welch_tests(per_listener: pl.DataFrame, config: CompareConfig = CompareConfig()) -> pl.DataFrame:
-    """Welch t-tests between groups (per language) and between languages (per group).
+def welch_tests(per_listener: pl.DataFrame, config: CompareConfig = CompareConfig(),
+                pooled: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Welch t-tests between groups (per language) and between languages (per group),
+    and between groups on pooled languages (``pooled``: :func:`pooled_listener_metrics`
+    rows, language ``cn+de+en``).
 
     Columns: comparison, metric, group_a, group_b, language_a, language_b, n_a, n_b,
-    mean_a, mean_b, sd_a, sd_b, t, df, p, p_adj, correction, significant. ``t`` is
-    ``a`` minus ``b``; untestable pairs (n < 2 or no variance) have nan and are left out
-    of the correction.
+    mean_a, mean_b, sd_a, sd_b, t, df, p, df_student, p_adj, correction, significant.
+    ``t`` is ``a`` minus ``b``; ``df`` is Welch-Satterthwaite; ``p`` is the uncorrected
+    two-sided p (what the paper prints) and ``p_adj`` the corrected one (``correction``
+    over the whole table); ``df_student`` is ``n_a + n_b - 2``, the df the paper prints
+    (``t(10)``). Untestable pairs (n < 2 or no variance) have nan and are left out of the
+    correction.
     """
     metrics = list(config.metrics) or metric_names(config.labels)
     pl_g = per_listener.filter(pl.col("group").is_not_null())
     groups = sorted(set(pl_g["group"].to_list()))
     langs = sorted(set(pl_g["language"].to_list()))
+    pooled_g = (pooled.filter(pl.col("group").is_not_null())
+                if pooled is not None and pooled.height else None)
     rows = []
 
     def values(group: str, lang: str, metric: str) -> np.ndarray:
@@ -230,11 +283,21 @@ def welch_tests(per_listener: pl.DataFrame, config: CompareConfig = CompareConfi
                     rows.append({"comparison": "between_languages", "metric": metric, "group_a": group,
                                  "group_b": group, "language_a": la, "language_b": lb,
                                  **welch_test(a, b)})
+        if pooled_g is not None:
+            for pool in sorted(set(pooled_g["language"].to_list())):
+                sel = pooled_g.filter(pl.col("language") == pool)
+                for ga, gb in combinations(sorted(set(sel["group"].to_list())), 2):
+                    a = sel.filter(pl.col("group") == ga)[metric].to_numpy().astype(float)
+                    b = sel.filter(pl.col("group") == gb)[metric].to_numpy().astype(float)
+                    rows.append({"comparison": "between_groups", "metric": metric, "group_a": ga,
+                                 "group_b": gb, "language_a": pool, "language_b": pool,
+                                 **welch_test(a, b)})
     if not rows:
         return pl.DataFrame()
     frame = pl.DataFrame(rows)
     adj = adjust_pvalues(frame["p"].to_numpy(), config.correction)
     return frame.with_columns(
+        (pl.col("n_a") + pl.col("n_b") - 2).cast(pl.Int64).alias("df_student"),
         pl.Series("p_adj", adj), pl.lit(config.correction).alias("correction"),
         pl.Series("significant", [bool(x < config.alpha) if not np.isnan(x) else False for x in adj]),
         pl.col("n_a").cast(pl.Int64), pl.col("n_b").cast(pl.Int64),
@@ -430,21 +493,37 @@ def compare(
     """
     if answers.is_empty():
         raise CompareError("no answers to compare")
-    languages = sorted(set(answers["language"].to_list()) | (set(key["language"].to_list()) if key is not None else set()))
+    key_langs = set(key["language"].to_list()) if key is not None else set()
+    languages = sorted(set(answers["language"].to_list()) | key_langs)
     mapping, notes = resolved_group_languages(answers, languages, config)
-    config = dataclasses.replace(config, group_languages=mapping)
+    found = set(answers["true"].drop_nulls().to_list()) | set(answers["answer"].drop_nulls().to_list())
+    extra = sorted(found - set(config.labels))
+    config = dataclasses.replace(config, group_languages=mapping, labels=(*config.labels, *extra))
     labels = config.labels
     per = listener_metrics(answers, labels)
     summary = group_summary(per, "ua")
-    langs = sorted(set(answers["language"].to_list()))
+    langs = order_languages(answers["language"].to_list())
     t2 = table2(summary, langs)
     conf = group_confusions(answers, labels)
-    tests = welch_tests(per, config)
+    present = set(langs)
+    pools = [p for p in config.pooled_languages if set(p) <= present]
+    pooled_parts = [pooled_listener_metrics(answers, p, labels) for p in pools]
+    pooled = (pl.concat([f for f in pooled_parts if f.height], how="diagonal_relaxed")
+              if any(f.height for f in pooled_parts) else pl.DataFrame())
+    tests = welch_tests(per, config, pooled)
     if key is None:
         key = answers.select("stimulus", "corpus", "utt_id", "language",
                              pl.col("true").alias("emotion")).unique("stimulus", maintain_order=True)
     report: dict = {"n_listeners": per["listener"].n_unique(), "group_languages": mapping,
                     "group_language_notes": notes,
+                    "labels": list(labels), "labels_added_from_answers": extra,
+                    # the true categories of each language: UA is their mean recall (TJ: fewer)
+                    "categories": {lang: [c for c in labels if c in set(
+                        answers.filter(pl.col("language") == lang)["true"].to_list())] for lang in langs},
+                    "pooled_languages": [pool_name(p) for p in pools],
+                    "pooled_languages_skipped": [
+                        {"pool": pool_name(p), "missing": sorted(set(p) - present)}
+                        for p in config.pooled_languages if p not in pools],
                     "listeners_without_group": sorted(set(
                         per.filter(pl.col("group").is_null())["listener"].to_list()))}
     mm = pl.DataFrame()
@@ -453,4 +532,4 @@ def compare(
         mm = model_metrics(matched, labels)
     pairs = pair_humans_models(summary, mm, config)
     t3 = table3(conf, mm, pairs, labels)
-    return CompareResult(per, summary, t2, conf, tests, mm, t3, pairs, report)
+    return CompareResult(per, summary, t2, conf, tests, mm, t3, pairs, report, pooled, tuple(labels))

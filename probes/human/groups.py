@@ -7,7 +7,9 @@ group name is resolved to a language code here, in this order:
 
 1. an explicit mapping (``group_languages``: the study's ``[human]`` option, or
    ``--group-language GROUP=LANG`` on the command line);
-2. the group name is itself a language code of the stimuli (``cn``, ``de``, ``en``...);
+2. the group name is itself a language code of the stimuli (``cn``, ``de``, ``en``...),
+   or one of the toolkit's language codes (:data:`LANGUAGE_CODES`) even when no stimulus
+   is in that language (DE listeners on a test of CN and TJ speech);
 3. a built-in alias (:data:`GROUP_ALIASES`: ``zh``/``zh-cn``/``mandarin``/``chinese`` ->
    ``cn``, ``german``/``deu``/``ger`` -> ``de``, ``english``/``eng`` -> ``en`` ...).
 
@@ -29,6 +31,8 @@ GROUP_ALIASES: dict[str, str] = {
     **dict.fromkeys(("cantonese", "yue-hk", "zh-hk"), "yue"),
 }
 """Built-in spellings of listener groups (lower case) and the paper's language code of each."""
+LANGUAGE_CODES: tuple[str, ...] = ("cn", "de", "en", "tj", "yue")
+"""Language codes of the toolkit's corpora; a group named by one is that language."""
 
 
 class GroupError(CrosslingError, ValueError):
@@ -68,7 +72,7 @@ def resolve_group_languages(
     for group in sorted({normalise_group(g) for g in groups if g is not None and str(g).strip()}):
         if group in mapped:
             out[group] = mapped[group]
-        elif group in langs:
+        elif group in langs or group in LANGUAGE_CODES:
             out[group] = group
         elif group in GROUP_ALIASES:
             out[group] = GROUP_ALIASES[group]

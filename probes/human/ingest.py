@@ -87,7 +87,8 @@ class IngestConfig:
         code nor a built-in alias (:mod:`probes.human.groups`); any other group is an error
     listener_columns : questionnaire columns tried, in order, for the listener id
     duplicates : ``last``, ``first`` or ``drop`` (see the module docstring)
-    labels : canonical answer labels
+    labels : answer labels (the four canonical ones, plus any category kept as its own
+        answer, e.g. TJD's ``question``)
     response_map : extra rating value -> label pairs (e.g. from the config's
         ``response`` list, so numeric values map to labels)
     """
@@ -142,6 +143,16 @@ def label_map(labels: Sequence[str], response_map: Mapping[str, str] | None = No
         if canon is not None:
             out[str(value).strip().lower()] = canon
     return out
+
+
+def answer_labels(response_map: Mapping[str, str] | None = None,
+                  base: Sequence[str] = CANONICAL_EMOTIONS) -> tuple[str, ...]:
+    """The answer labels of a test: ``base`` (the four emotions), then every response label
+    of a webMUSHRA config that is no spelling of one of them (e.g. ``Question``), lower case,
+    in the config's order."""
+    known = {k for k, v in LABEL_ALIASES.items() if v in base} | {b.lower() for b in base}
+    extra = [str(lab).strip().lower() for lab in (response_map or {}).values()]
+    return tuple(dict.fromkeys([*base, *(e for e in extra if e and e not in known)]))
 
 
 class GroupTable(dict):
@@ -301,7 +312,7 @@ def ingest(
         is neither a stimulus language, a built-in alias nor in ``config.group_languages``.
     """
     anomalies: list[dict] = [{"kind": "key_assumption", "action": "assumed", "detail": n} for n in key_notes]
-    key = check_key(key, notes=(notes := []))
+    key = check_key(key, notes=(notes := []), labels=config.labels)
     anomalies += [{"kind": "key_assumption", "action": "assumed", "detail": n} for n in notes]
     raw: list[dict] = []
     for path in results:

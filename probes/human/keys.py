@@ -129,7 +129,9 @@ def _canonical_labels(key: pl.DataFrame, source: str | Path, labels: Sequence[st
     values = sorted(set(key["emotion"].to_list()))
     bad = [v for v in values if v.lower() not in aliases]
     if bad:
-        raise KeyError_(f"{source}: column 'emotion' holds {bad[:5]}, not one of {list(labels)}")
+        raise KeyError_(f"{source}: column 'emotion' holds {bad[:5]}, not one of {list(labels)}; a "
+                        "category kept as its own answer must be among the labels (--labels "
+                        f"{','.join([*labels, *bad[:1]])})")
     renamed = {v: aliases[v.lower()] for v in values if aliases[v.lower()] != v}
     if renamed:
         said.append("emotion labels read as " + ", ".join(f"{a!r} -> {b!r}" for a, b in renamed.items()))
@@ -137,11 +139,13 @@ def _canonical_labels(key: pl.DataFrame, source: str | Path, labels: Sequence[st
     return key
 
 
-def read_key(path: str | Path, notes: list[str] | None = None) -> pl.DataFrame:
+def read_key(path: str | Path, notes: list[str] | None = None,
+             labels: Sequence[str] = CANONICAL_EMOTIONS) -> pl.DataFrame:
     """Read a key table (CSV/TSV/JSONL/parquet, any common encoding) and check it with
-    :func:`check_key` (``notes`` collects what was assumed)."""
+    :func:`check_key` (``notes`` collects what was assumed; ``labels`` are the emotions a
+    stimulus may have, e.g. the four plus TJD's ``question`` kept as its own answer)."""
     try:
         frame = read_table(path, what="key table")
     except TableError as err:
         raise KeyError_(str(err)) from None
-    return check_key(frame, path, notes)
+    return check_key(frame, path, notes, labels)

@@ -35,13 +35,18 @@ def file_provenance(path: str | Path) -> dict:
 
 def save_compare(result: CompareResult, out_dir: str | Path, provenance: Mapping,
                  labels: Sequence[str]) -> dict[str, Path]:
-    """Write every table (CSV), the figures (PNG + SVG) and ``compare.json``."""
+    """Write every table (CSV), the figures (PNG + SVG) and ``compare.json``.
+
+    ``labels`` is the class order of the figures; labels the comparison added (a category
+    kept as its own answer, :attr:`CompareResult.labels`) follow it."""
+    labels = (*labels, *(lab for lab in result.labels if lab not in labels))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = {
         "per_listener": result.per_listener, "group_summary": result.group_summary,
         "table2_ua": result.table2, "confusions": result.confusions, "ttests": result.ttests,
         "model_metrics": result.model_metrics, "table3": result.table3, "pairs": result.pairs,
+        "per_listener_pooled": result.per_listener_pooled,
     }
     paths: dict[str, Path] = {}
     for name, frame in tables.items():

@@ -92,7 +92,7 @@ def simulate_answers(
     The rows in ``lss.csv`` layout (``session_test_id``, questionnaire columns,
     ``trial_id``, ``stimuli_rating``, ``stimuli``, ``rating_time``), strings.
     """
-    key = check_key(key)
+    key = check_key(key, labels=noise_model.labels)
     rng = np.random.default_rng(seed)
     labels = list(noise_model.labels)
     unknown = sorted(set(key["emotion"].to_list()) - set(labels))

@@ -1,9 +1,10 @@
 """Welch's t-test and multiple-comparison corrections for per-listener metrics.
 
 The paper compares groups of listeners with a two-sided Welch test (unequal variances),
-reporting ``t(df)`` and ``p``. The test itself comes from SciPy; the
-Welch-Satterthwaite degrees of freedom are also computed here so that a SciPy without
-``result.df`` still gives them. statsmodels is not a dependency, so the corrections
+reporting ``t(df)`` and ``p``. ``t`` and ``p`` come from SciPy; the Welch-Satterthwaite
+degrees of freedom are computed here (:func:`welch_df`), the same on every SciPy.
+``tests/probes/test_human_stats.py`` checks all three against a computation from the two
+samples' means and variances. statsmodels is not a dependency, so the corrections
 (Holm, Bonferroni, Benjamini-Hochberg) are implemented here and tested against a
 brute-force computation.
 """
@@ -65,7 +66,7 @@ def welch_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray)
         res = stats.ttest_ind(a, b, equal_var=False)
     out["t"] = float(res.statistic)
     out["p"] = float(res.pvalue)
-    out["df"] = float(getattr(res, "df", df))
+    out["df"] = df
     return out
 
 

@@ -108,6 +108,9 @@ def test_welch_table_matches_scipy_on_independent_metrics():
     per = {}
     for (listener, group, lang), part in ans.group_by("listener", "group", "language"):
         per[(listener, group, lang)] = _sk_metrics(part)
+    # the paper's "across CN, DE and EN data": each listener's answers of the three pooled
+    for (listener, group), part in ans.group_by("listener", "group"):
+        per[(listener, group, "cn+de+en")] = _sk_metrics(part)
 
     def vals(group, lang, metric):
         return [m[metric] for (_, g, lg), m in sorted(per.items()) if g == group and lg == lang]
@@ -116,6 +119,7 @@ def test_welch_table_matches_scipy_on_independent_metrics():
     for metric in cfg.metrics:
         for lang in ("cn", "de", "en"):
             expected.append(("between_groups", metric, "cn", "de", lang, lang))
+        expected.append(("between_groups", metric, "cn", "de", "cn+de+en", "cn+de+en"))
         for group in ("cn", "de"):
             for la, lb in combinations(("cn", "de", "en"), 2):
                 expected.append(("between_languages", metric, group, group, la, lb))
@@ -131,9 +135,18 @@ def test_welch_table_matches_scipy_on_independent_metrics():
         assert r["p"] == pytest.approx(ref.pvalue, rel=1e-9)
         assert r["df"] == pytest.approx(df, rel=1e-9)
         assert (r["n_a"], r["n_b"]) == (len(a), len(b))
+        assert r["df_student"] == len(a) + len(b) - 2
         raw.append(r["p"])
     assert np.allclose(tests["p_adj"].to_numpy(), _holm(raw))
     assert tests["significant"].to_list() == [p < 0.05 for p in _holm(raw)]
+    assert set(tests["correction"].to_list()) == {"holm"}
+    # the pooled rows are per listener too (one row each, language cn+de+en)
+    assert res.per_listener_pooled.height == 12
+    assert set(res.per_listener_pooled["language"].to_list()) == {"cn+de+en"}
+    # without all three languages there is no pooled test, and the report says why
+    two = compare(ans.filter(pl.col("language") != "en"), None, cfg)
+    assert not (two.ttests["language_a"].str.contains(r"\+")).any()
+    assert two.report["pooled_languages_skipped"] == [{"pool": "cn+de+en", "missing": ["en"]}]
 
 
 def _predictions(key, rng):
@@ -363,3 +376,26 @@ def test_unreadable_answers_and_predictions_are_named(tmp_path):
     r = CliRunner().invoke(probes_app, ["human", "compare", str(tmp_path / "ok.parquet"),
                                         "--predictions", str(tmp_path / "p.parquet")])
     assert r.exit_code == 2 and "p.parquet: cannot read the predictions table" in " ".join(r.output.split())
+
+
+def test_pool_option_chooses_the_pooled_languages(tmp_path):
+    key = _key(2)
+    ans = _answers(key, seed=8, n_per_group=3, skip=False)
+    ans.write_parquet(tmp_path / "a.parquet")
+    runner = CliRunner()
+    langs = {}
+    for name, extra in (("default", []), ("none", ["--pool", "none"]), ("two", ["--pool", "cn+de"])):
+        r = runner.invoke(probes_app, ["human", "compare", str(tmp_path / "a.parquet"), "--metric", "ua",
+                                       "--out", str(tmp_path / name), *extra])
+        assert r.exit_code == 0, r.output
+        tests = pl.read_csv(tmp_path / name / "ttests.csv")
+        langs[name] = sorted(x for x in set(tests["language_a"].to_list()) if "+" in x)
+        assert {"p", "p_adj", "correction", "df", "df_student"} <= set(tests.columns)
+    assert langs == {"default": ["cn+de+en"], "none": [], "two": ["cn+de"]}
+    pooled = pl.read_csv(tmp_path / "two" / "per_listener_pooled.csv")
+    # a listener's pooled UA comes from its CN and DE answers together
+    cn0 = ans.filter((pl.col("listener") == "cn0") & pl.col("language").is_in(["cn", "de"]))
+    assert pooled.filter(pl.col("listener") == "cn0")["ua"][0] == pytest.approx(
+        balanced_accuracy_score(cn0["true"].to_list(), cn0["answer"].to_list()))
+    with pytest.raises(ValueError, match="at least two languages"):
+        CompareConfig(pooled_languages=(("cn",),))

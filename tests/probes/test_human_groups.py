@@ -54,6 +54,11 @@ def test_resolution_order_explicit_then_language_then_alias():
     mapping, notes = resolve_group_languages(["CN", " Mandarin ", "eng", "de"], ["cn", "de"], {"de": "en"})
     assert mapping == {"cn": "cn", "mandarin": "cn", "eng": "en", "de": "en"}
     assert len(notes) == 2  # the two aliases are reported, explicit and exact ones are not
+    # a group named by a language code the stimuli lack (DE listeners on CN + TJ speech)
+    mapping, notes = resolve_group_languages(["de", "cn"], ["cn", "tj"])
+    assert mapping == {"de": "de", "cn": "cn"} and notes == []
+    with pytest.raises(GroupError, match="'fr'"):
+        resolve_group_languages(["fr"], ["cn", "tj"])
 
 
 def _lss(path, column="native_language", values=("zh", "zh", "zh", "zh")):
