@@ -177,7 +177,7 @@ def _run_demo(config: DemoConfig, log: Callable[[str], None]) -> Path:
         ft_dirs.append(out)
         ledger.run(f"finetune/{strategy}", base, lambda strategy=strategy, out=out: _finetune(config, strategy, out),
                    log)
-    ledger.run("finetune/table1", base, lambda: steps.table_one(ft_dirs, run / "finetune"), log)
+    ledger.run("finetune/table1", base, lambda: steps.table_one(ft_dirs, run / "finetune", demo=True), log)
     margins = demo_margins(run)
     steps.write_study_meta(run, _meta(config) | {"margins": margins})
     log(f"margins over chance ({margins['chance_ua_pct']:.0f} % UA): best monolingual probe layer "
