@@ -405,7 +405,10 @@ def best_layer_for_target(alias: str, setting: str, test_corpus: str, cache_root
             if root.exists() else []
         frame, path = pl.DataFrame(), root
         for cand in candidates:
-            frame, path = rows_of(cand), cand
+            try:
+                frame, path = rows_of(cand), cand
+            except FinetuneError:  # another tool's results.parquet: not a candidate
+                continue
             if not frame.is_empty():
                 break
     if frame.is_empty():
