@@ -17,7 +17,7 @@ from study import steps
 
 pytestmark = pytest.mark.slow
 
-MAX_EPOCHS, PATIENCE = 8, 1
+MAX_EPOCHS, PATIENCE = 12, 1
 
 
 def _authors_schedule(stage1_losses: list[float], stage2_losses: list[float]) -> tuple[int | None, int]:
@@ -53,7 +53,7 @@ def test_peft_protocol_authors_on_the_demo_follows_the_authors_schedule(tmp_path
     res = CliRunner().invoke(finetune_app, [
         "peft", "--model", str(model), "--source-corpus", "demo-cn", "--two-stage", "--train-corpus", "demo-de",
         "--test-corpus", "demo-de", "--protocol", "authors", "--layer", "1", "--strategy", "wg", "--fold", "0",
-        "--max-epochs", str(MAX_EPOCHS), "--patience", str(PATIENCE), "--lr", "0.01", "--device", "cpu",
+        "--max-epochs", str(MAX_EPOCHS), "--patience", str(PATIENCE), "--lr", "0.1", "--device", "cpu",
         "--cache-root", str(root), "--out", str(out)])
     assert res.exit_code == 0, res.output
     log = pl.read_csv(out / "epochs.csv")
