@@ -28,6 +28,11 @@ CONFIG_FIELDS: dict[str, dict[str, str]] = {
         "layer": f"{_FT}.layer", "strategy": f"{_FT}.strategy", "scope": f"{_FT}.scope", "head": f"{_FT}.head",
         "two_stage": f"{_FT}.two_stage", "source_corpus": f"{_FT}.source_corpus", "use_cache": f"{_FT}.use_cache",
         "model_language": f"{_FT}.language", "alias": f"{_FT}.alias",
+        "protocol": f"{_FT}.protocol", "valid_corpus": f"{_FT}.valid_corpus",
+        "two_stage_schedule": f"{_FT}.two_stage_schedule", "layer_means": f"{_FT}.layer_means",
+        "train_mode_regularisation": f"{_FT}.train_mode_regularisation", "best_layer_by": f"{_FT}.best_layer_by",
+        "probe_results": f"{_FT}.probe_results",
+        "equal_loss_resets_patience": f"{_TR}.equal_loss_resets_patience",
         "lr": f"{_TR}.lr", "eps": f"{_TR}.eps", "weight_decay": f"{_TR}.weight_decay",
         "batch_size": f"{_TR}.batch_size", "max_epochs": f"{_TR}.max_epochs", "patience": f"{_TR}.patience",
         "accumulate": f"{_TR}.accumulate", "seed": f"{_TR}.seed", "precision": f"{_TR}.precision",
@@ -55,11 +60,23 @@ def peft(
     source_corpus: Annotated[str | None, typer.Option(help="stage-1 corpus of a two-stage run")] = None,
     scope: Annotated[str, typer.Option(help="every-layer or target-layer")] = "every-layer",
     head: Annotated[str, typer.Option(help="mlp or linear")] = "mlp",
+    protocol: Annotated[str, typer.Option(help="defaults of the six protocol options: text (the paper's text) or authors (the authors' code); an option given explicitly wins")] = "text",
+    valid_corpus: Annotated[str | None, typer.Option(help="validation corpus (early stopping, kept epoch): train (each stage's own training corpus), test (the test corpus, in every stage) or a corpus name; unset: the protocol's (text train, authors test)")] = None,
+    two_stage_schedule: Annotated[str | None, typer.Option(help="converge (stage 2 after stage 1 converges, from its best weights, up to max_epochs more) or authors (switch at early stop or epoch max_epochs // 2, from the last weights, kept epoch from either stage, max_epochs in all); unset: the protocol's (text converge, authors authors)")] = None,
+    layer_means: Annotated[str | None, typer.Option(help="what layer k means: hidden-state (keep k layers, pool hidden state k) or authors (keep k + 1 layers, pool hidden state k + 1); unset: the protocol's (text hidden-state, authors authors)")] = None,
+    train_mode_regularisation: Annotated[bool | None, typer.Option(
+        "--train-mode-regularisation/--no-train-mode-regularisation",
+        help="train the whole encoder in train mode: the checkpoint's SpecAugment, LayerDrop and dropouts apply (inputs from audio, not the frame cache); unset: the protocol's (text off, authors on)")] = None,
+    best_layer_by: Annotated[str | None, typer.Option(help="layer best: setting (one layer per model and setting, UA averaged over corpora) or target (the probes' best layer for this test corpus); unset: the protocol's (text setting, authors target)")] = None,
+    probe_results: Annotated[Path | None, typer.Option(help="probes' results.parquet for best_layer_by target (default: the newest under <cache root>/runs/probes with rows for this model, setting and test corpus)")] = None,
+    equal_loss_resets_patience: Annotated[bool | None, typer.Option(
+        "--equal-loss-resets-patience/--lower-loss-resets-patience",
+        help="a validation loss equal to the lowest also resets patience (<=, the authors' code) instead of only a lower one (<); unset: the protocol's (text <, authors <=)")] = None,
     folds: Annotated[int, typer.Option(help="Run folds 0..N-1.")] = 5,
     fold: Annotated[list[int] | None, typer.Option(help="Run only this fold (repeatable); default: all of --folds.")] = None,
     max_epochs: Annotated[int, typer.Option(help="epochs per stage at most")] = 100,
     patience: Annotated[int, typer.Option(help="epochs without a lower validation loss before stopping")] = 10,
-    batch_size: Annotated[int, typer.Option(help="clips per optimiser step (before accumulation)")] = 16,
+    batch_size: Annotated[int | None, typer.Option(help="clips per optimiser step (before accumulation); unset: the protocol's (text 16, authors 1)")] = None,
     accumulate: Annotated[int, typer.Option(help="batches whose gradients add up before a step")] = 1,
     lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 1e-4,
     eps: Annotated[float, typer.Option(help="AdamW epsilon")] = 1e-8,
@@ -86,7 +103,8 @@ def peft(
     Writes results (the probes' table format plus strategy/two_stage/scope), per-utterance
     predictions, the per-epoch log, a Table-I-shaped summary and one checkpoint per fold.
     """
-    check_corpora([c for c in (train_corpus, test_corpus, source_corpus) if c], cache_root)
+    check_corpora([c for c in (train_corpus, test_corpus, source_corpus, valid_corpus)
+                   if c and c not in ("train", "test")], cache_root)
     from featstore.audio import AudioError
     from featstore.models import ModelLoadError, ModelNotFoundError
     from finetune.run import FinetuneConfig, FinetuneError, run_finetune
@@ -98,11 +116,14 @@ def peft(
     try:
         config = FinetuneConfig(
             model=model, train_corpus=train_corpus, test_corpus=test_corpus, layer=layer, strategy=strategy,
-            scope=scope, head=head, two_stage=two_stage, source_corpus=source_corpus,
+            scope=scope, head=head, two_stage=two_stage, source_corpus=source_corpus, protocol=protocol,
+            valid_corpus=valid_corpus, two_stage_schedule=two_stage_schedule, layer_means=layer_means,
+            train_mode_regularisation=train_mode_regularisation, best_layer_by=best_layer_by,
+            probe_results=str(probe_results) if probe_results else None,
             folds=tuple(fold) if fold else tuple(range(folds)),
             train=TrainConfig(lr=lr, eps=eps, weight_decay=weight_decay, batch_size=batch_size,
                               max_epochs=max_epochs, patience=patience, accumulate=accumulate, seed=seed,
-                              precision=precision),
+                              precision=precision, equal_loss_resets_patience=equal_loss_resets_patience),
             lora=LoraSettings(r=lora_r, alpha=lora_alpha, dropout=lora_dropout),
             ba=BASettings(reduction=ba_reduction, zero_init_up=ba_zero_init_up),
             wg=WGSettings(init_logit=wg_init_logit),
@@ -225,7 +246,8 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command("peft", short_help="Fine-tune with PEFT adapters over folds and test.",
                 cls=aliased({"--train": "--train-corpus", "--test": "--test-corpus", "--source": "--source-corpus",
-                             "--epochs": "--max-epochs", "--language": "--model-language"}))(peft)
+                             "--epochs": "--max-epochs", "--language": "--model-language",
+                             "--valid": "--valid-corpus"}))(peft)
     app.command("predict", short_help="Classify audio files with a fine-tuned checkpoint.")(predict)
     app.command("eval", short_help="Test a fine-tuned checkpoint on a prepared corpus.")(eval_command)
     app.command("bench", short_help="Time fine-tuning epochs: front end recomputed vs cached.",

@@ -19,12 +19,26 @@ from featstore.forward import encoder_states, front_end, prepare_inputs
 
 
 def states_from_waves(encoder: nn.Module, waves: Sequence[np.ndarray | torch.Tensor], do_normalize: bool,
-                      state: int) -> tuple[torch.Tensor, torch.Tensor]:
+                      state: int, spec_augment: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Hidden state ``state`` (B, T, D) of raw clips and the (B, T) bool mask of real
     frames, computed without gradients by the frozen encoder (layers below ``state`` must be
-    frozen, i.e. in eval mode and without adapters)."""
+    frozen, i.e. without adapters; in eval mode unless train-mode regularisation is meant).
+
+    ``spec_augment``: mask the projected features as transformers does in training
+    (``_mask_hidden_states``: the checkpoint's ``mask_time_prob``/``mask_feature_prob``;
+    it does nothing unless the encoder is in train mode and ``apply_spec_augment`` is set).
+    """
     with torch.no_grad():
         features, mask = front_end(encoder, prepare_inputs(waves, do_normalize))
+        if spec_augment and hasattr(encoder, "_mask_hidden_states"):
+            # transformers draws the masks from numpy's global generator: seed it from torch's
+            # (seeded per run) and restore it, so runs repeat and nothing else is disturbed
+            saved = np.random.get_state()
+            np.random.seed(int(torch.randint(0, 2**31 - 1, ())))
+            try:
+                features = encoder._mask_hidden_states(features, attention_mask=mask.long())
+            finally:
+                np.random.set_state(saved)
         states = encoder_states(encoder, features, mask, n_layers=state)
     return states[-1], mask
 
@@ -40,7 +54,7 @@ def attention_mask_for(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor) 
 
 
 def run_layers(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor, start: int, stop: int,
-               use_checkpointing: bool = False, final_norm: bool = False) -> torch.Tensor:
+               use_checkpointing: bool = False, final_norm: bool = False, layerdrop: float = 0.0) -> torch.Tensor:
     """Hidden state ``stop`` from hidden state ``start``.
 
     Parameters
@@ -52,6 +66,8 @@ def run_layers(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor, start: i
     use_checkpointing : recompute each layer in the backward pass (saves memory on GPU)
     final_norm : apply the encoder's final layer norm after ``stop`` (pre-norm models whose
         ``stop`` is their last layer, as transformers' ``output_hidden_states`` does)
+    layerdrop : probability of skipping each layer (LayerDrop, as transformers' encoder
+        loop does in training); 0 runs every layer
     """
     enc = encoder.encoder
     if not 0 <= start <= stop <= len(enc.layers):
@@ -69,6 +85,13 @@ def run_layers(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor, start: i
         position_bias = position_bias.view(bsz * first.num_heads, t, t)
     for i in range(start, stop):
         layer = enc.layers[i]
+        if layerdrop > 0.0 and float(torch.rand([])) < layerdrop:
+            if wavlm and position_bias is None:  # layer 0 owns the relative position bias
+                first = _unwrap(enc.layers[0]).attention
+                bsz, t, _ = h.shape
+                position_bias = first.compute_bias(t, t).unsqueeze(0).repeat(bsz, 1, 1, 1)
+                position_bias = position_bias.view(bsz * first.num_heads, t, t)
+            continue
         if wavlm:
             kwargs = {} if stable else {"index": i}
 

@@ -45,6 +45,9 @@ class PeftModelConfig:
     ba: BASettings = field(default_factory=BASettings)
     wg: WGSettings = field(default_factory=WGSettings)
     init_seed: int = field(default=0, metadata={"help": "seed of the adapters' and head's init"})
+    train_mode_regularisation: bool = field(default=False, metadata={
+        "help": "in training, the whole encoder in train mode with the checkpoint's own SpecAugment, LayerDrop "
+                "and dropouts (the authors' code); off: frozen parts run in eval mode"})
 
     def __post_init__(self) -> None:
         if self.layer < 1:
@@ -72,6 +75,7 @@ class PeftModelConfig:
         return {
             "layer": self.layer, "strategy": self.strategy, "scope": self.scope, "head": self.head,
             "n_classes": self.n_classes, "init_seed": self.init_seed,
+            "train_mode_regularisation": self.train_mode_regularisation,
             "lora": {"r": self.lora.r, "alpha": self.lora.alpha, "dropout": self.lora.dropout,
                      "targets": list(self.lora.targets)},
             "ba": {"reduction": self.ba.reduction, "zero_init_up": self.ba.zero_init_up},
@@ -87,6 +91,7 @@ class PeftModelConfig:
         return cls(
             layer=int(d["layer"]), strategy=d["strategy"], scope=d["scope"], head=d["head"],
             n_classes=int(d["n_classes"]), init_seed=int(d.get("init_seed", 0)),
+            train_mode_regularisation=bool(d.get("train_mode_regularisation", False)),
             lora=LoraSettings(**lora), ba=BASettings(**d.get("ba", {})), wg=WGSettings(**d.get("wg", {})),
         )
 
@@ -112,8 +117,10 @@ class SERModel(nn.Module):
         self.final_norm = bool(getattr(encoder.config, "do_stable_layer_norm", False)) and config.layer == n_full
         # layers above k never run: drop them so they cost no memory
         encoder.encoder.layers = encoder.encoder.layers[: config.layer]
-        encoder.config.apply_spec_augment = False
-        encoder.config.layerdrop = 0.0
+        if not config.train_mode_regularisation:
+            # frozen parts compute exactly what featstore caches
+            encoder.config.apply_spec_augment = False
+            encoder.config.layerdrop = 0.0
         with torch.random.fork_rng(devices=[]):
             # adapter and head init draw from a seeded generator, not the caller's global one
             torch.manual_seed(config.init_seed)
@@ -127,8 +134,14 @@ class SERModel(nn.Module):
 
     def train(self, mode: bool = True) -> SERModel:
         """Train mode for the head and the adapted layers only: frozen parts always run in
-        eval mode, so what they compute equals featstore's cached states."""
+        eval mode, so what they compute equals featstore's cached states. With
+        ``train_mode_regularisation`` the whole encoder follows ``mode`` (the authors'
+        ``.train()``): its dropouts, SpecAugment and LayerDrop apply in training."""
         self.training = mode
+        if self.config.train_mode_regularisation:
+            self.encoder.train(mode)
+            self.head.train(mode)
+            return self
         self.encoder.eval()
         self.head.train(mode)
         for i in self.config.adapted_layers:
@@ -138,16 +151,23 @@ class SERModel(nn.Module):
     def input_states(self, waves: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Frozen hidden state :attr:`PeftModelConfig.input_state` of raw clips: (B, T, D)
         and the (B, T) bool mask."""
-        return states_from_waves(self.encoder, waves, self.do_normalize, self.config.input_state)
+        spec_augment = self.training and self.config.train_mode_regularisation
+        return states_from_waves(self.encoder, waves, self.do_normalize, self.config.input_state,
+                                 spec_augment=spec_augment)
 
     def pooled(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean of hidden state k over real frames: (B, T, D) hidden state
         ``input_state`` -> (B, D)."""
         out = run_layers(self.encoder, h, mask, self.config.input_state, self.config.layer,
                          use_checkpointing=self.use_checkpointing and self.training,
-                         final_norm=self.final_norm)
+                         final_norm=self.final_norm, layerdrop=self._layerdrop())
         m = mask.to(out.dtype)[..., None]
         return (out * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+    def _layerdrop(self) -> float:
+        if self.training and self.config.train_mode_regularisation:
+            return float(getattr(self.encoder.config, "layerdrop", 0.0) or 0.0)
+        return 0.0
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Logits (B, n_classes) from hidden state ``input_state`` (B, T, D) and mask (B, T)."""

@@ -26,17 +26,29 @@ FINETUNE_SCHEMA: dict[str, pl.DataType] = {
     "source_manifest_fingerprint": pl.Utf8, "source_fold_scheme": pl.Utf8,
     "stage1_epochs": pl.Int64, "trainable_params": pl.Int64, "total_params": pl.Int64,
     "checkpoint": pl.Utf8,
+    # which Table I cell a run is, and the effective protocol options (PROTOCOL_COLUMNS.md)
+    "model_language": pl.Utf8, "stage1_corpus": pl.Utf8, "stage2_corpus": pl.Utf8,
+    "stage1_valid_corpus": pl.Utf8, "stage2_valid_corpus": pl.Utf8, "protocol": pl.Utf8, "valid_corpus": pl.Utf8,
+    "two_stage_schedule": pl.Utf8, "layer_means": pl.Utf8, "hidden_state": pl.Int64, "batch_size": pl.Int64,
+    "train_mode_regularisation": pl.Boolean, "best_layer_by": pl.Utf8, "equal_loss_resets_patience": pl.Boolean,
+    "switch_epoch": pl.Int64, "kept_epoch": pl.Int64, "kept_stage": pl.Utf8,
 }
 """Columns added to ``probes.results.RESULT_SCHEMA``; ``source_*`` describe stage 1 of a
-two-stage run (null otherwise)."""
+two-stage run (null otherwise). ``stage1_corpus`` is the corpus trained on first (the
+source of a two-stage run, else the training corpus), ``stage2_corpus`` the second (null for
+one stage); ``switch_epoch``/``kept_epoch`` count epochs over the whole run."""
 RESULT_SCHEMA_FT: dict[str, pl.DataType] = {**RESULT_SCHEMA, **FINETUNE_SCHEMA}
 PREDICTION_SCHEMA_FT: dict[str, pl.DataType] = {
     **PREDICTION_SCHEMA, "strategy": pl.Utf8, "two_stage": pl.Boolean, "scope": pl.Utf8,
 }
 LOG_SCHEMA: dict[str, pl.DataType] = {
-    "fold": pl.Int64, "stage": pl.Utf8, "epoch": pl.Int64, "train_loss": pl.Float64,
-    "train_acc": pl.Float64, "valid_loss": pl.Float64, "valid_acc": pl.Float64, "seconds": pl.Float64,
+    "fold": pl.Int64, "stage": pl.Utf8, "epoch": pl.Int64, "run_epoch": pl.Int64, "valid_corpus": pl.Utf8,
+    "train_loss": pl.Float64, "train_acc": pl.Float64, "valid_loss": pl.Float64, "valid_acc": pl.Float64,
+    "seconds": pl.Float64, "kept": pl.Boolean,
 }
+"""The epoch log: ``stage`` (train, stage1, stage2), ``epoch`` within the stage,
+``run_epoch`` over the whole run, the corpus validated on, and ``kept`` on the epoch whose
+weights were kept."""
 
 def results_frame(rows: Sequence[Mapping[str, object]]) -> pl.DataFrame:
     """Typed results table (missing columns -> error)."""

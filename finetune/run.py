@@ -27,7 +27,7 @@ from finetune.checkpoint import base_record, save_checkpoint
 from finetune.data import ClipSet, labels_to_indices
 from finetune.model import SCOPES, PeftModelConfig, SERModel
 from finetune.results import LOG_SCHEMA, PREDICTION_SCHEMA_FT, results_frame, write_finetune_run
-from finetune.train import FitResult, TrainConfig, evaluate, fit, fit_two_stage
+from finetune.train import SCHEDULES, FitResult, TrainConfig, evaluate, fit, fit_two_stage
 from finetune.tuners import BASettings, LoraSettings, WGSettings, canonical_strategy, count_parameters
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +39,24 @@ Log = Callable[[str], None]
 
 class FinetuneError(CrosslingError, ValueError):
     """A fine-tuning request that cannot run (missing corpus, folds, layer ...)."""
+
+
+PROTOCOLS: tuple[str, ...] = ("text", "authors")
+LAYER_MEANINGS: tuple[str, ...] = ("hidden-state", "authors")
+BEST_LAYER_BY: tuple[str, ...] = ("setting", "target")
+PROTOCOL_DEFAULTS: dict[str, dict[str, object]] = {
+    "text": {"valid_corpus": "train", "two_stage_schedule": "converge", "layer_means": "hidden-state",
+             "train_mode_regularisation": False, "best_layer_by": "setting",
+             "batch_size": 16, "equal_loss_resets_patience": False},
+    "authors": {"valid_corpus": "test", "two_stage_schedule": "authors", "layer_means": "authors",
+                "train_mode_regularisation": True, "best_layer_by": "target",
+                "batch_size": 1, "equal_loss_resets_patience": True},
+}
+"""What ``--protocol`` fills in for each option left unset: ``text`` is the paper's text
+(and this toolkit's behaviour), ``authors`` what the authors' published code does
+(``docs/fidelity.md``, points 1-7). An explicit value always wins."""
+PROTOCOL_FIELDS: tuple[str, ...] = ("valid_corpus", "two_stage_schedule", "layer_means",
+                                    "train_mode_regularisation", "best_layer_by")
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,32 @@ class FinetuneConfig:
     head: str = field(default="mlp", metadata={"help": "mlp or linear"})
     two_stage: bool = field(default=False, metadata={"help": "train on source_corpus first"})
     source_corpus: str | None = field(default=None, metadata={"help": "stage-1 corpus of a two-stage run"})
+    protocol: str = field(default="text", metadata={
+        "help": "defaults of the six protocol options: text (the paper's text) or authors (the authors' code); "
+                "an option given explicitly wins", "choices": PROTOCOLS})
+    valid_corpus: str | None = field(default=None, metadata={
+        "help": "validation corpus (early stopping, kept epoch): train (each stage's own training corpus), test "
+                "(the test corpus, in every stage) or a corpus name; unset: the protocol's (text train, "
+                "authors test)"})
+    two_stage_schedule: str | None = field(default=None, metadata={
+        "help": "converge (stage 2 after stage 1 converges, from its best weights, up to max_epochs more) or "
+                "authors (switch at early stop or epoch max_epochs // 2, from the last weights, kept epoch "
+                "from either stage, max_epochs in all); unset: the protocol's (text converge, authors authors)",
+        "choices": SCHEDULES})
+    layer_means: str | None = field(default=None, metadata={
+        "help": "what layer k means: hidden-state (keep k layers, pool hidden state k) or authors (keep k + 1 "
+                "layers, pool hidden state k + 1); unset: the protocol's (text hidden-state, authors authors)",
+        "choices": LAYER_MEANINGS})
+    train_mode_regularisation: bool | None = field(default=None, metadata={
+        "help": "train the whole encoder in train mode: the checkpoint's SpecAugment, LayerDrop and dropouts "
+                "apply (inputs from audio, not the frame cache); unset: the protocol's (text off, authors on)"})
+    best_layer_by: str | None = field(default=None, metadata={
+        "help": "layer best: setting (one layer per model and setting, UA averaged over corpora) or target "
+                "(the probes' best layer for this test corpus); unset: the protocol's (text setting, authors "
+                "target)", "choices": BEST_LAYER_BY})
+    probe_results: str | None = field(default=None, metadata={
+        "help": "probes' results.parquet for best_layer_by target (default: the newest under "
+                "<cache root>/runs/probes with rows for this model, setting and test corpus)"})
     folds: tuple[int, ...] = field(default=(0, 1, 2, 3, 4), metadata={"help": "folds to run"})
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -96,12 +140,29 @@ class FinetuneConfig:
         if self.source_corpus and not self.two_stage:
             problems.append("FinetuneConfig.source_corpus: a source corpus is only used by two-stage runs "
                             "(add --two-stage)")
+        if self.valid_corpus is not None and not str(self.valid_corpus).strip():
+            problems.append("FinetuneConfig.valid_corpus: give train, test or a corpus name")
+        if self.protocol in PROTOCOL_DEFAULTS:  # else check_fields has already raised
+            defaults = PROTOCOL_DEFAULTS[self.protocol]
+            for name in PROTOCOL_FIELDS:
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, defaults[name])
+            object.__setattr__(self, "train", self.train.resolved(
+                batch_size=int(defaults["batch_size"]),
+                equal_loss_resets_patience=bool(defaults["equal_loss_resets_patience"])))
         folds = tuple(self.folds)
         if not folds or min(folds) < 0 or len(set(folds)) != len(folds):
             problems.append(f"FinetuneConfig.folds: folds must be distinct non-negative integers, got {self.folds}")
         if problems:
             raise ConfigError(problems)
         object.__setattr__(self, "folds", folds)
+
+    def effective(self) -> dict[str, object]:
+        """The value of each protocol option this run uses (after ``protocol`` filled the
+        unset ones): recorded in every result row and checkpoint."""
+        return {"protocol": self.protocol, **{n: getattr(self, n) for n in PROTOCOL_FIELDS},
+                "batch_size": self.train.batch_size,
+                "equal_loss_resets_patience": self.train.equal_loss_resets_patience}
 
     def to_json(self) -> str:
         """The config as JSON (recorded with every result)."""
@@ -168,18 +229,34 @@ def run_finetune(config: FinetuneConfig, base: LoadedModel | None = None, log: L
         base = dataclasses.replace(base, alias=config.alias)  # the name travels into checkpoints too
     alias = base.alias
     names = [config.train_corpus, config.test_corpus] + ([config.source_corpus] if config.two_stage else [])
+    if config.valid_corpus not in ("train", "test"):
+        names.append(str(config.valid_corpus))
     corpora = {n: _load_corpus(n, config.cache_root) for n in dict.fromkeys(names)}
     train_c, test_c = corpora[config.train_corpus], corpora[config.test_corpus]
     source_c = corpora[config.source_corpus] if config.two_stage else None
     setting = _setting(base.language, train_c, test_c, source_c)
     layer = _layer(config, alias, setting, base)
-    model_config = PeftModelConfig(layer=layer, strategy=config.strategy, scope=config.scope, head=config.head,
-                                   lora=config.lora, ba=config.ba, wg=config.wg, init_seed=config.train.seed)
+    hidden_state = layer + 1 if config.layer_means == "authors" else layer
+    if hidden_state > base.n_hidden_states - 1:
+        raise FinetuneError(f"layer {layer} (layer_means {config.layer_means}: {hidden_state} encoder layers) out "
+                            f"of range: {alias} has {base.n_hidden_states - 1} layers")
+    model_config = PeftModelConfig(layer=hidden_state, strategy=config.strategy, scope=config.scope,
+                                   head=config.head, lora=config.lora, ba=config.ba, wg=config.wg,
+                                   init_seed=config.train.seed,
+                                   train_mode_regularisation=bool(config.train_mode_regularisation))
     state = model_config.input_state
     probe = SERModel(copy.deepcopy(base.encoder), model_config, base.do_normalize).to(device)
     trainable, total = count_parameters(probe)
-    say(f"{alias} layer {layer} {config.strategy} ({config.scope}): {trainable:,} trainable of {total:,} "
-        f"parameters ({100 * trainable / total:.2f}%)")
+    say(f"{alias} layer {layer} (hidden state {hidden_state}) {config.strategy} ({config.scope}): "
+        f"{trainable:,} trainable of {total:,} parameters ({100 * trainable / total:.2f}%); "
+        f"protocol {config.protocol}: " + ", ".join(f"{k} {v}" for k, v in config.effective().items()
+                                                   if k != "protocol"))
+
+    def valid_of(stage_corpus: _Corpus) -> _Corpus:
+        if config.valid_corpus == "train":
+            return stage_corpus
+        return test_c if config.valid_corpus == "test" else corpora[str(config.valid_corpus)]
+
     try:
         for c in corpora.values():
             _attach_inputs(c, config, alias, base, probe, state, say)
@@ -192,29 +269,42 @@ def run_finetune(config: FinetuneConfig, base: LoadedModel | None = None, log: L
             model = SERModel(copy.deepcopy(base.encoder), model_config, base.do_normalize).to(device)
             epoch_cb = (lambda row, f=fold: on_epoch({"fold": f, **row})) if on_epoch else None
             first: FitResult | None = None
+            valid_c = valid_of(train_c)
             if source_c is not None:
                 first, result = fit_two_stage(
-                    model, source_c.part(fold, "train", state), source_c.part(fold, "valid", state),
-                    train_c.part(fold, "train", state), train_c.part(fold, "valid", state), config.train, epoch_cb)
+                    model, source_c.part(fold, "train", state), valid_of(source_c).part(fold, "valid", state),
+                    train_c.part(fold, "train", state), valid_c.part(fold, "valid", state), config.train, epoch_cb,
+                    schedule=str(config.two_stage_schedule))
             else:
-                result = fit(model, train_c.part(fold, "train", state), train_c.part(fold, "valid", state),
+                result = fit(model, train_c.part(fold, "train", state), valid_c.part(fold, "valid", state),
                              config.train, stage="train", on_epoch=epoch_cb)
             test = test_c.part(fold, "test", state)
             _, probs = evaluate(model, test, config.train.batch_size, config.train)
             from probes.metrics import classification_metrics
 
             metrics = classification_metrics(test.labels, probs.argmax(1))
-            say(f"fold {fold}: UA {metrics['ua']:.4f} WA {metrics['wa']:.4f} after {result.epochs} epochs")
-            ckpt = ""
+            say(f"fold {fold}: UA {metrics['ua']:.4f} WA {metrics['wa']:.4f} after {result.epochs} epochs"
+                + (f" (stage 2 from epoch {result.switch_epoch})" if first is not None else "")
+                + f"; kept epoch {result.kept_run_epoch} ({result.kept_stage})")
             key = {"model": alias, "setting": setting, "train_corpus": config.train_corpus,
                    "test_corpus": config.test_corpus, "layer": layer, "fold": fold, "head": config.head}
+            run = {"model_language": base.language,
+                   "stage1_corpus": source_c.name if source_c else train_c.name,
+                   "stage2_corpus": train_c.name if source_c else None,
+                   "stage1_valid_corpus": valid_of(source_c).name if source_c else valid_c.name,
+                   "stage2_valid_corpus": valid_c.name if source_c else None,
+                   **config.effective(), "hidden_state": hidden_state,
+                   "switch_epoch": result.switch_epoch, "kept_epoch": result.kept_run_epoch,
+                   "kept_stage": result.kept_stage}
+            ckpt = ""
             if config.save_checkpoints:
-                info = {**key, "source_corpus": config.source_corpus, "strategy": config.strategy,
+                info = {**key, **run, "source_corpus": config.source_corpus, "strategy": config.strategy,
                         "scope": config.scope, "two_stage": config.two_stage, "seed": config.train.seed,
                         "ua": metrics["ua"], "config_json": config.to_json()}
                 ckpt = str(save_checkpoint(out / "checkpoints" / f"fold{fold}", model, base_record(base), info))
-            rows.append(_row(key, metrics, result, first, config, train_c, test_c, source_c, base,
-                             len(test), trainable, total, ckpt))
+            rows.append({**_row(key, metrics, result, first, config, train_c, test_c, source_c, base,
+                                len(test), trainable, total, ckpt), **run,
+                         "n_valid": len(valid_c.folds.filter((pl.col("fold") == fold) & (pl.col("part") == "valid")))})
             for table in ([first.log] if first else []) + [result.log]:
                 logs += [{"fold": fold, **r} for r in table]
             preds.append(_predictions(key, config, test, probs))
@@ -266,7 +356,9 @@ def _setting(model_language: str, train: _Corpus, test: _Corpus, source: _Corpus
 
 
 def _layer(config: FinetuneConfig, alias: str, setting: str, base: LoadedModel) -> int:
-    if config.layer == "best":
+    if config.layer == "best" and config.best_layer_by == "target":
+        layer = best_layer_for_target(alias, setting, config.test_corpus, config.cache_root, config.probe_results)
+    elif config.layer == "best":
         from probes.results import best_layer
 
         try:
@@ -282,6 +374,50 @@ def _layer(config: FinetuneConfig, alias: str, setting: str, base: LoadedModel) 
     return layer
 
 
+def best_layer_for_target(alias: str, setting: str, test_corpus: str, cache_root: str | None = None,
+                          probe_results: str | Path | None = None) -> int:
+    """The probes' best transformer layer (k >= 1; highest UA averaged over folds, ties to the
+    lower layer) of ``alias`` in ``setting`` tested on ``test_corpus`` (the authors' choice:
+    one layer per target corpus).
+
+    ``probe_results``: a layer-wise ``results.parquet``; default: the newest one under
+    ``<cache root>/runs/probes`` that has rows for this model, setting and test corpus.
+    """
+    from featstore.paths import runs_root
+    from probes.results import best_layer_table
+
+    def rows_of(path: Path) -> pl.DataFrame:
+        try:
+            frame = pl.read_parquet(path, columns=["model", "setting", "test_corpus", "layer", "ua", "fold"])
+        except Exception as err:  # noqa: BLE001 - any unreadable file is named to the user
+            raise FinetuneError(f"{path}: not a probes results table ({err})") from err
+        return frame.filter((pl.col("model") == alias) & (pl.col("setting") == setting)
+                            & (pl.col("test_corpus") == test_corpus) & (pl.col("layer") >= 1))
+
+    if probe_results is not None:
+        path = Path(probe_results)
+        if not path.exists():
+            raise FinetuneError(f"--layer best (per target): {path} does not exist")
+        frame = rows_of(path)
+    else:
+        root = runs_root(cache_root) / "probes"
+        candidates = sorted(root.rglob("results.parquet"), key=lambda q: q.stat().st_mtime, reverse=True) \
+            if root.exists() else []
+        frame, path = pl.DataFrame(), root
+        for cand in candidates:
+            try:
+                frame, path = rows_of(cand), cand
+            except FinetuneError:  # another tool's results.parquet: not a candidate
+                continue
+            if not frame.is_empty():
+                break
+    if frame.is_empty():
+        raise FinetuneError(f"--layer best (per target): no probe results for model {alias!r} in setting "
+                            f"{setting!r} tested on {test_corpus!r} (looked in {path}); run `probes layerwise` "
+                            f"with this test corpus, or give --layer k")
+    return int(best_layer_table(frame, min_layer=1)["layer"][0])
+
+
 def _attach_inputs(c: _Corpus, config: FinetuneConfig, alias: str, base: LoadedModel, model: SERModel, state: int,
                    say: Log) -> None:
     """Use the frame cache when it holds float32 hidden state ``state`` of this model and
@@ -289,7 +425,10 @@ def _attach_inputs(c: _Corpus, config: FinetuneConfig, alias: str, base: LoadedM
     from featstore.audio import load_row
 
     rows = c.manifest.filter(pl.col("utt_id").is_in(c.folds["utt_id"].to_list())).to_dicts()
-    if config.use_cache:
+    if config.use_cache and config.train_mode_regularisation:
+        say(f"{c.name}: computing the front end from audio (train-mode regularisation: the frozen part is "
+            f"stochastic in training, a cache cannot stand in for it)")
+    elif config.use_cache:
         cache, why = _usable_cache(alias, c.name, base, state, config.cache_root)
         if cache is not None:
             missing = [r["utt_id"] for r in rows if r["utt_id"] not in cache]
@@ -352,7 +491,9 @@ def _default_out(config: FinetuneConfig, alias: str, setting: str, layer: int) -
     from featstore.paths import runs_root
 
     stage = f"_2stg-{config.source_corpus}" if config.two_stage else ""
-    name = f"{setting}_{config.train_corpus}-{config.test_corpus}{stage}_{config.strategy}_{config.scope}_L{layer}_s{config.train.seed}"
+    protocol = "" if config.protocol == "text" else f"_{config.protocol}"
+    name = (f"{setting}_{config.train_corpus}-{config.test_corpus}{stage}_{config.strategy}_{config.scope}"
+            f"_L{layer}_s{config.train.seed}{protocol}")
     return runs_root(config.cache_root) / "finetune" / alias.replace("/", "_") / name
 
 

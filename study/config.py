@@ -336,15 +336,17 @@ def _check_references(config: StudyConfig, reader: ConfigReader) -> None:
         for i, run in enumerate(config.finetune.runs):
             where = f"finetune.runs.{i + 1}"
             key = (run.model, run.source_corpus if run.two_stage else None, run.train_corpus, run.test_corpus,
-                   canonical_strategy(run.strategy), run.scope, str(run.layer))
+                   canonical_strategy(run.strategy), run.scope, str(run.layer), run.protocol)
             if key in seen:
-                reader.say(where, f"same model, corpora, strategy, scope and layer as run {seen[key]}: both would "
-                           "write one folder; merge them or change one of these")
+                reader.say(where, f"same model, corpora, strategy, scope, layer and protocol as run {seen[key]}: both "
+                           "would write one folder; merge them or change one of these")
             seen.setdefault(key, i + 1)
             model_ref(f"{where}.model", run.model)
             corpus_ref(f"{where}.train_corpus", run.train_corpus)
             corpus_ref(f"{where}.test_corpus", run.test_corpus)
             corpus_ref(f"{where}.source_corpus", run.source_corpus)
+            if run.valid_corpus not in (None, "train", "test"):
+                corpus_ref(f"{where}.valid_corpus", run.valid_corpus)
     if config.sed.enabled:
         corpus_ref("sed.corpus", config.sed.run.corpus)
     for entry in config.corpora:

@@ -36,7 +36,9 @@ def _run_name(run: FinetuneRun) -> str:
     stage = f"{run.source_corpus}-then-" if run.two_stage else ""
     layer = "" if run.layer == "best" else f"-L{run.layer}"  # runs that differ only in layer get their own folder
     corpora = safe_file_stem(f"{stage}{run.train_corpus}-to-{run.test_corpus}", "fine-tuning run name")
-    method = safe_file_stem(f"{canonical_strategy(run.strategy).replace('+', '_')}-{run.scope}{layer}", "run name")
+    protocol = "" if run.protocol == "text" else f"-{run.protocol}"  # the text protocol keeps the old names
+    method = safe_file_stem(f"{canonical_strategy(run.strategy).replace('+', '_')}-{run.scope}{layer}{protocol}",
+                            "run name")
     return f"{safe_file_stem(run.model, 'model alias')}/{corpora}/{method}"
 
 
@@ -54,6 +56,8 @@ def corpora_with_folds(config: StudyConfig) -> set[str]:
     if config.finetune.enabled:
         for run in config.finetune.runs:
             names |= {run.train_corpus, run.test_corpus} | ({run.source_corpus} if run.source_corpus else set())
+            if run.valid_corpus not in (None, "train", "test"):
+                names.add(run.valid_corpus)
     return names
 
 
@@ -103,12 +107,15 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
             ft_dirs.append(run_dir)
             # layer "best" reads the probes' best layers: rerun when this model's changed
             best = _best_layers_of(run.model, root) if run.layer == "best" else None
+            if run.layer == "best" and _per_target(run):  # the layer comes from the probes' results
+                best = (best, probes_fp)
             ft_fps.append(fingerprint_of(asdict(run), f.folds, inputs_of(run.train_corpus, run.test_corpus,
                                                                          run.source_corpus),
                                          asdict(models[run.model]), best))
             ledger.run(f"finetune/{_run_name(run)}", ft_fps[-1],
                        lambda run=run, run_dir=run_dir: steps.finetune_run(
-                           run, models[run.model], root, run_dir, f.folds), log)
+                           run, models[run.model], root, run_dir, f.folds,
+                           probe_results=out / "probes" / "results.parquet"), log)
         if ft_dirs:
             ledger.run("finetune/table1", fingerprint_of([str(d) for d in ft_dirs], ft_fps),
                        lambda: steps.table_one(ft_dirs, out / "finetune"), log)
@@ -123,6 +130,14 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
     report = build_report(out)
     log(f"report: {report}")
     return report
+
+
+def _per_target(run: FinetuneRun) -> bool:
+    """Whether ``layer = "best"`` of this run means the best layer per test corpus."""
+    from finetune.run import PROTOCOL_DEFAULTS
+
+    by = run.best_layer_by if run.best_layer_by is not None else PROTOCOL_DEFAULTS[run.protocol]["best_layer_by"]
+    return by == "target"
 
 
 def _best_layers_of(alias: str, root: Path) -> object:

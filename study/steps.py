@@ -98,19 +98,25 @@ def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path,
 
 
 def finetune_config(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path,
-                    folds: int) -> FinetuneConfig:
+                    folds: int, probe_results: Path | None = None) -> FinetuneConfig:
     """The ``FinetuneConfig`` of one study run: the model's identity whole (folder, alias,
     language from ``[models]``), so ``layer = "best"``, the frame cache and the results
-    use the alias whatever the folder is called; folds ``0 .. folds-1``."""
+    use the alias whatever the folder is called; folds ``0 .. folds-1``. ``probe_results``
+    (the study's probes' ``results.parquet``) is where a best layer per target corpus is
+    read, unless the run names its own file."""
+    extra = {}
+    if getattr(run, "probe_results", None) is None and probe_results is not None and Path(probe_results).exists():
+        extra["probe_results"] = str(probe_results)
     return run.complete(model=entry.source, alias=entry.alias, language=entry.language, cache_root=str(cache_root),
-                        out=str(out_dir), folds=tuple(range(folds)))
+                        out=str(out_dir), folds=tuple(range(folds)), **extra)
 
 
-def finetune_run(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path, folds: int) -> list[Path]:
+def finetune_run(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path, folds: int,
+                 probe_results: Path | None = None) -> list[Path]:
     """One ``[[finetune.runs]]`` of a study over its folds into ``out_dir``."""
     from finetune.run import run_finetune
 
-    run_finetune(finetune_config(run, entry, cache_root, out_dir, folds))
+    run_finetune(finetune_config(run, entry, cache_root, out_dir, folds, probe_results))
     return [Path(out_dir) / "results.parquet"]
 
 
