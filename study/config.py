@@ -40,6 +40,7 @@ from featstore.configs import ConfigError, ConfigReader, check_fields, subset_co
 from featstore.corpora import READERS
 from featstore.extract import ExtractConfig
 from finetune.run import FinetuneConfig
+from finetune.table_one import TWO_STAGE_READINGS
 from finetune.tuners import canonical_strategy
 from probes.config import LayerwiseConfig, ProbeConfig
 from probes.sed import ModelRunConfig
@@ -132,6 +133,9 @@ class FinetuneSection:
     enabled: bool = field(default=True, metadata={"help": "run the fine-tuning runs"})
     runs: tuple[FinetuneRun, ...] = field(default=(), metadata={"help": "the runs ([[finetune.runs]])"})
     folds: int = field(default=5, metadata={"help": "folds 0 .. folds-1 of every run", "min": 1})
+    two_stage_reading: str = field(default="text", metadata={
+        "help": "which runs fill Table I's ambiguous 2-stg cells (docs/fidelity.md, 'Table I cells')",
+        "choices": TWO_STAGE_READINGS})
 
     def __post_init__(self) -> None:
         check_fields(self)

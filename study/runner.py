@@ -117,8 +117,8 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
                            run, models[run.model], root, run_dir, f.folds,
                            probe_results=out / "probes" / "results.parquet"), log)
         if ft_dirs:
-            ledger.run("finetune/table1", fingerprint_of([str(d) for d in ft_dirs], ft_fps),
-                       lambda: steps.table_one(ft_dirs, out / "finetune"), log)
+            ledger.run("finetune/table1", fingerprint_of([str(d) for d in ft_dirs], ft_fps, f.two_stage_reading),
+                       lambda: steps.table_one(ft_dirs, out / "finetune", reading=f.two_stage_reading), log)
     if config.human.enabled:
         ledger.run("human", fingerprint_of(asdict(config.human), inputs, probes_fp, ft_fps), lambda: _human(config), log)
     if config.sed.enabled:

@@ -3,7 +3,6 @@ exactly as their two_stage_reading says (docs/fidelity.md, "Table I cells")."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
@@ -11,25 +10,19 @@ import polars as pl
 import pytest
 import tomllib
 
-from finetune.run import FinetuneConfig
 from finetune.table_one import PAPER_CORPORA, table_one_cells
 from study.config import load_study_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGUAGE = {corpus: lang for lang, corpus in PAPER_CORPORA.items()}
-HAS_PROTOCOL = "protocol" in {f.name for f in dataclasses.fields(FinetuneConfig)}
 
 
 def _load(name: str, tmp_path: Path):
-    """The preset with its /data paths moved under tmp_path (folders created). Until the
-    protocol branch is merged (FinetuneConfig has no ``protocol``), the protocol line is
-    checked in the raw TOML and removed before loading."""
+    """The preset with its /data paths moved under tmp_path (folders created)."""
     text = (ROOT / name).read_text(encoding="utf-8")
     text = text.replace('"/data/', f'"{tmp_path.as_posix()}/data/')
     for path in re.findall(r'"(' + re.escape(tmp_path.as_posix()) + r'/data/[^"]*)"', text):
         Path(path).mkdir(parents=True, exist_ok=True)
-    if not HAS_PROTOCOL:  # enabled at merge: the loaded runs then carry the protocol themselves
-        text = re.sub(r'^protocol = .*$', "", text, flags=re.M)
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return load_study_config(path)
@@ -52,11 +45,10 @@ def _cell_rows(run, reading: str) -> list[int]:
 def test_preset_runs_fill_the_24_cells(name, protocol, reading, tmp_path):
     raw = tomllib.loads((ROOT / name).read_text(encoding="utf-8"))
     assert raw["finetune"]["protocol"] == protocol
-    assert f'two_stage_reading = "{reading}"' in (ROOT / name).read_text(encoding="utf-8")
     config = _load(name, tmp_path)
+    assert config.finetune.two_stage_reading == reading  # the study builds table1.csv with it
     runs = config.finetune.runs
-    if HAS_PROTOCOL:
-        assert {run.protocol for run in runs} == {protocol}
+    assert {run.protocol for run in runs} == {protocol}
     per_run = [_cell_rows(run, reading) for run in runs]
     assert all(per_run), "every run fills a Table I cell"
     filled = sorted(r for rows in per_run for r in rows)
