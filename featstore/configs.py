@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -241,8 +242,8 @@ class _Reader:
         for owner, sub in inline_data.items():
             kwargs[owner] = self.construct(config_hints(cls)[owner], sub, where)
         for f in dataclasses.fields(cls):
-            if (f.init and f.name not in kwargs and f.name not in fixed and f.default is _NO_DEFAULT
-                    and f.default_factory is _NO_DEFAULT):
+            if (f.init and f.name not in kwargs and f.name not in fixed and f.name not in data
+                    and f.default is _NO_DEFAULT and f.default_factory is _NO_DEFAULT):
                 self.say(f"{where}.{f.name}" if where else f.name, "missing (required)", _type_name(hints[f.name]))
         if len(self.problems) > n_before:
             return None
@@ -441,5 +442,19 @@ def subset_config(cls: type, exclude: Iterable[str], name: str, placeholders: Ma
     return made
 
 
-__all__ = ["ConfigError", "ConfigReader", "build_config", "check_fields", "check_value",
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(value: object) -> str | None:
+    """A device name's syntax (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``): checked when a
+    config is read; whether this machine has it is checked where the model is loaded."""
+    return None if isinstance(value, str) and _DEVICE_RE.match(value) else "is not a device name"
+
+
+DEVICE_RULE: dict[str, Any] = {"check": check_device_name, "allowed": "auto, cpu, cuda, cuda:N, mps"}
+"""Field metadata for a device option: ``field(default="auto", metadata={"help": ..., **DEVICE_RULE})``."""
+
+
+__all__ = [
+    "DEVICE_RULE", "check_device_name","ConfigError", "ConfigReader", "build_config", "check_fields", "check_value",
            "config_hints", "field_help", "subset_config"]

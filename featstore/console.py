@@ -141,12 +141,13 @@ def error_message(err: BaseException) -> str:
     return text or type(err).__name__
 
 
-def check_cache_root(root: str | Path | None) -> Path:
+def check_cache_root(root: str | Path | None, given_by: str = "--cache-root") -> Path:
     """The cache root (``root``, else ``$CROSSLING_CACHE``, else ``./cache``); a
-    :class:`CommandError` if it exists and is not a folder."""
+    :class:`CommandError` if it exists and is not a folder. ``given_by`` says where
+    ``root`` came from (an option, or a config file's key)."""
     path = Path(root) if root is not None else Path(os.environ.get("CROSSLING_CACHE", "cache"))
     if path.exists() and not path.is_dir():
-        where = "--cache-root" if root is not None else "$CROSSLING_CACHE or ./cache"
+        where = given_by if root is not None else "$CROSSLING_CACHE or ./cache"
         raise CommandError(f"cache root {path} (from {where}) is a file, not a folder; "
                            "give a folder with --cache-root or $CROSSLING_CACHE")
     return path

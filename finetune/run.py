@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from featstore.cache import cache_location
+from featstore.configs import DEVICE_RULE
 from featstore.errors import CrosslingError
 from featstore.manifest import CANONICAL_EMOTIONS
 from finetune.checkpoint import base_record, save_checkpoint
@@ -106,7 +107,8 @@ class FinetuneConfig:
     use_cache: bool = field(default=True, metadata={"help": "read frozen states from the frame cache"})
     cache_root: str | None = field(default=None, metadata={"help": "cache root (default $CROSSLING_CACHE or ./cache)"})
     out: str | None = field(default=None, metadata={"help": "output folder (default under runs/finetune)"})
-    device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA if present, else CPU), cpu, cuda ..."})
+    device: str = field(default="auto", metadata={
+        "help": "torch device: auto (CUDA if present, else CPU), cpu, cuda ...", **DEVICE_RULE})
     language: str | None = field(default=None, metadata={"help": "model language for unregistered models"})
     alias: str | None = field(default=None, metadata={"help": "model name for caches, results and best layers (default: the model's)"})
     save_checkpoints: bool = field(default=True, metadata={"help": "save each fold's adapters and head"})

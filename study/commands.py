@@ -75,7 +75,7 @@ def study(
         cfg = load_study_config(config)
     except StudyConfigError as err:
         _fail(error_message(err))
-    check_cache_root(cfg.cache_root)
+    check_cache_root(cfg.cache_root, given_by=f"{config} [study] cache_root")
     from featstore.cache import CacheLockedError
     from featstore.extract import ExtractError
 

@@ -223,10 +223,11 @@ def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def _table(reader: ConfigReader, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+def _table(reader: ConfigReader, raw: Mapping[str, Any], key: str, quiet: bool = False) -> dict[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, Mapping):
-        reader.say(key, f"expected a table [{key}], got {value!r}")
+        if not quiet:
+            reader.say(key, f"expected a table [{key}], got {value!r}")
         return {}
     return dict(value)
 
@@ -306,21 +307,39 @@ def load_study_config(path: str | Path) -> StudyConfig:
     human = reader.build(HumanSection, _table(reader, raw, "human"), "human")
     sed = reader.build(SedSection, _table(reader, raw, "sed"), "sed")
     parts = [head, extract, probes, finetune, human, sed, *corpora, *models]
-    if all(p is not None for p in parts):
-        name = head.name or path.stem
-        config = StudyConfig(
-            name=name, out=head.out or base / "cache" / "runs" / name, cache_root=head.cache_root or base / "cache",
-            seed=head.seed, corpora=tuple(corpora), models=tuple(models), extract=extract, probes=probes,
-            finetune=finetune, human=human, sed=sed)
-        _check_references(config, reader)
+    # references are checked even when a section had problems, against what the file
+    # declares, so that every mistake is in the one report (not found in rounds)
+    declared = _References(corpora=list(_table(reader, raw, "corpora", quiet=True)),
+                           models=list(_table(reader, raw, "models", quiet=True)))
+    _check_references(declared, reader, probes=probes, finetune=finetune, sed=sed, human=human,
+                      corpora=[c for c in corpora if c is not None], models=[m for m in models if m is not None],
+                      raw=raw)
     reader.raise_if_problems(StudyConfigError)
-    return config
+    assert all(p is not None for p in parts)  # a part that failed to build said so above
+    name = head.name or path.stem
+    return StudyConfig(
+        name=name, out=head.out or base / "cache" / "runs" / name, cache_root=head.cache_root or base / "cache",
+        seed=head.seed, corpora=tuple(corpora), models=tuple(models), extract=extract, probes=probes,
+        finetune=finetune, human=human, sed=sed)
 
 
-def _check_references(config: StudyConfig, reader: ConfigReader) -> None:
-    """Undeclared corpora and models, and folders that do not exist (added to ``reader``)."""
-    names = [c.name for c in config.corpora]
-    aliases = [m.alias for m in config.models]
+@dataclass(frozen=True)
+class _References:
+    """The corpus and model names a study file declares (its table keys)."""
+
+    corpora: list[str]
+    models: list[str]
+
+
+def _check_references(declared: _References, reader: ConfigReader, *, probes: ProbesSection | None,
+                      finetune: FinetuneSection | None, sed: SedSection | None, human: HumanSection | None,
+                      corpora: list[CorpusEntry], models: list[ModelEntry],
+                      raw: Mapping[str, Any] | None = None) -> None:
+    """Undeclared corpora and models, folders that do not exist, and pinned model folders
+    whose language cannot be known (added to ``reader``). A section that failed to build
+    (None) is checked from its raw table instead, so its references are in the same report."""
+    names, aliases = declared.corpora, declared.models
+    raw = raw or {}
 
     def corpus_ref(where: str, name: str | None) -> None:
         if name is not None and name not in names:
@@ -330,14 +349,32 @@ def _check_references(config: StudyConfig, reader: ConfigReader) -> None:
         if alias not in aliases:
             reader.say(where, f"model {alias!r} is not declared under [models]", ", ".join(aliases) or "none declared")
 
-    if config.probes.enabled:
-        for name in config.probes.corpora:
+    if probes is not None and probes.enabled:
+        for name in probes.corpora:
             corpus_ref("probes.corpora", name)
-        for alias in config.probes.models:
+        for alias in probes.models:
             model_ref("probes.models", alias)
-    if config.finetune.enabled:
+    elif probes is None and _raw(raw, "probes").get("enabled", True) is not False:
+        for name in _strings(_raw(raw, "probes").get("corpora")):
+            corpus_ref("probes.corpora", name)
+        for alias in _strings(_raw(raw, "probes").get("models")):
+            model_ref("probes.models", alias)
+    if finetune is None and _raw(raw, "finetune").get("enabled", True) is not False:
+        runs = _raw(raw, "finetune").get("runs")
+        for i, run in enumerate(runs if isinstance(runs, list) else []):
+            run = run if isinstance(run, Mapping) else {}
+            where = f"finetune.runs.{i + 1}"
+            if isinstance(run.get("model"), str):
+                model_ref(f"{where}.model", run["model"])
+            for key in ("train_corpus", "test_corpus", "source_corpus", "valid_corpus"):
+                value = run.get(key)
+                if isinstance(value, str) and not (key == "valid_corpus" and value in ("train", "test")):
+                    corpus_ref(f"{where}.{key}", value)
+    if sed is None and _raw(raw, "sed").get("enabled") is True and isinstance(_raw(raw, "sed").get("corpus"), str):
+        corpus_ref("sed.corpus", _raw(raw, "sed")["corpus"])
+    if finetune is not None and finetune.enabled:
         seen: dict[tuple, int] = {}
-        for i, run in enumerate(config.finetune.runs):
+        for i, run in enumerate(finetune.runs):
             where = f"finetune.runs.{i + 1}"
             key = (run.model, run.source_corpus if run.two_stage else None, run.train_corpus, run.test_corpus,
                    canonical_strategy(run.strategy), run.scope, str(run.layer), run.protocol)
@@ -351,18 +388,47 @@ def _check_references(config: StudyConfig, reader: ConfigReader) -> None:
             corpus_ref(f"{where}.source_corpus", run.source_corpus)
             if run.valid_corpus not in (None, "train", "test"):
                 corpus_ref(f"{where}.valid_corpus", run.valid_corpus)
-    if config.sed.enabled:
-        corpus_ref("sed.corpus", config.sed.run.corpus)
-    for entry in config.corpora:
+    if sed is not None and sed.enabled:
+        corpus_ref("sed.corpus", sed.run.corpus)
+    for entry in corpora:
         if not entry.root.exists():
             reader.say(f"corpora.{entry.name}.root", f"{entry.root} does not exist; put the {entry.reader} corpus "
                        "there or fix the path")
         if entry.paper_splits is not None and not entry.paper_splits.is_dir():
             reader.say(f"corpora.{entry.name}.paper_splits", f"{entry.paper_splits} is not a folder")
-    for entry in config.models:
+    extracted = set(probes.models if probes is not None and probes.enabled else _strings(
+        _raw(raw, "probes").get("models")))
+    extracted |= {run.model for run in (finetune.runs if finetune is not None and finetune.enabled else ())}
+    if finetune is None:
+        raw_runs = _raw(raw, "finetune").get("runs")
+        extracted |= {r.get("model") for r in (raw_runs if isinstance(raw_runs, list) else [])
+                      if isinstance(r, Mapping) and isinstance(r.get("model"), str)}
+    for entry in models:
         if entry.path is not None and not entry.path.exists():
             reader.say(f"models.{entry.alias}.path", f"{entry.path} does not exist")
-    if config.human.enabled:
-        for p in (*config.human.results, config.human.key, config.human.groups_table):
+        elif (entry.alias in extracted and entry.path is not None and entry.language is None
+              and not _language_known(entry)):
+            reader.say(f"models.{entry.alias}.language", f"missing: {entry.path} has no crossling.json and "
+                       f"{entry.alias!r} is not a registered model, so its pre-training language is unknown",
+                       'a language code, e.g. language = "cn"')
+    if human is not None and human.enabled:
+        for p in (*human.results, human.key, human.groups_table):
             if p is not None and not p.exists():
                 reader.say("human", f"{p} does not exist")
+
+
+def _language_known(entry: ModelEntry) -> bool:
+    """Whether ``load_model`` can tell the language of a model pinned by folder without
+    being told: its alias is registered, or the folder has a ``crossling.json``."""
+    from featstore.models.registry import MODELS
+
+    return entry.alias in MODELS or (entry.path is not None and (Path(entry.path) / "crossling.json").is_file())
+
+
+def _raw(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _strings(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []

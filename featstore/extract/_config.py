@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featstore.cache import DTYPES
+from featstore.configs import DEVICE_RULE, check_fields
 from featstore.errors import CrosslingError
 from featstore.paths import safe_name
 
@@ -73,7 +74,8 @@ class ExtractConfig:
         "help": "With --frames: only these hidden states, e.g. 0,6,12. Default: all."})
     dtype: str = field(default="float16", metadata={"help": "Stored float type: float16 or float32.",
                                                     "choices": DTYPES})
-    device: str = field(default="auto", metadata={"help": "auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ..."})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ...",
+                                                  **DEVICE_RULE})
     shard: tuple[int, int] = field(default=(0, 1), metadata={
         "help": "I/N: extract shard I (0-based) of N, split by cumulative duration, into "
                 "<corpus>.shard-I-of-N.h5; auto: from RANK/WORLD_SIZE (torchrun) or SLURM array variables."})
@@ -97,6 +99,7 @@ class ExtractConfig:
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.alias is not None:
             safe_name(self.alias)
         if self.max_batch_seconds <= 0:

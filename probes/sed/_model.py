@@ -28,7 +28,7 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-from featstore.configs import check_fields
+from featstore.configs import DEVICE_RULE, check_fields
 from probes.sed._eder import (
     eder,
     frames_to_segments,
@@ -64,7 +64,8 @@ class ModelRunConfig:
         "check": lambda v: None if v else "is empty", "allowed": "a prepared corpus name"})
     pad_like_recipe: bool = field(default=True, metadata={
         "help": "append the last frame label once when the model made fewer frames than the recipe's labels"})
-    device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA if present, else CPU), cpu, cuda ..."})
+    device: str = field(default="auto", metadata={
+        "help": "torch device: auto (CUDA if present, else CPU), cpu, cuda ...", **DEVICE_RULE})
     alias: str | None = field(default=None, metadata={
         "help": "the model's name in results when model is a folder (default: its registry or folder name)"})
 

@@ -89,6 +89,7 @@ def test_study_with_a_cache_root_that_is_a_file(tmp_path):
     res = _run(app, ["study", "--config", str(config)])
     assert res.exit_code == 2, res.output
     assert "not-a-folder" in res.output and "not a folder" in res.output and "Traceback" not in res.output
+    assert "[study] cache_root" in res.output and "--cache-root" not in res.output.split("is a file")[0]
 
 
 def test_ctrl_c_says_interrupted_and_exits_130(monkeypatch, tmp_path):

@@ -311,3 +311,41 @@ def test_human_group_languages_map_group_names_and_are_typed(tmp_path):
     path.write_text(_toml(tables, runs))
     with pytest.raises(StudyConfigError, match=r"human\.group_languages"):
         load_study_config(path)
+
+
+def test_reference_and_value_problems_come_in_one_report_not_in_rounds(tmp_path):
+    tables, runs = _base(tmp_path)
+    tables["probes"].update(head="svm", models=["m", "w2v2-xx"])  # a value problem AND an undeclared model
+    tables["extract"]["device"] = "banana"
+    tables["finetune"]["device"] = "tpu"
+    tables["corpora.esd"]["reader"] = "esdd"
+    tables["corpora.gone"] = {"reader": "esd", "root": "nowhere"}
+    runs.append({**runs[0], "test_corpus": "nope"})
+    (tmp_path / "weights-A").mkdir()
+    tables["models.m"] = {"path": "weights-A"}  # no language, no crossling.json, not a registered alias
+    path = tmp_path / "s.toml"
+    path.write_text(_toml(tables, runs))
+    with pytest.raises(StudyConfigError) as info:
+        load_study_config(path)
+    problems = info.value.problems
+    wanted = {"[probes.head]": "svm", "[probes.models]": "'w2v2-xx' is not declared",
+              "[extract.device]": "not a device name", "[finetune.device]": "not a device name",
+              "[corpora.esd.reader]": "unknown reader", "[corpora.gone.root]": "does not exist",
+              "[finetune.runs.2.test_corpus]": "'nope' is not declared", "[models.m.language]": "crossling.json"}
+    for key, what in wanted.items():
+        lines = [p for p in problems if key in p]
+        assert len(lines) == 1 and what in lines[0], (key, problems)  # once each: no "missing" after "unknown"
+    assert len(problems) == len(wanted), problems
+
+
+def test_a_pinned_folder_with_its_language_or_a_crossling_json_is_fine(tmp_path):
+    tables, runs = _base(tmp_path)
+    (tmp_path / "weights-A").mkdir()
+    tables["models.m"] = {"path": "weights-A", "language": "cn"}
+    path = tmp_path / "s.toml"
+    path.write_text(_toml(tables, runs))
+    assert load_study_config(path).models[0].language == "cn"
+    tables["models.m"] = {"path": "weights-A"}
+    (tmp_path / "weights-A" / "crossling.json").write_text('{"language": "cn"}')
+    path.write_text(_toml(tables, runs))
+    assert load_study_config(path).models[0].path == tmp_path / "weights-A"
