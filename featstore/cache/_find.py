@@ -84,7 +84,21 @@ def find_cache(model_alias: str, corpus: str, cache_root: str | Path | None = No
             f"cache of {model_alias} on {corpus} is incomplete: {'; '.join(details)} ({searched}){tail}; "
             f"extract the missing shard(s) with {make} --shard I/N")
     raise CacheNotFoundError(f"no such cache file of {model_alias} on {corpus}: {searched}{tail}; "
-                             f"extract it with {make}")
+                             f"extract it with {make}{_existing(path.parent.parent, model_alias, corpus)}")
+
+
+def _existing(root: Path, model_alias: str, corpus: str) -> str:
+    """``; caches of CORPUS exist for: a, b (did you mean 'a'?)``, for a typo in a name."""
+    from featstore.errors import did_you_mean
+
+    if not root.is_dir():
+        return ""
+    models = sorted(d.name for d in root.iterdir() if d.is_dir() and (
+        (d / f"{corpus}.h5").is_file() or any(d.glob(f"{corpus}.shard-*-of-*.h5"))))
+    if models:
+        return f"; caches of {corpus} exist for: {', '.join(models)}{did_you_mean(model_alias, models)}"
+    corpora = sorted({p.name.split(".")[0] for p in root.glob(f"{model_alias}/*.h5")})
+    return f"; {model_alias} has caches of: {', '.join(corpora)}{did_you_mean(corpus, corpora)}" if corpora else ""
 
 
 def open_model_cache(model_alias: str, corpus: str, cache_root: str | Path | None = None) -> FeatureCache:

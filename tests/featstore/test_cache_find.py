@@ -107,3 +107,16 @@ def test_names_that_would_leave_the_cache_root_are_refused(tmp_path):
     with pytest.raises(UnsafeIdError):
         find_cache("m", "../toy", tmp_path)
     assert features_path("org/name", "toy", tmp_path) == tmp_path / "org__name" / "toy.h5"
+
+
+def test_a_typo_in_the_model_or_corpus_lists_the_caches_that_exist(tmp_path):
+    from featstore.cache import CacheNotFoundError, find_cache
+
+    (tmp_path / "w2v2-de").mkdir()
+    (tmp_path / "w2v2-de" / "pavoque.h5").write_bytes(b"")
+    (tmp_path / "w2v2-cn").mkdir()
+    (tmp_path / "w2v2-cn" / "esd.shard-0-of-1.h5").write_bytes(b"")
+    with pytest.raises(CacheNotFoundError, match=r"caches of pavoque exist for: w2v2-de \(did you mean 'w2v2-de'\?\)"):
+        find_cache("w2v2-dx", "pavoque", tmp_path)
+    with pytest.raises(CacheNotFoundError, match=r"w2v2-de has caches of: pavoque \(did you mean 'pavoque'\?\)"):
+        find_cache("w2v2-de", "pavoqe", tmp_path)
