@@ -243,6 +243,8 @@ def read_esd(root: Path, name: str = "esd", language: str | None = None,
         if transcript_path.is_file() and guard.readable(transcript_path):
             transcript, bad_lines = read_transcript(transcript_path, han=lang not in ("en", "de"))
             malformed += bad_lines
+        stray += [str(d.relative_to(base)) + "/" for d in sorted(speaker_dir.iterdir())
+                  if d.is_dir() and not d.name.startswith(".") and d.name.lower() not in EMOTION_FOLDERS]
         for emotion_dir in _emotion_dirs(speaker_dir, guard):
             emotion = emotion_dir.name.lower()
             for path, split in _wav_files(emotion_dir, stray, base, guard):

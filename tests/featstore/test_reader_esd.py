@@ -215,11 +215,12 @@ def test_stray_files_are_not_utterances(tmp_path):
     for stray in ("notes.wav", "0002_000352.wav", "0001_352.wav", "0001_000353 (copy).wav"):
         write_tone(tmp_path / "0001" / "Angry" / stray, 0.05)
     write_tone(tmp_path / "0001" / "Angry" / "backup" / "0001_000354.wav", 0.05)
-    with pytest.warns(CorpusWarning, match=r"5 file\(s\) or folder\(s\) not in ESD's naming scheme") as record:
+    write_tone(tmp_path / "0001" / "Bored" / "0001_000999.wav", 0.05)  # not one of ESD's emotion folders
+    with pytest.warns(CorpusWarning, match=r"6 file\(s\) or folder\(s\) not in ESD's naming scheme") as record:
         frame = read_esd(tmp_path)
     assert frame["utt_id"].to_list() == ["0001_000351"]
     message = " ".join(str(w.message) for w in record)
-    assert "notes.wav" in message and "backup/" in message
+    assert "0001/Bored/" in message and "backup/" in message  # the first five of six are named
 
 
 def test_symlink_out_of_the_root_is_refused_unopened(tmp_path):
