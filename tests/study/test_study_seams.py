@@ -27,9 +27,9 @@ def _ran(lines: list[str]) -> list[str]:
 # ---- (c) model folders named unlike their aliases, fine-tuning at the best layer -------
 @pytest.mark.slow
 def test_study_keeps_alias_and_language_of_models_pinned_by_folder(tmp_path):
-    """NEEDS THE RESOLVE BRANCH (alias through ExtractConfig, FinetuneConfig and
-    load_model): on the config branch alone fine-tuning looks up the best layer under the
-    folder's name ``weights-A`` and fails."""
+    """The alias and language of [models.X] reach extraction, the best-layer lookup and
+    fine-tuning; without them fine-tuning would look up the best layer under the folder's
+    name ``weights-A`` and fail."""
     data = tmp_path / "data"
     synthesize_demo(SynthConfig(out=data, per_emotion=4, languages=("cn", "de")))
     models = tmp_path / "models"
