@@ -50,6 +50,8 @@ def find_table(root: Path) -> Path:
         if root.suffix.lower() not in SUFFIXES:
             raise CorpusFormatError(f"{root}: not a table manifest; use one of {', '.join(SUFFIXES)}")
         return root
+    if not root.exists():
+        raise CorpusNotFoundError(f"{root}: no such file or folder; give --root the CSV/TSV/JSONL table manifest")
     found = sorted(p for p in root.iterdir() if p.suffix.lower() in SUFFIXES) if root.is_dir() else []
     if len(found) != 1:
         what = "no" if not found else f"{len(found)}"
