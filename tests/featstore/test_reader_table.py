@@ -113,3 +113,11 @@ def test_escaping_rows_refused_with_a_relative_root(tmp_path, monkeypatch):
     with pytest.warns(CorpusWarning, match=r"1 audio path\(s\) leave the corpus root"):
         frame = read_table(Path("c") / "l.csv", name="t", language="tj")
     assert frame["path"].to_list() == [str(tmp_path / "c" / "a.wav")]
+
+
+def test_a_root_that_does_not_exist_says_so(tmp_path):
+    from featstore.corpora import CorpusNotFoundError
+    from featstore.corpora.table import find_table
+
+    with pytest.raises(CorpusNotFoundError, match=r"no such file or folder"):
+        find_table(tmp_path / "p[cn]" / "nofile.csv")
