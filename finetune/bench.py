@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ class BenchConfig:
     duration_s: float = field(default=3.0, metadata={"help": "mean clip length in seconds (+-30%)"})
     batch_size: int = field(default=16, metadata={"help": "clips per batch"})
     epochs: int = field(default=2, metadata={"help": "timed epochs (after one warm-up epoch)"})
-    device: str = field(default="cpu", metadata={"help": "torch device"})
+    device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA if present, else CPU), cpu, cuda ..."})
     seed: int = field(default=0, metadata={"help": "seed of weights and clips"})
 
     def __post_init__(self) -> None:
@@ -58,6 +58,9 @@ def run_bench(config: BenchConfig) -> list[dict]:
     from featstore.cache import open_cache, write_cache
     from featstore.forward import hidden_states, prepare_inputs
     from featstore.manifest import make_manifest
+    from featstore.models import resolve_device
+
+    config = replace(config, device=str(resolve_device(config.device)))  # auto -> cuda or cpu
     from featstore.models.testing import build_tiny_model, tiny_config
 
     model_config = tiny_config(config.family, size=config.size)
