@@ -448,7 +448,7 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 def check_device_name(value: object) -> str | None:
     """A device name's syntax (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``): checked when a
     config is read; whether this machine has it is checked where the model is loaded."""
-    return None if isinstance(value, str) and _DEVICE_RE.match(value) else "is not a device name"
+    return None if isinstance(value, str) and _DEVICE_RE.match(value) else f"{value!r} is not a device name"
 
 
 DEVICE_RULE: dict[str, Any] = {"check": check_device_name, "allowed": "auto, cpu, cuda, cuda:N, mps"}
