@@ -127,10 +127,10 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = pri
         ft_dirs.append(out)
         ledger.run(f"finetune/{strategy}", base, lambda strategy=strategy, out=out: steps.finetune(
             str(root / "models" / "untrained-w2v2-cn"), strategy, "demo-de", "demo-de", root, out, two_stage=True, source="demo-cn",
-            folds=(0,), max_epochs=config.finetune_epochs, seed=config.seed), log)
+            folds=(0,), max_epochs=config.finetune_epochs, seed=config.seed, log=log), log)
     ledger.run("finetune/table1", base, lambda: steps.table_one(ft_dirs, run / "finetune"), log)
-    ledger.run("human", base, lambda: _human(config), log)
-    ledger.run("sed", base, lambda: _sed(config), log)
+    ledger.run("human", base, lambda: _human(config, log), log)
+    ledger.run("sed", base, lambda: _sed(config, log), log)
     from study.report import build_report
 
     report = build_report(run)
@@ -174,7 +174,7 @@ def _models(config: DemoConfig) -> list[Path]:
     return paths
 
 
-def _human(config: DemoConfig) -> list[Path]:
+def _human(config: DemoConfig, log: Callable[[str], None] = print) -> list[Path]:
     from probes.human import BuildConfig, build_listening_test, read_key, select_stimuli, simulate_answers
 
     run, root = config.run_dir, config.root
@@ -182,20 +182,23 @@ def _human(config: DemoConfig) -> list[Path]:
     corpora = tuple(f"demo-{lang}" for lang in DEMO_LANGUAGES)
     build = BuildConfig(corpora=corpora, per_emotion=min(12, config.per_emotion), seed=config.seed,
                         name="ser-test", improvised_only=())
+    log("listening test: choosing stimuli and writing the webMUSHRA test")
     built = build_listening_test(select_stimuli(build, root), build_dir, build)
     key = read_key(built.key_path)
     answers_dir = build_dir / "answers"
     if answers_dir.exists():  # a rerun of this step starts the simulated answers afresh
         for old in answers_dir.rglob("lss.csv"):
             old.unlink()
+    log(f"listening test: simulating {config.listeners_per_group} listeners per group (cn, de)")
     simulate_answers(key, {"cn": config.listeners_per_group, "de": config.listeners_per_group}, noise_model(),
                      seed=config.seed, out_dir=answers_dir, test_id="ser-test")
     predictions = steps.best_layer_predictions(run / "probes")
+    log("listening test: comparing listeners with the models (Tables II, III, t-tests)")
     return steps.human_compare(sorted(answers_dir.rglob("lss.csv")), built.key_path, predictions, run / "human",
                                group_languages={"cn": "cn", "de": "de"}, model_languages=DEMO_MODELS)
 
 
-def _sed(config: DemoConfig) -> list[Path]:
+def _sed(config: DemoConfig, log: Callable[[str], None] = print) -> list[Path]:
     from featstore.audio import load_row
     from featstore.manifest import load_manifest
     from featstore.paths import manifest_path
@@ -216,9 +219,13 @@ def _sed(config: DemoConfig) -> list[Path]:
     concatenate_for_sed(source, zed_dir, load_row, ConcatConfig(seed=config.seed))
     steps.prepare("zed", zed_dir, "demo-zed", root)
     model_dir = run / "sed" / "model"
-    run_model(ModelRunConfig(model=str(root / "models" / SED_MODEL), corpus="demo-zed"), root=root, out_dir=model_dir)
+    from featstore.console import track_items
+
+    run_model(ModelRunConfig(model=str(root / "models" / SED_MODEL), corpus="demo-zed"), root=root, out_dir=model_dir,
+              progress=lambda items: track_items(items, "diarizing demo-zed", "utts", tty=False, write=log))
     built = build_listeners(SedTestConfig(n_per_emotion=min(8, config.per_emotion), seed=config.seed), corpus="demo-zed",
                             root=root, out_dir=run / "sed" / "listening")
+    log("diarization listening test: simulating answers and scoring EDER")
     answers = simulate_sed_answers(pl.read_csv(built["key"]), {"cn": config.listeners_per_group,
                                                                "de": config.listeners_per_group}, seed=config.seed)
     answers_path = run / "sed" / "listening" / "answers.csv"

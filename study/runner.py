@@ -108,7 +108,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
                                          asdict(models[run.model]), best))
             ledger.run(f"finetune/{_run_name(run)}", ft_fps[-1],
                        lambda run=run, run_dir=run_dir: steps.finetune_run(
-                           run, models[run.model], root, run_dir, f.folds), log)
+                           run, models[run.model], root, run_dir, f.folds, log=log), log)
         if ft_dirs:
             ledger.run("finetune/table1", fingerprint_of([str(d) for d in ft_dirs], ft_fps),
                        lambda: steps.table_one(ft_dirs, out / "finetune"), log)

@@ -6,7 +6,7 @@ so that a rerun skips what is finished. Every step returns the paths it wrote.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,8 +83,9 @@ def probes(models: Sequence[str], corpora: Sequence[str], cache_root: Path, out_
 def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path, out_dir: Path,
              two_stage: bool = False, source: str | None = None, layer: str | int = "best",
              scope: str = "every-layer", folds: Sequence[int] = (0, 1, 2, 3, 4), max_epochs: int = 100,
-             seed: int = 0) -> list[Path]:
-    """One PEFT condition over its folds (``finetune peft``) into ``out_dir``."""
+             seed: int = 0, log: Callable[[str], None] | None = None) -> list[Path]:
+    """One PEFT condition over its folds (``finetune peft``) into ``out_dir``; ``log``
+    receives progress lines (each epoch: fold, loss, validation score, time left)."""
     from finetune.run import FinetuneConfig, run_finetune
     from finetune.train import TrainConfig
 
@@ -93,7 +94,7 @@ def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path,
         two_stage=two_stage, source_corpus=source, folds=tuple(folds),
         train=TrainConfig(max_epochs=max_epochs, seed=seed), cache_root=str(cache_root), out=str(out_dir),
     )
-    run_finetune(config)
+    run_finetune(config, log=log, on_epoch=epoch_progress(log, config))
     return [out_dir / "results.parquet"]
 
 
@@ -106,12 +107,24 @@ def finetune_config(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_d
                         out=str(out_dir), folds=tuple(range(folds)))
 
 
-def finetune_run(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path, folds: int) -> list[Path]:
-    """One ``[[finetune.runs]]`` of a study over its folds into ``out_dir``."""
+def finetune_run(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path, folds: int,
+                 log: Callable[[str], None] | None = None) -> list[Path]:
+    """One ``[[finetune.runs]]`` of a study over its folds into ``out_dir`` (progress lines to ``log``)."""
     from finetune.run import run_finetune
 
-    run_finetune(finetune_config(run, entry, cache_root, out_dir, folds))
+    config = finetune_config(run, entry, cache_root, out_dir, folds)
+    run_finetune(config, log=log, on_epoch=epoch_progress(log, config))
     return [Path(out_dir) / "results.parquet"]
+
+
+def epoch_progress(log: Callable[[str], None] | None, config: FinetuneConfig) -> Callable[[dict], None] | None:
+    """A fine-tuning ``on_epoch`` that writes one progress line per epoch (at most one per
+    5 s) to ``log``; ``None`` without a ``log``."""
+    from featstore.console import EpochProgress
+
+    if log is None:
+        return None
+    return EpochProgress(log, len(config.folds), config.train.max_epochs, 2 if config.two_stage else 1, every_s=5.0)
 
 
 def table_one(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
