@@ -195,3 +195,23 @@ def test_chromium_is_needed_and_named(monkeypatch, report):
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(report_check.BrowserError, match="apt-get install chromium"):
         report_check.check_layout(report)
+
+
+@pytest.mark.slow
+def test_the_demo_report_passes_the_layout_check(tmp_path):
+    """The demo's own report (small settings) in Chromium at 1280 px; its screenshot is the
+    CI artifact cache/report-screenshot-demo.png."""
+    from study.demo import DemoConfig, run_demo
+
+    lines: list[str] = []
+    report = run_demo(DemoConfig(out=tmp_path / "run", cache_root=tmp_path / "cache", per_emotion=4,
+                                 finetune_epochs=1, listeners_per_group=3), log=lines.append)
+    found = check_layout(report, screenshot=SCREENSHOT.with_name("report-screenshot-demo.png"))
+    assert found.problems() == [] and found.figures >= 4
+    page = report.read_text()
+    for key in ("table2", "table4"):
+        captions = re.findall(r"<figcaption>(.*?)</figcaption>", _section(page, key))
+        assert captions and all("SIMULATED LISTENER" in c for c in captions), (key, captions)
+    # fine-tuning and diarization said how far they were while they ran
+    assert any(line.startswith("fine-tuning fold 0") and "valid" in line for line in lines)
+    assert any(line.startswith("diarizing demo-zed:") for line in lines)
