@@ -148,9 +148,9 @@ def layer_table(summary: pl.DataFrame) -> pl.DataFrame:
     """Figure 1 as numbers: one row per model, setting and train -> test corpus, one column
     per layer (``layer <n> UA %``), cells ``UA % mean ± std`` over folds. ``ua_mean`` and
     ``ua_std`` may be fractions (the probes' ``summary.csv``) or percentages."""
-    from study.report_marks import _is_fraction
+    from study.report_marks import is_fraction
 
-    scale = 100 if _is_fraction(summary["ua_mean"]) else 1
+    scale = 100 if is_fraction(summary["ua_mean"]) else 1
     cell = pl.format("{} ± {}", (pl.col("ua_mean") * scale).round(1), (pl.col("ua_std") * scale).round(1))
     frame = summary.with_columns(cell.alias("cell"), pl.format("layer {} UA %", pl.col("layer")).alias("layer_name"))
     if {"train_corpus", "test_corpus"} <= set(frame.columns):  # one column: train -> test, or the one corpus

@@ -48,7 +48,8 @@ def _split(column: str) -> tuple[str, str, bool]:
     return name, "", pct
 
 
-def _is_fraction(values: pl.Series) -> bool:
+def is_fraction(values: pl.Series) -> bool:
+    """True when every value is within [-1, 1]: a rate written as a fraction."""
     finite = values.drop_nulls().drop_nans() if values.dtype.is_float() else values.drop_nulls()
     return finite.len() > 0 and float(finite.abs().max()) <= 1.0
 
@@ -72,7 +73,7 @@ def percent_columns(frame: pl.DataFrame, eder_columns: tuple[str, ...] = (),
             if pct:
                 fraction[key] = False
             else:
-                fraction.setdefault(key, _is_fraction(frame[col]))
+                fraction.setdefault(key, is_fraction(frame[col]))
     out, names = [], {}
     for col in frame.columns:
         stem, stat, pct = _split(col)
