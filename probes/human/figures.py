@@ -35,17 +35,19 @@ def _model_label(title: str) -> str:
     return title.split(" [")[0].removeprefix("Model: ").split(" (on")[0]
 
 
-def _human_label(title: str) -> str:
-    """``Human: CN (native on CN)`` -> ``CN listeners (native)``."""
+def _human_label(title: str, with_language: bool = False) -> str:
+    """``Human: CN (native on DE)`` -> ``CN listeners (native)``, with the language
+    ``CN listeners on DE (native)``."""
     group, _, rest = title.removeprefix("Human: ").partition(" (")
-    setting = rest.split(" on ")[0].rstrip(")")
-    return f"{group} listeners" + (f" ({setting})" if setting else "")
+    setting, _, language = rest.rstrip(")").partition(" on ")
+    where = f" on {language}" if with_language and language else ""
+    return f"{group} listeners{where}" + (f" ({setting})" if setting else "")
 
 
 def confusion_grid(table3: pl.DataFrame, stem: Path,
                    labels: Sequence[str] = CANONICAL_EMOTIONS, note: str | None = None) -> list[Path]:
-    """Heatmaps in the Table III layout: one row per (group, language) cell, the human
-    panel first and its paired model panels beside it."""
+    """Heatmaps in the Table III layout: each (group, language) cell is the human panel
+    followed by its paired model panels; as many cells share a row as fit in four panels."""
     if table3.is_empty():
         return []
     cells = table3.select("group", "language").unique(maintain_order=True).rows()
@@ -54,6 +56,10 @@ def confusion_grid(table3: pl.DataFrame, stem: Path,
         sub = table3.filter((pl.col("group") == g) & (pl.col("language") == lang))
         layout.append([(title, sub.filter(pl.col("panel") == title))
                        for title in sub["panel"].unique(maintain_order=True).to_list()])
+    per_cell = max(len(r) for r in layout)
+    per_row = max(1, 4 // per_cell)  # cells side by side
+    layout = [sum((cell + [None] * (per_cell - len(cell)) for cell in layout[k:k + per_row]), [])
+              for k in range(0, len(layout), per_row)]
     n_cols = max(len(r) for r in layout)
     panel_in = min(2.9, PAGE_WIDTH_IN / n_cols)
     fig, axes = plt.subplots(len(layout), n_cols, figsize=(panel_in * n_cols, (panel_in + 0.2) * len(layout)),
@@ -62,8 +68,8 @@ def confusion_grid(table3: pl.DataFrame, stem: Path,
     for i, row in enumerate(layout):
         for j in range(n_cols):
             ax = axes[i][j]
-            if j >= len(row):
-                ax.axis("off")
+            if j >= len(row) or row[j] is None:
+                ax.set_visible(False)
                 continue
             title, panel = row[j]
             order = {lab: i for i, lab in enumerate(labels)}
@@ -77,7 +83,7 @@ def confusion_grid(table3: pl.DataFrame, stem: Path,
             ax.set_yticks(range(len(labels)), ticks)
             ax.tick_params(labelsize=FONT_PT)
             human = panel["who"][0] == "human" if "who" in panel.columns else True
-            ax.set_title(_human_label(title) if human else _model_label(title), fontsize=FONT_PT)
+            ax.set_title(_human_label(title, with_language=True) if human else _model_label(title), fontsize=FONT_PT)
             ax.set_xlabel("answer", fontsize=FONT_PT)
             ax.set_ylabel("true", fontsize=FONT_PT)
     return _save(fig, stem, note)
