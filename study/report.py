@@ -53,7 +53,8 @@ class Section:
 SECTIONS: tuple[Section, ...] = (
     Section("fig1", "Figure 1 - layer-wise analysis", "probes",
             "UA per layer of frozen SSL features with a probe head, in the monolingual, cross-lingual "
-            "and transfer-learning settings (mean over folds, band = one standard deviation). The table "
+            "and transfer-learning settings (mean over folds, band = one standard deviation; the dotted line "
+            "is chance). The table "
             "gives UA % as mean ± std over folds per layer; the best layers feed fine-tuning.",
             "probes layerwise --setting all", ("probes/figure1.png|probes/**/figure1.png",),
             ("probes/best_layers.csv|probes/**/best_layers.csv",)),
@@ -69,8 +70,8 @@ SECTIONS: tuple[Section, ...] = (
             "probes human compare", ("human/figures/*.png|human/**/figures/*.png",),
             ("human/table2_ua.csv|human/**/table2_ua.csv", "human/ttests.csv|human/**/ttests.csv")),
     Section("table4", "Table IV - speech emotion diarization (EDER)", "sed",
-            "Emotion diarization error rate (fraction, lower is better) of the diarization model and of "
-            "listener groups on ZED-style utterances, with per-utterance timelines.",
+            "Emotion diarization error rate (EDER %, lower is better; the files keep fractions) of the "
+            "diarization model and of listener groups on ZED-style utterances, with per-utterance timelines.",
             "probes sed model", ("sed/timelines.png|sed/**/timelines.png", "sed/probe/**/*.png"),
             ("sed/table_iv.csv|sed/**/table_iv.csv", "sed/probe/**/*.csv")),
 )
