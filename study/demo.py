@@ -196,7 +196,8 @@ def _human(config: DemoConfig, log: Callable[[str], None] = print) -> list[Path]
     predictions = steps.best_layer_predictions(run / "probes")
     log("listening test: comparing listeners with the models (Tables II, III, t-tests)")
     return steps.human_compare(sorted(answers_dir.rglob("lss.csv")), built.key_path, predictions, run / "human",
-                               group_languages={"cn": "cn", "de": "de"}, model_languages=DEMO_MODELS)
+                               group_languages={"cn": "cn", "de": "de"}, model_languages=DEMO_MODELS,
+                               simulated=_meta(config)["listeners"])
 
 
 def _sed(config: DemoConfig, log: Callable[[str], None] = print) -> list[Path]:

@@ -153,10 +153,12 @@ def best_layer_predictions(probes_dir: Path) -> pl.DataFrame:
 def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataFrame | None, out_dir: Path,
                   group_languages: Mapping[str, str], model_languages: Mapping[str, str],
                   l2_languages: Sequence[str] = ("en",), group_column: str = "native_language",
-                  groups_table: Path | None = None) -> list[Path]:
+                  groups_table: Path | None = None, simulated: str | None = None) -> list[Path]:
     """Ingest webMUSHRA answers and compare listeners with models (``probes human``).
     Listener groups come from the questionnaire's ``group_column``, or from a
-    ``listener,group`` table ``groups_table`` when one is given."""
+    ``listener,group`` table ``groups_table`` when one is given. ``simulated`` (how the
+    answers were simulated) goes into the provenance of every file written, as the field
+    ``simulated`` (``ingest.json``, ``answers.parquet``'s metadata, ``compare.json``)."""
     from probes.human import CompareConfig, IngestConfig, compare, ingest, read_key, save_compare, save_ingest
     from probes.human.ingest import read_groups
     from probes.human.results import file_provenance
@@ -172,6 +174,8 @@ def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataF
                       groups=groups)
     prov = {"key": file_provenance(key_path), "results": [file_provenance(p) for p in results],
             "groups": file_provenance(groups_table) if groups_table is not None else None}
+    if simulated:
+        prov["simulated"] = simulated
     save_ingest(ingested, out_dir / "ingest", prov)
     config = CompareConfig(group_languages=dict(group_languages), model_languages=dict(model_languages),
                            l2_languages={"*": tuple(l2_languages)})

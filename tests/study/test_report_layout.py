@@ -212,6 +212,12 @@ def test_the_demo_report_passes_the_layout_check(tmp_path):
     for key in ("table2", "table4"):
         captions = re.findall(r"<figcaption>(.*?)</figcaption>", _section(page, key))
         assert captions and all("SIMULATED LISTENER" in c for c in captions), (key, captions)
+    # the listener result files carry the mark in their provenance too
+    from featstore.io import parquet_metadata
+
+    human = report.parent / "human"
+    assert json.loads((human / "compare.json").read_text())["provenance"]["simulated"].startswith("simulated")
+    assert parquet_metadata(human / "ingest" / "answers.parquet")["simulated"].startswith("simulated")
     # fine-tuning and diarization said how far they were while they ran
     assert any(line.startswith("fine-tuning fold 0") and "valid" in line for line in lines)
     assert any(line.startswith("diarizing demo-zed:") for line in lines)
