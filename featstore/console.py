@@ -319,3 +319,189 @@ def cell(value: object) -> Any:
     from rich.text import Text
 
     return Text("" if value is None else str(value))
+
+
+# --- progress display -------------------------------------------------------------------
+
+PROGRESS_EVERY_S = 10.0
+"""Plain progress lines (output that is not a terminal): at most one per this many
+seconds, plus one at each further 10 % and one at the end."""
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def is_terminal(stream: Any = None) -> bool:
+    """True when ``stream`` (default stderr) is an interactive terminal."""
+    stream = stream if stream is not None else sys.stderr
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class StepProgress:
+    """Progress of a long step, ``done`` of ``total`` ``unit``: a Rich bar on a terminal;
+    otherwise plain one-line messages at a steady rate (:data:`PROGRESS_EVERY_S`, each
+    further 10 %, the end), never a bar cut at the log's width. Each message names its
+    numbers: ``extracting m / c: 80/160 utts (50 %), 0:12 elapsed, ETA 0:12, <detail>``.
+
+    ``write`` receives the plain lines (default: stderr); ``tty`` forces the choice (default:
+    whether stderr is a terminal); ``enabled=False`` shows nothing. Use as a context manager.
+    """
+
+    def __init__(self, label: str, total: int | None = None, unit: str = "", done: int = 0, *,
+                 enabled: bool = True, tty: bool | None = None, write: Callable[[str], None] | None = None,
+                 every_s: float = PROGRESS_EVERY_S) -> None:
+        import time
+
+        self.label, self.total, self.unit, self.done = label, total, unit, done
+        self.enabled = enabled
+        self.tty = is_terminal() if tty is None else tty
+        self.write = write or (lambda line: print_line(line, err=True))
+        self.every_s = every_s
+        self.detail = ""
+        self._time = time.perf_counter
+        self._t0 = self._last = self._time()
+        self._start_done = done
+        self._last_tenth = self._tenth()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def _tenth(self) -> int:
+        return int(10 * self.done / self.total) if self.total else 0
+
+    def __enter__(self) -> StepProgress:
+        if self.enabled and self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn(self.unit, markup=False), TextColumn("ETA"), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[detail]}", markup=False), transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total, completed=self.done, detail="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        elif self.enabled and not exc[0] and self.done != self._start_done:
+            self.write(self.line())
+
+    def line(self) -> str:
+        """The plain progress message for where the step stands now."""
+        elapsed = self._time() - self._t0
+        parts = [f"{self.label}: {self.done}" + (f"/{self.total}" if self.total else "") + (f" {self.unit}" if self.unit else "")]
+        if self.total:
+            parts[0] += f" ({100 * self.done / self.total:.0f} %)"
+        parts.append(f"{_clock(elapsed)} elapsed")
+        moved = self.done - self._start_done
+        if self.total and moved > 0 and self.done < self.total:
+            parts.append(f"ETA {_clock(elapsed / moved * (self.total - self.done))}")
+        if self.detail:
+            parts.append(self.detail)
+        return ", ".join(parts)
+
+    def advance(self, n: int = 1, detail: str | None = None) -> None:
+        """``n`` more done; ``detail`` (e.g. ``1.2 h audio, 3.4x real time``) replaces the last."""
+        self.update(self.done + n, detail)
+
+    def update(self, done: int, detail: str | None = None) -> None:
+        """Set the count to ``done`` (and the detail)."""
+        self.done = done
+        if detail is not None:
+            self.detail = detail
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, detail=self.detail)
+            return
+        now, tenth = self._time(), self._tenth()
+        if now - self._last >= self.every_s or tenth > self._last_tenth:
+            self._last, self._last_tenth = now, tenth
+            if self.total is None or done < self.total:  # the end is written on exit
+                self.write(self.line())
+
+    def note(self, message: str) -> None:
+        """A line of its own (above the bar on a terminal)."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
+        else:
+            self.write(message)
+
+
+def track_items(items: Any, label: str, unit: str = "", *, enabled: bool = True, tty: bool | None = None,
+                write: Callable[[str], None] | None = None) -> Any:
+    """Iterate over ``items`` showing a :class:`StepProgress` (``len(items)`` when it has
+    one): a drop-in for ``rich.progress.track`` that writes plain lines when not on a terminal."""
+    total = len(items) if hasattr(items, "__len__") else None
+    with StepProgress(label, total, unit, enabled=enabled, tty=tty, write=write) as bar:
+        for item in items:
+            yield item
+            bar.advance()
+
+
+class EpochProgress:
+    """Fine-tuning progress, one line per epoch (at most one per ``every_s`` seconds, and
+    always the first epoch and the last epoch of a stage): fold, stage, epoch of ``max_epochs``, training and
+    validation loss, validation UA (``valid_ua``, a fraction, shown in %; else validation
+    accuracy, named so) and an upper bound of the time left (every fold runs to
+    ``max_epochs`` at the mean epoch time so far; early stopping ends sooner).
+
+    Pass the instance as ``on_epoch`` to ``finetune.run.run_finetune``.
+    """
+
+    def __init__(self, write: Callable[[str], None], n_folds: int, max_epochs: int, n_stages: int = 1,
+                 label: str = "fine-tuning", every_s: float = 0.0) -> None:
+        import time
+
+        self.write, self.label = write, label
+        self.n_folds, self.max_epochs, self.n_stages = n_folds, max_epochs, n_stages
+        self.every_s = every_s
+        self._time = time.perf_counter
+        self._t0 = self._last = self._time()
+        self.epochs_done = 0
+        self._folds: list[object] = []
+
+    def __call__(self, row: dict) -> None:
+        """Record one epoch's log row (``fold``, ``stage``, ``epoch``, ``train_loss``,
+        ``valid_loss``, ``valid_ua`` or ``valid_acc``)."""
+        self.epochs_done += 1
+        fold = row.get("fold")
+        if fold not in self._folds:
+            self._folds.append(fold)
+        now = self._time()
+        last = int(row.get("epoch", 0)) >= self.max_epochs
+        if not last and self.epochs_done > 1 and now - self._last < self.every_s:
+            return
+        self._last = now
+        self.write(self.line(row))
+
+    def line(self, row: dict) -> str:
+        """The progress line for an epoch's log row."""
+        elapsed = self._time() - self._t0
+        per_epoch = elapsed / max(self.epochs_done, 1)
+        total = self.n_folds * self.n_stages * self.max_epochs
+        left = max(total - self.epochs_done, 0) * per_epoch
+        fold_no = len(self._folds)
+        stage = row.get("stage")
+        parts = [f"{self.label} fold {row.get('fold')} ({fold_no}/{self.n_folds})"
+                 + (f" {stage}" if stage and self.n_stages > 1 else "")
+                 + f" epoch {row.get('epoch')}/{self.max_epochs}"]
+        if row.get("train_loss") is not None:
+            parts.append(f"train loss {float(row['train_loss']):.3f}")
+        if row.get("valid_loss") is not None:
+            parts.append(f"valid loss {float(row['valid_loss']):.3f}")
+        if row.get("valid_ua") is not None:
+            parts.append(f"valid UA {100 * float(row['valid_ua']):.1f} %")
+        elif row.get("valid_acc") is not None:
+            parts.append(f"valid accuracy {100 * float(row['valid_acc']):.1f} %")
+        parts.append(f"{per_epoch:.1f} s/epoch, {_clock(elapsed)} elapsed, ETA at most {_clock(left)}")
+        return ", ".join(parts)

@@ -11,14 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from featstore.console import aliased, check_corpora, resolve_device
+from featstore.console import aliased, check_corpora, is_terminal, print_line, resolve_device
 from featstore.console import fail as _fail
 from featstore.io import atomic_write
-
-_console = Console(stderr=True)
 
 _FT = "finetune.run:FinetuneConfig"
 _TR = "finetune.train:TrainConfig"
@@ -132,24 +128,19 @@ def peft(
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=_console) as progress:
-        task = progress.add_task("epochs", total=None)
+    from featstore.console import EpochProgress
 
-        def on_epoch(row: dict) -> None:
-            progress.update(task, advance=1, description=(
-                f"fold {row['fold']} {row['stage']} epoch {row['epoch']}: "
-                f"valid loss {row['valid_loss']:.4f} acc {row['valid_acc']:.3f}"))
-
-        try:
-            frame = run_finetune(config, log=lambda line: progress.console.print(line, markup=False, highlight=False,
-                                                                                 soft_wrap=True),
-                                  on_epoch=on_epoch)
-        except (FinetuneError, ModelNotFoundError, ModelLoadError, FileNotFoundError, AudioError) as err:
-            _fail(str(err))
-    summary = frame.select("fold", "ua", "wa", "macro_f1", "epochs")
-    typer.echo(summary)
-    typer.echo(f"UA mean {frame['ua'].mean():.4f} ± {frame['ua'].std() or 0.0:.4f} over {len(frame)} fold(s)")
+    progress = EpochProgress(lambda line: print_line(line, err=True), len(config.folds), max_epochs, 2 if two_stage else 1,
+                             every_s=0.0 if is_terminal() else 5.0)
+    try:
+        frame = run_finetune(config, log=lambda line: print_line(line, err=True), on_epoch=progress)
+    except (FinetuneError, ModelNotFoundError, ModelLoadError, FileNotFoundError, AudioError) as err:
+        _fail(str(err))
+    for r in frame.iter_rows(named=True):  # the results keep fractions; the console shows %
+        print_line(f"fold {r['fold']}: UA {100 * r['ua']:.1f} %, WA {100 * r['wa']:.1f} %, "
+                   f"macro-F1 {100 * r['macro_f1']:.1f} %, {r['epochs']} epochs")
+    spread = f" ± {100 * frame['ua'].std():.1f} (std)" if len(frame) > 1 else ""
+    print_line(f"UA mean {100 * frame['ua'].mean():.1f} %{spread} over {len(frame)} fold(s)")
 
 
 def predict(

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from featstore.io import atomic_write
+from featstore.io import atomic_write  # noqa: E402
 from probes.settings import SETTINGS  # noqa: E402
 
 _COLOURS = {"mono": "tab:blue", "cross": "tab:red", "trans": "tab:green"}
@@ -28,6 +28,46 @@ _COLOURS = {"mono": "tab:blue", "cross": "tab:red", "trans": "tab:green"}
 _STYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 FONT_PT = 9  # the smallest text in the figure, at the size the report shows it
+PAGE_WIDTH_IN = 10.5
+"""The widest a figure is drawn (inches): the report's column is 1068 CSS px (11.1 in at
+96 px/in) at 1280 px and wider, so a figure this wide is shown at its print size."""
+PNG_DPI = 150
+MIN_FONT_KEY = "crossling:min_font_pt"
+DPI_KEY = "crossling:dpi"
+"""PNG text chunks written by :func:`save_figure`: the smallest font of the figure (pt at
+print size) and the dots per inch, so a page can show it at print size and a test can
+compute the size its text is rendered at."""
+
+
+def min_font_pt(fig: plt.Figure) -> float:
+    """The smallest font size (pt) of any visible, non-empty text of ``fig`` (legends,
+    ticks and titles included); ``inf`` when the figure has no text."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if _shown(t)]
+    return float(min(sizes)) if sizes else float("inf")
+
+
+def _shown(text: object) -> bool:
+    ax = getattr(text, "axes", None)
+    return bool(text.get_visible() and text.get_text().strip() and (ax is None or ax.get_visible()))
+
+
+def save_figure(fig: plt.Figure, stem: str | Path, dpi: int = PNG_DPI, tight: bool = True) -> tuple[Path, Path]:
+    """Save ``fig`` as ``<stem>.png`` (``dpi`` dots per inch, with :data:`MIN_FONT_KEY` and
+    :data:`DPI_KEY` in its text chunks) and ``<stem>.svg``, atomically; close it."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    extra = {"bbox_inches": "tight", "pad_inches": 0.05} if tight else {}
+    try:
+        fig.canvas.draw()  # lays the texts out, so the smallest font is the one drawn
+        meta = {MIN_FONT_KEY: f"{min_font_pt(fig):g}", DPI_KEY: str(dpi)}
+        atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, metadata=meta, **extra))
+        atomic_write(svg, lambda tmp: fig.savefig(tmp, format="svg", **extra))
+    finally:
+        plt.close(fig)
+    return png, svg
 
 
 def figure1_lines(frame: pl.DataFrame, per_corpus: bool = True) -> pl.DataFrame:
@@ -70,16 +110,23 @@ def plot_figure1(
     models = sorted(lines["model"].unique().to_list())
     n_classes = int(frame["n_classes"].max()) if "n_classes" in frame.columns else 4
     chance_pct = 100.0 / n_classes
+    # at most three panels a row, together PAGE_WIDTH_IN wide: shown at print size
+    n_cols = min(3, len(models))
+    n_panel_rows = -(-len(models) // n_cols)
+    panel_in = PAGE_WIDTH_IN / 3 if len(models) > 1 else 5.0
+    width_in = panel_in * n_cols
     n_entries = lines["label"].n_unique() + 1  # + the chance line
     longest = max(len(str(x)) for x in lines["label"].unique().to_list() + ["chance (25 %)"])
     entry_in = 0.75 + 0.075 * longest  # a legend entry's width at FONT_PT: sample line + text
-    ncol = max(1, min(n_entries, int(4.6 * len(models) // entry_in)))
+    ncol = max(1, min(n_entries, int(width_in // entry_in)))
     n_rows = -(-n_entries // ncol)
-    legend_in = 0.22 * n_rows + 0.12
-    fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 3.4 + legend_in), sharey=True,
-                             squeeze=False)
+    legend_in = 0.22 * n_rows + 0.15
+    fig, axes = plt.subplots(n_panel_rows, n_cols, figsize=(width_in, 3.0 * n_panel_rows + legend_in),
+                             sharey=True, squeeze=False)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
     handles: dict[str, object] = {}
-    for ax, model in zip(axes[0], models, strict=True):
+    for ax, model in zip(axes.flat, models, strict=False):
         sub = lines.filter(pl.col("model") == model)
         for setting in SETTINGS:
             labels = sorted(sub.filter(pl.col("setting") == setting)["label"].unique().to_list())
@@ -100,17 +147,11 @@ def plot_figure1(
         ax.set_xticks(np.unique(sub["layer"].to_numpy()))
         ax.tick_params(labelsize=FONT_PT)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("UA (%): mean, band ± std over folds", fontsize=FONT_PT)
+    for row in axes:
+        row[0].set_ylabel("UA %: mean, band ± std over folds", fontsize=FONT_PT)
     # one legend for all panels, below them: it never covers a line or a band
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol, fontsize=FONT_PT,
                frameon=False)
     fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 1))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    png, svg = out / f"{stem}.png", out / f"{stem}.svg"
-    try:
-        for path, dpi in ((png, 150), (svg, None)):
-            atomic_write(path, lambda tmp, dpi=dpi: fig.savefig(tmp, dpi=dpi))  # the suffix picks the format
-    finally:
-        plt.close(fig)
-    return png, svg
+    return save_figure(fig, out / stem, tight=False)

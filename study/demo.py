@@ -175,7 +175,7 @@ def _run_demo(config: DemoConfig, log: Callable[[str], None]) -> Path:
     for strategy in FINETUNE_STRATEGIES:
         out = run / "finetune" / strategy.replace("+", "_")
         ft_dirs.append(out)
-        ledger.run(f"finetune/{strategy}", base, lambda strategy=strategy, out=out: _finetune(config, strategy, out),
+        ledger.run(f"finetune/{strategy}", base, lambda strategy=strategy, out=out: _finetune(config, strategy, out, log),
                    log)
     ledger.run("finetune/table1", base, lambda: steps.table_one(ft_dirs, run / "finetune", demo=True), log)
     margins = demo_margins(run)
@@ -183,8 +183,8 @@ def _run_demo(config: DemoConfig, log: Callable[[str], None]) -> Path:
     log(f"margins over chance ({margins['chance_ua_pct']:.0f} % UA): best monolingual probe layer "
         f"{margins['best_mono_probe_ua_pct']:.1f} % UA at least, fine-tuning {margins['min_finetune_ua_pct']:.1f} % "
         "UA at least")
-    ledger.run("human", base, lambda: _human(config), log)
-    ledger.run("sed", base, lambda: _sed(config), log)
+    ledger.run("human", base, lambda: _human(config, log), log)
+    ledger.run("sed", base, lambda: _sed(config, log), log)
     from study.report import build_report
 
     report = build_report(run)
@@ -235,20 +235,23 @@ def _meta(config: DemoConfig) -> dict:
                    SED_MODEL: "untrained WavLM + frame classifier (SpeechBrain folder)"},
         "listeners": "simulated: answers drawn from the paper's human confusion matrices (Table III) "
                      "per listener group and language; Tianjin accuracy (Table II) for Cantonese",
+        "sed_listeners": "simulated: the right emotion with probability 0.8, event boundaries moved by N(0, 0.3) s",
     }
 
 
-def _finetune(config: DemoConfig, strategy: str, out: Path) -> list[Path]:
-    """One two-stage run (stage 1 on demo-cn, stage 2 and test on demo-de), fold 0."""
+def _finetune(config: DemoConfig, strategy: str, out: Path, log: Callable[[str], None] | None = None) -> list[Path]:
+    """One two-stage run (stage 1 on demo-cn, stage 2 and test on demo-de), fold 0;
+    progress lines (fold, epoch, loss, validation UA, ETA) go to ``log``."""
     from finetune.run import FinetuneConfig, run_finetune
     from finetune.train import TrainConfig
 
     train = TrainConfig(lr=config.finetune_lr, batch_size=config.finetune_batch_size,
                         max_epochs=config.finetune_epochs, patience=config.finetune_patience, seed=config.seed)
-    run_finetune(FinetuneConfig(
+    ft_config = FinetuneConfig(
         model=str(config.root / "models" / FINETUNE_MODEL), train_corpus="demo-de", test_corpus="demo-de",
         strategy=strategy, scope=config.finetune_scope, two_stage=True, source_corpus="demo-cn", folds=(0,), train=train,
-        cache_root=str(config.root), out=str(out)))
+        cache_root=str(config.root), out=str(out))
+    run_finetune(ft_config, on_epoch=steps.epoch_progress(log, ft_config))
     return [out / "results.parquet"]
 
 
@@ -274,7 +277,7 @@ def _models(config: DemoConfig) -> list[Path]:
     return paths
 
 
-def _human(config: DemoConfig) -> list[Path]:
+def _human(config: DemoConfig, log: Callable[[str], None] = print) -> list[Path]:
     from probes.human import BuildConfig, build_listening_test, read_key, select_stimuli, simulate_answers
 
     run, root = config.run_dir, config.root
@@ -282,20 +285,24 @@ def _human(config: DemoConfig) -> list[Path]:
     corpora = tuple(f"demo-{lang}" for lang in DEMO_LANGUAGES)
     build = BuildConfig(corpora=corpora, per_emotion=min(12, config.per_emotion), seed=config.seed,
                         name="ser-test", improvised_only=())
+    log("listening test: choosing stimuli and writing the webMUSHRA test")
     built = build_listening_test(select_stimuli(build, root), build_dir, build)
     key = read_key(built.key_path)
     answers_dir = build_dir / "answers"
     if answers_dir.exists():  # a rerun of this step starts the simulated answers afresh
         for old in answers_dir.rglob("lss.csv"):
             old.unlink()
+    log(f"listening test: simulating {config.listeners_per_group} listeners per group (cn, de)")
     simulate_answers(key, {"cn": config.listeners_per_group, "de": config.listeners_per_group}, noise_model(),
                      seed=config.seed, out_dir=answers_dir, test_id="ser-test")
     predictions = steps.best_layer_predictions(run / "probes")
+    log("listening test: comparing listeners with the models (Tables II, III, t-tests)")
     return steps.human_compare(sorted(answers_dir.rglob("lss.csv")), built.key_path, predictions, run / "human",
-                               group_languages={"cn": "cn", "de": "de"}, model_languages=DEMO_MODELS)
+                               group_languages={"cn": "cn", "de": "de"}, model_languages=DEMO_MODELS,
+                               simulated=_meta(config)["listeners"])
 
 
-def _sed(config: DemoConfig) -> list[Path]:
+def _sed(config: DemoConfig, log: Callable[[str], None] = print) -> list[Path]:
     from featstore.audio import load_row
     from featstore.manifest import load_manifest
     from featstore.paths import manifest_path
@@ -316,9 +323,13 @@ def _sed(config: DemoConfig) -> list[Path]:
     concatenate_for_sed(source, zed_dir, load_row, ConcatConfig(seed=config.seed))
     steps.prepare("zed", zed_dir, "demo-zed", root)
     model_dir = run / "sed" / "model"
-    run_model(ModelRunConfig(model=str(root / "models" / SED_MODEL), corpus="demo-zed"), root=root, out_dir=model_dir)
+    from featstore.console import track_items
+
+    run_model(ModelRunConfig(model=str(root / "models" / SED_MODEL), corpus="demo-zed"), root=root, out_dir=model_dir,
+              progress=lambda items: track_items(items, "diarizing demo-zed", "utts", tty=False, write=log))
     built = build_listeners(SedTestConfig(n_per_emotion=min(8, config.per_emotion), seed=config.seed), corpus="demo-zed",
                             root=root, out_dir=run / "sed" / "listening")
+    log("diarization listening test: simulating answers and scoring EDER")
     answers = simulate_sed_answers(pl.read_csv(built["key"]), {"cn": config.listeners_per_group,
                                                                "de": config.listeners_per_group}, seed=config.seed)
     answers_path = run / "sed" / "listening" / "answers.csv"

@@ -18,12 +18,21 @@ from pathlib import Path
 import polars as pl
 
 from featstore.io import atomic_write_text
+from study.report_marks import percent_columns, simulated_listeners
 
 MAX_TABLE_ROWS = 60
 PROVENANCE_COLUMNS = (
     "model", "model_fingerprint", "manifest_fingerprint", "train_manifest_fingerprint",
     "test_manifest_fingerprint", "cache_fingerprint", "fold_scheme", "seed",
 )
+PROVENANCE_HEADERS = {
+    "model_fingerprint": "model fp", "manifest_fingerprint": "manifest fp",
+    "train_manifest_fingerprint": "train manifest fp", "test_manifest_fingerprint": "test manifest fp",
+    "cache_fingerprint": "cache fp", "fold_scheme": "folds", "manifests": "manifest fp (train→test)",
+}
+"""Short headers of the provenance table (fp = fingerprint, shown shortened; the whole
+value on hover)."""
+FINGERPRINT_CHARS = 8
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,8 @@ class Section:
 SECTIONS: tuple[Section, ...] = (
     Section("fig1", "Figure 1 - layer-wise analysis", "probes",
             "UA per layer of frozen SSL features with a probe head, in the monolingual, cross-lingual "
-            "and transfer-learning settings (mean over folds, band = one standard deviation). The table "
+            "and transfer-learning settings (mean over folds, band = one standard deviation; the dotted line "
+            "is chance). The table "
             "gives UA % as mean ± std over folds per layer; the best layers feed fine-tuning.",
             "probes layerwise --setting all", ("probes/figure1.png|probes/**/figure1.png",),
             ("probes/best_layers.csv|probes/**/best_layers.csv",)),
@@ -60,8 +70,8 @@ SECTIONS: tuple[Section, ...] = (
             "probes human compare", ("human/figures/*.png|human/**/figures/*.png",),
             ("human/table2_ua.csv|human/**/table2_ua.csv", "human/ttests.csv|human/**/ttests.csv")),
     Section("table4", "Table IV - speech emotion diarization (EDER)", "sed",
-            "Emotion diarization error rate (fraction, lower is better) of the diarization model and of "
-            "listener groups on ZED-style utterances, with per-utterance timelines.",
+            "Emotion diarization error rate (EDER %, lower is better; the files keep fractions) of the "
+            "diarization model and of listener groups on ZED-style utterances, with per-utterance timelines.",
             "probes sed model", ("sed/timelines.png|sed/**/timelines.png", "sed/probe/**/*.png"),
             ("sed/table_iv.csv|sed/**/table_iv.csv", "sed/probe/**/*.csv")),
 )
@@ -72,27 +82,35 @@ def _data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-def _table_html(frame: pl.DataFrame, caption: str) -> str:
+def _table_html(frame: pl.DataFrame, caption: str, badge: str = "", short: tuple[str, ...] = ()) -> str:
+    """A table in its own scrolling box; ``badge`` (HTML) opens the caption; the values of
+    the columns ``short`` (fingerprints) are cut to :data:`FINGERPRINT_CHARS` with the
+    whole value on hover."""
     shown = frame.head(MAX_TABLE_ROWS)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
-    rows = ["<tr>" + "".join(_cell_html(v) for v in row) + "</tr>" for row in shown.iter_rows()]
+    cut = [c in short for c in shown.columns]
+    rows = ["<tr>" + "".join(_cell_html(v, FINGERPRINT_CHARS if k else MAX_CELL_CHARS)
+                             for v, k in zip(row, cut, strict=True)) + "</tr>" for row in shown.iter_rows()]
     more = f"<p class='note'>{frame.height - MAX_TABLE_ROWS} more rows in the file.</p>" if frame.height > MAX_TABLE_ROWS else ""
     # the table scrolls inside its own box: a wide table never widens the page
-    return (f"<figure class='table'><figcaption>{html.escape(caption)}</figcaption><div class='scroll'>"
+    return (f"<figure class='table'><figcaption>{badge}{html.escape(caption)}</figcaption><div class='scroll'>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{more}</figure>")
 
 
 MAX_CELL_CHARS = 28
 
 
-def _cell_html(value: object) -> str:
-    """A table cell: numbers never wrap (class ``num``); long text is shortened in the
-    middle with the whole value on hover (``title``)."""
+def _cell_html(value: object, max_chars: int = MAX_CELL_CHARS) -> str:
+    """A table cell: no cell wraps; numbers get class ``num``; long text is shortened in
+    the middle (a fingerprint keeps its start) with the whole value on hover (``title``)."""
     text = _fmt(value)
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool) or _looks_numeric(text)
-    if len(text) > MAX_CELL_CHARS:
-        keep = (MAX_CELL_CHARS - 1) // 2
-        short = text[:keep] + "\u2026" + text[-keep:]
+    if len(text) > max_chars:
+        if max_chars < MAX_CELL_CHARS:
+            short = text[:max_chars] + "\u2026"
+        else:
+            keep = (max_chars - 1) // 2
+            short = text[:keep] + "\u2026" + text[-keep:]
         return f"<td class='long' title='{html.escape(text, quote=True)}'>{html.escape(short)}</td>"
     return f"<td class='num'>{html.escape(text)}</td>" if numeric else f"<td>{html.escape(text)}</td>"
 
@@ -129,44 +147,111 @@ def _glob(run_dir: Path, patterns: tuple[str, ...]) -> list[Path]:
 
 def layer_table(summary: pl.DataFrame) -> pl.DataFrame:
     """Figure 1 as numbers: one row per model, setting and train -> test corpus, one column
-    per layer, cells ``UA% mean ± std`` over folds."""
-    cell = pl.format("{} ± {}", (pl.col("ua_mean") * 100).round(1), (pl.col("ua_std") * 100).round(1))
-    frame = summary.with_columns(cell.alias("cell"), pl.col("layer").cast(pl.Utf8))
-    return frame.pivot(on="layer", index=["model", "setting", "train_corpus", "test_corpus"], values="cell")
+    per layer (``layer <n> UA %``), cells ``UA % mean ± std`` over folds. ``ua_mean`` and
+    ``ua_std`` may be fractions (the probes' ``summary.csv``) or percentages."""
+    from study.report_marks import is_fraction
+
+    scale = 100 if is_fraction(summary["ua_mean"]) else 1
+    cell = pl.format("{} ± {}", (pl.col("ua_mean") * scale).round(1), (pl.col("ua_std") * scale).round(1))
+    frame = summary.with_columns(cell.alias("cell"), pl.format("layer {} UA %", pl.col("layer")).alias("layer_name"))
+    if {"train_corpus", "test_corpus"} <= set(frame.columns):  # one column: train -> test, or the one corpus
+        frame = frame.with_columns(pl.when(pl.col("train_corpus") == pl.col("test_corpus")).then(pl.col("test_corpus"))
+                                   .otherwise(pl.format("{}→{}", "train_corpus", "test_corpus")).alias("corpus"))
+    index = [c for c in ("model", "setting", "corpus") if c in frame.columns]
+    return frame.sort("layer").pivot(on="layer_name", index=index, values="cell", maintain_order=True)
 
 
-def _special_tables(section: Section, run_dir: Path) -> list[str]:
+def _special_tables(section: Section, run_dir: Path, badge: str) -> list[str]:
     out = []
     if section.key == "fig1":
         for path in _glob(run_dir, ("probes/summary.csv|probes/**/summary.csv",)):
             summary = pl.read_csv(path)
             if {"ua_mean", "ua_std", "layer"} <= set(summary.columns):
                 caption = f"UA % per layer (mean ± std over folds), {path.relative_to(run_dir).as_posix()}"
-                out.append(_table_html(layer_table(summary), caption))
+                out.append(_table_html(layer_table(summary), caption, badge))
     if section.key == "table1":
         results = sorted((run_dir / "finetune").rglob("results.parquet"))
         if results:
             from finetune.results import table_one
 
             frame = pl.concat([pl.read_parquet(p) for p in results], how="diagonal_relaxed")
-            out.append(_table_html(table_one(frame), f"Table I from {len(results)} fine-tuning run(s)"))
+            out.append(_table_html(percent_columns(table_one(frame)),
+                                   f"Table I from {len(results)} fine-tuning run(s), UA % over folds", badge))
     return out
 
 
-def _read_table(path: Path) -> pl.DataFrame:
+TTEST_COLUMNS = ("comparison", "metric", "a", "b", "t", "df", "p", "p_adj", "significant")
+
+
+def _read_table(path: Path) -> tuple[pl.DataFrame, str]:
+    """A table as the report shows it (rates in percent, the unit in each header) and a
+    note for its caption."""
     frame = pl.read_csv(path, infer_schema_length=1000)
+    note = ""
     if path.name == "ttests.csv" and "p" in frame.columns:
-        keep = [c for c in ("comparison", "metric", "group_a", "group_b", "language_a", "language_b", "t", "df",
-                            "p", "p_adj", "correction", "significant") if c in frame.columns]
-        frame = frame.sort("p").select(keep).head(20)
-    return frame
+        # who against whom in two short columns; the correction (one for the file) in the caption
+        side = {s: pl.concat_str([pl.col(f"group_{s}").str.to_uppercase(), pl.lit(" on "),
+                                  pl.col(f"language_{s}").str.to_uppercase()])
+                for s in ("a", "b") if {f"group_{s}", f"language_{s}"} <= set(frame.columns)}
+        frame = frame.with_columns([expr.alias(s) for s, expr in side.items()])
+        if "comparison" in frame.columns:
+            frame = frame.with_columns(pl.col("comparison").str.replace("between_", ""))
+        if "correction" in frame.columns and frame["correction"].n_unique() == 1:
+            note = f"; p_adj: {frame['correction'][0]} correction"
+        frame = frame.sort("p").select([c for c in TTEST_COLUMNS if c in frame.columns]).head(20)
+        note = f"Welch's t-tests, smallest p first (20 at most){note}; t = a minus b"
+    elif path.name == "table_iv.csv":
+        rates = [c for c in frame.columns if c != "emotion" and frame.schema[c].is_numeric()]
+        frame = percent_columns(frame, eder_columns=tuple(rates))
+        note = "EDER % (lower is better)"
+    elif path.name.startswith("table2") and "group" in frame.columns:
+        langs = {c: "UA" for c in frame.columns if c != "group" and frame.schema[c].is_numeric()}
+        frame = percent_columns(frame, rate_columns=langs)
+        note = "listening-test UA % by listener group (rows) and test language (columns)"
+    else:
+        frame = percent_columns(frame)
+    return frame, note
 
 
-def _section_html(section: Section, run_dir: Path) -> str:
+def _badge(text: str, cls: str = "sim") -> str:
+    return f"<span class='{cls}'>{html.escape(text)}</span> "
+
+
+def _figure_html(fig: Path, caption: str, badge: str) -> str:
+    """A figure at its print size (its PNG's dpi; never wider than the column), with its
+    smallest font and dpi as data attributes for the layout check."""
+    attrs = ""
+    if fig.suffix.lower() == ".png":
+        from study.report_check import png_figure_info
+
+        info = png_figure_info(fig)
+        if info.get("dpi") and info.get("width_px"):
+            width_css = info["width_px"] * 96 / info["dpi"]
+            attrs = f" style='width:{width_css:.0f}px' data-dpi='{info['dpi']:g}'"
+        if info.get("min_font_pt"):
+            attrs += f" data-min-font-pt='{info['min_font_pt']:g}'"
+    return (f"<figure><img alt='{html.escape(caption, quote=True)}'{attrs} src='{_data_uri(fig)}'>"
+            f"<figcaption>{badge}{html.escape(caption)}</figcaption></figure>")
+
+
+def _section_html(section: Section, run_dir: Path, marks: dict[str, str] | None = None,
+                  model_note: str = "") -> str:
+    """``marks``: folder -> how its listener answers were simulated; ``model_note``: a
+    badge for sections built on demo models."""
+    marks = marks or {}
     folder = run_dir / section.folder
     parts = [f"<section id='{section.key}'><h2>{html.escape(section.title)}</h2>",
              f"<p>{html.escape(section.blurb)}</p>"] if section.blurb else [
              f"<section id='{section.key}'><h2>{html.escape(section.title)}</h2>"]
+    sim = marks.get(section.folder)
+    badge = ""
+    if sim:
+        what = "SIMULATED LISTENERS" if section.folder != "sed" else "SIMULATED LISTENER COLUMNS"
+        badge = _badge(what)
+        parts.append(f"<p class='simnote'>{_badge(what)}{html.escape(sim)}. Every listener number of this "
+                     "section comes from simulated answers, not from people.</p>")
+    if model_note:
+        badge += _badge(model_note, "demo")
     if not folder.is_dir():
         parts.append(f"<p class='missing'>Not run yet: <code>{html.escape(section.produced_by)}</code> "
                      f"writes <code>{html.escape(section.folder)}/</code>.</p></section>")
@@ -174,18 +259,17 @@ def _section_html(section: Section, run_dir: Path) -> str:
     figures = _glob(run_dir, section.figures)
     tables = _glob(run_dir, section.tables)
     for fig in figures:
-        caption = fig.relative_to(run_dir).as_posix()
-        parts.append(f"<figure><img alt='{html.escape(caption)}' src='{_data_uri(fig)}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    special = _special_tables(section, run_dir)
+        parts.append(_figure_html(fig, fig.relative_to(run_dir).as_posix(), badge))
+    special = _special_tables(section, run_dir, badge)
     parts += special
     for table in tables:
         try:
-            frame = _read_table(table)
+            frame, note = _read_table(table)
         except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as err:
             parts.append(f"<p class='missing'>{html.escape(table.name)}: unreadable ({html.escape(str(err))})</p>")
             continue
-        parts.append(_table_html(frame, table.relative_to(run_dir).as_posix()))
+        caption = table.relative_to(run_dir).as_posix() + (f": {note}" if note else "")
+        parts.append(_table_html(frame, caption, badge))
     if not figures and not tables and not special:
         parts.append("<p class='missing'>The folder exists but holds no figure or table yet.</p>")
     shown = set(figures) | set(tables)
@@ -199,8 +283,10 @@ def _section_html(section: Section, run_dir: Path) -> str:
     return "".join(parts)
 
 
-def collect_provenance(run_dir: Path) -> pl.DataFrame:
-    """Distinct provenance records over every results table (parquet) in ``run_dir``."""
+def collect_provenance(run_dir: Path, marks: dict[str, str] | None = None) -> pl.DataFrame:
+    """Distinct provenance records over every results table (parquet) in ``run_dir``;
+    with ``marks`` (folder -> note, :func:`study.report_marks.simulated_listeners`) a
+    column ``answers`` says ``simulated`` for the tables of a folder whose listeners were."""
     frames = []
     for path in sorted(run_dir.rglob("*.parquet")):
         try:
@@ -215,7 +301,13 @@ def collect_provenance(run_dir: Path) -> pl.DataFrame:
         frames.append(frame.with_columns(pl.lit(path.relative_to(run_dir).as_posix()).alias("table")))
     if not frames:
         return pl.DataFrame()
-    return pl.concat(frames, how="diagonal").unique().sort("table", "model")
+    frame = pl.concat(frames, how="diagonal").unique().sort("table", "model")
+    frame = frame.select([c for c in frame.columns if frame[c].null_count() < frame.height])
+    if marks:
+        folder = pl.col("table").str.split("/").list.first()
+        frame = frame.with_columns(pl.when(folder.is_in(list(marks))).then(pl.lit("simulated"))
+                                   .otherwise(pl.lit("")).alias("answers"))
+    return frame
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, title: str | None = None) -> Path:
@@ -232,16 +324,17 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, title: str 
         raise FileNotFoundError(f"{run_dir}: no such run directory")
     meta = _read_meta(run_dir)
     title = title or meta.get("title") or f"Cross-lingual SER study: {run_dir.name}"
-    banner = ""
-    if meta.get("untrained_models"):
-        banner = ("<p class='banner'>Demo run: the models are tiny, UNTRAINED, randomly initialised "
-                  "networks and the corpus is synthetic speech. The numbers show the pipeline works; "
-                  "they say nothing about real SSL models.</p>")
+    marks = simulated_listeners(run_dir, meta)
+    banner = _banner(meta, marks)
+    model_note = "untrained demo models" if meta.get("untrained_models") else ("demo models" if meta.get("demo") else "")
     toc = "".join(f"<li><a href='#{s.key}'>{html.escape(s.title)}</a></li>" for s in SECTIONS)
-    body = "".join(_section_html(s, run_dir) for s in SECTIONS)
-    extra = _extra_html(run_dir)
-    provenance = collect_provenance(run_dir)
-    prov_html = (_table_html(provenance, "models, fingerprints, folds and seeds behind every table")
+    body = _about_html(meta) + "".join(_section_html(s, run_dir, marks, model_note) for s in SECTIONS)
+    extra = _extra_html(run_dir, marks)
+    provenance = collect_provenance(run_dir, marks)
+    prov_html = (_table_html(_provenance_display(provenance),
+                             "models, fingerprints (fp, first characters; the whole value on hover or in the "
+                             "parquet files), folds and seeds behind every table; answers = simulated where the "
+                             "listeners were", short=tuple(v for k, v in PROVENANCE_HEADERS.items() if k.endswith("fingerprint")))
                  if provenance.height else "<p class='missing'>No results table with provenance found.</p>")
     meta_html = f"<pre>{html.escape(json.dumps(meta, indent=2, default=str))}</pre>" if meta else ""
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -264,7 +357,67 @@ def _read_meta(run_dir: Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
-def _extra_html(run_dir: Path) -> str:
+def _provenance_display(frame: pl.DataFrame) -> pl.DataFrame:
+    """The provenance table as shown: the manifest fingerprints in one column (``m`` or
+    ``train→test``, first characters), short headers."""
+    if frame.is_empty():
+        return frame
+    cut = FINGERPRINT_CHARS
+    parts = [c for c in ("manifest_fingerprint", "train_manifest_fingerprint", "test_manifest_fingerprint")
+             if c in frame.columns]
+    if parts:
+        one = pl.col("manifest_fingerprint").str.slice(0, cut) if "manifest_fingerprint" in parts else pl.lit(None)
+        pair = (pl.concat_str([pl.col("train_manifest_fingerprint").str.slice(0, cut), pl.lit("→"),
+                               pl.col("test_manifest_fingerprint").str.slice(0, cut)])
+                if {"train_manifest_fingerprint", "test_manifest_fingerprint"} <= set(parts) else pl.lit(None))
+        frame = frame.with_columns(pl.coalesce(one, pair).alias("manifests")).drop(parts)
+        order = [c for c in frame.columns if c != "manifests"]
+        frame = frame.select(order[:2] + ["manifests"] + order[2:])
+    return frame.rename({k: v for k, v in PROVENANCE_HEADERS.items() if k in frame.columns})
+
+
+def _banner(meta: dict, marks: dict[str, str]) -> str:
+    parts = []
+    if meta.get("untrained_models"):
+        parts.append("Demo run: the models are tiny, UNTRAINED, randomly initialised networks and the corpus is "
+                     "synthetic speech. The numbers show the pipeline works; they say nothing about real SSL models.")
+    elif meta.get("demo"):
+        parts.append("Demo run: small models made on synthetic speech (see how below). The numbers show the "
+                     "pipeline works; they say nothing about real SSL models.")
+    if marks:
+        parts.append("The listening tests (" + ", ".join(sorted(marks)) + ") use SIMULATED listeners, "
+                     "not people: each of their tables and figures says so.")
+    return f"<p class='banner'>{html.escape(' '.join(parts))}</p>" if parts else ""
+
+
+def _about_html(meta: dict) -> str:
+    """How the models were made (``study.json`` ``models``: alias -> description) and the
+    margins over chance (``margins``: ``<name>_pct`` -> UA %, ``chance_pct`` optional)."""
+    parts = []
+    models = meta.get("models")
+    if isinstance(models, dict) and models:
+        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td class='desc'>{html.escape(str(v))}</td></tr>"
+                       for k, v in models.items())
+        parts.append("<h3>How the models were made</h3><div class='scroll'><table><thead><tr><th>model</th>"
+                     f"<th>made how</th></tr></thead><tbody>{rows}</tbody></table></div>")
+    margins = meta.get("margins")
+    if isinstance(margins, dict) and margins:
+        chance = float(margins.get("chance_pct", 25.0))
+        rows = []
+        for key, value in margins.items():
+            if key == "chance_pct" or not isinstance(value, (int, float)):
+                continue
+            name = key.removesuffix("_pct").replace("_", " ").replace(" ua", " UA")
+            rows.append(f"<tr><td>{html.escape(name)}</td><td class='num'>{value:.1f}</td>"
+                        f"<td class='num'>{chance:.1f}</td><td class='num'>{value - chance:+.1f}</td></tr>")
+        if rows:
+            parts.append(f"<h3>Margin over chance</h3><div class='scroll'><table><thead><tr><th>result</th><th>UA %</th>"
+                         f"<th>chance UA %</th><th>margin (points)</th></tr></thead><tbody>{''.join(rows)}</tbody>"
+                         "</table></div>")
+    return f"<section id='about'><h2>About this run</h2>{''.join(parts)}</section>" if parts else ""
+
+
+def _extra_html(run_dir: Path, marks: dict[str, str] | None = None) -> str:
     known = {s.folder for s in SECTIONS}
     folders = [p for p in sorted(run_dir.iterdir()) if p.is_dir() and p.name not in known]
     parts = []
@@ -273,7 +426,7 @@ def _extra_html(run_dir: Path) -> str:
             continue
         extra = Section(folder.name, f"Further analysis: {folder.name}", folder.name, "", "",
                         (f"{folder.name}/**/*.png",), (f"{folder.name}/*.csv",))
-        parts.append(_section_html(extra, run_dir))
+        parts.append(_section_html(extra, run_dir, marks))
     return "".join(parts)
 
 
@@ -284,7 +437,8 @@ body {{ font-family: 'DejaVu Sans', Arial, sans-serif; margin: 2em auto; max-wid
         padding: 0 1em; box-sizing: border-box; }}
 figure {{ margin: 1em 0; max-width: 100%; }}
 .scroll {{ overflow-x: auto; max-width: 100%; }}
-td.num, td.long, th {{ white-space: nowrap; }}
+td {{ white-space: nowrap; }} td.desc {{ white-space: normal; min-width: 20em; text-align: left; }}
+th {{ white-space: normal; vertical-align: bottom; }}
 pre {{ overflow-x: auto; max-width: 100%; font-size: .8em; }}
 h1 {{ font-size: 1.6em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }}
 img {{ max-width: 100%; border: 1px solid #eee; }}
@@ -293,6 +447,9 @@ th, td {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; }}
 th {{ background: #f4f4f4; }}
 figcaption {{ font-size: .8em; color: #555; }}
 .banner {{ background: #fff3cd; border: 1px solid #e0c36b; padding: .6em; }}
+.sim {{ background: #b35900; color: #fff; font-weight: bold; padding: 0 .3em; border-radius: 2px; }}
+.demo {{ background: #666; color: #fff; padding: 0 .3em; border-radius: 2px; }}
+.simnote {{ border-left: 4px solid #b35900; padding-left: .5em; }}
 .missing {{ color: #8a6d3b; }} .note {{ font-size: .8em; color: #666; }}
 </style></head>
 <body>

@@ -115,7 +115,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
             ledger.run(f"finetune/{_run_name(run)}", ft_fps[-1],
                        lambda run=run, run_dir=run_dir: steps.finetune_run(
                            run, models[run.model], root, run_dir, f.folds,
-                           probe_results=out / "probes" / "results.parquet"), log)
+                           probe_results=out / "probes" / "results.parquet", log=log), log)
         if ft_dirs:
             ledger.run("finetune/table1", fingerprint_of([str(d) for d in ft_dirs], ft_fps, f.two_stage_reading),
                        lambda: steps.table_one(ft_dirs, out / "finetune", reading=f.two_stage_reading), log)

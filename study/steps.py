@@ -6,7 +6,7 @@ so that a rerun skips what is finished. Every step returns the paths it wrote.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,8 +83,9 @@ def probes(models: Sequence[str], corpora: Sequence[str], cache_root: Path, out_
 def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path, out_dir: Path,
              two_stage: bool = False, source: str | None = None, layer: str | int = "best",
              scope: str = "every-layer", folds: Sequence[int] = (0, 1, 2, 3, 4), max_epochs: int = 100,
-             seed: int = 0) -> list[Path]:
-    """One PEFT condition over its folds (``finetune peft``) into ``out_dir``."""
+             seed: int = 0, log: Callable[[str], None] | None = None) -> list[Path]:
+    """One PEFT condition over its folds (``finetune peft``) into ``out_dir``; ``log``
+    receives progress lines (each epoch: fold, loss, validation score, time left)."""
     from finetune.run import FinetuneConfig, run_finetune
     from finetune.train import TrainConfig
 
@@ -93,7 +94,7 @@ def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path,
         two_stage=two_stage, source_corpus=source, folds=tuple(folds),
         train=TrainConfig(max_epochs=max_epochs, seed=seed), cache_root=str(cache_root), out=str(out_dir),
     )
-    run_finetune(config)
+    run_finetune(config, log=log, on_epoch=epoch_progress(log, config))
     return [out_dir / "results.parquet"]
 
 
@@ -112,12 +113,23 @@ def finetune_config(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_d
 
 
 def finetune_run(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path, folds: int,
-                 probe_results: Path | None = None) -> list[Path]:
-    """One ``[[finetune.runs]]`` of a study over its folds into ``out_dir``."""
+                 probe_results: Path | None = None, log: Callable[[str], None] | None = None) -> list[Path]:
+    """One ``[[finetune.runs]]`` of a study over its folds into ``out_dir`` (progress lines to ``log``)."""
     from finetune.run import run_finetune
 
-    run_finetune(finetune_config(run, entry, cache_root, out_dir, folds, probe_results))
+    config = finetune_config(run, entry, cache_root, out_dir, folds, probe_results)
+    run_finetune(config, log=log, on_epoch=epoch_progress(log, config))
     return [Path(out_dir) / "results.parquet"]
+
+
+def epoch_progress(log: Callable[[str], None] | None, config: FinetuneConfig) -> Callable[[dict], None] | None:
+    """A fine-tuning ``on_epoch`` that writes one progress line per epoch (at most one per
+    5 s) to ``log``; ``None`` without a ``log``."""
+    from featstore.console import EpochProgress
+
+    if log is None:
+        return None
+    return EpochProgress(log, len(config.folds), config.train.max_epochs, 2 if config.two_stage else 1, every_s=5.0)
 
 
 def table_one(run_dirs: Sequence[Path], out_dir: Path, *, reading: str = "text", demo: bool = False) -> list[Path]:
@@ -150,10 +162,12 @@ def best_layer_predictions(probes_dir: Path) -> pl.DataFrame:
 def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataFrame | None, out_dir: Path,
                   group_languages: Mapping[str, str], model_languages: Mapping[str, str],
                   l2_languages: Sequence[str] = ("en",), group_column: str = "native_language",
-                  groups_table: Path | None = None) -> list[Path]:
+                  groups_table: Path | None = None, simulated: str | None = None) -> list[Path]:
     """Ingest webMUSHRA answers and compare listeners with models (``probes human``).
     Listener groups come from the questionnaire's ``group_column``, or from a
-    ``listener,group`` table ``groups_table`` when one is given."""
+    ``listener,group`` table ``groups_table`` when one is given. ``simulated`` (how the
+    answers were simulated) goes into the provenance of every file written, as the field
+    ``simulated`` (``ingest.json``, ``answers.parquet``'s metadata, ``compare.json``)."""
     from probes.human import CompareConfig, IngestConfig, compare, ingest, read_key, save_compare, save_ingest
     from probes.human.ingest import read_groups
     from probes.human.results import file_provenance
@@ -169,6 +183,8 @@ def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataF
                       groups=groups)
     prov = {"key": file_provenance(key_path), "results": [file_provenance(p) for p in results],
             "groups": file_provenance(groups_table) if groups_table is not None else None}
+    if simulated:
+        prov["simulated"] = simulated
     save_ingest(ingested, out_dir / "ingest", prov)
     config = CompareConfig(group_languages=dict(group_languages), model_languages=dict(model_languages),
                            l2_languages={"*": tuple(l2_languages)})

@@ -1,4 +1,10 @@
-"""Figures of the human-model comparison (matplotlib Agg; each saved as PNG and SVG)."""
+"""Figures of the human-model comparison (matplotlib Agg; each saved as PNG and SVG).
+
+Every figure is at most :data:`probes.plot.PAGE_WIDTH_IN` wide with no text under
+:data:`probes.plot.FONT_PT`, so the report shows it at print size with readable text; the
+PNG carries its smallest font and dpi (:func:`probes.plot.save_figure`). ``note`` (e.g.
+"simulated listeners") is printed above the panels when given.
+"""
 
 from __future__ import annotations
 
@@ -12,27 +18,36 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from featstore.io import atomic_write  # noqa: E402
 from featstore.manifest import CANONICAL_EMOTIONS  # noqa: E402
+from probes.plot import FONT_PT, PAGE_WIDTH_IN, save_figure  # noqa: E402
 
 ABBREV = {"angry": "A", "happy": "H", "neutral": "N", "sad": "S"}
 
 
-def _save(fig: plt.Figure, stem: Path) -> list[Path]:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    try:
-        for p in paths:
-            atomic_write(p, lambda tmp, fig=fig: fig.savefig(tmp, dpi=120, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
-    return paths
+def _save(fig: plt.Figure, stem: Path, note: str | None = None) -> list[Path]:
+    if note:
+        fig.suptitle(note, fontsize=FONT_PT, color="#8a4b00")
+    return list(save_figure(fig, stem))
+
+
+def _model_label(title: str) -> str:
+    """``Model: w2v2-cn mono (on DE) [v]`` -> ``w2v2-cn mono``."""
+    return title.split(" [")[0].removeprefix("Model: ").split(" (on")[0]
+
+
+def _human_label(title: str, with_language: bool = False) -> str:
+    """``Human: CN (native on DE)`` -> ``CN listeners (native)``, with the language
+    ``CN listeners on DE (native)``."""
+    group, _, rest = title.removeprefix("Human: ").partition(" (")
+    setting, _, language = rest.rstrip(")").partition(" on ")
+    where = f" on {language}" if with_language and language else ""
+    return f"{group} listeners{where}" + (f" ({setting})" if setting else "")
 
 
 def confusion_grid(table3: pl.DataFrame, stem: Path,
-                   labels: Sequence[str] = CANONICAL_EMOTIONS) -> list[Path]:
-    """Heatmaps in the Table III layout: one row per (group, language) cell, the human
-    panel first and its paired model panels beside it."""
+                   labels: Sequence[str] = CANONICAL_EMOTIONS, note: str | None = None) -> list[Path]:
+    """Heatmaps in the Table III layout: each (group, language) cell is the human panel
+    followed by its paired model panels; as many cells share a row as fit in four panels."""
     if table3.is_empty():
         return []
     cells = table3.select("group", "language").unique(maintain_order=True).rows()
@@ -41,14 +56,20 @@ def confusion_grid(table3: pl.DataFrame, stem: Path,
         sub = table3.filter((pl.col("group") == g) & (pl.col("language") == lang))
         layout.append([(title, sub.filter(pl.col("panel") == title))
                        for title in sub["panel"].unique(maintain_order=True).to_list()])
+    per_cell = max(len(r) for r in layout)
+    per_row = max(1, 4 // per_cell)  # cells side by side
+    layout = [sum((cell + [None] * (per_cell - len(cell)) for cell in layout[k:k + per_row]), [])
+              for k in range(0, len(layout), per_row)]
     n_cols = max(len(r) for r in layout)
-    fig, axes = plt.subplots(len(layout), n_cols, figsize=(3.2 * n_cols, 3.0 * len(layout)), squeeze=False)
+    panel_in = min(2.9, PAGE_WIDTH_IN / n_cols)
+    fig, axes = plt.subplots(len(layout), n_cols, figsize=(panel_in * n_cols, (panel_in + 0.2) * len(layout)),
+                             squeeze=False, layout="constrained")
     ticks = [ABBREV.get(lab, lab[:3]) for lab in labels]
     for i, row in enumerate(layout):
         for j in range(n_cols):
             ax = axes[i][j]
-            if j >= len(row):
-                ax.axis("off")
+            if j >= len(row) or row[j] is None:
+                ax.set_visible(False)
                 continue
             title, panel = row[j]
             order = {lab: i for i, lab in enumerate(labels)}
@@ -56,24 +77,36 @@ def confusion_grid(table3: pl.DataFrame, stem: Path,
                              maintain_order=True).select(list(labels)).to_numpy()
             ax.imshow(mat, vmin=0, vmax=1, cmap="Blues")
             for (r, c), v in np.ndenumerate(mat):
-                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=FONT_PT,
                         color="white" if v > 0.6 else "black")
             ax.set_xticks(range(len(labels)), ticks)
             ax.set_yticks(range(len(labels)), ticks)
-            ax.set_title(title.split(" [")[0], fontsize=8)
-            ax.set_xlabel("answer", fontsize=7)
-            ax.set_ylabel("true", fontsize=7)
-    fig.tight_layout()
-    return _save(fig, stem)
+            ax.tick_params(labelsize=FONT_PT)
+            human = panel["who"][0] == "human" if "who" in panel.columns else True
+            ax.set_title(_human_label(title, with_language=True) if human else _model_label(title), fontsize=FONT_PT)
+            ax.set_xlabel("answer", fontsize=FONT_PT)
+            ax.set_ylabel("true", fontsize=FONT_PT)
+    return _save(fig, stem, note)
 
 
-def recall_bars(table3: pl.DataFrame, stem: Path, labels: Sequence[str] = CANONICAL_EMOTIONS) -> list[Path]:
-    """Per-emotion recall (diagonal of each panel), humans beside their paired models."""
+def recall_bars(table3: pl.DataFrame, stem: Path, labels: Sequence[str] = CANONICAL_EMOTIONS,
+                note: str | None = None) -> list[Path]:
+    """Per-emotion recall (diagonal of each panel), humans beside their paired models: one
+    panel per (listener group, language), three panels a row, each with its legend below
+    its bars."""
     if table3.is_empty():
         return []
     cells = table3.select("group", "language").unique(maintain_order=True).rows()
-    fig, axes = plt.subplots(1, len(cells), figsize=(3.6 * len(cells), 3.0), squeeze=False)
-    for ax, (g, lang) in zip(axes[0], cells, strict=True):
+    n_cols = min(3, len(cells))
+    n_rows = -(-len(cells) // n_cols)
+    most = max(table3.filter((pl.col("group") == g) & (pl.col("language") == lang))["panel"].n_unique()
+               for g, lang in cells)
+    legend_in = 0.19 * most + 0.3
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(PAGE_WIDTH_IN / 3 * n_cols, n_rows * (2.4 + legend_in)),
+                             squeeze=False, sharey=True, layout="constrained")
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    for ax, (g, lang) in zip(axes.flat, cells, strict=False):
         sub = table3.filter((pl.col("group") == g) & (pl.col("language") == lang))
         panels = sub["panel"].unique(maintain_order=True).to_list()
         width = 0.8 / max(len(panels), 1)
@@ -81,26 +114,31 @@ def recall_bars(table3: pl.DataFrame, stem: Path, labels: Sequence[str] = CANONI
             p = sub.filter(pl.col("panel") == title)
             recall = [float(p.filter(pl.col("true") == lab)[lab][0]) if p.filter(pl.col("true") == lab).height
                       else 0.0 for lab in labels]
-            who = p["who"][0]
+            human = p["who"][0] == "human"
             ax.bar(np.arange(len(labels)) + k * width, recall, width,
-                   label=title.split(" (")[0] if who == "human" else title.split(" [")[0][7:],
-                   hatch=None if who == "human" else "//")
+                   label=_human_label(title) if human else _model_label(title), hatch=None if human else "//",
+                   edgecolor="white" if human else "0.3", linewidth=0.5)
         ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, [ABBREV.get(lab, lab) for lab in labels])
         ax.set_ylim(0, 1)
-        ax.set_title(f"{g.upper()} listeners on {lang.upper()}", fontsize=8)
-        ax.set_ylabel("recall")
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    return _save(fig, stem)
+        ax.set_title(f"{g.upper()} listeners on {lang.upper()}", fontsize=FONT_PT + 1)
+        ax.tick_params(labelsize=FONT_PT)
+        ax.grid(axis="y", alpha=0.3)
+        # below the axes: a legend never covers a bar
+        ax.legend(fontsize=FONT_PT, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, frameon=False,
+                  handlelength=1.5)
+    for row in axes:
+        row[0].set_ylabel("recall (fraction)", fontsize=FONT_PT)
+    return _save(fig, stem, note)
 
 
-def ua_bars(summary: pl.DataFrame, stem: Path) -> list[Path]:
+def ua_bars(summary: pl.DataFrame, stem: Path, note: str | None = None) -> list[Path]:
     """Mean UA (+- SD over listeners) by listener group and test language."""
     if summary.is_empty():
         return []
     groups = sorted(set(summary["group"].to_list()))
     langs = sorted(set(summary["language"].to_list()))
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(langs) * max(1, len(groups)) / 2, 3.0))
+    fig, ax = plt.subplots(figsize=(min(PAGE_WIDTH_IN, 2.2 + 0.6 * len(langs) * max(1, len(groups))), 3.0),
+                           layout="constrained")
     width = 0.8 / len(groups)
     for k, g in enumerate(groups):
         sub = {r["language"]: r for r in summary.filter(pl.col("group") == g).iter_rows(named=True)}
@@ -109,8 +147,8 @@ def ua_bars(summary: pl.DataFrame, stem: Path) -> list[Path]:
         ax.bar(np.arange(len(langs)) + k * width, means, width, yerr=sds, capsize=2,
                label=f"{g.upper()} listeners")
     ax.set_xticks(np.arange(len(langs)) + 0.4 - width / 2, [lang.upper() for lang in langs])
-    ax.set_ylabel("UA %")
+    ax.set_ylabel("UA %", fontsize=FONT_PT)
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, stem)
+    ax.tick_params(labelsize=FONT_PT)
+    ax.legend(fontsize=FONT_PT, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    return _save(fig, stem, note)

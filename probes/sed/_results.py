@@ -186,7 +186,10 @@ def plot_timelines(
     n_cols = 1 if len(utts) <= 6 else 3
     n_rows = int(math.ceil(len(utts) / n_cols))
     n_tracks = 1 + max(len(tracks.get(u, ())) for u in utts)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.5 * n_cols, n_rows * (0.3 * n_tracks + 0.7) + 0.8),
+    from probes.plot import FONT_PT, PAGE_WIDTH_IN, save_figure
+
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(min(6.0, PAGE_WIDTH_IN / n_cols) * n_cols,
+                                                      n_rows * (0.3 * n_tracks + 0.8) + 0.8),
                              squeeze=False)
     for ax in axes.flat[len(utts):]:
         ax.set_visible(False)
@@ -197,19 +200,14 @@ def plot_timelines(
                 ax.broken_barh([(float(s), float(e) - float(s))], (len(rows) - 1 - y - 0.4, 0.8),
                                color=EMOTION_COLOURS.get(str(lab), "#000000"))
         ax.set_yticks(range(len(rows)))
-        ax.set_yticklabels([name for name, _ in reversed(rows)], fontsize=7)
+        ax.set_yticklabels([name for name, _ in reversed(rows)], fontsize=FONT_PT)
         ax.set_xlim(0, float(durations[utt]))
-        ax.set_title(utt, fontsize=8, loc="left")
-        ax.tick_params(axis="x", labelsize=7)
+        ax.set_title(utt, fontsize=FONT_PT, loc="left")
+        ax.tick_params(axis="x", labelsize=FONT_PT)
     for ax in axes[-1]:
-        ax.set_xlabel("time (s)", fontsize=8)
+        ax.set_xlabel("time (s)", fontsize=FONT_PT)
     fig.legend(handles=[Patch(color=c, label=n) for n, c in EMOTION_COLOURS.items()],
-               loc="upper right", ncol=4, fontsize=8)
+               loc="upper right", ncol=4, fontsize=FONT_PT)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
-    stem = Path(out_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = {"png": stem.with_suffix(".png"), "svg": stem.with_suffix(".svg")}
-    for kind, path in paths.items():
-        atomic_write(path, lambda tmp, kind=kind: fig.savefig(tmp, format=kind, dpi=120))
-    plt.close(fig)
-    return paths
+    png, svg = save_figure(fig, Path(out_stem), dpi=120, tight=False)  # the smallest font and dpi in the PNG
+    return {"png": png, "svg": svg}
