@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from featstore.errors import CrosslingError
 from featstore.io import atomic_write_text
 from study.report_marks import percent_columns, simulated_listeners
 
@@ -161,8 +162,32 @@ def layer_table(summary: pl.DataFrame) -> pl.DataFrame:
     return frame.sort("layer").pivot(on="layer_name", index=index, values="cell", maintain_order=True)
 
 
-def _special_tables(section: Section, run_dir: Path, badge: str) -> list[str]:
+class ReportError(CrosslingError, FileNotFoundError):
+    """A run directory that cannot be reported on."""
+
+
+@dataclass(frozen=True)
+class PaperContext:
+    """How the paper's numbers are put beside ours: ``demo`` runs are not comparable (their
+    numbers are shown without a difference); ``reading`` is the study's
+    ``[finetune] two_stage_reading`` (which runs fill Table I's 2-stg cells)."""
+
+    demo: bool = False
+    reading: str = "text"
+
+    @classmethod
+    def of(cls, meta: dict) -> PaperContext:
+        finetune = ((meta.get("config") or {}).get("finetune") or {}) if isinstance(meta.get("config"), dict) else {}
+        return cls(demo=bool(meta.get("untrained_models") or meta.get("demo")),
+                   reading=str(finetune.get("two_stage_reading") or "text"))
+
+
+def _special_tables(section: Section, run_dir: Path, badge: str, paper: PaperContext) -> list[str]:
+    from probes.paper_compare import PaperCompareError, compare_table_four, compare_table_two
+
     out = []
+    beside = ("ours beside the paper's published value, difference in percentage points"
+              + ("; a demo run: not comparable, no difference shown" if paper.demo else ""))
     if section.key == "fig1":
         for path in _glob(run_dir, ("probes/summary.csv|probes/**/summary.csv",)):
             summary = pl.read_csv(path)
@@ -175,8 +200,21 @@ def _special_tables(section: Section, run_dir: Path, badge: str) -> list[str]:
             from finetune.results import table_one
 
             frame = pl.concat([pl.read_parquet(p) for p in results], how="diagonal_relaxed")
-            out.append(_table_html(percent_columns(table_one(frame)),
-                                   f"Table I from {len(results)} fine-tuning run(s), UA % over folds", badge))
+            table = table_one(frame, reading=paper.reading, demo=paper.demo)
+            out.append(_table_html(percent_columns(table),
+                                   f"Table I from {len(results)} fine-tuning run(s), UA % over folds, in the paper's "
+                                   f"layout ({paper.reading} reading of the 2-stg rows); {beside}", badge))
+    compare = {"table2": ("human/table2_ua.csv|human/**/table2_ua.csv", compare_table_two, "Table II"),
+               "table4": ("sed/table_iv.csv|sed/**/table_iv.csv", compare_table_four, "Table IV")}
+    if section.key in compare:
+        pattern, function, name = compare[section.key]
+        for path in _glob(run_dir, (pattern,)):
+            try:
+                table = function(pl.read_csv(path, infer_schema_length=1000), demo=paper.demo)
+            except (PaperCompareError, pl.exceptions.PolarsError) as err:
+                out.append(f"<p class='missing'>{html.escape(name)} beside the paper: {html.escape(str(err))}</p>")
+                continue
+            out.append(_table_html(table, f"{name} {beside} ({path.relative_to(run_dir).as_posix()})", badge))
     return out
 
 
@@ -235,7 +273,7 @@ def _figure_html(fig: Path, caption: str, badge: str) -> str:
 
 
 def _section_html(section: Section, run_dir: Path, marks: dict[str, str] | None = None,
-                  model_note: str = "") -> str:
+                  model_note: str = "", paper: PaperContext | None = None) -> str:
     """``marks``: folder -> how its listener answers were simulated; ``model_note``: a
     badge for sections built on demo models."""
     marks = marks or {}
@@ -260,7 +298,7 @@ def _section_html(section: Section, run_dir: Path, marks: dict[str, str] | None 
     tables = _glob(run_dir, section.tables)
     for fig in figures:
         parts.append(_figure_html(fig, fig.relative_to(run_dir).as_posix(), badge))
-    special = _special_tables(section, run_dir, badge)
+    special = _special_tables(section, run_dir, badge, paper or PaperContext())
     parts += special
     for table in tables:
         try:
@@ -320,15 +358,18 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, title: str 
     title : page title (default from ``<run_dir>/study.json`` or the folder name)
     """
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise ReportError(f"{run_dir} is a file, not a run directory (give the folder a study or the demo wrote)")
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: no such run directory")
+        raise ReportError(f"{run_dir}: no such run directory")
     meta = _read_meta(run_dir)
     title = title or meta.get("title") or f"Cross-lingual SER study: {run_dir.name}"
     marks = simulated_listeners(run_dir, meta)
     banner = _banner(meta, marks)
     model_note = "untrained demo models" if meta.get("untrained_models") else ("demo models" if meta.get("demo") else "")
     toc = "".join(f"<li><a href='#{s.key}'>{html.escape(s.title)}</a></li>" for s in SECTIONS)
-    body = _about_html(meta) + "".join(_section_html(s, run_dir, marks, model_note) for s in SECTIONS)
+    paper = PaperContext.of(meta)
+    body = _about_html(meta) + "".join(_section_html(s, run_dir, marks, model_note, paper) for s in SECTIONS)
     extra = _extra_html(run_dir, marks)
     provenance = collect_provenance(run_dir, marks)
     prov_html = (_table_html(_provenance_display(provenance),
