@@ -41,7 +41,8 @@ def _cell_rows(run, reading: str) -> list[int]:
 
 
 @pytest.mark.parametrize("name, protocol, reading", [
-    ("study.table1.toml", "authors", "authors"), ("study.table1-text.toml", "text", "text")])
+    ("study.table1.toml", "authors", "text"), ("study.table1-text.toml", "text", "text"),
+    ("study.table1-authors-logs.toml", "authors", "authors")])
 def test_preset_runs_fill_the_24_cells(name, protocol, reading, tmp_path):
     raw = tomllib.loads((ROOT / name).read_text(encoding="utf-8"))
     assert raw["finetune"]["protocol"] == protocol
@@ -58,4 +59,6 @@ def test_preset_runs_fill_the_24_cells(name, protocol, reading, tmp_path):
     # every cell is either filled by exactly one run or impossible under the reading, with a reason
     assert sorted(filled + impossible) == list(range(1, 25))
     assert all("CN and DE" in why for why in cells.filter(pl.col("impossible").is_not_null())["impossible"])
+    if name == "study.table1.toml":  # the all-cells preset under the authors' protocol
+        assert impossible == [] and sorted(filled) == list(range(1, 25))
     assert {r.scope for r in runs} == {"every-layer"} and config.finetune.folds == 5
