@@ -13,14 +13,12 @@ the shape its builder writes it and returns a long frame, one row per cell, with
 Public API
 ----------
 NOT_COMPARABLE_DEMO : the label of demo comparisons
-compare_table_one(results, ...) : Table I (delegates to :func:`finetune.table_one.table_one`)
+Table I beside the paper is :func:`finetune.table_one.table_one` (probes sit below finetune)
 compare_table_two(table2, demo=...) : listener UA (Table II, incl. the TJ column)
 compare_table_four(table_iv, demo=..., unit=...) : EDER (Table IV)
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import polars as pl
 
@@ -49,17 +47,6 @@ def _label(ours: float | None, paper: float | None, demo: bool) -> tuple[float |
     if ours is None:
         return None, "not run"
     return ours - paper, ""
-
-
-def compare_table_one(results: pl.DataFrame, *, demo: bool = False, reading: str = "text",
-                      alignment: str = "printed", all_cells: bool = True,
-                      models: Mapping[str, str] | None = None) -> pl.DataFrame:
-    """Table I from fine-tuning results (one row per fold, ``ua`` a fraction) with the paper's
-    ``paper_ua_pct`` and ``diff_pct`` beside each cell; see
-    :func:`finetune.table_one.table_one` (all 24 cells listed by default)."""
-    from finetune.table_one import table_one
-
-    return table_one(results, reading=reading, alignment=alignment, demo=demo, all_cells=all_cells, models=models)
 
 
 def _table_two_long(table2: pl.DataFrame) -> pl.DataFrame:
@@ -172,5 +159,5 @@ def compare_table_four(table_iv: pl.DataFrame, *, demo: bool = False, unit: str 
 
 __all__ = [
     "EDER_UNITS", "NOT_COMPARABLE_DEMO", "TABLE_TWO_LANGUAGES", "PaperCompareError", "compare_table_four",
-    "compare_table_one", "compare_table_two",
+    "compare_table_two",
 ]
