@@ -242,6 +242,11 @@ def _read_table(path: Path) -> tuple[pl.DataFrame, str]:
         rates = [c for c in frame.columns if c != "emotion" and frame.schema[c].is_numeric()]
         frame = percent_columns(frame, eder_columns=tuple(rates))
         note = "EDER % (lower is better)"
+    elif path.name == "best_layers.csv" and "finetune_layer" in frame.columns:
+        frame = percent_columns(frame)
+        note = ("layer: the best hidden state by mean UA over folds and corpora (0 = the transformer's input); "
+                "finetune_layer: the layer `finetune peft --layer best` uses, the best of layers 1 and up "
+                "(fine-tuning adapts at least one transformer layer), so it differs when layer 0 is best")
     elif path.name.startswith("table2") and "group" in frame.columns:
         langs = {c: "UA" for c in frame.columns if c != "group" and frame.schema[c].is_numeric()}
         frame = percent_columns(frame, rate_columns=langs)

@@ -57,3 +57,13 @@ def test_a_demo_run_is_marked_not_comparable(tmp_path):
     assert "not comparable" in table2
     rows = [r for r in _cells(table2) if r[:2] == ["cn", "cn"]]
     assert rows and rows[0][4] == ""  # no difference for demo numbers
+
+
+def test_finetune_layer_is_explained_where_best_layers_appear(tmp_path):
+    import polars as pl
+
+    run = make_run(tmp_path / "run")
+    pl.DataFrame({"model": ["m"], "setting": ["mono"], "layer": [0], "ua_mean": [0.5], "finetune_layer": [3]}
+                 ).write_csv(run / "probes" / "best_layers.csv")
+    fig1 = _section(build_report(run).read_text(), "fig1")
+    assert "finetune_layer: the layer `finetune peft --layer best` uses" in fig1
