@@ -51,8 +51,9 @@ def _label(ours: float | None, paper: float | None, demo: bool) -> tuple[float |
 
 def _table_two_long(table2: pl.DataFrame) -> pl.DataFrame:
     """group, language, ua_pct from Table II either wide (``group`` and one column per language,
-    upper or lower case, in percent: ``probes.human.compare.table2``) or long (``group``,
-    ``language`` and ``ua_pct`` in percent, or ``mean`` as a fraction: ``group_summary``)."""
+    upper or lower case, UA as a fraction 0-1: ``probes.human.compare.table2``, the
+    ``table2_ua.csv`` it writes) or long (``group``, ``language`` and ``ua_pct`` in percent, or
+    ``mean`` as a fraction: ``group_summary``)."""
     if "group" not in table2.columns:
         raise PaperCompareError(f"Table II needs a 'group' column; got {table2.columns}")
     if "language" in table2.columns:
@@ -69,7 +70,7 @@ def _table_two_long(table2: pl.DataFrame) -> pl.DataFrame:
     if not langs:
         raise PaperCompareError(f"Table II has no language column ({', '.join(TABLE_TWO_LANGUAGES)}); "
                                 f"got {table2.columns}")
-    return (table2.select(pl.col("group").cast(pl.Utf8), *[pl.col(c).cast(pl.Float64) for c in langs])
+    return (table2.select(pl.col("group").cast(pl.Utf8), *[(pl.col(c).cast(pl.Float64) * 100) for c in langs])
             .unpivot(index="group", on=langs, variable_name="language", value_name="ua_pct")
             .with_columns(pl.col("language").str.to_lowercase()))
 

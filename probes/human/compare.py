@@ -210,14 +210,13 @@ def order_languages(languages: Sequence[str]) -> list[str]:
 
 def table2(summary: pl.DataFrame, languages: Sequence[str] | None = None) -> pl.DataFrame:
     """Table II: rows = listener groups, columns = test languages in upper case (``CN``,
-    ``DE``, ``EN``, ``TJ``... in that order), mean UA % over the group's listeners; a
-    language a group did not hear is null."""
+    ``DE``, ``EN``, ``TJ``... in that order), mean UA over the group's listeners as a
+    FRACTION 0-1 (like every ``ua`` in the toolkit's files; the report and the paper
+    comparison turn it into % at the edge); a language a group did not hear is null."""
     if summary.is_empty():
         return pl.DataFrame(schema={"group": pl.Utf8})
     langs = list(languages or order_languages(summary["language"].to_list()))
-    wide = summary.with_columns((pl.col("mean") * 100).alias("pct")).pivot(
-        on="language", index="group", values="pct"
-    )
+    wide = summary.pivot(on="language", index="group", values="mean")
     cols = [c for c in langs if c in wide.columns]
     return wide.select("group", *cols).rename({c: c.upper() for c in cols}).sort("group")
 

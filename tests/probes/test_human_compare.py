@@ -69,7 +69,7 @@ def test_per_listener_tables_and_confusions_match_sklearn():
         for name, value in ref.items():
             assert row[name] == pytest.approx(value, abs=1e-12), (row["listener"], name)
         assert row["n"] == part.height
-    # Table II: mean per-listener UA per group x language, in percent
+    # Table II: mean per-listener UA per group x language, a fraction (as every `ua` in files)
     t2 = {r["group"]: r for r in res.table2.iter_rows(named=True)}
     assert res.table2.columns == ["group", "CN", "DE", "EN"]
     for group in ("cn", "de"):
@@ -77,7 +77,7 @@ def test_per_listener_tables_and_confusions_match_sklearn():
             uas = [balanced_accuracy_score(p["true"].to_list(), p["answer"].to_list())
                    for (_,), p in ans.filter((pl.col("group") == group) & (pl.col("language") == lang))
                    .group_by("listener")]
-            assert t2[group][lang.upper()] == pytest.approx(100 * np.mean(uas))
+            assert t2[group][lang.upper()] == pytest.approx(np.mean(uas))
     # Table III: pooled confusion, rows normalised, counted by hand
     for (group, lang), part in ans.group_by("group", "language"):
         counts = np.zeros((4, 4))
@@ -261,7 +261,7 @@ def test_simulated_round_trip_through_webmushra_files(tmp_path):
                                    "--metric", "ua", "--metric", "recall_happy"])
     assert r.exit_code == 0, r.output
     t2 = pl.read_csv(out / "table2_ua.csv")
-    assert t2.filter(pl.col("group") == "cn")["CN"][0] == pytest.approx(100.0)
+    assert t2.filter(pl.col("group") == "cn")["CN"][0] == pytest.approx(1.0)
     tests = pl.read_csv(out / "ttests.csv")
     assert set(tests["metric"].to_list()) == {"ua", "recall_happy"}
     assert set(tests["correction"].to_list()) == {"fdr_bh"}

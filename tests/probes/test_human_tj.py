@@ -73,7 +73,7 @@ def _ua_by_hand(lss: pl.DataFrame, key: pl.DataFrame, language: str) -> dict[str
     per_group: dict[str, list[float]] = defaultdict(list)
     for (group, _), by_true in hits.items():
         per_group[group].append(sum(sum(v) / len(v) for v in by_true.values()) / len(by_true))
-    return {g: 100 * sum(v) / len(v) for g, v in per_group.items()}
+    return {g: sum(v) / len(v) for g, v in per_group.items()}  # a fraction, as table2_ua.csv
 
 
 def _predictions(key: pl.DataFrame) -> pl.DataFrame:

@@ -22,8 +22,8 @@ PAPER_IV = {("angry", "wavlm"): 36.6, ("angry", "cn"): 25.8, ("angry", "de"): 27
 
 
 def test_table_two_wide_with_tj_column():
-    ours = pl.DataFrame({"group": ["cn", "de"], "CN": [80.0, 81.0], "DE": [70.0, 90.0],
-                         "EN": [60.0, 75.0], "TJ": [66.0, None]})
+    ours = pl.DataFrame({"group": ["cn", "de"], "CN": [0.80, 0.81], "DE": [0.70, 0.90],
+                         "EN": [0.60, 0.75], "TJ": [0.66, None]})  # table2_ua.csv: fractions
     out = compare_table_two(ours)
     assert out.height == 8
     got = {(r["group"], r["language"]): r for r in out.iter_rows(named=True)}
@@ -43,7 +43,7 @@ def test_table_two_long_fractions_and_extra_groups():
 
 
 def test_table_two_demo_is_not_comparable():
-    ours = pl.DataFrame({"group": ["cn"], "CN": [80.0]})
+    ours = pl.DataFrame({"group": ["cn"], "CN": [0.80]})
     out = compare_table_two(ours, demo=True)
     assert out["diff_pct"].null_count() == out.height and set(out["comparison"]) == {NOT_COMPARABLE_DEMO}
     assert out["paper_ua_pct"].null_count() == 0  # the paper's values stay for reference

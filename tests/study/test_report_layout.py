@@ -68,8 +68,8 @@ def make_run(run: Path, simulated_by: str = "meta") -> Path:
     table3 = _table3(rng)
     figures.confusion_grid(table3.filter(pl.col("language") == "cn"), human / "figures" / "confusion_grid")
     figures.recall_bars(table3, human / "figures" / "recall_bars")
-    pl.DataFrame({"group": ["cn", "de"], "CN": [62.5, 41.25], "DE": [38.75, 70.0], "EN": [55.0, 57.5],
-                  "YUE": [45.0, 30.0]}).write_csv(human / "table2_ua.csv")
+    pl.DataFrame({"group": ["cn", "de"], "CN": [0.625, 0.4125], "DE": [0.3875, 0.70], "EN": [0.55, 0.575],
+                  "YUE": [0.45, 0.30]}).write_csv(human / "table2_ua.csv")  # fractions, as compare writes
     tests = []
     for metric in ("ua", "wa", "recall_angry", "recall_happy"):
         for la, lb in (("cn", "de"), ("cn", "en"), ("de", "yue")):
@@ -184,7 +184,7 @@ def test_units_in_every_header_and_fractions_converted_once(report):
     assert "untrained-wavlm-emo EDER %" in table4 and "listeners cn EDER %" in table4
     assert "<td class='num'>63.0</td>" in table4  # 0.63 -> 63.0
     table2 = _section(page, "table2")
-    assert "CN UA %" in table2 and "<td class='num'>62.5</td>" in table2  # already percent: unchanged
+    assert "CN UA %" in table2 and "<td class='num'>62.5</td>" in table2  # a fraction in the file, % shown
     about = _section(page, "about")
     assert "71.2" in about and "+46.2" in about and "pre-trained 60 s" in about  # margin over chance 25 %
 
