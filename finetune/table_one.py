@@ -303,29 +303,42 @@ def format_ua(mean: float | None, std: float | None) -> str:
     return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
 
 
-def table_one_markdown(table: pl.DataFrame) -> str:
-    """Table I (from :func:`table_one`) as Markdown in the paper's layout: Model, Setting,
+DISPLAY_COLUMNS: tuple[str, ...] = ("Model", "Setting", "Source", "Target", "LoRA", "BA+WG", "2-stg", "k", "UA %",
+                                   "Paper UA %", "Diff (pp)", "Note")
+"""Table I's columns as the paper prints them (plus ours beside the paper's)."""
+
+
+def table_one_display(table: pl.DataFrame) -> pl.DataFrame:
+    """Table I (from :func:`table_one`) in the paper's layout, as text cells: Model, Setting,
     Source (stage-1 language), Target, the LoRA / BA+WG / 2-stg ticks (the 2-stg tick names
     the stage-2 language), layer k, UA % (mean ± std over folds; one fold: no ±), the paper's
-    UA % and the difference in percentage points."""
-    lines = ["| Model | Setting | Source | Target | LoRA | BA+WG | 2-stg | k | UA % | Paper UA % | Diff (pp) | Note |",
-             "| --- | --- | --- | --- | :-: | :-: | :-: | --: | --: | --: | --: | --- |"]
+    UA % and the difference in percentage points, and a note (why a cell is not compared)."""
+    rows = []
     for r in table.iter_rows(named=True):
         strategy = set((r.get("strategy") or "").split("+"))
         ba_wg = "✓" if r["ba_wg"] else ("BA" if "ba" in strategy else "WG" if "wg" in strategy else "")
         stage2 = f"✓ →{r['stage2'].upper()}" if r["two_stage"] and r.get("stage2") else ("✓" if r["two_stage"] else "")
         layer = "" if r.get("layer") is None else f"{r['layer']}{' (target layer)' if r.get('scope') == 'target-layer' else ''}"
         diff = r.get("diff_pct")
-        lines.append(
-            f"| {MODEL_LABELS.get(r['model'], r['model'])} | {r['setting'].capitalize()} | "
-            f"{(r['source'] or '').upper()} | {(r['target'] or '').upper()} | {'✓' if r['lora'] else ''} | "
-            f"{ba_wg} | {stage2} | {layer} | {format_ua(r['ua_pct'], r['ua_pct_std'])} | "
-            f"{_pct(r.get('paper_ua_pct'))} | {'' if diff is None else f'{diff:+.1f}'} | {r.get('comparison') or ''} |")
+        rows.append((MODEL_LABELS.get(r["model"], r["model"]), r["setting"].capitalize(), (r["source"] or "").upper(),
+                     (r["target"] or "").upper(), "✓" if r["lora"] else "", ba_wg, stage2, layer,
+                     format_ua(r["ua_pct"], r["ua_pct_std"]), _pct(r.get("paper_ua_pct")),
+                     "" if diff is None else f"{diff:+.1f}", r.get("comparison") or ""))
+    return pl.DataFrame(rows, schema=dict.fromkeys(DISPLAY_COLUMNS, pl.Utf8), orient="row")
+
+
+def table_one_markdown(table: pl.DataFrame) -> str:
+    """Table I (from :func:`table_one`) as Markdown in the paper's layout
+    (:func:`table_one_display`)."""
+    shown = table_one_display(table)
+    lines = ["| " + " | ".join(DISPLAY_COLUMNS) + " |",
+             "| --- | --- | --- | --- | :-: | :-: | :-: | --: | --: | --: | --: | --- |"]
+    lines += ["| " + " | ".join(row) + " |" for row in shown.iter_rows()]
     return "\n".join(lines) + "\n"
 
 
 __all__ = [
     "ALIGNMENTS", "CELL_KEY", "PAPER_CORPORA", "PAPER_LANGUAGE_OF_MODEL", "PROTOCOL_COLUMNS", "TABLE_ONE_COLUMNS",
-    "TWO_STAGE_READINGS", "cell_id", "format_ua", "table_one", "table_one_cell_keys", "table_one_cells",
-    "table_one_markdown", "table_one_runs",
+    "DISPLAY_COLUMNS", "TWO_STAGE_READINGS", "cell_id", "format_ua", "table_one", "table_one_cell_keys",
+    "table_one_cells", "table_one_display", "table_one_markdown", "table_one_runs",
 ]

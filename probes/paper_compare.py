@@ -20,6 +20,8 @@ compare_table_four(table_iv, demo=..., unit=...) : EDER (Table IV)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
 from featstore.errors import CrosslingError, check_choice
@@ -158,7 +160,23 @@ def compare_table_four(table_iv: pl.DataFrame, *, demo: bool = False, unit: str 
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
+def write_beside_paper(table: pl.DataFrame, out_dir: str | Path, name: str) -> dict[str, Path]:
+    """Write a ``compare_table_*`` result as ``<name>.csv`` and ``<name>.md`` (atomically);
+    returns ``{"csv": path, "md": path}``."""
+    from featstore.io import atomic_write, atomic_write_text
+
+    out = Path(out_dir)
+    cells = [["" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v)) for v in row]
+             for row in table.iter_rows()]
+    lines = ["| " + " | ".join(table.columns) + " |", "| " + " | ".join("---" for _ in table.columns) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    csv_path = atomic_write(out / f"{name}.csv", table.write_csv)
+    md_path = atomic_write_text(out / f"{name}.md", "\n".join(lines) + "\n")
+    return {"csv": csv_path, "md": md_path}
+
+
 __all__ = [
+    "write_beside_paper",
     "EDER_UNITS", "NOT_COMPARABLE_DEMO", "TABLE_TWO_LANGUAGES", "PaperCompareError", "compare_table_four",
     "compare_table_two",
 ]

@@ -48,6 +48,8 @@ MODEL_SHAPE: dict[str, object] = {
 """A small wav2vec 2.0: the real convolution schedule (50 frames/s), 6 layers of 64 dims."""
 MIN_SELECTION_S = 0.1
 """Shortest simulated SED selection, seconds."""
+SED_LISTENERS_NOTE = "simulated: the right emotion with probability 0.8, event boundaries moved by N(0, 0.3) s"
+"""How the demo's diarization listeners are simulated (in study.json and every SED listener file)."""
 UNTRAINED_NOTE = "UNTRAINED demo model: random weights, made by `crossling demo`; results mean nothing"
 
 
@@ -235,7 +237,7 @@ def _meta(config: DemoConfig) -> dict:
                    SED_MODEL: "untrained WavLM + frame classifier (SpeechBrain folder)"},
         "listeners": "simulated: answers drawn from the paper's human confusion matrices (Table III) "
                      "per listener group and language; Tianjin accuracy (Table II) for Cantonese",
-        "sed_listeners": "simulated: the right emotion with probability 0.8, event boundaries moved by N(0, 0.3) s",
+        "sed_listeners": SED_LISTENERS_NOTE,
     }
 
 
@@ -335,7 +337,7 @@ def _sed(config: DemoConfig, log: Callable[[str], None] = print) -> list[Path]:
     answers_path = run / "sed" / "listening" / "answers.csv"
     answers.write_csv(answers_path)
     paths = score_listeners(answers_path, built["key"], out_dir=run / "sed",
-                            model_results=model_dir / "per_utterance.parquet")
+                            model_results=model_dir / "per_utterance.parquet", simulated=SED_LISTENERS_NOTE)
     return list(paths.values())
 
 

@@ -197,13 +197,14 @@ def _special_tables(section: Section, run_dir: Path, badge: str, paper: PaperCon
     if section.key == "table1":
         results = sorted((run_dir / "finetune").rglob("results.parquet"))
         if results:
-            from finetune.results import table_one
+            from finetune.table_one import table_one, table_one_display
 
             frame = pl.concat([pl.read_parquet(p) for p in results], how="diagonal_relaxed")
             table = table_one(frame, reading=paper.reading, demo=paper.demo)
-            out.append(_table_html(percent_columns(table),
+            out.append(_table_html(table_one_display(table),
                                    f"Table I from {len(results)} fine-tuning run(s), UA % over folds, in the paper's "
-                                   f"layout ({paper.reading} reading of the 2-stg rows); {beside}", badge))
+                                   f"layout ({paper.reading} reading of the 2-stg rows); {beside}; every column "
+                                   "(protocol settings, corpora, kept epochs) in finetune/table1.csv", badge))
     compare = {"table2": ("human/table2_ua.csv|human/**/table2_ua.csv", compare_table_two, "Table II"),
                "table4": ("sed/table_iv.csv|sed/**/table_iv.csv", compare_table_four, "Table IV")}
     if section.key in compare:

@@ -53,6 +53,14 @@ def save_compare(result: CompareResult, out_dir: str | Path, provenance: Mapping
         path = out_dir / f"{name}.csv"
         atomic_write(path, lambda tmp, frame=frame: frame.write_csv(tmp))
         paths[name] = path
+    from probes.paper_compare import PaperCompareError, compare_table_two, write_beside_paper
+
+    try:  # Table II beside the paper's (simulated answers: shown, not compared)
+        beside = compare_table_two(result.table2, demo=bool(provenance.get("simulated")))
+    except PaperCompareError:
+        beside = None  # no language of the paper's Table II was heard
+    if beside is not None:
+        paths |= {f"table2_vs_paper_{k}": v for k, v in write_beside_paper(beside, out_dir, "table2_vs_paper").items()}
     fig_dir = out_dir / "figures"
     for name, made in (
         ("confusion_grid", figures.confusion_grid(result.table3, fig_dir / "confusion_grid", labels)),

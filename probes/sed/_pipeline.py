@@ -155,12 +155,16 @@ def score_listeners(
     out_dir: str | Path | None = None,
     model_results: str | Path | None = None,
     root: str | Path | None = None,
+    simulated: str | None = None,
 ) -> dict[str, Path]:
     """``probes sed listeners score``: EDER of every answer, per group and emotion.
 
     Writes ``per_answer`` and ``per_group_emotion`` tables, ``table_iv.csv`` (listener
     groups, plus the model on the same stimuli when ``model_results`` (a model run's
-    ``per_utterance.parquet``) is given) and ``timelines.png``/``.svg``.
+    ``per_utterance.parquet``) is given), ``table_iv_vs_paper.csv``/``.md`` (beside the
+    paper's Table IV) and ``timelines.png``/``.svg``. ``simulated`` (how answers were
+    simulated, for a demo) goes into every file's provenance and marks the paper
+    comparison as not comparable.
     """
     key = read_key(key_path)
     scored = score_answers(read_answers(answers_path), key, source=answers_path)
@@ -170,6 +174,8 @@ def score_listeners(
             "manifest_fingerprint": meta.get("manifest_fingerprint"), "cache_fingerprint": None,
             "split": f"listening test ({key.height} stimuli)", "seed": (meta.get("config") or {}).get("seed"),
             "config_json": json.dumps({"answers": str(answers_path), "key": str(key_path)})}
+    if simulated:
+        prov["simulated"] = simulated
     out = Path(out_dir) if out_dir else Path(answers_path).resolve().parent / "sed_scores"
     paths = {f"per_answer_{k}": v for k, v in write_table(with_provenance(scored, prov), out, "per_answer",
                                                           prov).items()}
@@ -182,6 +188,14 @@ def score_listeners(
         name = str(model_rows["model"][0]) if "model" in model_rows.columns else name
     table = table_iv(model_rows, scored, model_name=name, utt_ids=key["utt_id"].to_list())
     paths["table_iv"] = _write_csv(table, out / "table_iv.csv")
+    from probes.paper_compare import PaperCompareError, compare_table_four, write_beside_paper
+
+    try:
+        beside = compare_table_four(table, demo=bool(simulated))
+    except PaperCompareError:
+        beside = None
+    if beside is not None:
+        paths |= {f"table_iv_vs_paper_{k}": v for k, v in write_beside_paper(beside, out, "table_iv_vs_paper").items()}
     paths |= _timelines(model_rows, scored, out / "timelines", name, key["utt_id"].to_list())
     return paths
 

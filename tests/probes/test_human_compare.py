@@ -262,6 +262,14 @@ def test_simulated_round_trip_through_webmushra_files(tmp_path):
     assert r.exit_code == 0, r.output
     t2 = pl.read_csv(out / "table2_ua.csv")
     assert t2.filter(pl.col("group") == "cn")["CN"][0] == pytest.approx(1.0)
+    # Table II beside the paper's, as CSV and Markdown: ours in %, the paper's value, the difference
+    from probes.paper_values import paper_value
+
+    beside = pl.read_csv(out / "table2_vs_paper.csv").filter((pl.col("group") == "cn") & (pl.col("language") == "cn"))
+    assert beside["ua_pct"][0] == pytest.approx(100.0)
+    assert beside["paper_ua_pct"][0] == paper_value("II", group="cn", language="cn")
+    assert beside["diff_pct"][0] == pytest.approx(100.0 - paper_value("II", group="cn", language="cn"))
+    assert "| group | language | ua_pct | paper_ua_pct | diff_pct |" in (out / "table2_vs_paper.md").read_text()
     tests = pl.read_csv(out / "ttests.csv")
     assert set(tests["metric"].to_list()) == {"ua", "recall_happy"}
     assert set(tests["correction"].to_list()) == {"fdr_bh"}

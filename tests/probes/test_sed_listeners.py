@@ -189,6 +189,20 @@ def test_score_with_model_results(tmp_path: Path) -> None:
     assert table.columns[:2] == ["emotion", "allneutral"]
     model = pl.DataFrame(rows).filter(pl.col("utt_id").is_in(key["utt_id"].to_list()))
     assert table["allneutral"][3] == pytest.approx(model["eder"].mean(), abs=1e-4)
+    # beside the paper's Table IV (EDER %): the model column against the paper's WavLM
+    from probes.paper_values import paper_value
+
+    beside = pl.read_csv(out["table_iv_vs_paper_csv"])
+    row = beside.filter((pl.col("emotion") == "average") & (pl.col("system") == "wavlm")).row(0, named=True)
+    assert row["eder_pct"] == pytest.approx(100 * table["allneutral"][3], abs=0.01)  # table_iv.csv: 4 decimals
+    assert row["paper_eder_pct"] == paper_value("IV", emotion="average", system="wavlm")
+    assert row["diff_pct"] == pytest.approx(row["eder_pct"] - row["paper_eder_pct"])
+    # simulated answers: marked in the files' provenance, and not compared with the paper
+    out = score_listeners(tmp_path / "answers.csv", paths["key"], tmp_path / "sim", tmp_path / "model.parquet",
+                          simulated="simulated: test")
+    meta = json.loads(pl.read_parquet_metadata(out["per_answer_parquet"])["crossling_sed"])
+    assert meta["simulated"] == "simulated: test"
+    assert pl.read_csv(out["table_iv_vs_paper_csv"])["diff_pct"].null_count() == 12
 
 
 def test_consensus_segments_majority_vote() -> None:
