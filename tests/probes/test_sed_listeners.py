@@ -202,7 +202,8 @@ def test_score_with_model_results(tmp_path: Path) -> None:
                           simulated="simulated: test")
     meta = json.loads(pl.read_parquet_metadata(out["per_answer_parquet"])["crossling_sed"])
     assert meta["simulated"] == "simulated: test"
-    assert pl.read_csv(out["table_iv_vs_paper_csv"])["diff_pct"].null_count() == 12
+    simulated = pl.read_csv(out["table_iv_vs_paper_csv"])
+    assert simulated.height >= 12 and simulated["diff_pct"].null_count() == simulated.height  # nothing compared
 
 
 def test_consensus_segments_majority_vote() -> None:
