@@ -124,7 +124,7 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
     if config.sed.enabled:
         sed_model = asdict(models[config.sed.run.model]) if config.sed.run.model in models else None
         ledger.run("sed", fingerprint_of(asdict(config.sed), inputs_of(config.sed.run.corpus), sed_model),
-                   lambda: _sed(config, models), log)
+                   lambda: _sed(config, models, log), log)
     from study.report import build_report
 
     report = build_report(out)
@@ -187,7 +187,7 @@ def _human(config: StudyConfig) -> list[Path]:
                                groups_table=h.groups_table)
 
 
-def _sed(config: StudyConfig, models: dict) -> list[Path]:
+def _sed(config: StudyConfig, models: dict, log: Callable[[str], None] = print) -> list[Path]:
     from probes.sed import ModelRunConfig, run_model, score_listeners
 
     s = config.sed
@@ -196,7 +196,10 @@ def _sed(config: StudyConfig, models: dict) -> list[Path]:
     # a model pinned by path keeps its alias in the results, as extraction and fine-tuning do
     run_config: ModelRunConfig = (s.run.complete(model=entry.source, alias=entry.alias) if entry is not None
                                   else s.run.complete())
-    paths = list(run_model(run_config, root=config.cache_root, out_dir=model_dir).values())
+    from featstore.console import track_items
+
+    paths = list(run_model(run_config, root=config.cache_root, out_dir=model_dir, progress=lambda items: track_items(
+        items, f"diarizing {run_config.corpus}", "utts", tty=False, write=log)).values())
     if s.listeners is not None:
         if s.key is None:
             raise ValueError("[sed] listeners need `key` (the key.csv written by `probes sed listeners build`)")

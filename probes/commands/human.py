@@ -12,10 +12,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
-from featstore.console import aliased, cell, check_corpora, print_line
+from featstore.console import StepProgress, aliased, cell, check_corpora, print_line
 from featstore.console import fail as _fail
 
 human_app = typer.Typer(
@@ -60,10 +59,9 @@ def build_cmd(
         _fail(str(err))
     out_dir = out or runs_root(cache) / "human" / name
     try:
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("exporting stimuli", total=selection.height)
+        with StepProgress("exporting stimuli", selection.height, "stimuli") as bar:
             result = build_listening_test(selection, out_dir, config,
-                                          progress=lambda done, total: bar.update(task, completed=done),
+                                          progress=lambda done, total: bar.update(done),
                                           selection_notes=notes)
     except (ValueError, FileNotFoundError, OSError) as err:
         _fail(str(err))

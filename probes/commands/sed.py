@@ -13,9 +13,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import track
 
-from featstore.console import aliased, check_corpora, print_line, resolve_device
+from featstore.console import aliased, check_corpora, print_line, resolve_device, track_items
 from featstore.console import fail as _fail
 
 sed_app = typer.Typer(
@@ -40,7 +39,8 @@ _DEVICE_HELP = "Torch device: auto (CUDA if present, else CPU), cpu, cuda, cuda:
 
 
 def _bar(label: str):  # noqa: ANN202 - returns a progress wrapper
-    return lambda items: track(items, description=label, console=console, transient=True)
+    # a Rich bar on a terminal, plain lines at a steady rate in a log (featstore.console)
+    return lambda items: track_items(items, label)
 
 
 def _csv_list(text: str) -> tuple[str, ...]:
