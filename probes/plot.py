@@ -126,11 +126,15 @@ def plot_figure1(
     for ax in axes.flat[len(models):]:
         ax.set_visible(False)
     handles: dict[str, object] = {}
+    # one style and marker per line label over the whole figure (so "mono: esd" and "mono: pavoque"
+    # never look alike, in one panel or across panels of the shared legend)
+    style_of = {label: k for setting in SETTINGS for k, label in enumerate(
+        sorted(lines.filter(pl.col("setting") == setting)["label"].unique().to_list()))}
     for ax, model in zip(axes.flat, models, strict=False):
         sub = lines.filter(pl.col("model") == model)
         for setting in SETTINGS:
-            labels = sorted(sub.filter(pl.col("setting") == setting)["label"].unique().to_list())
-            for k, label in enumerate(labels):
+            for label in sorted(sub.filter(pl.col("setting") == setting)["label"].unique().to_list()):
+                k = style_of[label]
                 part = sub.filter(pl.col("label") == label).sort("layer")
                 x = part["layer"].to_numpy()
                 mean = part["ua_mean"].to_numpy() * 100
