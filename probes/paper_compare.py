@@ -88,20 +88,8 @@ def compare_table_two(table2: pl.DataFrame, *, demo: bool = False) -> pl.DataFra
     the TJ column): ``group``, ``language``, ``ua_pct``, ``paper_ua_pct``, ``diff_pct``
     (percentage points), ``comparison``; paper cells first in printed order, then our extra ones.
     """
-    ours = _table_two_long(table2)
-    got = {(r["group"], r["language"]): r["ua_pct"] for r in ours.iter_rows(named=True)}
-    rows = []
-    for cell in TABLE_II:
-        mine = got.pop((cell.group, cell.language), None)
-        diff, label = _label(mine, cell.ua_pct, demo)
-        rows.append({"group": cell.group, "language": cell.language, "ua_pct": mine,
-                     "paper_ua_pct": cell.ua_pct, "diff_pct": diff, "comparison": label})
-    for (group, language), mine in got.items():
-        rows.append({"group": group, "language": language, "ua_pct": mine, "paper_ua_pct": None,
-                     "diff_pct": None, "comparison": NOT_COMPARABLE_DEMO if demo else "no paper cell"})
-    schema = {"group": pl.Utf8, "language": pl.Utf8, "ua_pct": pl.Float64, "paper_ua_pct": pl.Float64,
-              "diff_pct": pl.Float64, "comparison": pl.Utf8}
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    return _beside(_table_two_long(table2), ("group", "language"), "ua_pct",
+                   [((c.group, c.language), c.ua_pct) for c in TABLE_II], demo)
 
 
 def _table_four_long(table_iv: pl.DataFrame, model_column: str | None, unit: str) -> pl.DataFrame:
@@ -144,18 +132,21 @@ def compare_table_four(table_iv: pl.DataFrame, *, demo: bool = False, unit: str 
     ``emotion``, ``system`` (``wavlm``, ``cn``, ``de``), ``eder_pct``, ``paper_eder_pct``,
     ``diff_pct`` (percentage points; negative = fewer errors than the paper), ``comparison``.
     """
-    ours = _table_four_long(table_iv, model_column, unit)
-    got = {(r["emotion"], r["system"]): r["eder_pct"] for r in ours.iter_rows(named=True)}
+    return _beside(_table_four_long(table_iv, model_column, unit), ("emotion", "system"), "eder_pct",
+                   [((c.emotion, c.system), c.eder_pct) for c in TABLE_IV], demo)
+
+
+def _beside(ours: pl.DataFrame, keys: tuple[str, str], value: str, paper: list[tuple[tuple[str, str], float]],
+            demo: bool) -> pl.DataFrame:
+    """One row per paper cell (printed order), then our cells the paper lacks: the ``keys``,
+    our ``value``, ``paper_<value>``, ``diff_pct`` and ``comparison``."""
+    got = {tuple(r[k] for k in keys): r[value] for r in ours.iter_rows(named=True)}
     rows = []
-    for cell in TABLE_IV:
-        mine = got.pop((cell.emotion, cell.system), None)
-        diff, label = _label(mine, cell.eder_pct, demo)
-        rows.append({"emotion": cell.emotion, "system": cell.system, "eder_pct": mine,
-                     "paper_eder_pct": cell.eder_pct, "diff_pct": diff, "comparison": label})
-    for (emotion, system), mine in got.items():
-        rows.append({"emotion": emotion, "system": system, "eder_pct": mine, "paper_eder_pct": None,
-                     "diff_pct": None, "comparison": NOT_COMPARABLE_DEMO if demo else "no paper cell"})
-    schema = {"emotion": pl.Utf8, "system": pl.Utf8, "eder_pct": pl.Float64, "paper_eder_pct": pl.Float64,
+    for key, printed in paper:
+        mine = got.pop(key, None)
+        rows.append((*key, mine, printed, *_label(mine, printed, demo)))
+    rows += [(*key, mine, None, None, NOT_COMPARABLE_DEMO if demo else "no paper cell") for key, mine in got.items()]
+    schema = {keys[0]: pl.Utf8, keys[1]: pl.Utf8, value: pl.Float64, f"paper_{value}": pl.Float64,
               "diff_pct": pl.Float64, "comparison": pl.Utf8}
     return pl.DataFrame(rows, schema=schema, orient="row")
 
