@@ -136,7 +136,7 @@ def read_table(path: str | Path, required: Iterable[str] = (), what: str = "tabl
     it has the ``required`` columns.
 
     Text encodings are tried in the order of ``ENCODINGS`` unless ``encoding`` is given;
-    the one used is in ``frame.attrs``-free form: call :func:`detect_encoding` to know it.
+    :func:`detect_encoding` says which one a file is read with.
     Raises :class:`TableError` naming ``path`` (and the JSON line) for every problem.
     """
     path = Path(path)
