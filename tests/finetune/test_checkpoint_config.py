@@ -19,19 +19,16 @@ def test_base_record_without_fingerprint_is_named(tmp_path):
 @pytest.mark.parametrize("content", [b"", b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n",
                                      b"<!DOCTYPE html><html>", b"\x00\x01 random bytes \xff" * 10])
 def test_corrupt_adapter_weights_are_a_checkpoint_error_naming_the_file(tmp_path, content):
-    import sys
-    from dataclasses import asdict
-    from pathlib import Path
+    from types import SimpleNamespace
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "featstore"))
-    from extract_testkit import tiny_model
+    from finetune_testkit import tiny_encoder
 
     from finetune.checkpoint import load_checkpoint
     from finetune.model import PeftModelConfig
 
-    base = tiny_model("wav2vec2")
+    base = SimpleNamespace(alias="tiny", fingerprint="f" * 16, encoder=tiny_encoder("wav2vec2"), source="test")
     record = {"alias": base.alias, "fingerprint": base.fingerprint, "do_normalize": True}
-    config = {"format": FORMAT, "base": record, "model": asdict(PeftModelConfig(layer=1, strategy="lora"))}
+    config = {"format": FORMAT, "base": record, "model": PeftModelConfig(layer=1, strategy="lora").to_dict()}
     (tmp_path / CONFIG_FILE).write_text(json.dumps(config))
     (tmp_path / WEIGHTS_FILE).write_bytes(content)
     with pytest.raises(CheckpointError, match=WEIGHTS_FILE) as err:
