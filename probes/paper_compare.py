@@ -15,7 +15,8 @@ Public API
 NOT_COMPARABLE_DEMO : the label of demo comparisons
 Table I beside the paper is :func:`finetune.table_one.table_one` (probes sit below finetune)
 compare_table_two(table2, demo=...) : listener UA (Table II, incl. the TJ column)
-compare_table_four(table_iv, demo=..., unit=...) : EDER (Table IV)
+compare_table_four(table_iv, demo=...) : EDER (Table IV)
+rate_column(column, quantity) : the unit rule for a column name (``CN_ua``, ``x_eder_pct``)
 """
 
 from __future__ import annotations
@@ -24,14 +25,11 @@ from pathlib import Path
 
 import polars as pl
 
-from featstore.errors import CrosslingError, check_choice
+from featstore.errors import CrosslingError
 from probes.paper_values import TABLE_II, TABLE_IV
 
 NOT_COMPARABLE_DEMO = "not comparable: demo"
 """The ``comparison`` of every cell built from demo or synthetic data."""
-EDER_UNITS: tuple[str, ...] = ("fraction", "pct")
-"""How EDER is given to :func:`compare_table_four`: fractions (0-1, as
-``probes.sed._results.table_iv`` writes them) or percent."""
 TABLE_TWO_LANGUAGES: tuple[str, ...] = ("cn", "de", "en", "tj")
 """Table II's stimulus languages, in printed order."""
 
@@ -51,11 +49,21 @@ def _label(ours: float | None, paper: float | None, demo: bool) -> tuple[float |
     return ours - paper, ""
 
 
+def rate_column(column: str, quantity: str) -> tuple[str, float] | None:
+    """``(what, scale to percent)`` of a column named by the unit rule, else None:
+    ``CN_ua`` -> (``CN``, 100.0) (a fraction), ``CN_ua_pct`` -> (``CN``, 1.0) (percent)."""
+    for suffix, scale in ((f"_{quantity}_pct", 1.0), (f"_{quantity}", 100.0)):
+        if column.lower().endswith(suffix) and len(column) > len(suffix):
+            return column[: -len(suffix)], scale
+    return None
+
+
 def _table_two_long(table2: pl.DataFrame) -> pl.DataFrame:
-    """group, language, ua_pct from Table II either wide (``group`` and one column per language,
-    upper or lower case, UA as a fraction 0-1: ``probes.human.compare.table2``, the
-    ``table2_ua.csv`` it writes) or long (``group``, ``language`` and ``ua_pct`` in percent, or
-    ``mean`` as a fraction: ``group_summary``)."""
+    """group, language, ua_pct from Table II either wide (``group`` and one column per language
+    named ``<LANG>_ua`` for a fraction 0-1, as ``probes.human.compare.table2`` writes
+    ``table2_ua.csv``, or ``<LANG>_ua_pct`` for percent) or long (``group``, ``language`` and
+    ``ua_pct`` in percent, or ``mean`` as a fraction: ``group_summary``). The unit is read from
+    the column's name, never guessed from its values."""
     if "group" not in table2.columns:
         raise PaperCompareError(f"Table II needs a 'group' column; got {table2.columns}")
     if "language" in table2.columns:
@@ -68,20 +76,24 @@ def _table_two_long(table2: pl.DataFrame) -> pl.DataFrame:
                                     f"got {table2.columns}")
         return table2.select(pl.col("group").cast(pl.Utf8), pl.col("language").cast(pl.Utf8).str.to_lowercase(),
                              value.alias("ua_pct"))
-    langs = [c for c in table2.columns if c.lower() in TABLE_TWO_LANGUAGES]
+    langs = {c: parsed for c in table2.columns if (parsed := rate_column(c, "ua")) is not None}
     if not langs:
-        raise PaperCompareError(f"Table II has no language column ({', '.join(TABLE_TWO_LANGUAGES)}); "
-                                f"got {table2.columns}")
-    return (table2.select(pl.col("group").cast(pl.Utf8), *[(pl.col(c).cast(pl.Float64) * 100) for c in langs])
-            .unpivot(index="group", on=langs, variable_name="language", value_name="ua_pct")
-            .with_columns(pl.col("language").str.to_lowercase()))
+        bare = [c for c in table2.columns if c.lower() in TABLE_TWO_LANGUAGES]
+        hint = (f"; columns {bare} do not say their unit: name them <LANG>_ua (a fraction 0-1) or "
+                "<LANG>_ua_pct (percent)") if bare else ""
+        raise PaperCompareError(f"Table II has no language column (<LANG>_ua or <LANG>_ua_pct, e.g. CN_ua); "
+                                f"got {table2.columns}{hint}")
+    return (table2.select(pl.col("group").cast(pl.Utf8),
+                          *[(pl.col(c).cast(pl.Float64) * scale).alias(lang.lower()) for c, (lang, scale) in langs.items()])
+            .unpivot(index="group", on=[lang.lower() for lang, _ in langs.values()],
+                     variable_name="language", value_name="ua_pct"))
 
 
 def compare_table_two(table2: pl.DataFrame, *, demo: bool = False) -> pl.DataFrame:
     """Table II (listener UA) beside the paper's.
 
     ``table2``: ``probes.human.compare.table2``'s frame (``group`` and one column per stimulus
-    language, ``CN`` ... ``TJ``, UA in percent) or a long one (see :func:`_table_two_long`).
+    language, ``CN_ua`` ... ``TJ_ua``, UA as a fraction) or a long one (see :func:`_table_two_long`).
     Groups are listener groups by native language (``cn``, ``de``).
 
     Returns one row per (group, language) of ours or of the paper (all 8 printed cells, incl.
@@ -92,47 +104,54 @@ def compare_table_two(table2: pl.DataFrame, *, demo: bool = False) -> pl.DataFra
                    [((c.group, c.language), c.ua_pct) for c in TABLE_II], demo)
 
 
-def _table_four_long(table_iv: pl.DataFrame, model_column: str | None, unit: str) -> pl.DataFrame:
-    """emotion, system, eder_pct from ``probes.sed._results.table_iv``'s shape: ``emotion`` and
-    one column for the model, one ``listeners <group>`` per listener group."""
-    check_choice("EDER unit", unit, EDER_UNITS)
+def _table_four_long(table_iv: pl.DataFrame, model_column: str | None) -> pl.DataFrame:
+    """emotion, system, eder_pct from ``probes.sed._results.table_iv``'s shape: ``emotion``,
+    one ``<model>_eder`` column and one ``listeners_<group>_eder`` per listener group (a
+    ``_eder_pct`` suffix instead means percent; the unit is read from the name)."""
     if "emotion" not in table_iv.columns:
         raise PaperCompareError(f"Table IV needs an 'emotion' column; got {table_iv.columns}")
-    others = [c for c in table_iv.columns if c != "emotion"]
-    listeners = [c for c in others if c.startswith("listeners ")]
-    models = [c for c in others if c not in listeners]
-    if model_column is None and len(models) > 1:
+    rates = {c: parsed for c in table_iv.columns if (parsed := rate_column(c, "eder")) is not None}
+    unnamed = [c for c in table_iv.columns if c != "emotion" and c not in rates]
+    if unnamed and not rates:
+        raise PaperCompareError(f"Table IV columns {unnamed} do not say their unit: name them <system>_eder "
+                                "(a fraction 0-1) or <system>_eder_pct (percent)")
+    listeners = [c for c, (system, _) in rates.items() if system.startswith("listeners_")]
+    models = [c for c in rates if c not in listeners]
+    names = {c: rates[c][0] for c in models}
+    if model_column is not None:
+        found = [c for c in models if model_column in (c, names[c])]
+        if not found:
+            raise PaperCompareError(f"Table IV has no column {model_column!r}; model columns: {models}")
+        chosen: str | None = found[0]
+    elif len(models) > 1:
         raise PaperCompareError(f"Table IV has several model columns {models}; name the diarization model's "
                                 "column (model_column=...)")
-    if model_column is not None and model_column not in models:
-        raise PaperCompareError(f"Table IV has no column {model_column!r}; model columns: {models}")
-    chosen = model_column or (models[0] if models else None)
-    rename = {c: c.removeprefix("listeners ").strip() for c in listeners}
+    else:
+        chosen = models[0] if models else None
+    rename = {c: rates[c][0].removeprefix("listeners_").strip() for c in listeners}
     if chosen is not None:
         rename[chosen] = "wavlm"  # the paper's one diarization system
-    scale = 100.0 if unit == "fraction" else 1.0
-    cols = list(rename)
-    if not cols:
+    if not rename:
         return pl.DataFrame(schema={"emotion": pl.Utf8, "system": pl.Utf8, "eder_pct": pl.Float64})
-    return (table_iv.select(pl.col("emotion").cast(pl.Utf8), *[(pl.col(c).cast(pl.Float64) * scale).alias(rename[c])
-                                                              for c in cols])
-            .unpivot(index="emotion", on=[rename[c] for c in cols], variable_name="system", value_name="eder_pct"))
+    return (table_iv.select(pl.col("emotion").cast(pl.Utf8),
+                            *[(pl.col(c).cast(pl.Float64) * rates[c][1]).alias(rename[c]) for c in rename])
+            .unpivot(index="emotion", on=list(rename.values()), variable_name="system", value_name="eder_pct"))
 
 
-def compare_table_four(table_iv: pl.DataFrame, *, demo: bool = False, unit: str = "fraction",
+def compare_table_four(table_iv: pl.DataFrame, *, demo: bool = False,
                        model_column: str | None = None) -> pl.DataFrame:
     """Table IV (EDER) beside the paper's.
 
     ``table_iv``: ``probes.sed._results.table_iv``'s frame (``emotion`` = angry, happy, sad,
-    average; one column for the diarization model, one ``listeners <group>`` per group), EDER
-    as a fraction 0-1 (``unit="fraction"``, the default) or in percent (``unit="pct"``).
-    The model column is compared with the paper's WavLM column.
+    average; ``<model>_eder`` for the diarization model, ``listeners_<group>_eder`` per group),
+    EDER as a fraction 0-1, or in percent where a column ends ``_eder_pct``. The model column
+    (``model_column``: its full name or the model's) is compared with the paper's WavLM column.
 
     Returns one row per (emotion, system) of ours or of the paper (all 12 printed cells):
     ``emotion``, ``system`` (``wavlm``, ``cn``, ``de``), ``eder_pct``, ``paper_eder_pct``,
     ``diff_pct`` (percentage points; negative = fewer errors than the paper), ``comparison``.
     """
-    return _beside(_table_four_long(table_iv, model_column, unit), ("emotion", "system"), "eder_pct",
+    return _beside(_table_four_long(table_iv, model_column), ("emotion", "system"), "eder_pct",
                    [((c.emotion, c.system), c.eder_pct) for c in TABLE_IV], demo)
 
 
@@ -168,6 +187,6 @@ def write_beside_paper(table: pl.DataFrame, out_dir: str | Path, name: str) -> d
 
 __all__ = [
     "write_beside_paper",
-    "EDER_UNITS", "NOT_COMPARABLE_DEMO", "TABLE_TWO_LANGUAGES", "PaperCompareError", "compare_table_four",
+    "rate_column", "NOT_COMPARABLE_DEMO", "TABLE_TWO_LANGUAGES", "PaperCompareError", "compare_table_four",
     "compare_table_two",
 ]

@@ -149,10 +149,8 @@ def _glob(run_dir: Path, patterns: tuple[str, ...]) -> list[Path]:
 def layer_table(summary: pl.DataFrame) -> pl.DataFrame:
     """Figure 1 as numbers: one row per model, setting and train -> test corpus, one column
     per layer (``layer <n> UA %``), cells ``UA % mean ± std`` over folds. ``ua_mean`` and
-    ``ua_std`` may be fractions (the probes' ``summary.csv``) or percentages."""
-    from study.report_marks import is_fraction
-
-    scale = 100 if is_fraction(summary["ua_mean"]) else 1
+    ``ua_std`` are fractions (the probes' ``summary.csv``; the unit rule of every file)."""
+    scale = 100
     cell = pl.format("{} ± {}", (pl.col("ua_mean") * scale).round(1), (pl.col("ua_std") * scale).round(1))
     frame = summary.with_columns(cell.alias("cell"), pl.format("layer {} UA %", pl.col("layer")).alias("layer_name"))
     if {"train_corpus", "test_corpus"} <= set(frame.columns):  # one column: train -> test, or the one corpus
@@ -240,8 +238,7 @@ def _read_table(path: Path) -> tuple[pl.DataFrame, str]:
         frame = frame.sort("p").select([c for c in TTEST_COLUMNS if c in frame.columns]).head(20)
         note = f"Welch's t-tests, smallest p first (20 at most){note}; t = a minus b"
     elif path.name == "table_iv.csv":
-        rates = [c for c in frame.columns if c != "emotion" and frame.schema[c].is_numeric()]
-        frame = percent_columns(frame, eder_columns=tuple(rates))
+        frame = percent_columns(frame)
         note = "EDER % (lower is better)"
     elif path.name == "best_layers.csv" and "finetune_layer" in frame.columns:
         frame = percent_columns(frame)
@@ -249,8 +246,7 @@ def _read_table(path: Path) -> tuple[pl.DataFrame, str]:
                 "finetune_layer: the layer `finetune peft --layer best` uses, the best of layers 1 and up "
                 "(fine-tuning adapts at least one transformer layer), so it differs when layer 0 is best")
     elif path.name.startswith("table2") and "group" in frame.columns:
-        langs = {c: "UA" for c in frame.columns if c != "group" and frame.schema[c].is_numeric()}
-        frame = percent_columns(frame, rate_columns=langs)
+        frame = percent_columns(frame)
         note = "listening-test UA % by listener group (rows) and test language (columns)"
     else:
         frame = percent_columns(frame)

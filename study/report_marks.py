@@ -1,10 +1,11 @@
 """What the report says beside each number: its unit, and whether listeners were simulated.
 
-Units: the result files keep their own conventions (``ua_mean`` is a fraction in the
-probes' ``summary.csv`` and ``best_layers.csv``, a percentage in fine-tuning's
-``table_one.csv``; EDER is a fraction in ``table_iv.csv``). The report converts once, here,
-so every column it shows holds percentages and says so in its header (``UA %``,
-``EDER %``); a column whose name ends in ``_pct`` is already in percent.
+Units: one rule for every result file (docs/architecture.md): a rate is a FRACTION 0-1 in
+a column named for its quantity (``ua``, ``ua_mean``, ``CN_ua``, ``wavlm-emo_eder``,
+``listeners_cn_eder``) and a percentage only in a column whose name ends ``_pct``
+(``ua_pct``, ``paper_ua_pct``). The report reads the unit from the name, never from the
+values, and converts once, here, so every column it shows holds percentages and says so in
+its header (``UA %``, ``CN UA %``, ``EDER %``).
 
 Simulated listeners: a listening test's answers are simulated when the run's ``study.json``
 says so in ``listeners`` (a text starting ``simulated``, or ``{"human": ..., "sed": ...}``)
@@ -33,59 +34,56 @@ QUANTITIES: dict[str, str] = {
 }
 """Column stems whose values are rates (fraction or percent) and the name the report shows."""
 
-STATS = {"mean": "mean", "std": "std", "sd": "std", "": ""}
+STATS = {"mean": "mean", "std": "std", "sd": "std", "lo": "low", "hi": "high", "": ""}
+"""Statistic suffixes a rate column may carry (``ua_mean``, ``ua_lo``), and their header words."""
 
 
-def _split(column: str) -> tuple[str, str, bool]:
-    """``ua_mean`` -> (``ua``, ``mean``, False); ``ua_pct`` -> (``ua``, ``""``, True)."""
-    name = column.lower()
-    pct = name.endswith("_pct")
+def _split(column: str) -> tuple[str, str, str, bool]:
+    """A column's (prefix, quantity stem, statistic, in percent) by the unit rule:
+    ``ua_mean`` -> (``""``, ``ua``, ``mean``, False); ``CN_ua`` -> (``CN``, ``ua``, ``""``, False);
+    ``paper_ua_pct`` -> (``paper``, ``ua``, ``""``, True); a column that names no quantity
+    -> (``""``, its lower-case name, ``""``, pct)."""
+    name = column
+    pct = name.lower().endswith("_pct")
     if pct:
         name = name[:-4]
-    for stat in ("mean", "std", "sd"):
-        if name.endswith(f"_{stat}"):
-            return name[: -len(stat) - 1], stat, pct
-    return name, "", pct
+    stat = ""
+    for suffix in ("mean", "std", "sd", "lo", "hi"):
+        if name.lower().endswith(f"_{suffix}"):
+            name, stat = name[: -len(suffix) - 1], suffix
+            break
+    if not pct and name.lower().endswith("_pct"):  # ``ua_pct_std``: the statistic after the unit
+        name, pct = name[:-4], True
+    low = name.lower()
+    if low in QUANTITIES:
+        return "", low, stat, pct
+    for quantity in sorted(QUANTITIES, key=len, reverse=True):
+        if low.endswith(f"_{quantity}") and len(low) > len(quantity) + 1:
+            return name[: -len(quantity) - 1], quantity, stat, pct
+    return "", low, stat, pct
 
 
-def is_fraction(values: pl.Series) -> bool:
-    """True when every value is within [-1, 1]: a rate written as a fraction."""
-    finite = values.drop_nulls().drop_nans() if values.dtype.is_float() else values.drop_nulls()
-    return finite.len() > 0 and float(finite.abs().max()) <= 1.0
+def is_rate(column: str) -> bool:
+    """True when ``column``'s name says it holds a rate (fraction, or percent with ``_pct``)."""
+    return _split(column)[1] in QUANTITIES
 
 
-def percent_columns(frame: pl.DataFrame, eder_columns: tuple[str, ...] = (),
-                    rate_columns: dict[str, str] | None = None) -> pl.DataFrame:
-    """Every rate column of ``frame`` in percent, its header naming the unit.
+def percent_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every rate column of ``frame`` in percent, its header naming the quantity and the unit.
 
-    A stem's ``_mean`` column decides for its ``_std`` (a std of 0.5 % is not a fraction);
-    a stem with values all within [0, 1] is a fraction and is multiplied by 100 once.
-    ``eder_columns`` are EDER columns named otherwise (Table IV: the model's and each
-    group's); ``rate_columns`` maps other rate columns to their quantity (Table II's
-    languages: ``{"CN": "UA"}``).
+    The unit comes from the column's name alone: a numeric column whose name ends in a
+    quantity of :data:`QUANTITIES` (optionally with a statistic, ``_mean``/``_std``/``_lo``/
+    ``_hi``) is a fraction and is multiplied by 100 once; with ``_pct`` it is already percent.
+    ``CN_ua`` is shown as ``CN UA %``, ``listeners_cn_eder`` as ``listeners cn EDER %``.
     """
-    rates = dict(rate_columns or {}) | dict.fromkeys(eder_columns, "EDER")
-    fraction: dict[str, bool] = {}
-    for col in sorted(frame.columns, key=lambda c: _split(c)[1] in ("std", "sd")):  # a mean decides first
-        stem, stat, pct = _split(col)
-        if col in rates or (stem in QUANTITIES and frame.schema[col].is_numeric()):
-            key = col if col in rates else stem
-            if pct:
-                fraction[key] = False
-            else:
-                fraction.setdefault(key, is_fraction(frame[col]))
     out, names = [], {}
     for col in frame.columns:
-        stem, stat, pct = _split(col)
-        if col in rates:
-            key, label = col, f"{col} {rates[col]} %"
-        elif stem in QUANTITIES and frame.schema[col].is_numeric():
-            key, label = stem, " ".join(x for x in (QUANTITIES[stem], "%", STATS[stat]) if x)
-        else:
+        prefix, stem, stat, pct = _split(col)
+        if stem not in QUANTITIES or not frame.schema[col].is_numeric():
             continue
-        if fraction.get(key):
+        if not pct:
             out.append((pl.col(col) * 100).alias(col))
-        names[col] = label
+        names[col] = " ".join(x for x in (prefix.replace("_", " "), QUANTITIES[stem], "%", STATS[stat]) if x)
     frame = frame.with_columns(out) if out else frame
     taken = set(frame.columns) - set(names)
     rename = {}

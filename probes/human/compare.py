@@ -209,16 +209,21 @@ def order_languages(languages: Sequence[str]) -> list[str]:
 
 
 def table2(summary: pl.DataFrame, languages: Sequence[str] | None = None) -> pl.DataFrame:
-    """Table II: rows = listener groups, columns = test languages in upper case (``CN``,
-    ``DE``, ``EN``, ``TJ``... in that order), mean UA over the group's listeners as a
-    FRACTION 0-1 (like every ``ua`` in the toolkit's files; the report and the paper
+    """Table II: rows = listener groups, one column per test language named ``<LANG>_ua``
+    (``CN_ua``, ``DE_ua``, ``EN_ua``, ``TJ_ua``... in that order): mean UA over the group's
+    listeners as a FRACTION 0-1, as the ``_ua`` in its name says (the report and the paper
     comparison turn it into % at the edge); a language a group did not hear is null."""
     if summary.is_empty():
         return pl.DataFrame(schema={"group": pl.Utf8})
     langs = list(languages or order_languages(summary["language"].to_list()))
     wide = summary.pivot(on="language", index="group", values="mean")
     cols = [c for c in langs if c in wide.columns]
-    return wide.select("group", *cols).rename({c: c.upper() for c in cols}).sort("group")
+    return wide.select("group", *cols).rename({c: table2_column(c) for c in cols}).sort("group")
+
+
+def table2_column(language: str) -> str:
+    """Table II's column for a test language: ``cn`` -> ``CN_ua`` (a fraction 0-1)."""
+    return f"{language.upper()}_ua"
 
 
 def group_confusions(answers: pl.DataFrame, labels: Sequence[str] = CANONICAL_EMOTIONS) -> pl.DataFrame:

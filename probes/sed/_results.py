@@ -101,20 +101,21 @@ def table_iv(
     Returns
     -------
     Rows ``angry``, ``happy``, ``sad``, ``average`` (plain mean over utterances or answers);
-    columns ``emotion``, the model, then ``listeners <group>`` per group.
+    columns ``emotion``, ``<model>_eder``, then ``listeners_<group>_eder`` per group, every
+    EDER a FRACTION 0-1 as the ``_eder`` in the name says (the report shows %).
     """
     table = pl.DataFrame({"emotion": list(TABLE_IV_ROWS)})
     if model_rows is not None:
         rows = model_rows if utt_ids is None else model_rows.filter(pl.col("utt_id").is_in(list(utt_ids)))
         if rows.is_empty():
             raise ValueError("no model results for the requested utterances")
-        summary = per_emotion(rows).select("emotion", pl.col("eder").alias(model_name))
+        summary = per_emotion(rows).select("emotion", pl.col("eder").alias(f"{model_name}_eder"))
         table = table.join(summary, on="emotion", how="left")
     if listener_rows is not None and not listener_rows.is_empty():
         summary = per_emotion(listener_rows, by=["group"])
         for group in sorted(summary["group"].unique().to_list()):
             col = summary.filter(pl.col("group") == group).select(
-                "emotion", pl.col("eder").alias(f"listeners {group}"))
+                "emotion", pl.col("eder").alias(f"listeners_{group}_eder"))
             table = table.join(col, on="emotion", how="left")
     return table
 

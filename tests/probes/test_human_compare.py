@@ -71,13 +71,13 @@ def test_per_listener_tables_and_confusions_match_sklearn():
         assert row["n"] == part.height
     # Table II: mean per-listener UA per group x language, a fraction (as every `ua` in files)
     t2 = {r["group"]: r for r in res.table2.iter_rows(named=True)}
-    assert res.table2.columns == ["group", "CN", "DE", "EN"]
+    assert res.table2.columns == ["group", "CN_ua", "DE_ua", "EN_ua"]
     for group in ("cn", "de"):
         for lang in ("cn", "de", "en"):
             uas = [balanced_accuracy_score(p["true"].to_list(), p["answer"].to_list())
                    for (_,), p in ans.filter((pl.col("group") == group) & (pl.col("language") == lang))
                    .group_by("listener")]
-            assert t2[group][lang.upper()] == pytest.approx(np.mean(uas))
+            assert t2[group][f"{lang.upper()}_ua"] == pytest.approx(np.mean(uas))
     # Table III: pooled confusion, rows normalised, counted by hand
     for (group, lang), part in ans.group_by("group", "language"):
         counts = np.zeros((4, 4))
@@ -261,7 +261,7 @@ def test_simulated_round_trip_through_webmushra_files(tmp_path):
                                    "--metric", "ua", "--metric", "recall_happy"])
     assert r.exit_code == 0, r.output
     t2 = pl.read_csv(out / "table2_ua.csv")
-    assert t2.filter(pl.col("group") == "cn")["CN"][0] == pytest.approx(1.0)
+    assert t2.filter(pl.col("group") == "cn")["CN_ua"][0] == pytest.approx(1.0)
     # Table II beside the paper's, as CSV and Markdown: ours in %, the paper's value, the difference
     from probes.paper_values import paper_value
 

@@ -135,10 +135,10 @@ def test_tj_column_from_a_three_category_corpus(tmp_path, keep_question):
     assert r.exit_code == 0, r.output
 
     t2 = pl.read_csv(out / "cmp" / "table2_ua.csv")
-    assert t2.columns == ["group", "CN", "TJ"]
+    assert t2.columns == ["group", "CN_ua", "TJ_ua"]
     for lang in ("tj", "cn"):
         expected = _ua_by_hand(lss, key, lang)
-        got = {row["group"]: row[lang.upper()] for row in t2.iter_rows(named=True)}
+        got = {row["group"]: row[f"{lang.upper()}_ua"] for row in t2.iter_rows(named=True)}
         assert got == pytest.approx(expected, rel=1e-12), lang
     # the model side is empty where no model ran (TJ), filled where one did (CN)
     pairs = pl.read_csv(out / "cmp" / "pairs.csv")

@@ -22,8 +22,8 @@ PAPER_IV = {("angry", "wavlm"): 36.6, ("angry", "cn"): 25.8, ("angry", "de"): 27
 
 
 def test_table_two_wide_with_tj_column():
-    ours = pl.DataFrame({"group": ["cn", "de"], "CN": [0.80, 0.81], "DE": [0.70, 0.90],
-                         "EN": [0.60, 0.75], "TJ": [0.66, None]})  # table2_ua.csv: fractions
+    ours = pl.DataFrame({"group": ["cn", "de"], "CN_ua": [0.80, 0.81], "DE_ua": [0.70, 0.90],
+                         "EN_ua": [0.60, 0.75], "TJ_ua": [0.66, None]})  # table2_ua.csv: fractions
     out = compare_table_two(ours)
     assert out.height == 8
     got = {(r["group"], r["language"]): r for r in out.iter_rows(named=True)}
@@ -43,7 +43,7 @@ def test_table_two_long_fractions_and_extra_groups():
 
 
 def test_table_two_demo_is_not_comparable():
-    ours = pl.DataFrame({"group": ["cn"], "CN": [0.80]})
+    ours = pl.DataFrame({"group": ["cn"], "CN_ua": [0.80]})
     out = compare_table_two(ours, demo=True)
     assert out["diff_pct"].null_count() == out.height and set(out["comparison"]) == {NOT_COMPARABLE_DEMO}
     assert out["paper_ua_pct"].null_count() == 0  # the paper's values stay for reference
@@ -51,16 +51,17 @@ def test_table_two_demo_is_not_comparable():
 
 def test_table_four_from_sed_table_iv_fractions():
     ours = pl.DataFrame({"emotion": ["angry", "happy", "sad", "average"],
-                         "wavlm-emo": [0.40, 0.30, 0.50, 0.40], "listeners cn": [0.25, 0.30, 0.40, 0.3167],
-                         "listeners de": [0.20, 0.30, 0.30, 0.2667]})
+                         "wavlm-emo_eder": [0.40, 0.30, 0.50, 0.40], "listeners_cn_eder": [0.25, 0.30, 0.40, 0.3167],
+                         "listeners_de_eder": [0.20, 0.30, 0.30, 0.2667]})
     out = compare_table_four(ours)
     got = {(r["emotion"], r["system"]): r for r in out.iter_rows(named=True)}
     assert out.height == 12 and {k: r["paper_eder_pct"] for k, r in got.items()} == PAPER_IV
     assert got[("angry", "wavlm")]["eder_pct"] == pytest.approx(40.0)
     assert got[("angry", "wavlm")]["diff_pct"] == pytest.approx(40.0 - 36.6)
     assert got[("sad", "de")]["diff_pct"] == pytest.approx(30.0 - 28.3)
-    pct = compare_table_four(ours.with_columns(pl.col("wavlm-emo") * 100), unit="pct",
-                             model_column="wavlm-emo")
+    # the unit is read from the name: ``_eder_pct`` is percent, whatever the values
+    pct = compare_table_four(ours.with_columns((pl.col("wavlm-emo_eder") * 100).alias("wavlm-emo_eder_pct"))
+                             .drop("wavlm-emo_eder"), model_column="wavlm-emo")
     assert pct.filter(pl.col("system") == "wavlm")["eder_pct"].to_list() == pytest.approx([40.0, 30.0, 50.0, 40.0])
     demo = compare_table_four(ours, demo=True)
     assert set(demo["comparison"]) == {NOT_COMPARABLE_DEMO} and demo["diff_pct"].null_count() == 12
@@ -69,11 +70,15 @@ def test_table_four_from_sed_table_iv_fractions():
 def test_table_four_bad_shapes_are_clear_errors():
     with pytest.raises(PaperCompareError, match="emotion"):
         compare_table_four(pl.DataFrame({"x": [1.0]}))
-    two_models = pl.DataFrame({"emotion": ["angry"], "a": [0.1], "b": [0.2]})
+    two_models = pl.DataFrame({"emotion": ["angry"], "a_eder": [0.1], "b_eder": [0.2]})
     with pytest.raises(PaperCompareError, match="model_column"):
         compare_table_four(two_models)
     with pytest.raises(PaperCompareError, match="group"):
         compare_table_two(pl.DataFrame({"CN": [1.0]}))
+    with pytest.raises(PaperCompareError, match="do not say their unit"):  # bare language: unit unknown
+        compare_table_two(pl.DataFrame({"group": ["cn"], "CN": [0.8]}))
+    with pytest.raises(PaperCompareError, match="do not say their unit"):
+        compare_table_four(pl.DataFrame({"emotion": ["angry"], "wavlm": [0.4]}))
 
 
 def test_compare_table_one_lists_all_24_cells():

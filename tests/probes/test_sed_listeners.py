@@ -112,13 +112,13 @@ def test_score_against_time_grid_and_table_iv(tmp_path: Path) -> None:
         assert row["missed"] + row["false_alarm"] + row["confusion"] + row["overlap"] == pytest.approx(
             row["eder"] * row["duration"], abs=1e-9)
     table = table_iv(listener_rows=scored)
-    assert table.columns == ["emotion", "listeners en", "listeners zh"]
+    assert table.columns == ["emotion", "listeners_en_eder", "listeners_zh_eder"]
     for group in ("en", "zh"):
         sub = scored.filter(pl.col("group") == group)
         for emo in ("angry", "happy", "sad"):
             want = sub.filter(pl.col("emotion") == emo)["eder"].mean()
-            assert table.filter(pl.col("emotion") == emo)[f"listeners {group}"][0] == pytest.approx(want)
-        assert table.filter(pl.col("emotion") == "average")[f"listeners {group}"][0] == pytest.approx(sub["eder"].mean())
+            assert table.filter(pl.col("emotion") == emo)[f"listeners_{group}_eder"][0] == pytest.approx(want)
+        assert table.filter(pl.col("emotion") == "average")[f"listeners_{group}_eder"][0] == pytest.approx(sub["eder"].mean())
 
 
 def test_score_errors_name_the_line(tmp_path: Path) -> None:
@@ -186,15 +186,15 @@ def test_score_with_model_results(tmp_path: Path) -> None:
     pl.DataFrame(rows).write_parquet(tmp_path / "model.parquet")
     out = score_listeners(tmp_path / "answers.csv", paths["key"], tmp_path / "s", tmp_path / "model.parquet")
     table = pl.read_csv(out["table_iv"])
-    assert table.columns[:2] == ["emotion", "allneutral"]
+    assert table.columns[:2] == ["emotion", "allneutral_eder"]
     model = pl.DataFrame(rows).filter(pl.col("utt_id").is_in(key["utt_id"].to_list()))
-    assert table["allneutral"][3] == pytest.approx(model["eder"].mean(), abs=1e-4)
+    assert table["allneutral_eder"][3] == pytest.approx(model["eder"].mean(), abs=1e-4)
     # beside the paper's Table IV (EDER %): the model column against the paper's WavLM
     from probes.paper_values import paper_value
 
     beside = pl.read_csv(out["table_iv_vs_paper_csv"])
     row = beside.filter((pl.col("emotion") == "average") & (pl.col("system") == "wavlm")).row(0, named=True)
-    assert row["eder_pct"] == pytest.approx(100 * table["allneutral"][3], abs=0.01)  # table_iv.csv: 4 decimals
+    assert row["eder_pct"] == pytest.approx(100 * table["allneutral_eder"][3], abs=0.01)  # table_iv.csv: 4 decimals
     assert row["paper_eder_pct"] == paper_value("IV", emotion="average", system="wavlm")
     assert row["diff_pct"] == pytest.approx(row["eder_pct"] - row["paper_eder_pct"])
     # simulated answers: marked in the files' provenance, and not compared with the paper

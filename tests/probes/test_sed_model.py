@@ -160,8 +160,8 @@ def test_run_model_end_to_end(tiny_sb: Path, zed_corpus: tuple[Path, Path], tmp_
     assert table["emotion"].to_list() == ["angry", "happy", "sad", "average"]
     for emo in ("angry", "happy", "sad"):
         expect = per_utt.filter(pl.col("emotion") == emo)["eder"].to_numpy().mean()
-        assert table.filter(pl.col("emotion") == emo)["tiny-sb"][0] == pytest.approx(expect, abs=1e-4)
-    assert table["tiny-sb"][3] == pytest.approx(per_utt["eder"].mean(), abs=1e-4)
+        assert table.filter(pl.col("emotion") == emo)["tiny-sb_eder"][0] == pytest.approx(expect, abs=1e-4)
+    assert table["tiny-sb_eder"][3] == pytest.approx(per_utt["eder"].mean(), abs=1e-4)
     assert paths["timelines_png"].stat().st_size > 0 and paths["timelines_svg"].exists()
     assert pl.read_csv(paths["per_utterance_csv"]).height == per_utt.height
 

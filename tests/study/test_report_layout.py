@@ -68,8 +68,8 @@ def make_run(run: Path, simulated_by: str = "meta") -> Path:
     table3 = _table3(rng)
     figures.confusion_grid(table3.filter(pl.col("language") == "cn"), human / "figures" / "confusion_grid")
     figures.recall_bars(table3, human / "figures" / "recall_bars")
-    pl.DataFrame({"group": ["cn", "de"], "CN": [0.625, 0.4125], "DE": [0.3875, 0.70], "EN": [0.55, 0.575],
-                  "YUE": [0.45, 0.30]}).write_csv(human / "table2_ua.csv")  # fractions, as compare writes
+    pl.DataFrame({"group": ["cn", "de"], "CN_ua": [0.625, 0.4125], "DE_ua": [0.3875, 0.70], "EN_ua": [0.55, 0.575],
+                  "YUE_ua": [0.45, 0.30]}).write_csv(human / "table2_ua.csv")  # fractions, as compare writes
     tests = []
     for metric in ("ua", "wa", "recall_angry", "recall_happy"):
         for la, lb in (("cn", "de"), ("cn", "en"), ("de", "yue")):
@@ -80,8 +80,8 @@ def make_run(run: Path, simulated_by: str = "meta") -> Path:
     pl.DataFrame(tests).write_csv(human / "ttests.csv")
     sed = run / "sed"
     sed.mkdir()
-    pl.DataFrame({"emotion": ["angry", "happy", "sad", "average"], "untrained-wavlm-emo": [0.61, 0.58, 0.7, 0.63],
-                  "listeners cn": [0.21, 0.25, 0.19, 0.22], "listeners de": [0.2, 0.3, 0.22, 0.24]}
+    pl.DataFrame({"emotion": ["angry", "happy", "sad", "average"], "untrained-wavlm-emo_eder": [0.61, 0.58, 0.7, 0.63],
+                  "listeners_cn_eder": [0.21, 0.25, 0.19, 0.22], "listeners_de_eder": [0.2, 0.3, 0.22, 0.24]}
                  ).write_csv(sed / "table_iv.csv")
     long_model = "untrained-w2v2-cn-with-a-long-name-from-a-folder"
     prov = pl.DataFrame({"model": [long_model, "listeners"], "model_fingerprint": ["9f8e7d6c5b4a39281706f5e4", None],
