@@ -5,9 +5,11 @@ sharded with an ``*.index.json``), or as SpeechBrain ``.ckpt`` files. ``.bin`` a
 ``.ckpt`` files are read with ``torch.load(weights_only=True)``: a file that needs
 anything beyond tensors and plain containers is refused, never unpickled.
 
-Key mapping onto a ``Wav2Vec2Model`` / ``WavLMModel``:
+Key mapping onto a bare encoder (``Wav2Vec2Model``, ``WavLMModel``, ``HubertModel``,
+``Data2VecAudioModel``):
 
-- wrapper prefixes are stripped (``module.``, ``model.``, ``wav2vec2.``, ``wavlm.``);
+- wrapper prefixes are stripped (``module.``, ``model.`` and each family's own:
+  ``wav2vec2.``, ``wavlm.``, ``hubert.``, ``data2vec_audio.``; see ``registry.FAMILIES``);
 - pre-training and task heads are dropped (``quantizer``, ``project_hid``,
   ``project_q``, ``lm_head``, ``classifier``, ``projector`` ...);
 - the positional convolution's weight norm is accepted under both names: the old
@@ -33,8 +35,9 @@ import torch
 from safetensors.torch import load_file
 
 from featstore.errors import CrosslingError, UnsafeIdError, path_inside
+from featstore.models.registry import FAMILIES
 
-STRIP_PREFIXES = ("module.", "model.", "wav2vec2.", "wavlm.")
+STRIP_PREFIXES = ("module.", "model.", *dict.fromkeys(f.weight_prefix for f in FAMILIES.values() if f.weight_prefix))
 HEAD_PREFIXES = (
     "quantizer.",
     "project_hid.",
