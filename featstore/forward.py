@@ -44,6 +44,8 @@ __all__ = [
     "frame_counts",
     "front_end",
     "encoder_states",
+    "encoder_layers",
+    "set_encoder_layers",
     "hidden_states",
     "masked_mean_std",
     "n_layers_of",
@@ -92,9 +94,20 @@ def _delegate(encoder: nn.Module) -> ModuleType | None:
     return importlib.import_module(name) if name else None
 
 
+def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The transformer layers of an encoder of any registered family (``FamilySpec.layers``)."""
+    return encoder.get_submodule(family_of(encoder).layers)
+
+
+def set_encoder_layers(encoder: nn.Module, layers: nn.ModuleList) -> None:
+    """Replace the transformer layers of ``encoder`` (e.g. by the first ``k`` of them)."""
+    parent, _, name = family_of(encoder).layers.rpartition(".")
+    setattr(encoder.get_submodule(parent) if parent else encoder, name, layers)
+
+
 def n_layers_of(encoder: nn.Module) -> int:
     """Number of transformer layers of an encoder of any registered family."""
-    return len(encoder.get_submodule(family_of(encoder).layers))
+    return len(encoder_layers(encoder))
 
 
 def _pad(waves: Sequence[torch.Tensor], device: torch.device | str | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,7 +202,7 @@ def encoder_states(
         return own.encoder_states(encoder, features, mask, n_layers=n_layers, start_layer=start_layer)
     spec = family_of(encoder)
     enc = encoder.encoder
-    layers = encoder.get_submodule(spec.layers)
+    layers = encoder_layers(encoder)
     total = len(layers)
     n_layers = total if n_layers is None else int(n_layers)
     if not 0 <= start_layer <= n_layers <= total:
