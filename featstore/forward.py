@@ -50,6 +50,7 @@ __all__ = [
     "masked_mean_std",
     "n_layers_of",
     "positional_embedding",
+    "project_features",
 ]
 
 
@@ -158,12 +159,18 @@ def front_end(encoder: nn.Module, waves: Sequence[torch.Tensor]) -> tuple[torch.
         h = first(h)
     for layer in conv_layers[1:]:
         h = layer(h)
-    projected = encoder.feature_projection(h.transpose(1, 2))
-    # wav2vec 2.0 / WavLM / data2vec-audio return (projected, normed); HuBERT the projection only
-    features = projected[0] if isinstance(projected, tuple) else projected
+    features = project_features(encoder, h.transpose(1, 2))
     n_frames = frame_counts(encoder.config, lengths).to(device)
     mask = torch.arange(features.shape[1], device=device)[None, :] < n_frames[:, None]
     return features, mask
+
+
+def project_features(encoder: nn.Module, conv_out: torch.Tensor) -> torch.Tensor:
+    """The encoder's feature projection of the convolutional output ``conv_out`` (B, T, C)
+    -> (B, T, D), for every family: wav2vec 2.0 / WavLM / data2vec-audio return
+    ``(projected, normed)``, HuBERT the projection alone."""
+    projected = encoder.feature_projection(conv_out)
+    return projected[0] if isinstance(projected, tuple) else projected
 
 
 def frame_counts_after(config: object, n_samples: int | Sequence[int] | torch.Tensor, n_conv: int) -> torch.Tensor:
