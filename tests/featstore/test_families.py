@@ -174,3 +174,20 @@ def test_start_from_a_cached_layer(family, norm, overrides):
     m = mask[..., None]
     for j, h in enumerate(upper):
         assert ((h - full[2 + j]) * m).abs().max() <= 1e-5
+
+
+def test_featstore_models_shows_family_size_and_pretraining_languages(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import featstore_app
+
+    runner = CliRunner()
+    res = runner.invoke(featstore_app, ["models", "--json", "--cache-root", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rows = {r["alias"]: r for r in json.loads(res.output)}
+    assert {k: rows["mms-300m"][k] for k in ("family", "n_layers", "hidden_size", "pretraining_languages")} == {
+        "family": "wav2vec2", "n_layers": 24, "hidden_size": 1024, "pretraining_languages": "1406 languages"}
+    assert rows["data2vec-audio-base"]["family"] == "data2vec-audio"
+    assert rows["w2v2-cn"]["pretraining_languages"] == "cn"
+    table = runner.invoke(featstore_app, ["models", "--cache-root", str(tmp_path)])
+    assert table.exit_code == 0 and "pre-training languages" in table.output and "147 languages" in table.output
