@@ -7,6 +7,7 @@ Only the transformers classes named by the family registry
 
 from __future__ import annotations
 
+import importlib
 import json
 import weakref
 from pathlib import Path
@@ -18,11 +19,23 @@ from transformers import PretrainedConfig
 from featstore.models.registry import FAMILIES
 from featstore.models.weights import ModelLoadError
 
+
+def transformers_class(name: str) -> type:
+    """A transformers class by name: ``"HubertModel"`` (exported by ``transformers``) or a
+    full path ``"transformers.models.whisper.modeling_whisper.WhisperEncoder"``."""
+    if "." not in name:
+        return getattr(transformers, name)
+    module, _, attr = name.rpartition(".")
+    if not module.startswith("transformers."):
+        raise ValueError(f"{name}: only transformers classes are used")
+    return getattr(importlib.import_module(module), attr)
+
+
 CONFIG_CLASSES: dict[str, type[PretrainedConfig]] = {
-    name: getattr(transformers, family.config_class) for name, family in FAMILIES.items()}
+    name: transformers_class(family.config_class) for name, family in FAMILIES.items()}
 """``model_type`` -> transformers config class, from the family registry."""
 ENCODER_CLASSES: dict[str, type[torch.nn.Module]] = {
-    name: getattr(transformers, family.model_class) for name, family in FAMILIES.items()}
+    name: transformers_class(family.model_class) for name, family in FAMILIES.items()}
 """``model_type`` -> transformers bare encoder class, from the family registry."""
 DEFAULT_SAMPLE_RATE_HZ = 16000
 

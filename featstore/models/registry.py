@@ -30,12 +30,13 @@ class FamilySpec:
     model_type : str
         ``config.json``'s ``model_type`` (``"hubert"``, ``"data2vec-audio"`` ...).
     model_class, config_class : str
-        transformers class names of the bare encoder and its config.
+        transformers class names of the bare encoder and its config (a name exported by
+        ``transformers``, or a full ``transformers.models....Class`` path).
     weight_prefix : str
         Prefix of the encoder's keys inside task / pre-training checkpoints
         (``"hubert."`` in ``HubertForCTC``); stripped when loading.
     ctc_class : str
-        transformers class with a CTC head (tiny test models in that format).
+        transformers class with a CTC head (tiny test models in that format); ``""``: none.
     pretraining_class : str
         transformers pre-training class, ``""`` when transformers has none.
     layers : str

@@ -29,11 +29,10 @@ import json
 from pathlib import Path
 
 import torch
-import transformers
 from safetensors.torch import save_file
 from transformers import PretrainedConfig, Wav2Vec2Config, Wav2Vec2ForPreTraining
 
-from featstore.models.configs import CONFIG_CLASSES, ENCODER_CLASSES, front_end_norm
+from featstore.models.configs import CONFIG_CLASSES, ENCODER_CLASSES, front_end_norm, transformers_class
 from featstore.models.registry import FAMILIES
 
 FORMATS = ("model", "pretraining", "ctc", "speechbrain")
@@ -65,7 +64,7 @@ _BASE = {
 }
 _ARCH = {
     **{(name, "model"): f.model_class for name, f in FAMILIES.items()},
-    **{(name, "ctc"): f.ctc_class for name, f in FAMILIES.items()},
+    **{(name, "ctc"): f.ctc_class for name, f in FAMILIES.items() if f.ctc_class},
     ("wav2vec2", "pretraining"): "Wav2Vec2ForPreTraining",
     # transformers has no WavLMForPreTraining; the layout mirrors wav2vec 2.0's.
     ("wavlm", "pretraining"): "WavLMForPreTraining",
@@ -149,7 +148,7 @@ def build_tiny_model(family: str, fmt: str, config: PretrainedConfig, seed: int 
         if fmt in ("model", "speechbrain"):
             model = ENCODER_CLASSES[family](config)
         elif fmt == "ctc":
-            model = getattr(transformers, FAMILIES[family].ctc_class)(config)
+            model = transformers_class(FAMILIES[family].ctc_class)(config)
         elif family == "wav2vec2":
             model = Wav2Vec2ForPreTraining(config)
         else:
