@@ -192,3 +192,17 @@ def test_featstore_models_shows_family_size_and_pretraining_languages(tmp_path):
     assert rows["w2v2-cn"]["pretraining_languages"] == "cn"
     table = runner.invoke(featstore_app, ["models", "--cache-root", str(tmp_path)])
     assert table.exit_code == 0 and "pre-training languages" in table.output and "147 languages" in table.output
+
+
+def test_hubert_pretraining_heads_are_dropped(tmp_path):
+    """fairseq-converted HuBERT checkpoints may keep ``final_proj`` and ``label_embs_concat``."""
+    from safetensors.torch import load_file, save_file
+
+    path = save_tiny_model(tmp_path / "m", "hubert", "model")
+    state = load_file(path / "model.safetensors")
+    heads = {"final_proj.weight": torch.randn(16, 32), "final_proj.bias": torch.randn(16),
+             "label_embs_concat": torch.randn(504, 16)}
+    save_file({**{f"hubert.{k}": v for k, v in state.items()}, **heads}, str(path / "model.safetensors"))
+    loaded = load_model(str(path), language="en")
+    assert set(loaded.extras["load_report"]["dropped"]) == set(heads)
+    assert all(torch.equal(loaded.encoder.state_dict()[k], v) for k, v in state.items())
