@@ -8,6 +8,16 @@ which makes a padded batch give the same numbers as one clip at a time, for grou
 layer-norm models alike. The transformer then runs batched with a boolean frame mask (an
 integer mask is misread by the encoder).
 
+Every family of ``featstore.models.registry.FAMILIES`` runs through here (wav2vec 2.0 base
+and large / XLS-R / MMS, WavLM, HuBERT, data2vec-audio); what differs between them is read
+off the family's entry (:func:`family_of`): the mask each layer takes (``layer_mask``) and
+the positional embedding (``positional``). The positional convolution sees zeros on padded
+frames, as a clip alone sees its own zero padding; where a positional embedding has more
+than one step (HuBERT's optional batch norm before its convolution, data2vec-audio's stack
+of convolution + layer-norm + GELU blocks) the padded frames are set to zero again before
+every step, since each step makes them non-zero. A family whose entry names a
+``forward_module`` (a different front end) is handed to that module.
+
 Hidden state 0 is the transformer input (after the positional convolution and, for
 post-norm models, the encoder layer norm); hidden state ``i`` is the output of layer ``i``.
 For pre-norm ("stable layer norm") models the last layer's output gets the encoder's final
@@ -16,21 +26,31 @@ layer norm, as in transformers' ``output_hidden_states``.
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 import torch
 from torch import nn
 
+from featstore.models.registry import FAMILIES, FamilySpec
+
 __all__ = [
+    "family_of",
+    "layer_attention_mask",
     "prepare_inputs",
     "frame_counts",
     "front_end",
     "encoder_states",
+    "encoder_layers",
+    "set_encoder_layers",
     "hidden_states",
     "masked_mean_std",
     "n_layers_of",
+    "positional_embedding",
+    "project_features",
 ]
 
 
@@ -55,9 +75,40 @@ def frame_counts(config: object, n_samples: int | Sequence[int] | torch.Tensor) 
     return frame_counts_after(config, n_samples, n_conv=len(config.conv_kernel)).clamp(min=0)
 
 
+def family_of(encoder: nn.Module) -> FamilySpec:
+    """The registry entry of ``encoder``'s family, from ``encoder.config.model_type``.
+
+    Raises
+    ------
+    ValueError
+        A model type that is not in ``featstore.models.registry.FAMILIES``.
+    """
+    model_type = getattr(getattr(encoder, "config", None), "model_type", None)
+    if model_type not in FAMILIES:
+        raise ValueError(f"no exact forward pass for model type {model_type!r} (families: {sorted(FAMILIES)})")
+    return FAMILIES[model_type]
+
+
+def _delegate(encoder: nn.Module) -> ModuleType | None:
+    """The family's own forward module (``FamilySpec.forward_module``), else ``None``."""
+    name = family_of(encoder).forward_module
+    return importlib.import_module(name) if name else None
+
+
+def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The transformer layers of an encoder of any registered family (``FamilySpec.layers``)."""
+    return encoder.get_submodule(family_of(encoder).layers)
+
+
+def set_encoder_layers(encoder: nn.Module, layers: nn.ModuleList) -> None:
+    """Replace the transformer layers of ``encoder`` (e.g. by the first ``k`` of them)."""
+    parent, _, name = family_of(encoder).layers.rpartition(".")
+    setattr(encoder.get_submodule(parent) if parent else encoder, name, layers)
+
+
 def n_layers_of(encoder: nn.Module) -> int:
-    """Number of transformer layers of a ``Wav2Vec2Model``/``WavLMModel``."""
-    return len(encoder.encoder.layers)
+    """Number of transformer layers of an encoder of any registered family."""
+    return len(encoder_layers(encoder))
 
 
 def _pad(waves: Sequence[torch.Tensor], device: torch.device | str | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +124,8 @@ def front_end(encoder: nn.Module, waves: Sequence[torch.Tensor]) -> tuple[torch.
 
     Parameters
     ----------
-    encoder : a transformers ``Wav2Vec2Model`` or ``WavLMModel``
+    encoder : a bare encoder of a registered family (``Wav2Vec2Model``, ``WavLMModel``,
+        ``HubertModel``, ``Data2VecAudioModel``)
     waves : prepared clips (see :func:`prepare_inputs`), 1-D float32, any lengths
 
     Returns
@@ -81,12 +133,15 @@ def front_end(encoder: nn.Module, waves: Sequence[torch.Tensor]) -> tuple[torch.
     features : (B, T_max, D) transformer-input features (before the positional conv)
     mask : (B, T_max) bool, True on each clip's real frames
     """
+    own = _delegate(encoder)
+    if own is not None:
+        return own.front_end(encoder, waves)
     device = next(encoder.parameters()).device
     batch, lengths = _pad(waves, device)
     conv_layers = encoder.feature_extractor.conv_layers
     h = batch[:, None]
     first = conv_layers[0]
-    if encoder.config.feat_extract_norm == "group":
+    if isinstance(getattr(first, "layer_norm", None), nn.GroupNorm):
         # statistics in float32 even under autocast (bf16 sums over thousands of samples drift)
         h = first.conv(h).float()
         norm: nn.GroupNorm = first.layer_norm
@@ -104,10 +159,18 @@ def front_end(encoder: nn.Module, waves: Sequence[torch.Tensor]) -> tuple[torch.
         h = first(h)
     for layer in conv_layers[1:]:
         h = layer(h)
-    features, _ = encoder.feature_projection(h.transpose(1, 2))
+    features = project_features(encoder, h.transpose(1, 2))
     n_frames = frame_counts(encoder.config, lengths).to(device)
     mask = torch.arange(features.shape[1], device=device)[None, :] < n_frames[:, None]
     return features, mask
+
+
+def project_features(encoder: nn.Module, conv_out: torch.Tensor) -> torch.Tensor:
+    """The encoder's feature projection of the convolutional output ``conv_out`` (B, T, C)
+    -> (B, T, D), for every family: wav2vec 2.0 / WavLM / data2vec-audio return
+    ``(projected, normed)``, HuBERT the projection alone."""
+    projected = encoder.feature_projection(conv_out)
+    return projected[0] if isinstance(projected, tuple) else projected
 
 
 def frame_counts_after(config: object, n_samples: int | Sequence[int] | torch.Tensor, n_conv: int) -> torch.Tensor:
@@ -129,7 +192,7 @@ def encoder_states(
 
     Parameters
     ----------
-    encoder : ``Wav2Vec2Model`` or ``WavLMModel``
+    encoder : a bare encoder of a registered family
     features : (B, T, D). With ``start_layer == 0`` the front-end output of
         :func:`front_end`; with ``start_layer = j > 0`` hidden state ``j`` itself (so the
         frozen layers below can be read from a cache and skipped).
@@ -141,32 +204,36 @@ def encoder_states(
     -------
     list of (B, T, D) tensors: hidden states ``start_layer .. n_layers``.
     """
+    own = _delegate(encoder)
+    if own is not None:
+        return own.encoder_states(encoder, features, mask, n_layers=n_layers, start_layer=start_layer)
+    spec = family_of(encoder)
     enc = encoder.encoder
-    total = len(enc.layers)
+    layers = encoder_layers(encoder)
+    total = len(layers)
     n_layers = total if n_layers is None else int(n_layers)
     if not 0 <= start_layer <= n_layers <= total:
         raise ValueError(f"need 0 <= start_layer ({start_layer}) <= n_layers ({n_layers}) <= {total}")
     mask = mask.to(torch.bool)
-    family = encoder.config.model_type
     stable = bool(getattr(encoder.config, "do_stable_layer_norm", False))
     if start_layer == 0:
         h = features.masked_fill(~mask[..., None], 0.0)
-        h = h + enc.pos_conv_embed(h)
+        h = h + positional_embedding(encoder, h, mask)
         if not stable:
             h = enc.layer_norm(h)
         h = enc.dropout(h)
     else:
         h = features
     states = [h]
-    attn_mask = _attention_mask(encoder, h, mask)
+    attn_mask = layer_attention_mask(encoder, h, mask)
     position_bias = None
     for i in range(start_layer, n_layers):
-        layer = enc.layers[i]
-        if family == "wavlm":
+        layer = layers[i]
+        if spec.positional == "conv+relative":
             if position_bias is None and i > 0:
                 # the relative position bias is computed by layer 0 only; recompute it here
                 # exactly as layer 0 would when starting above it
-                position_bias = _wavlm_position_bias(enc.layers[0].attention, h)
+                position_bias = _wavlm_position_bias(layers[0].attention, h)
             kwargs = {} if stable else {"index": i}
             with warnings.catch_warnings():
                 # torch warns that WavLM's bool padding mask and float position bias differ in type
@@ -180,12 +247,40 @@ def encoder_states(
     return states
 
 
-def _attention_mask(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
-    if encoder.config.model_type == "wavlm":
+def positional_embedding(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The encoder's convolutional positional embedding of ``h`` (B, T, D), zero on padded
+    frames, exact under padding: padded frames are zero before every step of it.
+
+    ``conv`` families: one grouped convolution (HuBERT's optional batch norm runs first and
+    its output is re-masked); data2vec-audio (``conv-stack``): each convolution + layer-norm
+    + GELU block sees the previous block's output with padded frames set to zero, as a clip
+    alone sees its own zero padding at every block.
+    """
+    spec = family_of(encoder)
+    pos = encoder.encoder.pos_conv_embed
+    keep = mask.to(h.dtype)[:, :, None]
+    if spec.positional == "conv-stack":
+        x = h
+        for block in pos.layers:
+            x = block((x * keep).transpose(1, 2)).transpose(1, 2)
+        return x
+    batch_norm = getattr(pos, "batch_norm", None)
+    if batch_norm is None:
+        return pos(h * keep)
+    x = batch_norm((h * keep).transpose(1, 2)) * keep.transpose(1, 2)
+    x = pos.activation(pos.padding(pos.conv(x)))
+    return x.transpose(1, 2)
+
+
+def layer_attention_mask(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The ``attention_mask`` each transformer layer of ``encoder`` takes for the (B, T) bool
+    frame ``mask``: the bool mask itself for WavLM (``layer_mask="bool"``), transformers'
+    bidirectional (4-D) mask for the others (an integer mask would be misread)."""
+    if family_of(encoder).layer_mask == "bool":
         return mask
     from transformers.masking_utils import create_bidirectional_mask
 
-    return create_bidirectional_mask(config=encoder.encoder.config, inputs_embeds=h, attention_mask=mask)
+    return create_bidirectional_mask(config=encoder.config, inputs_embeds=h, attention_mask=mask)
 
 
 def _wavlm_position_bias(attention: nn.Module, h: torch.Tensor) -> torch.Tensor:
@@ -207,6 +302,9 @@ def hidden_states(
     states : (n_layers + 1, B, T_max, D)
     mask : (B, T_max) bool, True on real frames
     """
+    own = _delegate(encoder)
+    if own is not None:
+        return own.hidden_states(encoder, waves, n_layers=n_layers, grad=grad)
     with torch.set_grad_enabled(grad):
         features, mask = front_end(encoder, waves)
         states = encoder_states(encoder, features, mask, n_layers=n_layers)

@@ -15,7 +15,14 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from featstore.forward import encoder_states, front_end, prepare_inputs
+from featstore.forward import (
+    encoder_layers,
+    encoder_states,
+    family_of,
+    front_end,
+    layer_attention_mask,
+    prepare_inputs,
+)
 
 
 def states_from_waves(encoder: nn.Module, waves: Sequence[np.ndarray | torch.Tensor], do_normalize: bool,
@@ -45,12 +52,9 @@ def states_from_waves(encoder: nn.Module, waves: Sequence[np.ndarray | torch.Ten
 
 def attention_mask_for(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The mask each layer expects: the bool frame mask for WavLM, transformers'
-    bidirectional (4-D) mask for wav2vec 2.0 (an integer mask would be misread)."""
-    if encoder.config.model_type == "wavlm":
-        return mask
-    from transformers.masking_utils import create_bidirectional_mask
-
-    return create_bidirectional_mask(config=encoder.config, inputs_embeds=h, attention_mask=mask)
+    bidirectional (4-D) mask for the other families (an integer mask would be misread);
+    :func:`featstore.forward.layer_attention_mask`."""
+    return layer_attention_mask(encoder, h, mask)
 
 
 def run_layers(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor, start: int, stop: int,
@@ -59,7 +63,8 @@ def run_layers(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor, start: i
 
     Parameters
     ----------
-    encoder : ``Wav2Vec2Model``/``WavLMModel`` (possibly adapted; layers may be wrapped)
+    encoder : a bare encoder of a registered family (``Wav2Vec2Model``, ``WavLMModel``,
+        ``HubertModel``, ``Data2VecAudioModel``), possibly adapted (layers may be wrapped)
     h : (B, T, D) hidden state ``start``
     mask : (B, T) bool, True on real frames
     start, stop : hidden-state indices, ``0 <= start <= stop <= n_layers``
@@ -69,25 +74,26 @@ def run_layers(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor, start: i
     layerdrop : probability of skipping each layer (LayerDrop, as transformers' encoder
         loop does in training); 0 runs every layer
     """
-    enc = encoder.encoder
-    if not 0 <= start <= stop <= len(enc.layers):
-        raise ValueError(f"need 0 <= start ({start}) <= stop ({stop}) <= {len(enc.layers)}")
+    layers = encoder_layers(encoder)
+    if not 0 <= start <= stop <= len(layers):
+        raise ValueError(f"need 0 <= start ({start}) <= stop ({stop}) <= {len(layers)}")
     mask = mask.to(torch.bool)
-    wavlm = encoder.config.model_type == "wavlm"
+    # WavLM: layer 0 owns the relative position bias that every layer adds
+    wavlm = family_of(encoder).positional == "conv+relative"
     stable = bool(getattr(encoder.config, "do_stable_layer_norm", False))
     attn_mask = attention_mask_for(encoder, h, mask)
     position_bias = None
     if wavlm and start > 0:
         # only layer 0 owns the relative position embedding; compute its bias as it would
-        first = _unwrap(enc.layers[0]).attention
+        first = _unwrap(layers[0]).attention
         bsz, t, _ = h.shape
         position_bias = first.compute_bias(t, t).unsqueeze(0).repeat(bsz, 1, 1, 1)
         position_bias = position_bias.view(bsz * first.num_heads, t, t)
     for i in range(start, stop):
-        layer = enc.layers[i]
+        layer = layers[i]
         if layerdrop > 0.0 and float(torch.rand([])) < layerdrop:
             if wavlm and position_bias is None:  # layer 0 owns the relative position bias
-                first = _unwrap(enc.layers[0]).attention
+                first = _unwrap(layers[0]).attention
                 bsz, t, _ = h.shape
                 position_bias = first.compute_bias(t, t).unsqueeze(0).repeat(bsz, 1, 1, 1)
                 position_bias = position_bias.view(bsz * first.num_heads, t, t)
@@ -111,7 +117,7 @@ def run_layers(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor, start: i
             else:
                 h = layer(h, attention_mask=attn_mask)
     if final_norm and stop > start:
-        h = enc.layer_norm(h)
+        h = encoder.encoder.layer_norm(h)
     return h
 
 

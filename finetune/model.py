@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from featstore.forward import encoder_layers, set_encoder_layers
 from featstore.manifest import CANONICAL_EMOTIONS
 from finetune.encoder import run_layers, states_from_waves
 from finetune.heads import HEADS, make_head
@@ -101,7 +102,8 @@ class SERModel(nn.Module):
 
     Parameters
     ----------
-    encoder : a transformers ``Wav2Vec2Model``/``WavLMModel``; changed in place (layers
+    encoder : a bare encoder of a registered family (``Wav2Vec2Model``, ``WavLMModel``,
+        ``HubertModel``, ``Data2VecAudioModel``); changed in place (layers
         above k dropped, adapters added, all base weights frozen)
     config : :class:`PeftModelConfig`
     do_normalize : per-clip input normalisation of the base model
@@ -109,14 +111,14 @@ class SERModel(nn.Module):
 
     def __init__(self, encoder: nn.Module, config: PeftModelConfig, do_normalize: bool) -> None:
         super().__init__()
-        n_full = len(encoder.encoder.layers)
+        n_full = len(encoder_layers(encoder))
         if config.layer > n_full:
             raise ValueError(f"layer {config.layer} out of range: the model has {n_full} layers")
         self.config = config
         self.do_normalize = bool(do_normalize)
         self.final_norm = bool(getattr(encoder.config, "do_stable_layer_norm", False)) and config.layer == n_full
         # layers above k never run: drop them so they cost no memory
-        encoder.encoder.layers = encoder.encoder.layers[: config.layer]
+        set_encoder_layers(encoder, encoder_layers(encoder)[: config.layer])
         if not config.train_mode_regularisation:
             # frozen parts compute exactly what featstore caches
             encoder.config.apply_spec_augment = False
@@ -145,7 +147,7 @@ class SERModel(nn.Module):
         self.encoder.eval()
         self.head.train(mode)
         for i in self.config.adapted_layers:
-            self.encoder.encoder.layers[i].train(mode)
+            encoder_layers(self.encoder)[i].train(mode)
         return self
 
     def input_states(self, waves: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,8 @@ def models(
     ] = None,
 ) -> None:
     """List the registry's models and the model folders under <cache root>/models: family,
-    language, source id, and where each is on disk.
+    language (mul: multilingual), layers x width, pre-training languages, source id, and
+    where each is on disk.
 
     Models are looked for in --search-dir, $CROSSLING_MODELS, <cache root>/models and the
     local Hugging Face cache; nothing is downloaded. A folder <cache root>/models/<name>/
@@ -48,7 +49,8 @@ def models(
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="SSL models (nothing is downloaded: put missing ones on disk)")
-    for column in ("alias", "family", "language", "layers x dims", "source id", "present", "where"):
+    for column in ("alias", "family", "language", "layers x dims", "pre-training languages", "source id",
+                   "present", "where"):
         table.add_column(column, overflow="fold")
     for row in rows:
         dims = f"{row['n_layers']} x {row['hidden_size']}" if row["n_layers"] else "-"
@@ -58,6 +60,7 @@ def models(
             row["family"] or "-",
             row["language"] or "-",
             dims,
+            row.get("pretraining_languages") or "-",
             row["hf_id"] or ("local folder" if not row["registered"] else "-"),
             "yes" if row["present"] else "no",
             where,

@@ -94,7 +94,7 @@ def per_clip_front_end_states(encoder: torch.nn.Module, inputs: Sequence[torch.T
     feats = []
     for x in inputs:
         h = encoder.feature_extractor(x.to(device)[None])
-        f, _ = encoder.feature_projection(h.transpose(1, 2))
+        f = forward.project_features(encoder, h.transpose(1, 2))  # every family (HuBERT: no tuple)
         feats.append(f[0])
     lengths = torch.tensor([f.shape[0] for f in feats], device=device)
     features = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)

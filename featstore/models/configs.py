@@ -1,22 +1,42 @@
 """Encoder configs: reading ``config.json``, building the bare encoder, input defaults.
 
-Only the transformers classes of the two families are used (``Wav2Vec2Model``,
-``WavLMModel``); no ``AutoModel``, no remote code.
+Only the transformers classes named by the family registry
+(``featstore.models.registry.FAMILIES``: ``Wav2Vec2Model``, ``WavLMModel``, ``HubertModel``,
+``Data2VecAudioModel`` ...) are used; no ``AutoModel``, no remote code.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import weakref
 from pathlib import Path
 
 import torch
-from transformers import PretrainedConfig, Wav2Vec2Config, Wav2Vec2Model, WavLMConfig, WavLMModel
+import transformers
+from transformers import PretrainedConfig
 
+from featstore.models.registry import FAMILIES
 from featstore.models.weights import ModelLoadError
 
-CONFIG_CLASSES: dict[str, type[PretrainedConfig]] = {"wav2vec2": Wav2Vec2Config, "wavlm": WavLMConfig}
-ENCODER_CLASSES: dict[str, type[torch.nn.Module]] = {"wav2vec2": Wav2Vec2Model, "wavlm": WavLMModel}
+
+def transformers_class(name: str) -> type:
+    """A transformers class by name: ``"HubertModel"`` (exported by ``transformers``) or a
+    full path ``"transformers.models.whisper.modeling_whisper.WhisperEncoder"``."""
+    if "." not in name:
+        return getattr(transformers, name)
+    module, _, attr = name.rpartition(".")
+    if not module.startswith("transformers."):
+        raise ValueError(f"{name}: only transformers classes are used")
+    return getattr(importlib.import_module(module), attr)
+
+
+CONFIG_CLASSES: dict[str, type[PretrainedConfig]] = {
+    name: transformers_class(family.config_class) for name, family in FAMILIES.items()}
+"""``model_type`` -> transformers config class, from the family registry."""
+ENCODER_CLASSES: dict[str, type[torch.nn.Module]] = {
+    name: transformers_class(family.model_class) for name, family in FAMILIES.items()}
+"""``model_type`` -> transformers bare encoder class, from the family registry."""
 DEFAULT_SAMPLE_RATE_HZ = 16000
 
 # microsoft/wavlm-large's config.json (transformers' conversion of the official
@@ -66,7 +86,7 @@ WAVLM_LARGE_CONFIG: dict = {
 
 
 def config_from_dict(data: dict, source: str) -> PretrainedConfig:
-    """A ``Wav2Vec2Config`` or ``WavLMConfig`` from a ``config.json`` dict.
+    """The family's config (``Wav2Vec2Config``, ``HubertConfig`` ...) from a ``config.json`` dict.
 
     Raises
     ------
@@ -100,7 +120,7 @@ _SOURCES: dict[int, str] = {}
 _POSITIVE_INTS = {"hidden_size": 1 << 15, "num_hidden_layers": 1 << 10, "num_attention_heads": 1 << 10,
                   "intermediate_size": 1 << 17, "num_conv_pos_embeddings": 1 << 12,
                   "num_conv_pos_embedding_groups": 1 << 10, "num_buckets": 1 << 14,
-                  "max_bucket_distance": 1 << 16}
+                  "max_bucket_distance": 1 << 16, "conv_pos_kernel_size": 1 << 12}
 _MAX_CONV = 1 << 15
 _INT_LISTS = ("conv_dim", "conv_kernel", "conv_stride")
 
@@ -185,10 +205,17 @@ def read_preprocessor(folder: Path, config: PretrainedConfig) -> tuple[bool, int
         rate = data.get("sampling_rate", DEFAULT_SAMPLE_RATE_HZ)
         if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
             raise ModelLoadError(f"{path}: sampling_rate must be a positive whole number of Hz, found {rate!r}")
-        default_norm = config.feat_extract_norm == "layer"
+        default_norm = front_end_norm(config) == "layer"
         return (
             bool(data.get("do_normalize", default_norm)),
             int(data.get("sampling_rate", DEFAULT_SAMPLE_RATE_HZ)),
             str(path),
         )
-    return config.feat_extract_norm == "layer", DEFAULT_SAMPLE_RATE_HZ, "default (feat_extract_norm)"
+    return front_end_norm(config) == "layer", DEFAULT_SAMPLE_RATE_HZ, "default (feat_extract_norm)"
+
+
+def front_end_norm(config: PretrainedConfig) -> str:
+    """``"group"`` or ``"layer"``: the convolutional front end's normalisation
+    (data2vec-audio has no ``feat_extract_norm``: its front end is always layer-normed)."""
+    fixed = FAMILIES[config.model_type].front_end_norm if config.model_type in FAMILIES else ""
+    return fixed or str(getattr(config, "feat_extract_norm", "layer"))

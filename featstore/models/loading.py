@@ -42,11 +42,13 @@ class LoadedModel:
     source : str
         Hugging Face id for registered and cached models, else the folder path.
     family : str
-        ``"wav2vec2"`` or ``"wavlm"`` (from ``config.model_type``).
+        A key of ``featstore.models.registry.FAMILIES`` (``"wav2vec2"``, ``"wavlm"``,
+        ``"hubert"``, ``"data2vec-audio"``), read from ``config.json``'s ``model_type``.
     language : str
         The paper's language code of the model.
     encoder : torch.nn.Module
-        ``Wav2Vec2Model`` or ``WavLMModel`` in eval mode on the requested device.
+        The family's bare encoder (``Wav2Vec2Model``, ``WavLMModel``, ``HubertModel``,
+        ``Data2VecAudioModel``) in eval mode on the requested device.
     config : PretrainedConfig
         Its config (``apply_spec_augment`` switched off).
     do_normalize : bool

@@ -276,6 +276,7 @@ def cached_models(search_dirs: list[str | Path] | None = None, root: str | Path 
         rows.append({
             "alias": name, "hf_id": None, "family": config.get("model_type"),
             "language": meta.get("language"), "format": fmt,
+            "pretraining_languages": meta.get("pretraining_languages") or meta.get("language"),
             "n_layers": config.get("num_hidden_layers"), "hidden_size": config.get("hidden_size"),
             "present": status == "ok", "path": str(folder), "where": origin, "registered": False,
             "description": note or (status if status != "ok" else "local model folder"),
@@ -297,6 +298,7 @@ def list_models(search_dirs: list[str | Path] | None = None, root: str | Path | 
                 "hf_id": spec.hf_id,
                 "family": spec.family,
                 "language": spec.language,
+                "pretraining_languages": spec.pretraining_languages,
                 "format": spec.format,
                 "n_layers": spec.n_layers,
                 "hidden_size": spec.hidden_size,

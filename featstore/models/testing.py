@@ -2,15 +2,21 @@
 
 ``save_tiny_model(dir, family, fmt)`` writes what the hub would give you:
 
-- ``fmt="model"``: a bare ``Wav2Vec2Model`` / ``WavLMModel`` (like microsoft/wavlm-large);
-- ``fmt="pretraining"``: ``wav2vec2.``/``wavlm.``-prefixed encoder plus the quantizer and
-  projection heads (like TencentGameMate/chinese-wav2vec2-base, wav2vec2-base-de-voxpopuli-v2);
-- ``fmt="ctc"``: ``*ForCTC`` with its ``lm_head`` (like facebook/wav2vec2-base-960h);
+- ``fmt="model"``: a bare encoder of any family in ``registry.FAMILIES``
+  (``Wav2Vec2Model``, ``WavLMModel``, ``HubertModel``, ``Data2VecAudioModel``; like
+  microsoft/wavlm-large, facebook/hubert-base-ls960, facebook/data2vec-audio-base);
+- ``fmt="pretraining"`` (wav2vec 2.0 and WavLM): ``wav2vec2.``/``wavlm.``-prefixed encoder
+  plus the quantizer and projection heads (like TencentGameMate/chinese-wav2vec2-base,
+  wav2vec2-base-de-voxpopuli-v2, facebook/wav2vec2-xls-r-300m);
+- ``fmt="ctc"``: ``*ForCTC`` with its ``lm_head`` and the family's prefix (``hubert.``,
+  ``data2vec_audio.`` ...; like facebook/wav2vec2-base-960h, facebook/hubert-large-ls960-ft);
 - ``fmt="speechbrain"``: the SpeechBrain folder of speechbrain/emotion-diarization-wavlm-large.
 
 Weights go to ``model.safetensors`` (current names of the positional convolution's weight
 norm) or ``pytorch_model.bin`` (the old ``weight_g``/``weight_v`` names, as in the hub's
 older checkpoints); ``shards > 1`` writes ``*-0000i-of-0000n`` files plus an index.
+Every family: ``tiny_config(family, ...)``; data2vec-audio's tiny model keeps its stack of
+positional convolutions (3 layers of kernel 7 instead of 5 of kernel 19).
 Tiny models use the real convolution schedule (kernels 10,3,3,3,3,2,2, strides
 5,2,2,2,2,2,2), so frame counts are the real ones. ``size="base"`` gives a base-sized
 config (12 layers, 768 dims) for benchmarks and the demo's untrained models.
@@ -24,16 +30,10 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from transformers import (
-    PretrainedConfig,
-    Wav2Vec2Config,
-    Wav2Vec2ForCTC,
-    Wav2Vec2ForPreTraining,
-    WavLMConfig,
-    WavLMForCTC,
-)
+from transformers import PretrainedConfig, Wav2Vec2Config, Wav2Vec2ForPreTraining
 
-from featstore.models.configs import CONFIG_CLASSES, ENCODER_CLASSES
+from featstore.models.configs import CONFIG_CLASSES, ENCODER_CLASSES, front_end_norm, transformers_class
+from featstore.models.registry import FAMILIES
 
 FORMATS = ("model", "pretraining", "ctc", "speechbrain")
 SIZES = ("tiny", "base")
@@ -63,30 +63,37 @@ _BASE = {
     "num_conv_pos_embedding_groups": 16,
 }
 _ARCH = {
-    ("wav2vec2", "model"): "Wav2Vec2Model",
+    **{(name, "model"): f.model_class for name, f in FAMILIES.items()},
+    **{(name, "ctc"): f.ctc_class for name, f in FAMILIES.items() if f.ctc_class},
     ("wav2vec2", "pretraining"): "Wav2Vec2ForPreTraining",
-    ("wav2vec2", "ctc"): "Wav2Vec2ForCTC",
-    ("wavlm", "model"): "WavLMModel",
     # transformers has no WavLMForPreTraining; the layout mirrors wav2vec 2.0's.
     ("wavlm", "pretraining"): "WavLMForPreTraining",
-    ("wavlm", "ctc"): "WavLMForCTC",
     ("wav2vec2", "speechbrain"): "Wav2Vec2Model",
     ("wavlm", "speechbrain"): "WavLMModel",
 }
+# data2vec-audio: `num_conv_pos_embeddings` counts positional convolution layers (5 in the
+# real models) and `conv_pos_kernel_size` is their kernel (19); a tiny stack of 3 x 7 here
+_FAMILY_TINY = {"data2vec-audio": {"num_conv_pos_embeddings": 3, "conv_pos_kernel_size": 7}}
+_FAMILY_BASE = {"data2vec-audio": {"num_conv_pos_embeddings": 5, "conv_pos_kernel_size": 19}}
 LABEL_CODES = ("a", "n", "h", "s")
 
 
 def tiny_config(
     family: str, feat_extract_norm: str | None = None, size: str = "tiny", **overrides: object
 ) -> PretrainedConfig:
-    """A ``Wav2Vec2Config`` / ``WavLMConfig`` with the real convolution schedule.
+    """The family's config (``Wav2Vec2Config``, ``HubertConfig`` ...) with the real
+    convolution schedule.
 
     Parameters
     ----------
-    family : {"wav2vec2", "wavlm"}
+    family : a key of ``registry.FAMILIES`` (``"wav2vec2"``, ``"wavlm"``, ``"hubert"``,
+        ``"data2vec-audio"``)
     feat_extract_norm : {"group", "layer"}, optional
-        Front-end normalisation; default ``"group"`` for wav2vec 2.0 (base models) and
-        ``"layer"`` for WavLM (large). ``"layer"`` also sets ``do_stable_layer_norm``.
+        Front-end normalisation; default ``"group"`` for wav2vec 2.0 and HuBERT (base
+        models) and ``"layer"`` for WavLM (large). ``"layer"`` also sets
+        ``do_stable_layer_norm`` (pre-norm transformer, as in wav2vec 2.0 large / XLS-R /
+        MMS and HuBERT large). data2vec-audio has a layer-norm front end and a post-norm
+        transformer, always (``"group"`` is refused).
     size : {"tiny", "base"}
         ``tiny``: 2 layers, 32 dims; ``base``: 12 layers, 768 dims.
     **overrides
@@ -96,14 +103,18 @@ def tiny_config(
         raise ValueError(f"family must be one of {sorted(CONFIG_CLASSES)}, got {family!r}")
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
-    norm = feat_extract_norm or ("group" if family == "wav2vec2" else "layer")
+    fixed = FAMILIES[family].front_end_norm
+    norm = feat_extract_norm or fixed or ("layer" if family == "wavlm" else "group")
     if norm not in ("group", "layer"):
         raise ValueError(f"feat_extract_norm must be 'group' or 'layer', got {norm!r}")
+    if fixed and norm != fixed:
+        raise ValueError(f"{family} has a {fixed}-norm front end; feat_extract_norm={norm!r} is not possible")
+    sizes = _TINY if size == "tiny" else {**_TINY, **_BASE, "num_buckets": 320, "max_bucket_distance": 800}
+    sizes = {**sizes, **(_FAMILY_TINY if size == "tiny" else _FAMILY_BASE).get(family, {})}
     values: dict = {
         **REAL_CONV,
-        **(_TINY if size == "tiny" else {**_TINY, **_BASE, "num_buckets": 320, "max_bucket_distance": 800}),
-        "feat_extract_norm": norm,
-        "do_stable_layer_norm": norm == "layer",
+        **sizes,
+        **({} if fixed else {"feat_extract_norm": norm, "do_stable_layer_norm": norm == "layer"}),
         "conv_bias": norm == "layer",
         "vocab_size": 12,
         "mask_time_prob": 0.05,
@@ -118,7 +129,7 @@ def tiny_config(
     values["conv_dim"] = tuple(values["conv_dim"])
     values["conv_kernel"] = tuple(values["conv_kernel"])
     values["conv_stride"] = tuple(values["conv_stride"])
-    return (Wav2Vec2Config if family == "wav2vec2" else WavLMConfig)(**values)
+    return CONFIG_CLASSES[family](**values)
 
 
 def build_tiny_model(family: str, fmt: str, config: PretrainedConfig, seed: int = 0) -> torch.nn.Module:
@@ -129,12 +140,15 @@ def build_tiny_model(family: str, fmt: str, config: PretrainedConfig, seed: int 
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    if (family, fmt) not in _ARCH:
+        raise ValueError(f"no tiny {family} model in format {fmt!r} (formats of {family}: "
+                         f"{sorted(f for fam, f in _ARCH if fam == family)})")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if fmt in ("model", "speechbrain"):
             model = ENCODER_CLASSES[family](config)
         elif fmt == "ctc":
-            model = (Wav2Vec2ForCTC if family == "wav2vec2" else WavLMForCTC)(config)
+            model = transformers_class(FAMILIES[family].ctc_class)(config)
         elif family == "wav2vec2":
             model = Wav2Vec2ForPreTraining(config)
         else:
@@ -286,8 +300,10 @@ def save_tiny_model(
     ----------
     directory : path
         Folder to create (or fill).
-    family : {"wav2vec2", "wavlm"}
+    family : a key of ``registry.FAMILIES`` (``"wav2vec2"``, ``"wavlm"``, ``"hubert"``,
+        ``"data2vec-audio"``)
     fmt : {"model", "pretraining", "ctc", "speechbrain"}
+        ``"pretraining"`` for wav2vec 2.0 and WavLM, ``"speechbrain"`` for WavLM only.
     safetensors : bool
         ``model.safetensors`` if True, else ``pytorch_model.bin`` (ignored for speechbrain).
     feat_extract_norm : {"group", "layer"}, optional
@@ -333,7 +349,7 @@ def save_tiny_model(
         _write_weights(state, directory, safetensors, shards)
         config.to_json_file(str(directory / "config.json"))
         if preprocessor:
-            norm = config.feat_extract_norm == "layer" if do_normalize is None else do_normalize
+            norm = front_end_norm(config) == "layer" if do_normalize is None else do_normalize
             (directory / "preprocessor_config.json").write_text(
                 json.dumps(
                     {
@@ -342,7 +358,7 @@ def save_tiny_model(
                         "feature_size": 1,
                         "padding_side": "right",
                         "padding_value": 0.0,
-                        "return_attention_mask": config.feat_extract_norm == "layer",
+                        "return_attention_mask": front_end_norm(config) == "layer",
                         "sampling_rate": 16000,
                     },
                     indent=2,

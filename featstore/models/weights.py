@@ -5,9 +5,11 @@ sharded with an ``*.index.json``), or as SpeechBrain ``.ckpt`` files. ``.bin`` a
 ``.ckpt`` files are read with ``torch.load(weights_only=True)``: a file that needs
 anything beyond tensors and plain containers is refused, never unpickled.
 
-Key mapping onto a ``Wav2Vec2Model`` / ``WavLMModel``:
+Key mapping onto a bare encoder (``Wav2Vec2Model``, ``WavLMModel``, ``HubertModel``,
+``Data2VecAudioModel``):
 
-- wrapper prefixes are stripped (``module.``, ``model.``, ``wav2vec2.``, ``wavlm.``);
+- wrapper prefixes are stripped (``module.``, ``model.`` and the encoder's family's own:
+  ``wav2vec2.``, ``wavlm.``, ``hubert.`` or ``data2vec_audio.``; see ``registry.FAMILIES``);
 - pre-training and task heads are dropped (``quantizer``, ``project_hid``,
   ``project_q``, ``lm_head``, ``classifier``, ``projector`` ...);
 - the positional convolution's weight norm is accepted under both names: the old
@@ -33,8 +35,12 @@ import torch
 from safetensors.torch import load_file
 
 from featstore.errors import CrosslingError, UnsafeIdError, path_inside
+from featstore.models.registry import FAMILIES
 
-STRIP_PREFIXES = ("module.", "model.", "wav2vec2.", "wavlm.")
+WRAPPER_PREFIXES = ("module.", "model.")
+STRIP_PREFIXES = (*WRAPPER_PREFIXES, *dict.fromkeys(f.weight_prefix for f in FAMILIES.values() if f.weight_prefix))
+"""Every prefix known (for messages about a checkpoint); loading strips the wrapper
+prefixes and the encoder's own family prefix only (:func:`prefixes_for`)."""
 HEAD_PREFIXES = (
     "quantizer.",
     "project_hid.",
@@ -341,11 +347,21 @@ def read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
     return merged
 
 
-def _strip(key: str) -> str:
+def prefixes_for(encoder: torch.nn.Module) -> tuple[str, ...]:
+    """Prefixes stripped from checkpoint keys for ``encoder``: ``module.``, ``model.`` and
+    its family's own (``FamilySpec.weight_prefix``: ``hubert.`` for ``HubertForCTC`` ...);
+    every known prefix for an encoder outside the registry."""
+    family = FAMILIES.get(getattr(getattr(encoder, "config", None), "model_type", None))
+    if family is None:
+        return STRIP_PREFIXES
+    return (*WRAPPER_PREFIXES, family.weight_prefix) if family.weight_prefix else WRAPPER_PREFIXES
+
+
+def _strip(key: str, prefixes: tuple[str, ...] = STRIP_PREFIXES) -> str:
     changed = True
     while changed:
         changed = False
-        for prefix in STRIP_PREFIXES:
+        for prefix in prefixes:
             if key.startswith(prefix):
                 key, changed = key[len(prefix) :], True
     return key
@@ -363,9 +379,9 @@ def _weight_norm_alias(key: str, expected: set[str]) -> str:
 
 
 def map_encoder_keys(
-    raw: dict[str, torch.Tensor], expected: set[str]
+    raw: dict[str, torch.Tensor], expected: set[str], prefixes: tuple[str, ...] = STRIP_PREFIXES
 ) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
-    """Map checkpoint keys onto encoder keys.
+    """Map checkpoint keys onto encoder keys (``prefixes`` stripped first, repeatedly).
 
     Returns
     -------
@@ -380,7 +396,7 @@ def map_encoder_keys(
     dropped: list[str] = []
     unexpected: list[str] = []
     for key, tensor in raw.items():
-        name = _weight_norm_alias(_strip(key), expected)
+        name = _weight_norm_alias(_strip(key, prefixes), expected)
         if name in expected:
             mapped[name] = tensor
         elif name.startswith(HEAD_PREFIXES) or name in OPTIONAL_KEYS:
@@ -405,7 +421,7 @@ def load_encoder_weights(encoder: torch.nn.Module, raw: dict[str, torch.Tensor],
     """
     own = encoder.state_dict()
     expected = set(own)
-    mapped, dropped, unexpected = map_encoder_keys(raw, expected)
+    mapped, dropped, unexpected = map_encoder_keys(raw, expected, prefixes_for(encoder))
     missing = sorted(expected - set(mapped) - OPTIONAL_KEYS)
     shapes = sorted(
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from featstore.forward import n_layers_of
 from finetune.tuners.ba import BASettings, apply_ba
 from finetune.tuners.lora import LoraSettings, apply_lora
 from finetune.tuners.wg import WGSettings, apply_wg
@@ -67,10 +68,11 @@ class AdapterConfig:
 
 
 def apply_strategy(encoder: nn.Module, strategy: str, config: AdapterConfig) -> nn.Module:
-    """Add the adapters of ``strategy`` to ``encoder`` (a ``Wav2Vec2Model`` or
-    ``WavLMModel``) in place, freeze every other parameter, and return it."""
+    """Add the adapters of ``strategy`` to ``encoder`` (a bare encoder of any family in
+    ``featstore.models.registry.FAMILIES``) in place, freeze every other parameter, and
+    return it."""
     methods = parse_strategy(strategy)
-    n_layers = len(encoder.encoder.layers)
+    n_layers = n_layers_of(encoder)
     if max(config.layers) >= n_layers:
         raise ValueError(f"layer index {max(config.layers)} out of range: the encoder has {n_layers} layers")
     for p in encoder.parameters():

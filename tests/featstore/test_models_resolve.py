@@ -33,7 +33,7 @@ def env(tmp_path, monkeypatch):
 
 
 def test_registry_matches_the_paper():
-    assert set(MODELS) == {"w2v2-cn", "w2v2-de", "w2v2-en", "wavlm-emo", "wavlm-large"}
+    assert {"w2v2-cn", "w2v2-de", "w2v2-en", "wavlm-emo", "wavlm-large"} <= set(MODELS)  # + other families (docs/models.md)
     assert MODELS["w2v2-cn"].hf_id == "TencentGameMate/chinese-wav2vec2-base"
     assert MODELS["w2v2-de"].hf_id == "facebook/wav2vec2-base-de-voxpopuli-v2"
     assert MODELS["w2v2-en"].hf_id == "facebook/wav2vec2-base-960h"
@@ -160,7 +160,7 @@ def test_folder_named_after_an_alias(env):
 
 
 def test_unknown_name(env):
-    with pytest.raises(ModelNotFoundError, match="unknown model 'no-such-model'.*known: w2v2-cn"):
+    with pytest.raises(ModelNotFoundError, match="unknown model 'no-such-model'.*known: .*w2v2-cn"):
         load_model("no-such-model")
     with pytest.raises(ModelNotFoundError, match="no such model folder"):
         load_model(str(env / "no" / "such-folder"))

@@ -6,22 +6,24 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from featstore.forward import encoder_layers, family_of
 from finetune.tuners.ba.config import BASettings
 from finetune.tuners.ba.layer import BottleneckFeedForward
 
 
 def apply_ba(encoder: nn.Module, layers: Sequence[int], settings: BASettings) -> nn.Module:
-    """Replace ``feed_forward`` of each layer in ``layers`` (0-based) by a
+    """Replace the feed-forward module (``FamilySpec.feed_forward``) of each layer in ``layers`` (0-based) by a
     :class:`BottleneckFeedForward` around it; returns ``encoder`` (changed in place)."""
     hidden = encoder.config.hidden_size
     size = max(1, hidden // settings.reduction)
+    stack, name = encoder_layers(encoder), family_of(encoder).feed_forward
     for i in layers:
-        layer = encoder.encoder.layers[i]
+        layer = stack[i]
         layer = getattr(layer, "base_layer", layer)
-        if isinstance(layer.feed_forward, BottleneckFeedForward):
+        ff = getattr(layer, name)
+        if isinstance(ff, BottleneckFeedForward):
             raise ValueError(f"layer {i} already has a bottleneck adapter")
-        ff = layer.feed_forward
         ba = BottleneckFeedForward(ff, hidden, size, settings.zero_init_up)
         ref = next(ff.parameters())
-        layer.feed_forward = ba.to(device=ref.device, dtype=ref.dtype)
+        setattr(layer, name, ba.to(device=ref.device, dtype=ref.dtype))
     return encoder
