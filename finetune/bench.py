@@ -29,7 +29,7 @@ TARGETS: dict[str, float] = {"every-layer": 1.3, "target-layer": 3.0}
 class BenchConfig:
     """What to time."""
 
-    family: str = field(default="wav2vec2", metadata={"help": "wav2vec2 or wavlm"})
+    family: str = field(default="wav2vec2", metadata={"help": "a model family: wav2vec2, wavlm, hubert, data2vec-audio"})
     size: str = field(default="base", metadata={"help": "base (12 x 768) or tiny"})
     layer: int = field(default=6, metadata={"help": "k"})
     strategy: str = field(default="lora+ba+wg", metadata={"help": "adapter methods"})
@@ -43,8 +43,10 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.size not in ("base", "tiny"):
             raise ValueError(f"size must be base or tiny, got {self.size!r}")
-        if self.family not in ("wav2vec2", "wavlm"):
-            raise ValueError(f"family must be wav2vec2 or wavlm, got {self.family!r}")
+        from featstore.models.registry import FAMILIES
+
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
         if self.n_utts < 1 or self.epochs < 1 or self.batch_size < 1 or self.duration_s <= 0.05:
             raise ValueError("n_utts, epochs, batch_size must be >= 1 and duration_s > 0.05")
 

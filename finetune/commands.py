@@ -199,7 +199,7 @@ def eval_command(
 
 
 def bench(
-    family: Annotated[str, typer.Option(help="wav2vec2 or wavlm.")] = "wav2vec2",
+    family: Annotated[str, typer.Option(help="A model family: wav2vec2, wavlm, hubert, data2vec-audio.")] = "wav2vec2",
     model_size: Annotated[str, typer.Option(help="base (12 x 768, random weights) or tiny.")] = "base",
     layer: Annotated[int, typer.Option(help="k: adapters up to this layer.")] = 6,
     strategy: Annotated[str, typer.Option(help="Adapter methods joined by '+'.")] = "lora+ba+wg",
