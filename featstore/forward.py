@@ -52,6 +52,9 @@ def frame_counts(config: object, n_samples: int | Sequence[int] | torch.Tensor) 
 
     Uses the config's ``conv_kernel`` and ``conv_stride`` (wav2vec 2.0: 16000 samples -> 49).
     """
+    if _is_whisper(config):  # Whisper hook (branch whisper): ceil(n / 320), 50 per second
+        from featstore import forward_whisper
+        return forward_whisper.frame_counts(n_samples)
     return frame_counts_after(config, n_samples, n_conv=len(config.conv_kernel)).clamp(min=0)
 
 
@@ -81,6 +84,9 @@ def front_end(encoder: nn.Module, waves: Sequence[torch.Tensor]) -> tuple[torch.
     features : (B, T_max, D) transformer-input features (before the positional conv)
     mask : (B, T_max) bool, True on each clip's real frames
     """
+    if _is_whisper(encoder.config):  # Whisper hook (branch whisper): full 30 s windows
+        from featstore import forward_whisper
+        return forward_whisper.front_end(encoder, waves)
     device = next(encoder.parameters()).device
     batch, lengths = _pad(waves, device)
     conv_layers = encoder.feature_extractor.conv_layers
@@ -141,6 +147,9 @@ def encoder_states(
     -------
     list of (B, T, D) tensors: hidden states ``start_layer .. n_layers``.
     """
+    if _is_whisper(encoder.config):  # Whisper hook (branch whisper): whole windows, see forward_whisper
+        from featstore import forward_whisper
+        return forward_whisper.encoder_states(encoder, features, mask, n_layers=n_layers, start_layer=start_layer)
     enc = encoder.encoder
     total = len(enc.layers)
     n_layers = total if n_layers is None else int(n_layers)
@@ -207,10 +216,18 @@ def hidden_states(
     states : (n_layers + 1, B, T_max, D)
     mask : (B, T_max) bool, True on real frames
     """
+    if _is_whisper(encoder.config):  # Whisper hook (branch whisper): windows cropped to each clip's frames
+        from featstore import forward_whisper
+        return forward_whisper.hidden_states(encoder, waves, n_layers=n_layers, grad=grad)
     with torch.set_grad_enabled(grad):
         features, mask = front_end(encoder, waves)
         states = encoder_states(encoder, features, mask, n_layers=n_layers)
     return torch.stack(states), mask
+
+
+def _is_whisper(config: object) -> bool:
+    """Whisper hook (branch whisper): whether a config is Whisper's (``forward_whisper`` runs it)."""
+    return getattr(config, "model_type", None) == "whisper"
 
 
 def masked_mean_std(states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

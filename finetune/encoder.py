@@ -16,6 +16,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from featstore.forward import encoder_states, front_end, prepare_inputs
+from finetune import whisper_encoder  # Whisper hook (branch whisper)
+from finetune.whisper_encoder import crop_to_frames, is_whisper  # Whisper hook (branch whisper)
 
 
 def states_from_waves(encoder: nn.Module, waves: Sequence[np.ndarray | torch.Tensor], do_normalize: bool,
@@ -40,6 +42,8 @@ def states_from_waves(encoder: nn.Module, waves: Sequence[np.ndarray | torch.Ten
             finally:
                 np.random.set_state(saved)
         states = encoder_states(encoder, features, mask, n_layers=state)
+    if is_whisper(encoder):  # Whisper hook (branch whisper): the clips' own frames, as cached
+        return crop_to_frames(states[-1], mask)
     return states[-1], mask
 
 
@@ -69,6 +73,8 @@ def run_layers(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor, start: i
     layerdrop : probability of skipping each layer (LayerDrop, as transformers' encoder
         loop does in training); 0 runs every layer
     """
+    if is_whisper(encoder):  # Whisper hook (branch whisper): windows of the clips' own frames
+        return whisper_encoder.run_layers(encoder, h, mask, start, stop, use_checkpointing, final_norm, layerdrop)
     enc = encoder.encoder
     if not 0 <= start <= stop <= len(enc.layers):
         raise ValueError(f"need 0 <= start ({start}) <= stop ({stop}) <= {len(enc.layers)}")

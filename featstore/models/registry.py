@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FAMILIES = ("wav2vec2", "wavlm")
+FAMILIES = ("wav2vec2", "wavlm", "whisper")  # whisper: branch whisper
 FORMATS = ("hf", "speechbrain")
 
 # Files a folder must hold, per format, to count as present (any one of each group).
@@ -134,5 +134,27 @@ MODELS: dict[str, ModelSpec] = {
         description="WavLM large pre-trained on 94k h of English",
         n_layers=24,
         hidden_size=1024,
+    ),
+    # Whisper hook (branch whisper): the encoders of OpenAI's multilingual Whisper (names and
+    # sizes only; never downloaded). Encoder of a 680k h weakly supervised ASR/translation model.
+    "whisper-base": ModelSpec(
+        alias="whisper-base",
+        hf_id="openai/whisper-base",
+        family="whisper",
+        language="multi",
+        format="hf",
+        description="Whisper base encoder (30 s log-mel windows), 680k h, 99 languages",
+        n_layers=6,
+        hidden_size=512,
+    ),
+    "whisper-small": ModelSpec(
+        alias="whisper-small",
+        hf_id="openai/whisper-small",
+        family="whisper",
+        language="multi",
+        format="hf",
+        description="Whisper small encoder (30 s log-mel windows), 680k h, 99 languages",
+        n_layers=12,
+        hidden_size=768,
     ),
 }

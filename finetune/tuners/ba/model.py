@@ -18,10 +18,12 @@ def apply_ba(encoder: nn.Module, layers: Sequence[int], settings: BASettings) ->
     for i in layers:
         layer = encoder.encoder.layers[i]
         layer = getattr(layer, "base_layer", layer)
-        if isinstance(layer.feed_forward, BottleneckFeedForward):
+        # Whisper hook (branch whisper): its feed-forward ends in fc2 (FFN(h) = fc2(act(fc1(norm(h)))))
+        slot = "feed_forward" if hasattr(layer, "feed_forward") else "fc2"
+        if isinstance(getattr(layer, slot), BottleneckFeedForward):
             raise ValueError(f"layer {i} already has a bottleneck adapter")
-        ff = layer.feed_forward
+        ff = getattr(layer, slot)
         ba = BottleneckFeedForward(ff, hidden, size, settings.zero_init_up)
         ref = next(ff.parameters())
-        layer.feed_forward = ba.to(device=ref.device, dtype=ref.dtype)
+        setattr(layer, slot, ba.to(device=ref.device, dtype=ref.dtype))
     return encoder

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
-from finetune.tuners.lora.config import LoraSettings
+from finetune.tuners.lora.config import LORA_TARGETS, LoraSettings
 from finetune.tuners.lora.layer import make_modular
 
 
@@ -26,8 +27,12 @@ def apply_lora(encoder: nn.Module, layers: Sequence[int], settings: LoraSettings
 
     Must run before the other methods (they wrap modules and would change the names).
     """
+    if getattr(encoder.config, "model_type", None) == "whisper" and settings.targets == LORA_TARGETS:
+        # Whisper hook (branch whisper): its layers name the same projections differently
+        from finetune.whisper_encoder import WHISPER_LORA_TARGETS
+        settings = replace(settings, targets=WHISPER_LORA_TARGETS)
     for i in layers:
-        make_modular(encoder.encoder.layers[i].attention)
+        make_modular(getattr(encoder.encoder.layers[i], "attention", None))  # Whisper: self_attn
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
