@@ -33,7 +33,7 @@ from torch import nn
 from featstore.models.whisper import SAMPLE_RATE_HZ, SAMPLES_PER_FRAME, window_frames, window_samples
 
 __all__ = ["frame_count", "frame_counts", "window_bounds", "log_mel", "front_end", "encoder_states",
-           "hidden_states", "unpadded_states"]
+           "hidden_states", "unpadded_states", "padding_effect", "n_windows"]
 
 
 def frame_count(n_samples: int) -> int:
@@ -204,6 +204,28 @@ def unpadded_states(encoder: nn.Module, wave: torch.Tensor, n_layers: int | None
         if n_layers == total and n_layers > 0:
             states[-1] = enc.layer_norm(h)
     return torch.stack(states)[:, 0]
+
+
+def padding_effect(encoder: nn.Module, wave: torch.Tensor) -> list[dict]:
+    """How the 30 s padding changes a clip's states: per hidden state, the mean cosine
+    similarity (over the clip's frames) and the largest absolute difference between the
+    states of the clip padded to 30 s (the default, :func:`hidden_states`) and run alone
+    (:func:`unpadded_states`), compared on the frames both have, plus the padded states'
+    largest magnitude for scale.
+
+    Returns
+    -------
+    one dict per hidden state: ``layer``, ``n_frames``, ``mean_cosine``, ``min_cosine``,
+    ``max_abs_diff``, ``max_abs_padded``
+    """
+    padded, _ = hidden_states(encoder, [torch.as_tensor(wave)])
+    alone = unpadded_states(encoder, wave)
+    n = min(padded.shape[2], alone.shape[1])
+    a, b = padded[:, 0, :n].to(torch.float64), alone[:, :n].to(torch.float64)
+    cos = nn.functional.cosine_similarity(a, b, dim=-1)
+    return [{"layer": i, "n_frames": n, "mean_cosine": float(cos[i].mean()), "min_cosine": float(cos[i].min()),
+             "max_abs_diff": float((a[i] - b[i]).abs().max()), "max_abs_padded": float(a[i].abs().max())}
+            for i in range(a.shape[0])]
 
 
 def n_windows(n_samples: int) -> int:
