@@ -147,9 +147,13 @@ def encoder_states(encoder: nn.Module, features: torch.Tensor, mask: torch.Tenso
     if start_layer == 0:
         h = nn.functional.dropout(h, p=enc.dropout, training=enc.training)
 
+    every = len(rows) == bsz * n_win
+
     def put_back(x: torch.Tensor) -> torch.Tensor:
-        full = x.new_zeros(bsz * n_win, frames, dim).index_copy(0, rows, x)
-        return full.view(bsz, t, dim)[:, :keep]
+        full = x if every else x.new_zeros(bsz * n_win, frames, dim).index_copy(0, rows, x)
+        full = full.reshape(bsz, t, dim)
+        # a cropped copy lets the whole-window tensor go at once (30 s per clip, whatever its length)
+        return full[:, :keep].clone() if keep < t else full
 
     states = [put_back(h)]
     for i in range(start_layer, n_layers):
