@@ -71,3 +71,20 @@ def test_probes_train_on_the_whisper_cache(extracted):
     assert sorted(r["layer"] for r in rows) == [0, 1, 2]
     assert all(0.0 <= r["ua"] <= 1.0 for r in rows)
     assert preds.height == 3 * 2
+
+
+def test_extraction_chunks_of_whole_windows_equal_the_whole_clip():
+    """Clips above --max-clip-seconds run in chunks; chunks of whole 30 s windows give the
+    states of the whole clip (windows concatenated)."""
+    from featstore.extract._compute import BatchRunner
+    from featstore.models.whisper import tiny_whisper_encoder
+
+    enc = tiny_whisper_encoder(seed=1)
+    rng = np.random.default_rng(0)
+    waves = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (496_000, 12_000)]
+    runner = BatchRunner(enc, False, torch.device("cpu"), "float32", [0, 2], 480_000)
+    long, short = runner.run(waves)
+    assert (long.n_frames, short.n_frames) == (1550, 38)
+    whole, _ = forward.hidden_states(enc, [torch.as_tensor(waves[0])])
+    np.testing.assert_allclose(long.frames, whole[[0, 2], 0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(long.mean, whole[:, 0].mean(1).numpy(), atol=1e-4)
