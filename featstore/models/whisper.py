@@ -145,7 +145,8 @@ def read_feature_extractor(folder: str | Path, config: WhisperConfig) -> tuple[W
         raise ModelLoadError(f"{path}: unreadable preprocessor config ({str(err)[:200]})") from None
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: expected a JSON object")
-    keep = ("feature_size", "sampling_rate", "hop_length", "chunk_length", "n_fft", "padding_value", "dither")
+    # dither (random noise added to the spectrum) is never taken: features must repeat exactly
+    keep = ("feature_size", "sampling_rate", "hop_length", "chunk_length", "n_fft", "padding_value")
     try:
         mel = WhisperFeatureExtractor(**{k: data[k] for k in keep if k in data})
     except Exception as err:  # a value of the wrong type fails inside transformers

@@ -32,6 +32,7 @@ def extracted(tmp_path_factory):
     return folder, man, batched, single
 
 
+@pytest.mark.slow
 def test_cache_holds_cropped_frames_equal_one_clip_at_a_time(extracted):
     folder, man, batched, single = extracted
     loaded = load_model(folder, language="multi")
@@ -53,6 +54,7 @@ def test_cache_holds_cropped_frames_equal_one_clip_at_a_time(extracted):
             np.testing.assert_allclose(b.pooled_all()[:, i], frames.mean(axis=1), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_probes_train_on_the_whisper_cache(extracted):
     from probes.config import ProbeConfig
     from probes.data import corpus_from_arrays
