@@ -72,6 +72,9 @@ def frame_counts(config: object, n_samples: int | Sequence[int] | torch.Tensor) 
 
     Uses the config's ``conv_kernel`` and ``conv_stride`` (wav2vec 2.0: 16000 samples -> 49).
     """
+    spec = FAMILIES.get(getattr(config, "model_type", None))
+    if spec is not None and spec.forward_module:  # a family with its own front end (Whisper: 50 per second)
+        return importlib.import_module(spec.forward_module).frame_counts(n_samples)
     return frame_counts_after(config, n_samples, n_conv=len(config.conv_kernel)).clamp(min=0)
 
 

@@ -23,6 +23,8 @@ from featstore.forward import (
     layer_attention_mask,
     prepare_inputs,
 )
+from finetune import whisper_encoder  # Whisper: its own layer runner (windows of the clips' frames)
+from finetune.whisper_encoder import crop_to_frames, is_whisper
 
 
 def states_from_waves(encoder: nn.Module, waves: Sequence[np.ndarray | torch.Tensor], do_normalize: bool,
@@ -47,6 +49,8 @@ def states_from_waves(encoder: nn.Module, waves: Sequence[np.ndarray | torch.Ten
             finally:
                 np.random.set_state(saved)
         states = encoder_states(encoder, features, mask, n_layers=state)
+    if is_whisper(encoder):  # Whisper hook (branch whisper): the clips' own frames, as cached
+        return crop_to_frames(states[-1], mask)
     return states[-1], mask
 
 
@@ -74,6 +78,8 @@ def run_layers(encoder: nn.Module, h: torch.Tensor, mask: torch.Tensor, start: i
     layerdrop : probability of skipping each layer (LayerDrop, as transformers' encoder
         loop does in training); 0 runs every layer
     """
+    if is_whisper(encoder):  # Whisper hook (branch whisper): windows of the clips' own frames
+        return whisper_encoder.run_layers(encoder, h, mask, start, stop, use_checkpointing, final_norm, layerdrop)
     layers = encoder_layers(encoder)
     if not 0 <= start <= stop <= len(layers):
         raise ValueError(f"need 0 <= start ({start}) <= stop ({stop}) <= {len(layers)}")

@@ -151,6 +151,9 @@ class BatchRunner:
     def states(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(S, B, T, D) hidden states and (B, T) mask of prepared clips, by this device's strategy."""
         with torch.inference_mode():
+            if getattr(self.encoder.config, "model_type", None) == "whisper":  # Whisper hook (branch whisper)
+                with autocast_for(self.device):
+                    return forward.hidden_states(self.encoder, inputs)
             if self.per_clip_front_end:
                 return per_clip_front_end_states(self.encoder, inputs)
             # The front end stays in float32: its masked group norm sums statistics over

@@ -250,6 +250,9 @@ def load_model(
         encoder, config, files, extras = load_speechbrain_folder(folder)
         do_normalize = extras.pop("do_normalize")
         sample_rate_hz = 16000
+    elif _whisper_folder(folder):  # Whisper hook (branch whisper): the encoder of a Whisper checkpoint
+        from featstore.models.whisper import load_whisper_folder
+        encoder, config, files, extras, do_normalize, sample_rate_hz = load_whisper_folder(folder)
     else:
         encoder, config, files, report = load_hf_folder(folder)
         do_normalize, sample_rate_hz, norm_source = read_preprocessor(folder, config)
@@ -277,6 +280,12 @@ def load_model(
         format=fmt,
         weight_files=tuple(str(f) for f in files),
     )
+
+
+def _whisper_folder(folder: Path) -> bool:
+    """Whisper hook (branch whisper): whether ``folder`` holds a Whisper checkpoint."""
+    from featstore.models.whisper import is_whisper_folder
+    return is_whisper_folder(folder)
 
 
 def _pick_language(name: str, language: str | None, spec: ModelSpec | None, meta: dict, folder: Path,

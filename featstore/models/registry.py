@@ -88,8 +88,9 @@ class FamilySpec:
     @property
     def lora_targets(self) -> tuple[str, ...]:
         """Module paths inside one layer that LoRA adapts: attention projections, then feed-forward."""
+        ff = f"{self.feed_forward}." if self.feed_forward else ""  # Whisper: fc1/fc2 sit in the layer itself
         return (*(f"{self.attention}.{p}" for p in self.attention_projections),
-                *(f"{self.feed_forward}.{p}" for p in self.feed_forward_projections))
+                *(f"{ff}{p}" for p in self.feed_forward_projections))
 
 
 FAMILIES: dict[str, FamilySpec] = {
@@ -114,6 +115,14 @@ FAMILIES: dict[str, FamilySpec] = {
         weight_prefix="data2vec_audio.", ctc_class="Data2VecAudioForCTC", positional="conv-stack",
         front_end_norm="layer",
         description="data2vec-audio base/large (layer-norm front end, post-norm, a stack of positional convolutions)",
+    ),
+    "whisper": FamilySpec(
+        model_type="whisper", model_class="transformers.models.whisper.modeling_whisper.WhisperEncoder",
+        config_class="WhisperConfig", weight_prefix="model.encoder.", ctc_class="",
+        attention="self_attn", feed_forward="", feed_forward_projections=("fc1", "fc2"), positional="none",
+        forward_module="featstore.forward_whisper",
+        description="Whisper's encoder (log-mel front end, fixed 30 s windows cropped to each clip; "
+                    "loaded by featstore.models.whisper)",
     ),
 }
 """Model families by ``config.json`` ``model_type``."""
@@ -245,6 +254,28 @@ MODELS: dict[str, ModelSpec] = {
         description="WavLM large pre-trained on 94k h of English",
         n_layers=24,
         hidden_size=1024,
+    ),
+    # Whisper hook (branch whisper): the encoders of OpenAI's multilingual Whisper (names and
+    # sizes only; never downloaded). Encoder of a 680k h weakly supervised ASR/translation model.
+    "whisper-base": ModelSpec(
+        alias="whisper-base",
+        hf_id="openai/whisper-base",
+        family="whisper",
+        language=MULTILINGUAL, pretraining_languages="99 languages",
+        format="hf",
+        description="Whisper base encoder (30 s log-mel windows), 680k h, 99 languages",
+        n_layers=6,
+        hidden_size=512,
+    ),
+    "whisper-small": ModelSpec(
+        alias="whisper-small",
+        hf_id="openai/whisper-small",
+        family="whisper",
+        language=MULTILINGUAL, pretraining_languages="99 languages",
+        format="hf",
+        description="Whisper small encoder (30 s log-mel windows), 680k h, 99 languages",
+        n_layers=12,
+        hidden_size=768,
     ),
 }
 

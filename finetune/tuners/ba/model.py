@@ -16,7 +16,9 @@ def apply_ba(encoder: nn.Module, layers: Sequence[int], settings: BASettings) ->
     :class:`BottleneckFeedForward` around it; returns ``encoder`` (changed in place)."""
     hidden = encoder.config.hidden_size
     size = max(1, hidden // settings.reduction)
-    stack, name = encoder_layers(encoder), family_of(encoder).feed_forward
+    family = family_of(encoder)
+    # Whisper's feed-forward is fc1/fc2 in the layer itself (FFN(h) = fc2(act(fc1(norm(h))))): wrap fc2
+    stack, name = encoder_layers(encoder), family.feed_forward or family.feed_forward_projections[-1]
     for i in layers:
         layer = stack[i]
         layer = getattr(layer, "base_layer", layer)
