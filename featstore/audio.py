@@ -248,12 +248,11 @@ def check_audio(manifest: pl.DataFrame, root: str | Path | None = None,
         Columns ``utt_id``, ``path``, ``reason``; one row per bad utterance, empty if all
         decode. One bad file never stops the rest.
     """
-    from rich.progress import Progress
+    from featstore.console import StepProgress
 
     bad: list[dict] = []
     rows = manifest.select([c for c in ("utt_id", "path", "start", "end") if c in manifest.columns])
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("checking audio", total=rows.height)
+    with StepProgress("checking audio", rows.height, "files", enabled=progress) as bar:
         for row in rows.iter_rows(named=True):
             try:
                 load_row(row, sample_rate_hz=sample_rate_hz, root=root)
@@ -262,7 +261,7 @@ def check_audio(manifest: pl.DataFrame, root: str | Path | None = None,
             except Exception as err:  # noqa: BLE001 - one odd file must not stop the check
                 bad.append({"utt_id": row["utt_id"], "path": row["path"],
                             "reason": f"unexpected error: {type(err).__name__}: {err}"})
-            bar.advance(task)
+            bar.advance()
     return pl.DataFrame(bad, schema=BAD_FILES_SCHEMA)
 
 

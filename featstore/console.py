@@ -505,3 +505,38 @@ class EpochProgress:
             parts.append(f"valid accuracy {100 * float(row['valid_acc']):.1f} %")
         parts.append(f"{per_epoch:.1f} s/epoch, {_clock(elapsed)} elapsed, ETA at most {_clock(left)}")
         return ", ".join(parts)
+
+
+def table_text(frame: object, max_rows: int = 40) -> str:
+    """``frame`` (a polars DataFrame) as plain aligned text for a terminal or a log: rates
+    in percent with the unit in the header (:func:`featstore.units.percent_columns`), one
+    decimal; other floats with 4 significant digits; at most ``max_rows`` rows."""
+
+    from featstore.units import percent_columns
+
+    shown = percent_columns(frame)
+    rates = {c for c in shown.columns if c not in frame.columns or c.endswith("_pct")}
+
+    def cell(column: str, value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return f"{value:.1f}" if column in rates else f"{value:.4g}"
+        return str(value)
+
+    rows = [[cell(c, v) for c, v in zip(shown.columns, row, strict=True)] for row in shown.head(max_rows).iter_rows()]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(shown.columns)]
+    numeric = [shown.schema[c].is_numeric() for c in shown.columns]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+
+    out = [line(list(shown.columns))] + [line(r) for r in rows]
+    if shown.height > max_rows:
+        out.append(f"... {shown.height - max_rows} more rows")
+    return "\n".join(out)
+
+
+def print_table(frame: object, max_rows: int = 40) -> None:
+    """Print :func:`table_text` of ``frame`` as plain lines (never a Rich/polars box)."""
+    print_line(table_text(frame, max_rows))

@@ -69,7 +69,7 @@ def peft(
         "--equal-loss-resets-patience/--lower-loss-resets-patience",
         help="a validation loss equal to the lowest also resets patience (<=, the authors' code) instead of only a lower one (<); unset: the protocol's (text <, authors <=)")] = None,
     folds: Annotated[int, typer.Option(help="Run folds 0..N-1.")] = 5,
-    fold: Annotated[list[int] | None, typer.Option(help="Run only this fold (repeatable); default: all of --folds.")] = None,
+    fold: Annotated[list[int] | None, typer.Option(metavar="K", help="Run only this fold (repeatable); default: all of --folds.")] = None,
     max_epochs: Annotated[int, typer.Option(help="epochs per stage at most")] = 100,
     patience: Annotated[int, typer.Option(help="epochs without a lower validation loss before stopping")] = 10,
     batch_size: Annotated[int | None, typer.Option(help="clips per optimiser step (before accumulation); unset: the protocol's (text 16, authors 1)")] = None,

@@ -99,8 +99,8 @@ def evaluate_checkpoint(checkpoint: str | Path, corpus: str, fold: int | None = 
 
 def metrics_text(metrics: dict) -> str:
     """One-paragraph summary for the terminal."""
-    lines = [f"UA {metrics['ua']:.4f}  WA {metrics['wa']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"]
-    lines += [f"  {c:8s} P {metrics[f'precision_{c}']:.3f}  R {metrics[f'recall_{c}']:.3f}  "
-              f"F1 {metrics[f'f1_{c}']:.3f}" for c in CANONICAL_EMOTIONS]
+    lines = [f"UA {100 * metrics['ua']:.1f} %  WA {100 * metrics['wa']:.1f} %  macro-F1 {100 * metrics['macro_f1']:.1f} %"]
+    lines += [f"  {c:8s} P {100 * metrics[f'precision_{c}']:.1f} %  R {100 * metrics[f'recall_{c}']:.1f} %  "
+              f"F1 {100 * metrics[f'f1_{c}']:.1f} %" for c in CANONICAL_EMOTIONS]
     lines.append(f"  confusion (rows = true, A H N S): {json.dumps(metrics['confusion'])}")
     return "\n".join(lines)

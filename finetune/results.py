@@ -44,7 +44,7 @@ PREDICTION_SCHEMA_FT: dict[str, pl.DataType] = {
 LOG_SCHEMA: dict[str, pl.DataType] = {
     "fold": pl.Int64, "stage": pl.Utf8, "epoch": pl.Int64, "run_epoch": pl.Int64, "valid_corpus": pl.Utf8,
     "train_loss": pl.Float64, "train_acc": pl.Float64, "valid_loss": pl.Float64, "valid_acc": pl.Float64,
-    "seconds": pl.Float64, "kept": pl.Boolean,
+    "valid_ua": pl.Float64, "seconds": pl.Float64, "kept": pl.Boolean,
 }
 """The epoch log: ``stage`` (train, stage1, stage2), ``epoch`` within the stage,
 ``run_epoch`` over the whole run, the corpus validated on, and ``kept`` on the epoch whose

@@ -285,7 +285,7 @@ def run_finetune(config: FinetuneConfig, base: LoadedModel | None = None, log: L
             from probes.metrics import classification_metrics
 
             metrics = classification_metrics(test.labels, probs.argmax(1))
-            say(f"fold {fold}: UA {metrics['ua']:.4f} WA {metrics['wa']:.4f} after {result.epochs} epochs"
+            say(f"fold {fold}: UA {100 * metrics['ua']:.1f} % WA {100 * metrics['wa']:.1f} % after {result.epochs} epochs"
                 + (f" (stage 2 from epoch {result.switch_epoch})" if first is not None else "")
                 + f"; kept epoch {result.kept_run_epoch} ({result.kept_stage})")
             key = {"model": alias, "setting": setting, "train_corpus": config.train_corpus,

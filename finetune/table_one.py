@@ -1,7 +1,7 @@
 """Table I in the paper's layout, with the paper's published value beside each cell.
 
 Units: ``ua`` in a results frame is a fraction (0-1); every column of the tables built here
-is a percentage and says so (``ua_pct``, ``ua_pct_std``, ``paper_ua_pct``, ``diff_pct`` =
+is a percentage and says so (``ua_pct``, ``ua_std_pct``, ``paper_ua_pct``, ``diff_pct`` =
 ours - paper in percentage points).
 
 Which run fills which cell
@@ -62,7 +62,7 @@ _OTHER_OF_CN_DE = {"cn": "de", "de": "cn"}
 
 TABLE_ONE_COLUMNS: tuple[str, ...] = (
     "row", "cell", "model", "setting", "source", "stage2", "target", "paper_source", "lora", "ba_wg", "two_stage",
-    "strategy", "scope", "layer", "n_folds", "ua_pct", "ua_pct_std", "paper_ua_pct", "diff_pct",
+    "strategy", "scope", "layer", "n_folds", "ua_pct", "ua_std_pct", "paper_ua_pct", "diff_pct",
     "comparison", "stage1_corpus", "stage2_corpus", "test_corpus",
 )
 """The leading columns of :func:`table_one` (present protocol columns follow)."""
@@ -182,12 +182,12 @@ def _conditions(results: pl.DataFrame) -> pl.DataFrame:
     keys = ["model", "setting", "stage1_corpus", "stage2_corpus", "test_corpus", "stage1_language",
             "stage2_language", "test_language", "strategy", "two_stage", "scope", "layer", *protocol]
     out = frame.group_by(keys, maintain_order=True).agg(
-        (pl.col("ua").mean() * 100).alias("ua_pct"),
-        (pl.col("ua").std(ddof=1) * 100).alias("ua_pct_std"),
+        (pl.col("ua").mean() * 100).round(6).alias("ua_pct"),  # 75.0, not 74.99999999999999
+        (pl.col("ua").std(ddof=1) * 100).round(6).alias("ua_std_pct"),
         pl.len().alias("n_folds"),
     )
     return out.with_columns(
-        pl.when(pl.col("n_folds") > 1).then(pl.col("ua_pct_std")).otherwise(None).alias("ua_pct_std"),
+        pl.when(pl.col("n_folds") > 1).then(pl.col("ua_std_pct")).otherwise(None).alias("ua_std_pct"),
         pl.col("two_stage").fill_null(False),
     )
 
@@ -223,7 +223,7 @@ def table_one(results: pl.DataFrame, *, reading: str = "text", alignment: str = 
     ``stage2`` the stage-2 language (null: one stage), ``paper_source`` the Source as printed
     in the paper (it differs from ``source`` where the reading trains first on another
     language, e.g. row 9 under ``text``), ``ua_pct`` the mean over folds (%),
-    ``ua_pct_std`` the sample std over folds (%, null for one fold), ``diff_pct`` = ``ua_pct
+    ``ua_std_pct`` the sample std over folds (%, null for one fold), ``diff_pct`` = ``ua_pct
     - paper_ua_pct`` (percentage points). Rows: the paper's cells in printed order, then the
     conditions that fill no cell.
     """
@@ -240,7 +240,7 @@ def table_one(results: pl.DataFrame, *, reading: str = "text", alignment: str = 
             "stage2": cond["stage2_language"], "target": cond["test_language"], "lora": lora, "ba_wg": ba_wg,
             "two_stage": cond["two_stage"], "strategy": cond["strategy"], "scope": cond["scope"],
             "layer": cond["layer"], "n_folds": cond["n_folds"], "ua_pct": cond["ua_pct"],
-            "ua_pct_std": cond["ua_pct_std"], "stage1_corpus": cond["stage1_corpus"],
+            "ua_std_pct": cond["ua_std_pct"], "stage1_corpus": cond["stage1_corpus"],
             "stage2_corpus": cond["stage2_corpus"], "test_corpus": cond["test_corpus"],
             **{c: cond[c] for c in protocol},
         }
@@ -276,7 +276,7 @@ def table_one(results: pl.DataFrame, *, reading: str = "text", alignment: str = 
                 "paper_source": cell["source"],
                 "lora": cell["lora"], "ba_wg": cell["ba_wg"], "two_stage": cell["two_stage"],
                 "strategy": cell["strategy"], "scope": None, "layer": None, "n_folds": 0, "ua_pct": None,
-                "ua_pct_std": None, "paper_ua_pct": cell["paper_ua_pct"], "diff_pct": None,
+                "ua_std_pct": None, "paper_ua_pct": cell["paper_ua_pct"], "diff_pct": None,
                 "comparison": cell["impossible"] or ("not comparable: demo" if demo else "not run"),
                 "stage1_corpus": None, "stage2_corpus": None, "test_corpus": None, **{c: None for c in protocol},
             })
@@ -284,7 +284,7 @@ def table_one(results: pl.DataFrame, *, reading: str = "text", alignment: str = 
     schema = {"row": pl.Int64, "cell": pl.Utf8, "model": pl.Utf8, "setting": pl.Utf8, "source": pl.Utf8,
               "stage2": pl.Utf8, "target": pl.Utf8, "paper_source": pl.Utf8, "lora": pl.Boolean, "ba_wg": pl.Boolean,
               "two_stage": pl.Boolean, "strategy": pl.Utf8, "scope": pl.Utf8, "layer": pl.Int64,
-              "n_folds": pl.Int64, "ua_pct": pl.Float64, "ua_pct_std": pl.Float64, "paper_ua_pct": pl.Float64,
+              "n_folds": pl.Int64, "ua_pct": pl.Float64, "ua_std_pct": pl.Float64, "paper_ua_pct": pl.Float64,
               "diff_pct": pl.Float64, "comparison": pl.Utf8, "stage1_corpus": pl.Utf8, "stage2_corpus": pl.Utf8,
               "test_corpus": pl.Utf8}
     if ours is not None:
@@ -322,7 +322,7 @@ def table_one_display(table: pl.DataFrame) -> pl.DataFrame:
         diff = r.get("diff_pct")
         rows.append((MODEL_LABELS.get(r["model"], r["model"]), r["setting"].capitalize(), (r["source"] or "").upper(),
                      (r["target"] or "").upper(), "✓" if r["lora"] else "", ba_wg, stage2, layer,
-                     format_ua(r["ua_pct"], r["ua_pct_std"]), _pct(r.get("paper_ua_pct")),
+                     format_ua(r["ua_pct"], r["ua_std_pct"]), _pct(r.get("paper_ua_pct")),
                      "" if diff is None else f"{diff:+.1f}", r.get("comparison") or ""))
     return pl.DataFrame(rows, schema=dict.fromkeys(DISPLAY_COLUMNS, pl.Utf8), orient="row")
 

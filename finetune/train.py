@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from featstore.configs import check_fields
 from finetune.data import ClipSet, batch_inputs, length_sorted_batches
 from finetune.model import SERModel
+from probes.metrics import classification_metrics
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 TEXT_BATCH_SIZE = 16
@@ -160,9 +161,10 @@ def _epoch(model: SERModel, train: ClipSet, valid: ClipSet, optimizer: torch.opt
     train_loss, train_acc = train_epoch(model, train, optimizer, config, rng, dtype, scaler, result)
     valid_loss, probs = evaluate(model, valid, config.batch_size, config)
     valid_acc = float(np.mean(probs.argmax(1) == valid.labels))
+    valid_ua = float(classification_metrics(valid.labels, probs.argmax(1))["ua"]) if len(valid.labels) else float("nan")
     return {"stage": stage, "epoch": epoch, "run_epoch": run_epoch, "valid_corpus": _valid_corpus(valid),
             "train_loss": train_loss, "train_acc": train_acc, "valid_loss": valid_loss, "valid_acc": valid_acc,
-            "seconds": time.perf_counter() - start, "kept": False}
+            "valid_ua": valid_ua, "seconds": time.perf_counter() - start, "kept": False}
 
 
 def fit(

@@ -211,9 +211,14 @@ def dispatch(jobs: Sequence[TrainJob], config: LayerwiseConfig, progress: bool =
 def _collect(outputs: Iterator, total: int, progress: bool) -> list:
     if not progress:
         return list(outputs)
-    from rich.progress import track
+    from featstore.console import StepProgress
 
-    return list(track(outputs, total=total, description="training probe heads"))
+    done = []
+    with StepProgress("training probe heads", total, "jobs") as bar:
+        for item in outputs:
+            done.append(item)
+            bar.advance()
+    return done
 
 
 def default_out_dir(config: LayerwiseConfig) -> Path:

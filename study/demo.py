@@ -233,8 +233,12 @@ def _meta(config: DemoConfig) -> dict:
         "demo": asdict(config) | {"out": str(config.run_dir), "cache_root": str(config.root)},
         "languages": {"demo-cn": "cn (Mandarin, as ESD)", "demo-de": "de (German, as PAVOQUE)",
                       "demo-en": "en (English, as IEMOCAP)", "demo-yue": "yue (Cantonese, for the Tianjin dialect)"},
-        "models": {**{m: f"untrained wav2vec 2.0 ({lang})" for m, lang in DEMO_MODELS.items()},
-                   SED_MODEL: "untrained WavLM + frame classifier (SpeechBrain folder)"},
+        "models": {**{m: f"wav2vec 2.0, {MODEL_SHAPE.get('num_hidden_layers', '?')} layers x "
+                         f"{MODEL_SHAPE.get('hidden_size', '?')} dims, random weights (seed {config.seed + i}), "
+                         f"NO pre-training; language tag {lang}; Hugging Face pre-training format"
+                      for i, (m, lang) in enumerate(DEMO_MODELS.items())},
+                   SED_MODEL: f"tiny WavLM + frame classifier, random weights (seed {config.seed}), no training; "
+                              "SpeechBrain folder"},
         "listeners": "simulated: answers drawn from the paper's human confusion matrices (Table III) "
                      "per listener group and language; Tianjin accuracy (Table II) for Cantonese",
         "sed_listeners": SED_LISTENERS_NOTE,

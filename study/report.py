@@ -19,7 +19,8 @@ import polars as pl
 
 from featstore.errors import CrosslingError
 from featstore.io import atomic_write_text
-from study.report_marks import percent_columns, simulated_listeners
+from featstore.units import percent_columns
+from study.report_marks import simulated_listeners
 
 MAX_TABLE_ROWS = 60
 PROVENANCE_COLUMNS = (
@@ -109,6 +110,12 @@ def _cell_html(value: object, max_chars: int = MAX_CELL_CHARS) -> str:
     if len(text) > max_chars:
         if max_chars < MAX_CELL_CHARS:
             short = text[:max_chars] + "\u2026"
+        elif "/" in text and len(text.rsplit("/", 1)[-1]) < max_chars - 2:
+            # a path keeps its end (folder and file name), so two paths never shorten alike
+            parts, short = text.split("/"), ""
+            while parts and len(parts[-1]) + len(short) + 2 <= max_chars:
+                short = "/" + parts.pop() + short
+            short = "\u2026" + short
         else:
             keep = (max_chars - 1) // 2
             short = text[:keep] + "\u2026" + text[-keep:]
@@ -334,20 +341,39 @@ def collect_provenance(run_dir: Path, marks: dict[str, str] | None = None) -> pl
         except (pl.exceptions.PolarsError, OSError):
             continue
         cols = [c for c in PROVENANCE_COLUMNS if c in schema]
-        if "model" not in cols or len(cols) < 2:
+        listener = _holds_listeners(path, schema)
+        if "model" in cols and len(cols) >= 2:
+            frame = pl.read_parquet(path, columns=cols).unique()
+            frame = frame.with_columns([pl.col(c).cast(pl.Utf8) for c in cols])
+        elif listener:  # listener answers (no model): one row, so every listener table is listed
+            frame = pl.DataFrame({"model": ["listeners"]})
+        else:
             continue
-        frame = pl.read_parquet(path, columns=cols).unique()
-        frame = frame.with_columns([pl.col(c).cast(pl.Utf8) for c in cols])
-        frames.append(frame.with_columns(pl.lit(path.relative_to(run_dir).as_posix()).alias("table")))
+        frames.append(frame.with_columns(pl.lit(path.relative_to(run_dir).as_posix()).alias("table"),
+                                         pl.lit(listener).alias("_listener")))
     if not frames:
         return pl.DataFrame()
     frame = pl.concat(frames, how="diagonal").unique().sort("table", "model")
-    frame = frame.select([c for c in frame.columns if frame[c].null_count() < frame.height])
     if marks:
         folder = pl.col("table").str.split("/").list.first()
-        frame = frame.with_columns(pl.when(folder.is_in(list(marks))).then(pl.lit("simulated"))
+        frame = frame.with_columns(pl.when(folder.is_in(list(marks)) & pl.col("_listener")).then(pl.lit("simulated"))
                                    .otherwise(pl.lit("")).alias("answers"))
-    return frame
+    frame = frame.drop("_listener")
+    return frame.select([c for c in frame.columns if frame[c].null_count() < frame.height])
+
+
+def _holds_listeners(path: Path, schema: object) -> bool:
+    """Whether a results table holds listener answers or is built on them: a ``simulated``
+    field in its provenance, or a listener / group column (a model's own output has neither)."""
+    from featstore.io import TableError, parquet_metadata
+
+    names = [str(c) for c in schema]  # type: ignore[attr-defined]
+    if any("listener" in c for c in names) or "group" in names:
+        return True
+    try:
+        return "simulated" in parquet_metadata(path)
+    except (TableError, OSError, ValueError):
+        return False
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, title: str | None = None) -> Path:

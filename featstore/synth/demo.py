@@ -208,9 +208,9 @@ def synthesize_demo(config: SynthConfig = SynthConfig(), progress: bool = False)
         items = [u for code in config.languages for u in plans[code]]
         iterator = items
         if progress:
-            from rich.progress import track
+            from featstore.console import track_items
 
-            iterator = track(items, description="synthesising the demo corpus")
+            iterator = track_items(items, "synthesising the demo corpus", "utts")
         for code in config.languages:
             folders[code] = out / code
             _prepare_folder(folders[code])

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from featstore.console import StepProgress, aliased, cell, check_corpora, print_line
+from featstore.console import StepProgress, aliased, cell, check_corpora, print_line, print_table
 from featstore.console import fail as _fail
 
 human_app = typer.Typer(
@@ -194,10 +194,10 @@ def compare_cmd(
                        "pooled_languages": ["+".join(p) for p in pools]}}
     out_dir = out or answers.parent / "compare"
     paths = save_compare(result, out_dir, prov, result.labels)
-    print_line("Table II (mean UA %, rows = listener groups):")
-    console.print(result.table2)
+    print_line("Table II (mean UA over each group's listeners, rows = listener groups):")
+    print_table(result.table2)
     if result.pairs.height:
-        console.print(result.pairs.select("group", "language", "human_setting", "model", "human_ua", "model_ua"))
+        print_table(result.pairs.select("group", "language", "human_setting", "model", "human_ua", "model_ua"))
     if result.ttests.height:
         sig = result.ttests.filter("significant")
         print_line(f"{result.ttests.height} Welch t-tests; {sig.height} significant after {correction} "

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from featstore.console import aliased, check_corpora, print_line, resolve_device, track_items
+from featstore.console import aliased, check_corpora, print_line, print_table, resolve_device, track_items
 from featstore.console import fail as _fail
 
 sed_app = typer.Typer(
@@ -55,7 +55,7 @@ def _print_paths(paths: dict) -> None:
 def _print_table(path: Path) -> None:
     import polars as pl
 
-    console.print(pl.read_csv(path))
+    print_table(pl.read_csv(path))
 
 
 @sed_app.command("model", short_help="Diarize with the diarization WavLM and score EDER.", cls=aliased(_CACHE_ALIAS))
@@ -121,15 +121,15 @@ def probe_cmd(
     except _USER_ERRORS as err:
         _fail(str(err))
     per_layer = pl.read_parquet(paths["per_layer_parquet"])
-    console.print(per_layer.select("layer", "eder", "eder_duration_weighted", "n_utterances"))
+    print_table(per_layer.select("layer", "eder", "eder_duration_weighted", "n_utterances"))
     best = per_layer.sort("eder").row(0, named=True)
-    print_line(f"best layer: {best['layer']} (EDER {best['eder']:.4f})")
+    print_line(f"best layer: {best['layer']} (EDER {100 * best['eder']:.1f} %)")
     if model_results is not None:
         try:
             fine_tuned = pl.read_parquet(model_results)
         except (OSError, pl.exceptions.PolarsError) as err:
             _fail(f"{model_results}: {err}")
-        print_line(f"diarization model {fine_tuned['model'][0]}: EDER {fine_tuned['eder'].mean():.4f} "
+        print_line(f"diarization model {fine_tuned['model'][0]}: EDER {100 * fine_tuned['eder'].mean():.1f} % "
                    f"over {fine_tuned.height} utterances")
     _print_paths(paths)
 

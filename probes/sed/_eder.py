@@ -159,6 +159,15 @@ def _fill_neutral(segments: Sequence[Segment], duration: float) -> list[Segment]
     return out
 
 
+TIME_COMPONENTS: tuple[str, ...] = ("missed", "false_alarm", "overlap", "confusion")
+"""EDER's error components, in seconds (result tables name them ``<component>_s``)."""
+
+
+def time_columns(result: EderResult) -> dict[str, float]:
+    """``result.time_columns()``: the components in seconds, named ``<component>_s``."""
+    return result.time_columns()
+
+
 @dataclass(frozen=True)
 class EderResult:
     """EDER of one utterance.
@@ -180,6 +189,11 @@ class EderResult:
     correct: float
     duration: float
     scored_s: float
+
+    def time_columns(self) -> dict[str, float]:
+        """The components as result-table columns named with their unit: ``missed_s``,
+        ``false_alarm_s``, ``overlap_s``, ``confusion_s`` (seconds)."""
+        return {f"{k}_s": getattr(self, k) for k in TIME_COMPONENTS}
 
     def as_dict(self) -> dict[str, float]:
         """The fields as a plain dict (for tables)."""

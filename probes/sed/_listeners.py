@@ -22,7 +22,15 @@ import soundfile as sf
 from featstore.errors import CrosslingError
 from featstore.io import TableError, atomic_write, atomic_write_text, read_table
 from featstore.manifest import manifest_fingerprint
-from probes.sed._eder import EMOTIONS, NEUTRAL, LabelError, canonical_label, eder, reference_segments
+from probes.sed._eder import (
+    EMOTIONS,
+    NEUTRAL,
+    LabelError,
+    canonical_label,
+    eder,
+    reference_segments,
+    time_columns,
+)
 
 ANSWER_COLUMNS: tuple[str, ...] = ("listener", "group", "stimulus", "label", "start", "end")
 """Columns of the answer sheet: who, their listener group (e.g. native language), which
@@ -246,8 +254,7 @@ def score_answers(answers: pl.DataFrame, key: pl.DataFrame, source: str | Path =
         rows.append({
             "listener": ans["listener"], "group": ans["group"], "stimulus": ans["stimulus"],
             "utt_id": item["utt_id"], "emotion": item["emotion"], "label": label, "start": start, "end": end,
-            "duration": duration, **{k: getattr(res, k) for k in ("eder", "missed", "false_alarm", "overlap",
-                                                                  "confusion")},
+            "duration": duration, "eder": res.eder, **time_columns(res),
             "hypothesis": json.dumps(hyp), "reference": json.dumps(ref),
         })
     if not rows:

@@ -42,7 +42,7 @@ def test_runs_differing_in_scope_or_layer_are_separate_rows():
     assert table.height == 3 and table["n_folds"].to_list() == [2, 2, 2]
     row = table.filter((pl.col("scope") == "every-layer") & (pl.col("layer") == 6)).row(0, named=True)
     assert row["ua_pct"] == pytest.approx(60.0)
-    assert row["ua_pct_std"] == pytest.approx(100 * (((0.5 - 0.6) ** 2 + (0.7 - 0.6) ** 2) / 1) ** 0.5)
+    assert row["ua_std_pct"] == pytest.approx(100 * (((0.5 - 0.6) ** 2 + (0.7 - 0.6) ** 2) / 1) ** 0.5)
     assert row["comparison"] == "no paper cell" and row["paper_ua_pct"] is None
     assert "6 (target layer)" in table_one_markdown(table)
 
@@ -59,14 +59,14 @@ def test_paper_layout_values_differences_one_fold_and_two_stage_source():
     # row 1: mean and sample std over folds, the paper's value beside it, the difference
     r1 = by_row[1]
     assert r1["ua_pct"] == pytest.approx(100 * statistics.mean([0.90, 0.92, 0.95]))
-    assert r1["ua_pct_std"] == pytest.approx(100 * statistics.stdev([0.90, 0.92, 0.95]))
+    assert r1["ua_std_pct"] == pytest.approx(100 * statistics.stdev([0.90, 0.92, 0.95]))
     assert r1["paper_ua_pct"] == 91.4
     assert r1["diff_pct"] == pytest.approx(100 * statistics.mean([0.90, 0.92, 0.95]) - 91.4)
     # the two-stage run: Source = its stage-1 language, stage 2 named, one fold -> no std
     r6 = by_row[6]
     assert (r6["source"], r6["stage2"], r6["target"], r6["two_stage"]) == ("cn", "de", "de", True)
     assert r6["stage1_corpus"] == "esd" and r6["stage2_corpus"] == "pavoque"
-    assert r6["ua_pct_std"] is None and r6["n_folds"] == 1
+    assert r6["ua_std_pct"] is None and r6["n_folds"] == 1
     assert r6["paper_ua_pct"] == 70.7 and r6["diff_pct"] == pytest.approx(70.0 - 70.7)
     assert by_row[23]["paper_ua_pct"] == 62.4 and by_row[23]["diff_pct"] == pytest.approx(62.0 - 62.4)
     # cells nobody ran: the paper value, ours empty

@@ -99,7 +99,7 @@ def test_run_two_stage_writes_results_predictions_and_table_one(setup):
     table = pl.read_csv(out / "table_one.csv")
     assert table.height == 1
     assert table["ua_pct"][0] == pytest.approx(100 * frame["ua"].mean())
-    assert table["ua_pct_std"][0] == pytest.approx(100 * float(np.std(frame["ua"].to_numpy(), ddof=1)))
+    assert table["ua_std_pct"][0] == pytest.approx(100 * float(np.std(frame["ua"].to_numpy(), ddof=1)))
     assert "| 2-stg |" in (out / "table_one.md").read_text()
 
 

@@ -109,7 +109,7 @@ def test_score_against_time_grid_and_table_iv(tmp_path: Path) -> None:
     for row in scored.to_dicts():
         assert row["eder"] == pytest.approx(_grid_eder(row["label"], row["start"], row["end"],
                                                        by_stim[row["stimulus"]]), abs=5e-4)
-        assert row["missed"] + row["false_alarm"] + row["confusion"] + row["overlap"] == pytest.approx(
+        assert row["missed_s"] + row["false_alarm_s"] + row["confusion_s"] + row["overlap_s"] == pytest.approx(
             row["eder"] * row["duration"], abs=1e-9)
     table = table_iv(listener_rows=scored)
     assert table.columns == ["emotion", "listeners_en_eder", "listeners_zh_eder"]

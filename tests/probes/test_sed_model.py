@@ -154,7 +154,7 @@ def test_run_model_end_to_end(tiny_sb: Path, zed_corpus: tuple[Path, Path], tmp_
         ref = reference_segments(json.loads(row["events"]), row["duration"])
         want = eder(frames_to_segments(labels, 0.02, 0.02), ref, row["duration"])
         assert got["eder"] == want.eder
-        assert got["missed"] + got["false_alarm"] + got["overlap"] + got["confusion"] == pytest.approx(
+        assert got["missed_s"] + got["false_alarm_s"] + got["overlap_s"] + got["confusion_s"] == pytest.approx(
             got["eder"] * got["duration"], abs=1e-9)
     table = pl.read_csv(paths["table_iv"])
     assert table["emotion"].to_list() == ["angry", "happy", "sad", "average"]

@@ -60,6 +60,7 @@ def test_report_is_self_contained_and_complete(run_dir):
     assert prov.height == 1 and prov["model_fingerprint"].to_list() == ["abc"]
 
 
+@pytest.mark.browser
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     out = build_report(run_dir)
     profile = tmp_path / "profile"

@@ -89,13 +89,15 @@ def make_run(run: Path, simulated_by: str = "meta") -> Path:
                          "cache_fingerprint": ["4" * 16, None], "fold_scheme": ["speaker-independent-5"] * 2,
                          "seed": [0, 0]})
     listener_meta = {"simulated": "simulated: demo answers"} if simulated_by == "provenance" else {}
-    write_parquet(prov, sed / "per_answer.parquet", metadata=listener_meta)
+    write_parquet(prov.with_columns(pl.lit("cn").alias("group")), sed / "per_answer.parquet", metadata=listener_meta)
+    (sed / "model").mkdir()
+    prov.head(1).write_parquet(sed / "model" / "per_utterance.parquet")  # the model's own output: not simulated
     finetune = run / "finetune" / "lora_ba_wg"
     finetune.mkdir(parents=True)
     prov.head(1).write_parquet(finetune / "predictions.parquet")
     compare = {"provenance": {"key": {"path": "/very/long/path/" * 6 + "key.csv"}}}
     meta = {"title": "Cross-lingual SER demo", "untrained_models": True, "demo": {"seed": 0},
-            "models": {m: "wav2vec 2.0, 6 layers of 64, pre-trained 60 s on its own language's synthetic speech"
+            "models": {m: "wav2vec 2.0, 6 layers x 64 dims, random weights (seed 0), NO pre-training"
                        for m in MODELS},
             "margins": {"best_mono_probe_ua_pct": 71.25, "min_finetune_ua_pct": 47.5}}
     if simulated_by == "provenance":
@@ -112,6 +114,7 @@ def report(tmp_path_factory) -> Path:
     return build_report(make_run(tmp_path_factory.mktemp("layout") / "run"))
 
 
+@pytest.mark.browser
 def test_report_fits_1280px_in_chromium_and_keeps_a_screenshot(report):
     found = check_layout(report, screenshot=SCREENSHOT)
     assert found.viewport == 1280
@@ -122,6 +125,7 @@ def test_report_fits_1280px_in_chromium_and_keeps_a_screenshot(report):
     assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 10_000
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("defect, expect", [
     ("<div style='width:1900px'>a deliberately wide element</div>", "wider than the window"),
     ("<table><tr><td class='num' style='white-space:normal;max-width:3em'>36.2 ± 13.5</td></tr></table>",
@@ -164,6 +168,8 @@ def test_simulated_listeners_are_flagged_at_every_listener_table_and_figure(tmp_
     assert "SIMULATED listeners" in page.split("<ul>")[0]  # and the banner says it too
     prov = page.split("<section id=\"provenance\">")[1]
     assert re.search(r"sed/per_answer\.parquet</td>(<td[^>]*>[^<]*</td>)*<td>simulated</td>", prov)
+    model_row = re.search(r"title='sed/model/per_utterance\.parquet'>[^<]*</td>((<td[^>]*>[^<]*</td>)*)</tr>", prov)
+    assert model_row and "simulated" not in model_row.group(1)  # a model's own output is not flagged
 
 
 def test_no_flag_without_a_mark(tmp_path):
@@ -186,7 +192,7 @@ def test_units_in_every_header_and_fractions_converted_once(report):
     table2 = _section(page, "table2")
     assert "CN UA %" in table2 and "<td class='num'>62.5</td>" in table2  # a fraction in the file, % shown
     about = _section(page, "about")
-    assert "71.2" in about and "+46.2" in about and "pre-trained 60 s" in about  # margin over chance 25 %
+    assert "71.2" in about and "+46.2" in about and "NO pre-training" in about  # margin over chance 25 %
 
 
 def test_chromium_is_needed_and_named(monkeypatch, report):
@@ -198,6 +204,7 @@ def test_chromium_is_needed_and_named(monkeypatch, report):
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 def test_the_demo_report_passes_the_layout_check(tmp_path):
     """The demo's own report (small settings) in Chromium at 1280 px; its screenshot is the
     CI artifact cache/report-screenshot-demo.png."""
