@@ -203,3 +203,30 @@ def compare_cmd(
         print_line(f"{result.ttests.height} Welch t-tests; {sig.height} significant after {correction} "
                    "(ttests.csv: p uncorrected, p_adj corrected, df Welch, df_student = n_a + n_b - 2)")
     print_line(f"written to {out_dir} ({json.dumps(sorted(paths))})")
+    if preds.height and "layer" in preds.columns:  # the probes' predictions of every layer
+        _likeness(frame, preds, predictions or [], cfg, key_frame, out_dir / "likeness", prov, answers)
+
+
+def _likeness(answers_frame: object, preds: object, pred_paths: list[Path], cfg: object, key_frame: object,
+              out_dir: Path, prov: dict, answers: Path) -> None:
+    """Human-likeness per layer (:mod:`probes.human.likeness`) into ``out_dir``; the
+    provenance of a ``results.parquet`` beside a predictions file joins each row."""
+    import polars as pl
+
+    from featstore.io import TableError, parquet_metadata
+    from probes.human.likeness import write_likeness
+
+    try:
+        simulated = parquet_metadata(answers).get("simulated") or None
+    except TableError:
+        simulated = None
+    beside = [p.parent / "results.parquet" for p in pred_paths if (p.parent / "results.parquet").is_file()]
+    try:
+        results = pl.concat([pl.read_parquet(p) for p in beside], how="diagonal_relaxed") if beside else None
+        paths = write_likeness(answers_frame, preds, out_dir, cfg, key_frame, results,  # type: ignore[arg-type]
+                               {**prov, "results": [str(p) for p in beside]},
+                               simulated=str(simulated) if simulated else None)
+    except (ValueError, OSError) as err:
+        _fail(f"human-likeness per layer: {err}")
+    print_line(f"human-likeness per layer (kappa with the majority answer, confusion r, 95 % bootstrap "
+               f"intervals): {paths['likeness_csv']}")
