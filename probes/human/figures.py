@@ -154,12 +154,14 @@ def ua_bars(summary: pl.DataFrame, stem: Path, note: str | None = None) -> list[
     return _save(fig, stem, note)
 
 
-LIKENESS_PANELS: tuple[tuple[str, str], ...] = (
-    ("kappa", "Cohen's kappa with the\nmajority listener answer"),
-    ("confusion_r", "r of the confusion matrices\n(model vs listeners)"),
-    ("ua", "UA % of the model\n(pooled test predictions)"),
+LIKENESS_PANELS: tuple[tuple[str, str, str], ...] = (
+    ("kappa", "kappa", "Cohen's kappa with the\nmajority listener answer"),
+    ("confusion_r", "confusion r", "r of the confusion matrices\n(model vs listeners)"),
+    ("ua", "UA", "UA % of the model\n(pooled test predictions)"),
 )
-"""The columns of the human-likeness figure and their axis labels."""
+"""The columns of the human-likeness figure, their short titles and axis labels."""
+LISTENERS_OF_SETTING: dict[str, str] = {"mono": "native listeners", "cross": "non-native listeners",
+                                        "trans": "second-language listeners"}
 
 
 def likeness_figure(table: pl.DataFrame, stem: Path, note: str | None = None) -> list[Path]:
@@ -183,7 +185,7 @@ def likeness_figure(table: pl.DataFrame, stem: Path, note: str | None = None) ->
     handles: dict[str, object] = {}
     for i, setting in enumerate(settings):
         sub = table.filter(pl.col("setting") == setting)
-        for j, (col, ylabel) in enumerate(LIKENESS_PANELS):
+        for j, (col, short, ylabel) in enumerate(LIKENESS_PANELS):
             ax = axes[i][j]
             for lab in labels:
                 part = sub.filter(pl.all_horizontal([pl.col(c) == v for c, v in zip(line_cols, lab, strict=True)]))
@@ -206,7 +208,8 @@ def likeness_figure(table: pl.DataFrame, stem: Path, note: str | None = None) ->
                 ax.axhline(0.0, color="0.5", linestyle="--", linewidth=0.8)
             ax.set_ylabel(ylabel, fontsize=FONT_PT)
             ax.set_xlabel("layer", fontsize=FONT_PT)
-            ax.set_title(f"{setting}: {ylabel.splitlines()[0]}", fontsize=FONT_PT)
+            who = LISTENERS_OF_SETTING.get(setting, "listeners")
+            ax.set_title(f"{short}, {setting} model ({who})", fontsize=FONT_PT)
             ax.tick_params(labelsize=FONT_PT)
             ax.grid(alpha=0.3)
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=2, fontsize=FONT_PT,

@@ -221,10 +221,17 @@ def majority_answers(answers: pl.DataFrame, labels: Sequence[str]) -> pl.DataFra
     )
 
 
-def pooled_ua(predictions: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
-    """UA (fraction 0-1, mean recall over the true classes present) per ``by`` over every
-    row of ``predictions`` (true, pred)."""
-    recall = predictions.group_by(*by, "true").agg((pl.col("true") == pl.col("pred")).cast(pl.Float64).mean().alias("r"))
+def class_counts(predictions: pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:
+    """Per ``by`` and true class: ``n`` predictions and ``n_correct`` of them (a small
+    table, computed lazily, so a large ``predictions.parquet`` is never held whole)."""
+    return (predictions.group_by(*by, "true")
+            .agg(pl.len().alias("n"), (pl.col("true") == pl.col("pred")).sum().alias("n_correct")).collect())
+
+
+def ua_from_counts(counts: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
+    """UA (fraction 0-1, mean recall over the true classes present) per ``by`` from
+    :func:`class_counts` rows, pooling them over every other column."""
+    recall = counts.group_by(*by, "true").agg((pl.col("n_correct").sum() / pl.col("n").sum()).alias("r"))
     return recall.group_by(*by).agg(pl.col("r").mean().alias("ua"))
 
 
@@ -233,7 +240,7 @@ def pooled_ua(predictions: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
 
 def human_likeness(
     answers: pl.DataFrame,
-    predictions: pl.DataFrame,
+    predictions: pl.DataFrame | pl.LazyFrame,
     compare_config: CompareConfig = CompareConfig(),
     key: pl.DataFrame | None = None,
     config: LikenessConfig = LikenessConfig(),
@@ -247,7 +254,8 @@ def human_likeness(
     answers : tidy answers (:func:`probes.human.ingest.ingest`)
     predictions : the probes' predictions of every layer (``predictions.parquet``: model,
         setting, train_corpus, test_corpus, layer, fold, utt_id, true, pred, prob_*);
-        ``compare_config.prediction_filters`` apply except one on ``layer``
+        ``compare_config.prediction_filters`` apply except one on ``layer``; a LazyFrame
+        (``pl.scan_parquet``) is read only for the stimuli and per-class counts
     key : the stimuli heard; default: the distinct stimuli of ``answers``
     results : the probes' results table, for the provenance columns
     simulated : how the answers were simulated (None: people); marks every row
@@ -261,7 +269,9 @@ def human_likeness(
     """
     if answers.is_empty():
         raise LikenessError("no answers to compare")
-    need = [c for c in ("utt_id", "pred", "model", "setting", "layer") if c not in predictions.columns]
+    lazy = predictions.lazy()
+    columns = lazy.collect_schema().names()
+    need = [c for c in ("utt_id", "pred", "model", "setting", "layer") if c not in columns]
     if need:
         raise LikenessError(f"predictions lack column(s) {need}: give the probes' predictions.parquet "
                             "(every layer) for the human-likeness table")
@@ -275,10 +285,13 @@ def human_likeness(
     filters = {c: v for c, v in compare_config.prediction_filters.items() if c != "layer"}
     cc = dataclasses.replace(compare_config, group_languages=mapping, labels=labels, prediction_filters=filters)
     for col, value in filters.items():
-        if col in predictions.columns:
-            predictions = predictions.filter(pl.col(col).cast(pl.Utf8) == str(value))
-    heard = predictions.filter(pl.col("utt_id").cast(pl.Utf8).is_in(key["utt_id"].cast(pl.Utf8).to_list()))
+        if col in columns:
+            lazy = lazy.filter(pl.col(col).cast(pl.Utf8) == str(value))
+    heard = lazy.filter(pl.col("utt_id").cast(pl.Utf8).is_in(key["utt_id"].cast(pl.Utf8).to_list())).collect()
     matched, match_report = match_predictions(heard, key, cc)
+    corpus_col = next((c for c in ("test_corpus", "corpus") if c in columns), None)
+    by = [c for c in ("model", "setting", "train_corpus", "head", corpus_col, "layer") if c in columns and c]
+    class_table = class_counts(lazy, by) if "true" in columns else None
     base = [c for c in ("model", "setting", "train_corpus", "head") if c in matched.columns]
     majority = majority_answers(answers, labels)
     n_listeners = answers.filter(pl.col("group").is_not_null()).group_by("group").agg(
@@ -295,7 +308,7 @@ def human_likeness(
                            if MODEL_SETTING[cc.human_setting(group, lang)] == var["setting"])
             if not langs:
                 continue
-            rows += _variant_rows(var, group, langs, part, majority, predictions, cc, index, config,
+            rows += _variant_rows(var, group, langs, part, majority, class_table, corpus_col, cc, index, config,
                                   listeners_of.get(group, 0), report)
     if not rows:
         raise LikenessError("no model variant pairs with a listener group on the stimuli heard (check the models' "
@@ -306,7 +319,8 @@ def human_likeness(
 
 
 def _variant_rows(var: dict, group: str, langs: list[str], part: pl.DataFrame, majority: pl.DataFrame,
-                  predictions: pl.DataFrame, cc: CompareConfig, index: dict[str, int], config: LikenessConfig,
+                  class_table: pl.DataFrame | None, corpus_col: str | None, cc: CompareConfig, index: dict[str, int],
+                  config: LikenessConfig,
                   n_listeners: int, report: dict) -> list[dict]:
     labels = list(index)
     maj = majority.filter((pl.col("group") == group) & pl.col("language").is_in(langs))
@@ -328,10 +342,10 @@ def _variant_rows(var: dict, group: str, langs: list[str], part: pl.DataFrame, m
     model = np.array([index.get(p, -1) for p in grid["pred"].to_list()]).reshape(len(layers), len(stimuli))
     if (model < 0).any():
         raise LikenessError(f"{var['model']}: predictions hold answers outside the labels {labels}")
-    counts = maj.select([f"n_{c}" for c in labels]).to_numpy()
-    out = likeness_curves(true, model, counts, np.array([index[m] for m in maj["majority"].to_list()]),
+    answer_counts = maj.select([f"n_{c}" for c in labels]).to_numpy()
+    out = likeness_curves(true, model, answer_counts, np.array([index[m] for m in maj["majority"].to_list()]),
                           len(labels), config)
-    ua = _accuracy_curve(var, sub, predictions)
+    ua = _accuracy_curve(var, sub, class_table, corpus_col)
     rows = []
     for i, layer in enumerate(layers):
         rows.append({**var, "listener_group": group,
@@ -344,19 +358,18 @@ def _variant_rows(var: dict, group: str, langs: list[str], part: pl.DataFrame, m
     return rows
 
 
-def _accuracy_curve(var: dict, sub: pl.DataFrame, predictions: pl.DataFrame) -> dict[int, float]:
+def _accuracy_curve(var: dict, sub: pl.DataFrame, counts: pl.DataFrame | None,
+                    corpus_col: str | None) -> dict[int, float]:
     """UA per layer over every test prediction of the variant on the paired test corpora."""
-    corpus_col = next((c for c in ("test_corpus", "corpus") if c in predictions.columns), None)
-    sel = predictions
+    if counts is None:
+        return {}
+    sel = counts
     for col in ("model", "setting", "train_corpus", "head"):
         if col in var and col in sel.columns:
             sel = sel.filter(pl.col(col) == var[col])
     if corpus_col is not None:
         sel = sel.filter(pl.col(corpus_col).is_in(sub["corpus"].unique().to_list()))
-    if "true" not in sel.columns or sel.is_empty():
-        return {}
-    return {int(r["layer"]): float(r["ua"]) for r in pooled_ua(sel.select("layer", "true", "pred"),
-                                                               ["layer"]).iter_rows(named=True)}
+    return {int(r["layer"]): float(r["ua"]) for r in ua_from_counts(sel, ["layer"]).iter_rows(named=True)}
 
 
 def _with_provenance(table: pl.DataFrame, results: pl.DataFrame | None, cc: CompareConfig,
@@ -387,10 +400,34 @@ def _with_provenance(table: pl.DataFrame, results: pl.DataFrame | None, cc: Comp
     ).sort([*keys, "listener_group", "layer"])
 
 
+def best_layers(table: pl.DataFrame) -> pl.DataFrame:
+    """One row per model variant and listener group: the layer of the highest kappa (ties
+    to the lower layer) with its interval, the layer of the highest confusion r, and the
+    layer of the highest UA, so the most human-like layer reads beside the most accurate
+    one; ``simulated``, the provenance and ``config_json`` carried over."""
+    keys = [c for c in ("model", "setting", "train_corpus", "head", "listener_group", "languages")
+            if c in table.columns]
+    keep = [c for c in ("n_stimuli", "n_listeners", "simulated", *PROVENANCE_FROM_RESULTS, "bootstrap_seed",
+                        "n_resamples", "config_json") if c in table.columns]
+
+    def top(col: str, extra: Sequence[str]) -> pl.DataFrame:
+        return (table.sort([*keys, col, "layer"], descending=[*([False] * len(keys)), True, False], nulls_last=True)
+                .group_by(keys, maintain_order=True).first()
+                .select(*keys, pl.col("layer").alias(f"{col}_layer"), col, *extra))
+
+    out = top("kappa", ["kappa_lo", "kappa_hi", *keep])
+    out = out.join(top("confusion_r", ["confusion_r_lo", "confusion_r_hi"]), on=keys, how="left", nulls_equal=True)
+    out = out.join(top("ua", []), on=keys, how="left", nulls_equal=True)
+    first = [*keys, "kappa_layer", "kappa", "kappa_lo", "kappa_hi", "confusion_r_layer", "confusion_r",
+             "confusion_r_lo", "confusion_r_hi", "ua_layer", "ua"]
+    return out.select(*first, *[c for c in out.columns if c not in first]).sort(keys)
+
+
 def save_likeness(result: LikenessResult, out_dir: str | Path, provenance: Mapping,
                   simulated: str | None = None) -> dict[str, Path]:
     """Write ``likeness.parquet`` (provenance in its ``crossling`` metadata, with the field
-    ``simulated`` when the answers were), ``likeness.csv``, ``likeness.json`` (report and
+    ``simulated`` when the answers were), ``likeness.csv``, the summary
+    ``likeness_best.parquet``/``.csv`` (:func:`best_layers`), ``likeness.json`` (report and
     provenance) and the figure ``human_likeness.png``/``.svg`` into ``out_dir``."""
     from probes.human.figures import likeness_figure
 
@@ -399,8 +436,13 @@ def save_likeness(result: LikenessResult, out_dir: str | Path, provenance: Mappi
     meta = {**dict(provenance), "tie_rule": TIE_RULE}
     if simulated:
         meta["simulated"] = simulated
+    if simulated:  # every row says so, whichever call marked it
+        result = LikenessResult(result.table.with_columns(pl.lit(True).alias("simulated")), result.report)
+    best = best_layers(result.table)
     paths = {"likeness": write_parquet(result.table, out_dir / "likeness.parquet", metadata=meta),
-             "likeness_csv": atomic_write(out_dir / "likeness.csv", result.table.write_csv)}
+             "likeness_csv": atomic_write(out_dir / "likeness.csv", result.table.write_csv),
+             "likeness_best": write_parquet(best, out_dir / "likeness_best.parquet", metadata=meta),
+             "likeness_best_csv": atomic_write(out_dir / "likeness_best.csv", best.write_csv)}
     note = f"SIMULATED LISTENERS ({simulated})" if simulated else None
     made = likeness_figure(result.table, out_dir / "human_likeness", note=note)
     if made:
@@ -410,7 +452,7 @@ def save_likeness(result: LikenessResult, out_dir: str | Path, provenance: Mappi
     return paths
 
 
-def write_likeness(answers: pl.DataFrame, predictions: pl.DataFrame, out_dir: str | Path,
+def write_likeness(answers: pl.DataFrame, predictions: pl.DataFrame | pl.LazyFrame, out_dir: str | Path,
                    compare_config: CompareConfig = CompareConfig(), key: pl.DataFrame | None = None,
                    results: pl.DataFrame | None = None, provenance: Mapping | None = None,
                    simulated: str | None = None, config: LikenessConfig = LikenessConfig()) -> dict[str, Path]:
@@ -420,6 +462,26 @@ def write_likeness(answers: pl.DataFrame, predictions: pl.DataFrame, out_dir: st
     return save_likeness(result, out_dir, provenance or {}, simulated)
 
 
-__all__ = ["LikenessConfig", "LikenessError", "LikenessResult", "TIE_RULE", "bootstrap_weights",
+__all__ = ["best_layers", "LikenessConfig", "LikenessError", "LikenessResult", "TIE_RULE", "bootstrap_weights",
            "human_likeness", "kappa_from_counts", "likeness_curves", "majority_answers", "pearson_last_axis",
-           "pooled_ua", "save_likeness", "write_likeness"]
+           "class_counts", "ua_from_counts", "save_likeness", "write_likeness", "write_likeness_from_run"]
+
+
+def write_likeness_from_run(answers: pl.DataFrame, probes_dir: str | Path, out_dir: str | Path,
+                            compare_config: CompareConfig = CompareConfig(), key: pl.DataFrame | None = None,
+                            provenance: Mapping | None = None, simulated: str | None = None,
+                            config: LikenessConfig = LikenessConfig()) -> dict[str, Path]:
+    """:func:`write_likeness` from a ``probes layerwise`` run folder: its
+    ``predictions.parquet`` (scanned lazily) and, for the provenance columns, its
+    ``results.parquet``; the two files' sha256 join ``provenance``. The study's one call."""
+    from probes.human.results import file_provenance
+
+    probes_dir = Path(probes_dir)
+    preds_path, results_path = probes_dir / "predictions.parquet", probes_dir / "results.parquet"
+    if not preds_path.is_file():
+        raise LikenessError(f"{preds_path}: no probes predictions here; run `probes layerwise` first")
+    results = pl.read_parquet(results_path) if results_path.is_file() else None
+    prov = {**dict(provenance or {}), "probe_predictions": file_provenance(preds_path),
+            "probe_results": file_provenance(results_path) if results is not None else None}
+    return write_likeness(answers, pl.scan_parquet(preds_path), out_dir, compare_config, key, results, prov,
+                          simulated, config)
