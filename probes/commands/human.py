@@ -214,8 +214,10 @@ def _likeness(answers_frame: object, preds: object, pred_paths: list[Path], cfg:
     import polars as pl
 
     from featstore.io import TableError, parquet_metadata
-    from probes.human.likeness import write_likeness
+    from probes.human.likeness import LikenessError, write_likeness
 
+    if "strategy" in preds.columns and preds["strategy"].is_not_null().all():  # type: ignore[attr-defined]
+        return  # fine-tuning's predictions only: no layer-wise curve
     try:
         simulated = parquet_metadata(answers).get("simulated") or None
     except TableError:
@@ -226,6 +228,9 @@ def _likeness(answers_frame: object, preds: object, pred_paths: list[Path], cfg:
         paths = write_likeness(answers_frame, preds, out_dir, cfg, key_frame, results,  # type: ignore[arg-type]
                                {**prov, "results": [str(p) for p in beside]},
                                simulated=str(simulated) if simulated else None)
+    except LikenessError as err:  # Tables II/III are written; say why this one is not
+        print_line(f"human-likeness per layer not written: {err}")
+        return
     except (ValueError, OSError) as err:
         _fail(f"human-likeness per layer: {err}")
     print_line(f"human-likeness per layer (kappa with the majority answer, confusion r, 95 % bootstrap "

@@ -231,8 +231,9 @@ def class_counts(predictions: pl.LazyFrame, by: Sequence[str]) -> pl.DataFrame:
 def ua_from_counts(counts: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
     """UA (fraction 0-1, mean recall over the true classes present) per ``by`` from
     :func:`class_counts` rows, pooling them over every other column."""
-    recall = counts.group_by(*by, "true").agg((pl.col("n_correct").sum() / pl.col("n").sum()).alias("r"))
-    return recall.group_by(*by).agg(pl.col("r").mean().alias("ua"))
+    recall = (counts.group_by(*by, "true").agg((pl.col("n_correct").sum() / pl.col("n").sum()).alias("r"))
+              .sort(*by, "true"))  # one summation order: the same UA to the last bit on every run
+    return recall.group_by(*by, maintain_order=True).agg(pl.col("r").mean().alias("ua"))
 
 
 # --------------------------------------------------------------------------- the table
@@ -255,7 +256,8 @@ def human_likeness(
     predictions : the probes' predictions of every layer (``predictions.parquet``: model,
         setting, train_corpus, test_corpus, layer, fold, utt_id, true, pred, prob_*);
         ``compare_config.prediction_filters`` apply except one on ``layer``; a LazyFrame
-        (``pl.scan_parquet``) is read only for the stimuli and per-class counts
+        (``pl.scan_parquet``) is read only for the stimuli and per-class counts; rows of
+        fine-tuning (a non-null ``strategy``) are left out
     key : the stimuli heard; default: the distinct stimuli of ``answers``
     results : the probes' results table, for the provenance columns
     simulated : how the answers were simulated (None: people); marks every row
@@ -271,6 +273,8 @@ def human_likeness(
         raise LikenessError("no answers to compare")
     lazy = predictions.lazy()
     columns = lazy.collect_schema().names()
+    if "strategy" in columns:  # fine-tuning's rows: one adapted layer each, no layer-wise curve
+        lazy = lazy.filter(pl.col("strategy").is_null())
     need = [c for c in ("utt_id", "pred", "model", "setting", "layer") if c not in columns]
     if need:
         raise LikenessError(f"predictions lack column(s) {need}: give the probes' predictions.parquet "
@@ -473,7 +477,9 @@ def write_likeness_from_run(answers: pl.DataFrame, probes_dir: str | Path, out_d
                             config: LikenessConfig = LikenessConfig()) -> dict[str, Path]:
     """:func:`write_likeness` from a ``probes layerwise`` run folder: its
     ``predictions.parquet`` (scanned lazily) and, for the provenance columns, its
-    ``results.parquet``; the two files' sha256 join ``provenance``. The study's one call."""
+    ``results.parquet``; the two files' sha256 join ``provenance``. The study's one call.
+    When no table can be made (no model pairs with a listener group), ``likeness.json``
+    says why (``not_written``) and nothing else is written: the human step still stands."""
     from probes.human.results import file_provenance
 
     probes_dir = Path(probes_dir)
@@ -483,5 +489,10 @@ def write_likeness_from_run(answers: pl.DataFrame, probes_dir: str | Path, out_d
     results = pl.read_parquet(results_path) if results_path.is_file() else None
     prov = {**dict(provenance or {}), "probe_predictions": file_provenance(preds_path),
             "probe_results": file_provenance(results_path) if results is not None else None}
-    return write_likeness(answers, pl.scan_parquet(preds_path), out_dir, compare_config, key, results, prov,
-                          simulated, config)
+    try:
+        return write_likeness(answers, pl.scan_parquet(preds_path), out_dir, compare_config, key, results, prov,
+                              simulated, config)
+    except LikenessError as err:  # e.g. no model pairs with a group: Tables II/III stand, the reason is kept
+        meta = {**prov, **({"simulated": simulated} if simulated else {})}
+        return {"likeness_json": atomic_write_json(Path(out_dir) / "likeness.json",
+                                                   {"provenance": meta, "not_written": str(err)})}

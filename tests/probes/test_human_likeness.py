@@ -8,6 +8,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 from typer.testing import CliRunner
@@ -23,6 +24,7 @@ from probes.human.likeness import (
     likeness_curves,
     majority_answers,
     save_likeness,
+    write_likeness_from_run,
 )
 from probes.metrics import row_normalise
 
@@ -270,3 +272,21 @@ def test_compare_command_writes_likeness(tmp_path, data):
     assert table["model_fingerprint"].unique().to_list() == ["fp-model"] and table["seed"].unique().to_list() == [11]
     assert (out / "likeness" / "human_likeness.png").exists()
     assert "human-likeness" in r.output
+
+
+def test_finetune_rows_left_out_and_unpaired_models_leave_a_note(tmp_path, data):
+    key, answers, preds, res = data
+    ft = preds.filter(pl.col("layer") == 2).with_columns(pl.lit("lora").alias("strategy"),
+                                                         pl.lit(7).cast(pl.Int64).alias("layer"),
+                                                         pl.lit("angry").alias("pred"))
+    mixed = pl.concat([preds, ft], how="diagonal_relaxed")
+    again = human_likeness(answers, mixed.lazy(), _config(), key, LikenessConfig(n_resamples=400))
+    assert_frame_equal(again.table, res.table)
+    run = tmp_path / "probes"
+    run.mkdir()
+    preds.with_columns(pl.lit("w2v2-xx").alias("model")).write_parquet(run / "predictions.parquet")
+    paths = write_likeness_from_run(answers, run, tmp_path / "likeness", _config(), key, simulated="simulated: x")
+    assert list(paths) == ["likeness_json"]
+    note = json.loads(paths["likeness_json"].read_text())
+    assert "no model variant pairs" in note["not_written"] and note["provenance"]["simulated"] == "simulated: x"
+    assert not (tmp_path / "likeness" / "likeness.parquet").exists()
