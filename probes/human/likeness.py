@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -447,7 +448,8 @@ def save_likeness(result: LikenessResult, out_dir: str | Path, provenance: Mappi
              "likeness_csv": atomic_write(out_dir / "likeness.csv", result.table.write_csv),
              "likeness_best": write_parquet(best, out_dir / "likeness_best.parquet", metadata=meta),
              "likeness_best_csv": atomic_write(out_dir / "likeness_best.csv", best.write_csv)}
-    note = f"SIMULATED LISTENERS ({simulated})" if simulated else None
+    # wrapped: a long note must not widen the figure past the report's column
+    note = textwrap.fill(f"SIMULATED LISTENERS ({simulated})", 110) if simulated else None
     made = likeness_figure(result.table, out_dir / "human_likeness", note=note)
     if made:
         paths["likeness_figure"] = made[0]

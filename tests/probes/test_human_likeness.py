@@ -239,7 +239,7 @@ def test_errors_and_simulated_mark(tmp_path, data):
         human_likeness(answers, preds.drop("layer"), _config(), key)
     with pytest.raises(LikenessError, match="no model variant pairs"):
         human_likeness(answers, preds.with_columns(pl.lit("w2v2-xx").alias("model")), _config(), key)
-    note = "simulated: drawn from a noise model"
+    note = "simulated: drawn from a noise model " + "with a long description of how " * 6
     sim = human_likeness(answers, preds.filter(pl.col("model") == "w2v2-cn"), _config(), key,
                          LikenessConfig(n_resamples=50), simulated=note)
     assert sim.table["simulated"].all()
@@ -247,6 +247,10 @@ def test_errors_and_simulated_mark(tmp_path, data):
     assert parquet_metadata(paths["likeness"])["simulated"] == note
     assert json.loads(paths["likeness_json"].read_text())["provenance"]["simulated"] == note
     assert paths["likeness_figure"].exists() and paths["likeness_figure"].with_suffix(".svg").exists()
+    from study.report_check import png_figure_info
+
+    info = png_figure_info(paths["likeness_figure"])  # print size in the report's column, readable text
+    assert info["width_px"] / info["dpi"] <= 11.1 and info["min_font_pt"] >= 9
     assert pl.read_csv(paths["likeness_csv"]).height == sim.table.height
 
 
