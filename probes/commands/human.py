@@ -146,7 +146,7 @@ def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
 @human_app.command("compare", short_help="Compare listeners with models: Tables II-III, t-tests, figures.")
 def compare_cmd(
     answers: Annotated[Path, typer.Argument(help="answers.parquet written by `probes human ingest`.")],
-    predictions: Annotated[list[Path] | None, typer.Option(help="Model predictions table(s) (utt_id, pred, model, setting, ...); repeatable (default: none).")] = None,
+    predictions: Annotated[list[Path] | None, typer.Option(help="Model predictions table(s) (utt_id, pred, model, setting, ...); repeatable; a probes run's predictions.parquet (every layer) also gives the human-likeness per layer in <out>/likeness (default: none).")] = None,
     key: Annotated[Path | None, typer.Option(help="Key table; default: the stimuli found in the answers.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <answers folder>/compare).")] = None,
     correction: Annotated[str, typer.Option(help="Multiple-comparison correction: holm, bonferroni, fdr_bh or none.")] = "holm",
@@ -158,7 +158,9 @@ def compare_cmd(
     labels: Annotated[str | None, typer.Option(help="Comma-separated class order, e.g. angry,happy,neutral,sad,question (default: the four emotions, then any other category in the answers).")] = None,
     pool: Annotated[list[str] | None, typer.Option(help="Languages pooled per listener for between-group tests, e.g. cn+de+en (the paper's); repeatable; 'none' for no pooled tests (default: cn+de+en when all three were heard).")] = None,
 ) -> None:
-    """Per-listener metrics, Table II, Table III with models beside humans, Welch t-tests, figures."""
+    """Per-listener metrics, Table II, Table III with models beside humans, Welch t-tests, figures;
+    with the probes' predictions of every layer, the human-likeness per layer
+    (docs/human-likeness.md)."""
     from probes.human.build import parse_corpora, read_key
     from probes.human.compare import CompareConfig, compare
     from probes.human.results import file_provenance, read_answers, read_predictions, save_compare
