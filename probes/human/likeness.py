@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import textwrap
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,9 +196,9 @@ def likeness_curves(true: np.ndarray, model: np.ndarray, answer_counts: np.ndarr
     tail = 100 * (1 - config.confidence) / 2
     out = {"kappa": kappa, "confusion_r": r}
     for name, boot in (("kappa", kappa_b), ("confusion_r", r_b)):
-        with np.errstate(all="ignore"):
-            lo, hi = (np.nanpercentile(boot, q, axis=1) if np.isfinite(boot).any() else np.full(boot.shape[0], np.nan)
-                      for q in (tail, 100 - tail))
+        with warnings.catch_warnings():  # a layer whose every resample is undefined: nan, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = (np.nanpercentile(boot, q, axis=1) for q in (tail, 100 - tail))
         out[f"{name}_lo"], out[f"{name}_hi"] = lo, hi
     return out
 
