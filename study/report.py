@@ -71,6 +71,15 @@ SECTIONS: tuple[Section, ...] = (
             "Welch's two-sided t-tests on per-listener metrics, smallest p first.",
             "probes human compare", ("human/figures/*.png|human/**/figures/*.png",),
             ("human/table2_ua.csv|human/**/table2_ua.csv", "human/ttests.csv|human/**/ttests.csv")),
+    Section("likeness", "Human-likeness per layer", "human",
+            "Which layer errs like a listener: per layer, Cohen's kappa between the probe's answers and the "
+            "majority answer of the listener group of its setting (native - mono, non-native - cross-lingual) and "
+            "the correlation r of their row-normalised confusion matrices, with 95 % bootstrap bands over stimuli, "
+            "beside the probe's UA; a layer where kappa or r peaks while UA does not errs more like the listeners "
+            "than its accuracy alone explains (kappa 0 = chance agreement, 1 = the same answer on every stimulus).",
+            "probes human compare --predictions <probes run>/predictions.parquet",
+            ("human/likeness/human_likeness.png|human/**/likeness/human_likeness.png",),
+            ("human/likeness/likeness_best.csv|human/**/likeness/likeness_best.csv",)),
     Section("table4", "Table IV - speech emotion diarization (EDER)", "sed",
             "Emotion diarization error rate (EDER %, lower is better; the files keep fractions) of the "
             "diarization model and of listener groups on ZED-style utterances, with per-utterance timelines.",

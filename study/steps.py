@@ -162,12 +162,16 @@ def best_layer_predictions(probes_dir: Path) -> pl.DataFrame:
 def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataFrame | None, out_dir: Path,
                   group_languages: Mapping[str, str], model_languages: Mapping[str, str],
                   l2_languages: Sequence[str] = ("en",), group_column: str = "native_language",
-                  groups_table: Path | None = None, simulated: str | None = None) -> list[Path]:
+                  groups_table: Path | None = None, simulated: str | None = None,
+                  probes_dir: Path | None = None) -> list[Path]:
     """Ingest webMUSHRA answers and compare listeners with models (``probes human``).
     Listener groups come from the questionnaire's ``group_column``, or from a
     ``listener,group`` table ``groups_table`` when one is given. ``simulated`` (how the
     answers were simulated) goes into the provenance of every file written, as the field
-    ``simulated`` (``ingest.json``, ``answers.parquet``'s metadata, ``compare.json``)."""
+    ``simulated`` (``ingest.json``, ``answers.parquet``'s metadata, ``compare.json``).
+    With the probes' ``predictions.parquet`` in ``probes_dir`` (default: ``probes/`` beside
+    ``out_dir``, the study's and the demo's layout) the human-likeness per layer goes to
+    ``out_dir/likeness`` (:func:`probes.human.likeness.write_likeness_from_run`)."""
     from probes.human import CompareConfig, IngestConfig, compare, ingest, read_key, save_compare, save_ingest
     from probes.human.ingest import read_groups
     from probes.human.results import file_provenance
@@ -190,6 +194,12 @@ def human_compare(results: Sequence[Path], key_path: Path, predictions: pl.DataF
                            l2_languages={"*": tuple(l2_languages)})
     result = compare(ingested.answers, predictions, config, key=key)
     paths = save_compare(result, out_dir, prov, config.labels)
+    probes_dir = Path(out_dir).parent / "probes" if probes_dir is None else Path(probes_dir)
+    if (probes_dir / "predictions.parquet").is_file():  # human-likeness per layer (docs/human-likeness.md)
+        from probes.human.likeness import write_likeness_from_run
+
+        paths |= write_likeness_from_run(ingested.answers, probes_dir, out_dir / "likeness", config, key, prov,
+                                         simulated)
     return list(paths.values())
 
 

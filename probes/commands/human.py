@@ -146,7 +146,7 @@ def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
 @human_app.command("compare", short_help="Compare listeners with models: Tables II-III, t-tests, figures.")
 def compare_cmd(
     answers: Annotated[Path, typer.Argument(help="answers.parquet written by `probes human ingest`.")],
-    predictions: Annotated[list[Path] | None, typer.Option(help="Model predictions table(s) (utt_id, pred, model, setting, ...); repeatable (default: none).")] = None,
+    predictions: Annotated[list[Path] | None, typer.Option(help="Model predictions table(s) (utt_id, pred, model, setting, ...); repeatable; a probes run's predictions.parquet (every layer) also gives the human-likeness per layer in <out>/likeness (default: none).")] = None,
     key: Annotated[Path | None, typer.Option(help="Key table; default: the stimuli found in the answers.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <answers folder>/compare).")] = None,
     correction: Annotated[str, typer.Option(help="Multiple-comparison correction: holm, bonferroni, fdr_bh or none.")] = "holm",
@@ -158,7 +158,9 @@ def compare_cmd(
     labels: Annotated[str | None, typer.Option(help="Comma-separated class order, e.g. angry,happy,neutral,sad,question (default: the four emotions, then any other category in the answers).")] = None,
     pool: Annotated[list[str] | None, typer.Option(help="Languages pooled per listener for between-group tests, e.g. cn+de+en (the paper's); repeatable; 'none' for no pooled tests (default: cn+de+en when all three were heard).")] = None,
 ) -> None:
-    """Per-listener metrics, Table II, Table III with models beside humans, Welch t-tests, figures."""
+    """Per-listener metrics, Table II, Table III with models beside humans, Welch t-tests, figures;
+    with the probes' predictions of every layer, the human-likeness per layer
+    (docs/human-likeness.md)."""
     from probes.human.build import parse_corpora, read_key
     from probes.human.compare import CompareConfig, compare
     from probes.human.results import file_provenance, read_answers, read_predictions, save_compare
@@ -203,3 +205,35 @@ def compare_cmd(
         print_line(f"{result.ttests.height} Welch t-tests; {sig.height} significant after {correction} "
                    "(ttests.csv: p uncorrected, p_adj corrected, df Welch, df_student = n_a + n_b - 2)")
     print_line(f"written to {out_dir} ({json.dumps(sorted(paths))})")
+    if preds.height and "layer" in preds.columns:  # the probes' predictions of every layer
+        _likeness(frame, preds, predictions or [], cfg, key_frame, out_dir / "likeness", prov, answers)
+
+
+def _likeness(answers_frame: object, preds: object, pred_paths: list[Path], cfg: object, key_frame: object,
+              out_dir: Path, prov: dict, answers: Path) -> None:
+    """Human-likeness per layer (:mod:`probes.human.likeness`) into ``out_dir``; the
+    provenance of a ``results.parquet`` beside a predictions file joins each row."""
+    import polars as pl
+
+    from featstore.io import TableError, parquet_metadata
+    from probes.human.likeness import LikenessError, write_likeness
+
+    if "strategy" in preds.columns and preds["strategy"].is_not_null().all():  # type: ignore[attr-defined]
+        return  # fine-tuning's predictions only: no layer-wise curve
+    try:
+        simulated = parquet_metadata(answers).get("simulated") or None
+    except TableError:
+        simulated = None
+    beside = [p.parent / "results.parquet" for p in pred_paths if (p.parent / "results.parquet").is_file()]
+    try:
+        results = pl.concat([pl.read_parquet(p) for p in beside], how="diagonal_relaxed") if beside else None
+        paths = write_likeness(answers_frame, preds, out_dir, cfg, key_frame, results,  # type: ignore[arg-type]
+                               {**prov, "results": [str(p) for p in beside]},
+                               simulated=str(simulated) if simulated else None)
+    except LikenessError as err:  # Tables II/III are written; say why this one is not
+        print_line(f"human-likeness per layer not written: {err}")
+        return
+    except (ValueError, OSError) as err:
+        _fail(f"human-likeness per layer: {err}")
+    print_line(f"human-likeness per layer (kappa with the majority answer, confusion r, 95 % bootstrap "
+               f"intervals): {paths['likeness_csv']}")

@@ -152,3 +152,66 @@ def ua_bars(summary: pl.DataFrame, stem: Path, note: str | None = None) -> list[
     ax.tick_params(labelsize=FONT_PT)
     ax.legend(fontsize=FONT_PT, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return _save(fig, stem, note)
+
+
+LIKENESS_PANELS: tuple[tuple[str, str, str], ...] = (
+    ("kappa", "kappa", "Cohen's kappa with the\nmajority listener answer"),
+    ("confusion_r", "confusion r", "r of the confusion matrices\n(model vs listeners)"),
+    ("ua", "UA", "UA % of the model\n(pooled test predictions)"),
+)
+"""The columns of the human-likeness figure, their short titles and axis labels."""
+LISTENERS_OF_SETTING: dict[str, str] = {"mono": "native listeners", "cross": "non-native listeners",
+                                        "trans": "second-language listeners"}
+
+
+def likeness_figure(table: pl.DataFrame, stem: Path, note: str | None = None) -> list[Path]:
+    """Human-likeness per layer beside the accuracy curve (the table of
+    :func:`probes.human.likeness.human_likeness`): one row of panels per model setting that
+    has listeners (mono, cross, trans), columns kappa | confusion r | UA %; one line per
+    model (and training corpus) and listener group, a band for the 95 % bootstrap interval
+    over stimuli; the dashed line in the kappa panel is 0 (chance agreement). ``note``
+    (simulated listeners) is printed above the panels."""
+    if table.is_empty():
+        return []
+    order = {s: i for i, s in enumerate(("mono", "cross", "trans"))}
+    settings = sorted(set(table["setting"].to_list()), key=lambda s: (order.get(s, 9), s))
+    line_cols = [c for c in ("model", "train_corpus", "listener_group") if c in table.columns]
+    labels = sorted(set(table.select(line_cols).unique().rows()))
+    style = {lab: k for k, lab in enumerate(labels)}
+    n_rows = len(settings)
+    legend_in = 0.22 * -(-len(labels) // 2) + 0.2
+    fig, axes = plt.subplots(n_rows, len(LIKENESS_PANELS), squeeze=False, layout="constrained",
+                             figsize=(PAGE_WIDTH_IN, 2.6 * n_rows + legend_in))
+    handles: dict[str, object] = {}
+    for i, setting in enumerate(settings):
+        sub = table.filter(pl.col("setting") == setting)
+        for j, (col, short, ylabel) in enumerate(LIKENESS_PANELS):
+            ax = axes[i][j]
+            for lab in labels:
+                part = sub.filter(pl.all_horizontal([pl.col(c) == v for c, v in zip(line_cols, lab, strict=True)]))
+                if part.is_empty():
+                    continue
+                part = part.sort("layer")
+                x = part["layer"].to_numpy()
+                scale = 100.0 if col == "ua" else 1.0
+                y = part[col].to_numpy().astype(float) * scale
+                k = style[lab]
+                name = " / ".join(str(v) for v in lab[:-1]) + f" vs {str(lab[-1]).upper()} listeners"
+                (line,) = ax.plot(x, y, marker="o", markersize=3, linestyle=("-", "--", ":", "-.")[k % 4],
+                                  color=f"C{k % 10}", label=name)
+                if f"{col}_lo" in part.columns:
+                    ax.fill_between(x, part[f"{col}_lo"].to_numpy().astype(float),
+                                    part[f"{col}_hi"].to_numpy().astype(float), color=f"C{k % 10}", alpha=0.18,
+                                    linewidth=0)
+                handles.setdefault(name, line)
+            if col == "kappa":
+                ax.axhline(0.0, color="0.5", linestyle="--", linewidth=0.8)
+            ax.set_ylabel(ylabel, fontsize=FONT_PT)
+            ax.set_xlabel("layer", fontsize=FONT_PT)
+            who = LISTENERS_OF_SETTING.get(setting, "listeners")
+            ax.set_title(f"{short}, {setting} model ({who})", fontsize=FONT_PT)
+            ax.tick_params(labelsize=FONT_PT)
+            ax.grid(alpha=0.3)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=2, fontsize=FONT_PT,
+               frameon=False)
+    return _save(fig, stem, note)

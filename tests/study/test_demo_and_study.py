@@ -31,7 +31,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     page = report.read_text()
     assert "UNTRAINED" in page and "data:image/png;base64," in page
     for must in ("probes/results.parquet", "probes/figure1.png", "finetune/table1.csv", "human/table2_ua.csv",
-                 "human/ttests.csv", "sed/table_iv.csv", "sed/timelines.png"):
+                 "human/ttests.csv", "sed/table_iv.csv", "sed/timelines.png",
+                 "human/likeness/likeness.parquet", "human/likeness/human_likeness.png"):
         assert (run / must).exists(), must
     results = pl.read_parquet(run / "probes" / "results.parquet")
     assert set(results["setting"]) == {"mono", "cross", "trans"}
