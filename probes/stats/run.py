@@ -31,6 +31,8 @@ DESCRIPTIONS: dict[str, str] = {
                    "layers of the scope, in_best_set = best or not significantly worse",
     "pair_tests": "two conditions on the same test utterances (a, b) per layer: diff = ua_a - ua_b, paired "
                   "interval, sign-flip p, p_adj over the layers of the pair",
+    "best_set_table": "one row per scope (setting: UA averaged over its conditions; condition): best layer, "
+                      "ua_best, best_set (layers not significantly worse than the best), smallest_in_set (k >= 1)",
     "gaps": "cross-lingual gaps per model, native and foreign corpus, layer: diff = ua_a - ua_b, paired when "
             "the test utterances coincide (p given), else independent bootstraps (p empty)",
 }

@@ -63,9 +63,26 @@ class StatsTables:
     best_sets: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def frames(self) -> dict[str, pl.DataFrame]:
-        """Table name -> frame."""
+        """Table name -> frame (``best_set_table``: one row per scope, the short view)."""
         return {"layer_ci": self.layer_ci, "layer_tests": self.layer_tests, "pair_tests": self.pair_tests,
-                "gaps": self.gaps}
+                "gaps": self.gaps, "best_set_table": best_set_table(self.layer_tests)}
+
+
+def best_set_table(layer_tests: pl.DataFrame) -> pl.DataFrame:
+    """One row per scope (setting, then condition): the best layer, its UA, the best-layer
+    set (``best_set``, layers separated by spaces) and its smallest layer k >= 1."""
+    if layer_tests.is_empty():
+        return layer_tests
+    keys = ["scope", *KEY]
+    in_set = pl.col("layer").filter(pl.col("in_best_set")).sort()
+    return (layer_tests.group_by(keys, maintain_order=True)
+            .agg(pl.col("best_layer").first(), pl.col("ua_best").first(),
+                 in_set.cast(pl.Utf8).str.join(" ").alias("best_set"),
+                 pl.col("layer").filter(pl.col("in_best_set") & (pl.col("layer") >= 1)).min().alias("smallest_in_set"),
+                 pl.len().alias("n_layers"), pl.col("correction").first(), pl.col("alpha").first(),
+                 pl.col("stats_seed").first(), pl.col("n_resamples").first(),
+                 *[pl.col(c).first() for c in ("model_fingerprint", "seed") if c in layer_tests.columns])
+            .sort(pl.col("scope") == "condition", *KEY))
 
 
 class _Engine:
