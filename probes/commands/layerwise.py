@@ -236,6 +236,9 @@ def bench(
     table.add_row("UA |a-b| per layer, mean", f"{base['mean_abs_ua_diff_points']:.2f} points",
                   f"<= 1 point: {t['ua_within_1_point']}")
     table.add_row("(c) logreg grid", f"{report['c_logreg_s']:.1f} s", f"<= 30 s: {t['c_le_30s']}")
+    st = report["stats"]  # probes.stats
+    table.add_row(f"(d) statistics, {st['n_resamples']} resamples", f"{st['stats_s']:.1f} s",
+                  f"{100 * st['ratio']:.1f} % of the grid, <= {100 * st['target']:.0f} %: {t['stats_le_20pct']}")
     passes = report["forward_passes"]
     table.add_row("SSL forward passes: cache", f"{passes['cache']:,}", "1 per utterance per model")
     table.add_row("SSL forward passes: paper code", f"{passes['paper_code']:,}", f"{passes['ratio']:.0f}x the cache")
