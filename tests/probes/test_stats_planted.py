@@ -76,3 +76,18 @@ def test_the_statistics_are_reproducible_from_the_seed(planted):
     tables, _ = stats_for_run(run.out_dir, StatsConfig(n_resamples=2000, seed=3), root)
     again = pl.read_parquet(run.paths["stats_layer_ci"])
     assert tables.layer_ci.select("layer", "ua_lo", "ua_hi").equals(again.select("layer", "ua_lo", "ua_hi"))
+
+
+def test_the_report_shows_the_statistics(planted, tmp_path):
+    import shutil
+
+    from study.report import build_report
+
+    _, run = planted
+    shutil.copytree(run.out_dir, tmp_path / "probes")
+    text = build_report(tmp_path).read_text()
+    for needle in ("Best-layer sets", "Cross-lingual gaps per layer", "probes/stats/best_set_table.csv",
+                   "95 % speaker-bootstrap interval"):
+        assert needle in text, needle
+    # no gaps without cross conditions: the gap section says so instead of showing a figure
+    assert not (tmp_path / "probes" / "stats" / "gaps.png").exists()
