@@ -187,8 +187,11 @@ def plot(
     from probes.results import load_results
 
     try:
+        from probes.stats.run import load_stats
+
         frame = load_results(results_table)
-        png, svg = plot_figure1(frame, out or results_table.parent, per_corpus=per_corpus)
+        png, svg = plot_figure1(frame, out or results_table.parent, per_corpus=per_corpus,
+                                stats=load_stats(results_table.parent))  # intervals when the run has them
     except (FileNotFoundError, ValueError, OSError, pl.exceptions.PolarsError) as err:
         fail(error_message(err))
     print_line(f"Figure 1: {png}, {svg}")

@@ -97,3 +97,16 @@ def stats_of_grid(
     if not tables.gaps.is_empty():
         paths["gaps_png"], paths["gaps_svg"] = plot_gaps(tables.gaps, run_dir / STATS_DIR)
     return tables, {f"stats_{k}": v for k, v in paths.items()}
+
+
+def load_stats(run_dir: str | Path) -> StatsTables | None:
+    """The statistics saved in ``<run_dir>/stats/`` (None when the run has none), e.g. to
+    redraw Figure 1 with its intervals."""
+    folder = Path(run_dir) / STATS_DIR
+    names = ("layer_ci", "layer_tests", "pair_tests", "gaps")
+    if not all((folder / f"{n}.parquet").exists() for n in names):
+        return None
+    frames = {n: pl.read_parquet(folder / f"{n}.parquet") for n in names}
+    sets_path = folder / BEST_SETS_FILE
+    sets = json.loads(sets_path.read_text()) if sets_path.exists() else {}
+    return StatsTables(**frames, best_sets=sets)

@@ -91,3 +91,23 @@ def test_the_report_shows_the_statistics(planted, tmp_path):
         assert needle in text, needle
     # no gaps without cross conditions: the gap section says so instead of showing a figure
     assert not (tmp_path / "probes" / "stats" / "gaps.png").exists()
+
+
+def test_probes_plot_redraws_figure1_with_the_saved_intervals(planted, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import probes_app
+    from probes.stats.run import load_stats
+
+    _, run = planted
+    assert load_stats(tmp_path) is None
+    stats = load_stats(run.out_dir)
+    assert stats is not None and stats.layer_ci.height == 13
+    from probes.stats.plot import figure1_interval_lines
+
+    lines = figure1_interval_lines(stats)  # what Figure 1 draws: pooled UA, band, filled markers
+    assert lines.filter(pl.col("in_best_set"))["layer"].to_list() == list(SIGNAL)
+    assert (lines["ua_lo"] <= lines["ua_mean"]).all() and lines["label"].unique().to_list() == ["mono: c"]
+    res = CliRunner().invoke(probes_app, ["plot", str(run.paths["results"]), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "figure1.png").exists()
