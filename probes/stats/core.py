@@ -129,6 +129,13 @@ def sign_flip_test(d: np.ndarray, signs: np.ndarray, exact: bool) -> tuple[np.nd
     return observed, np.minimum(1.0, 2 * np.minimum(greater, less))
 
 
+def smallest_p(n_patterns: int, exact: bool) -> float:
+    """The smallest two-sided p :func:`sign_flip_test` can return with ``n_patterns`` sign
+    patterns: ``2 / R`` when exact (the observed pattern and its mirror), else ``2 / (R + 1)``.
+    With U speakers and an exact test that is ``2 / 2**U`` (5 speakers: 0.0625)."""
+    return min(1.0, 2.0 / (n_patterns if exact else n_patterns + 1))
+
+
 def adjust_p(p: Sequence[float] | np.ndarray, method: str = "holm") -> np.ndarray:
     """Family-wise adjusted p-values: Holm's step-down or Bonferroni (NaN stays NaN and
     does not count in the family)."""

@@ -34,6 +34,7 @@ from probes.stats.core import (
     resample_weights,
     sign_flip_test,
     sign_matrix,
+    smallest_p,
     stream_seed,
     ua_from_counts,
 )
@@ -149,7 +150,8 @@ def _versus_best(eng: _Engine, keys: Sequence[tuple], scope_key: dict[str, str],
         rows.append({**scope_key, "layer": int(layer), "best_layer": int(layers[best]), "ua": float(point[i]),
                      "ua_best": float(point[best]), "diff": float(point[best] - point[i]), "diff_lo": float(lo[i]),
                      "diff_hi": float(hi[i]), "p": float(p[i]), "p_adj": float(p_adj[i]), "in_best_set": in_set,
-                     "exact": exact, "n_conditions": len(conds), "n_units": int(d.shape[0]),
+                     "exact": exact, "min_p": smallest_p(signs.shape[0], exact), "n_conditions": len(conds),
+                     "n_units": int(d.shape[0]),
                      "family": f"{len(layers) - 1} layers vs the best layer"})
     return rows
 
@@ -176,15 +178,16 @@ def compare(eng: _Engine, key_a: tuple, key_b: tuple) -> list[dict]:
     diff = eng.point[key_a][ia] - eng.point[key_b][ib]
     lo, hi = eng.interval(eng.boot[key_a][:, ia] - eng.boot[key_b][:, ib])
     paired = a.same_utterances(b) and a.units == b.units
-    p = np.full(layers.size, np.nan)
+    p, min_p = np.full(layers.size, np.nan), np.nan
     if paired:
         d = contributions(a.counts[0][:, ia], b.counts[0][:, ib], a.counts[1])
         signs, exact = eng.signs(d.shape[0], a.key[3])
         _, p = sign_flip_test(d, signs, exact)
+        min_p = smallest_p(signs.shape[0], exact)
     p_adj = adjust_p(p, eng.config.correction)
     return [{"layer": int(layer), "ua_a": float(eng.point[key_a][ia[i]]), "ua_b": float(eng.point[key_b][ib[i]]),
              "diff": float(diff[i]), "diff_lo": float(lo[i]), "diff_hi": float(hi[i]), "p": float(p[i]),
-             "p_adj": float(p_adj[i]), "paired": paired, "unit_a": a.unit, "unit_b": b.unit,
+             "p_adj": float(p_adj[i]), "min_p": min_p, "paired": paired, "unit_a": a.unit, "unit_b": b.unit,
              "family": f"{layers.size} layers of this comparison"}
             for i, layer in enumerate(layers)]
 

@@ -17,6 +17,7 @@ from probes.stats.core import (
     resample_weights,
     sign_flip_test,
     sign_matrix,
+    smallest_p,
     ua_from_counts,
     unit_class_counts,
 )
@@ -126,3 +127,10 @@ def test_holm_and_bonferroni_on_a_hand_worked_family():
     np.testing.assert_allclose(adjust_p(p, "bonferroni"), [0.04, 0.16, 0.12, 0.02, np.nan])
     with pytest.raises(ValueError, match="unknown correction"):
         adjust_p(p, "fdr")
+
+
+def test_smallest_p_is_reached_by_the_most_extreme_pattern():
+    d = np.full((5, 1), 0.01)  # every speaker favours a: only the all-plus and all-minus patterns reach it
+    signs, exact = sign_matrix(5, 2000, np.random.default_rng(0))
+    _, p = sign_flip_test(d, signs, exact)
+    assert exact and p[0] == pytest.approx(smallest_p(signs.shape[0], exact)) == pytest.approx(2 / 32)
