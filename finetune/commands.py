@@ -50,7 +50,7 @@ def peft(
     model: Annotated[str, typer.Option(help="model alias or folder")],
     train_corpus: Annotated[str, typer.Option(help="corpus trained on (stage 2 of a two-stage run)")],
     test_corpus: Annotated[str, typer.Option(help="corpus tested on")],
-    layer: Annotated[str, typer.Option(help="k >= 1, or 'best' from the probes")] = "best",
+    layer: Annotated[str, typer.Option(help="k >= 1, 'best' from the probes, or 'best-smallest' (smallest layer of the best-layer set)")] = "best",
     strategy: Annotated[str, typer.Option(help="adapter methods joined by '+'")] = "lora+ba+wg",
     two_stage: Annotated[bool, typer.Option("--two-stage/--one-stage", help="train on source_corpus first")] = False,
     source_corpus: Annotated[str | None, typer.Option(help="stage-1 corpus of a two-stage run")] = None,

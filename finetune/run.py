@@ -30,6 +30,7 @@ from finetune.model import SCOPES, PeftModelConfig, SERModel
 from finetune.results import LOG_SCHEMA, PREDICTION_SCHEMA_FT, results_frame, write_finetune_run
 from finetune.train import SCHEDULES, FitResult, TrainConfig, evaluate, fit, fit_two_stage
 from finetune.tuners import BASettings, LoraSettings, WGSettings, canonical_strategy, count_parameters
+from probes.results import LAYER_RULES
 
 if TYPE_CHECKING:  # pragma: no cover
     from featstore.cache import FeatureCache
@@ -67,7 +68,8 @@ class FinetuneConfig:
     model: str = field(metadata={"help": "model alias or folder"})
     train_corpus: str = field(metadata={"help": "corpus trained on (stage 2 of a two-stage run)"})
     test_corpus: str = field(metadata={"help": "corpus tested on"})
-    layer: int | str = field(default="best", metadata={"help": "k >= 1, or 'best' from the probes"})
+    layer: int | str = field(default="best", metadata={
+        "help": "k >= 1, 'best' from the probes, or 'best-smallest' (smallest layer of the best-layer set)"})
     strategy: str = field(default="lora+ba+wg", metadata={"help": "adapter methods joined by '+'"})
     scope: str = field(default="every-layer", metadata={"help": "every-layer or target-layer"})
     head: str = field(default="mlp", metadata={"help": "mlp or linear"})
@@ -128,9 +130,9 @@ class FinetuneConfig:
         if self.head not in HEADS:
             problems.append(f"FinetuneConfig.head: unknown head {self.head!r}; choose from {', '.join(HEADS)}")
         layer = self.layer
-        if isinstance(layer, str) and layer != "best":
+        if isinstance(layer, str) and layer not in LAYER_RULES:  # best, best-smallest (probes.results)
             if not layer.isdigit():
-                problems.append(f"FinetuneConfig.layer: layer must be a positive integer or 'best', got {layer!r}")
+                problems.append(f"FinetuneConfig.layer: layer must be a positive integer, 'best' or 'best-smallest', got {layer!r}")
             else:
                 object.__setattr__(self, "layer", int(layer))
         elif isinstance(layer, bool) or not isinstance(layer, (int, str)):
@@ -360,11 +362,11 @@ def _setting(model_language: str, train: _Corpus, test: _Corpus, source: _Corpus
 def _layer(config: FinetuneConfig, alias: str, setting: str, base: LoadedModel) -> int:
     if config.layer == "best" and config.best_layer_by == "target":
         layer = best_layer_for_target(alias, setting, config.test_corpus, config.cache_root, config.probe_results)
-    elif config.layer == "best":
+    elif config.layer in LAYER_RULES:
         from probes.results import best_layer
 
         try:
-            layer = best_layer(alias, setting, config.cache_root)
+            layer = best_layer(alias, setting, config.cache_root, rule=LAYER_RULES[config.layer])
         except (FileNotFoundError, KeyError) as err:
             raise FinetuneError(f"--layer best: {err}") from err
         if layer < 1:

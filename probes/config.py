@@ -15,6 +15,7 @@ from pathlib import Path
 from featstore.configs import ConfigError, check_fields
 from probes.heads import HEADS
 from probes.settings import SETTINGS
+from probes.stats.config import StatsConfig
 
 BACKENDS: tuple[str, ...] = ("loky", "dask")
 STATS: tuple[str, ...] = ("mean", "std")
@@ -106,6 +107,7 @@ class LayerwiseConfig:
     run_name : name of the run directory (``None``: head and a time stamp)
     write_best : also update ``runs_root()/probes/best_layers.json``
     probe : the training protocol
+    stats : the statistics over the run's predictions (:class:`probes.stats.StatsConfig`)
     """
 
     models: tuple[str, ...] = field(default=("w2v2-cn", "w2v2-de"), metadata={
@@ -122,6 +124,9 @@ class LayerwiseConfig:
     run_name: str | None = field(default=None, metadata={"help": "name of the run directory (default: head and time)"})
     write_best: bool = field(default=True, metadata={"help": "also update runs/probes/best_layers.json"})
     probe: ProbeConfig = field(default_factory=ProbeConfig, metadata={"help": "the training protocol"})
+    # statistics over the predictions (probes.stats): intervals, paired tests, best-layer sets
+    stats: StatsConfig = field(default_factory=StatsConfig, metadata={
+        "help": "bootstrap intervals, paired tests and best-layer sets (written to <run>/stats/)"})
 
     def __post_init__(self) -> None:
         for name in ("models", "corpora", "settings"):

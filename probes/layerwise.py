@@ -251,10 +251,18 @@ def run_layerwise_full(config: LayerwiseConfig, progress: bool = False) -> Layer
     paths = res.write_run(frame, preds, out_dir, config.to_json())
     from probes.plot import plot_figure1
 
-    paths["figure_png"], paths["figure_svg"] = plot_figure1(frame, out_dir)
+    stats = None
+    if config.stats.enabled:  # intervals, paired tests, best-layer sets, gaps (probes.stats)
+        from probes.stats.run import stats_of_grid
+
+        stats, stats_paths = stats_of_grid(frame, preds, config, Path(out_dir))
+        paths |= stats_paths
+    paths["figure_png"], paths["figure_svg"] = plot_figure1(frame, out_dir, stats=stats)
     best = res.best_layers(frame)
     if config.write_best:
         paths["best_layers_global"] = res.write_best_layers(best, res.best_layers_path(config.cache_root))
+        if stats is not None:
+            paths["best_sets_global"] = res.write_best_sets(stats.best_sets, res.best_sets_path(config.cache_root))
     return LayerwiseRun(frame, preds, Path(out_dir), paths, best)
 
 

@@ -5,11 +5,15 @@ Each line is the mean over folds with the fold spread (mean +- std) as a light b
 own line (``cross: esd->pavoque``), or ``per_corpus=False`` averages them per fold first.
 Colour = setting; line style and marker = the line within its setting; a dotted grey line
 marks chance (100 / number of classes); one legend below the panels covers them all.
+Given the run's statistics (:mod:`probes.stats`), each line is the UA of the pooled test
+predictions, its band the 95 % speaker-level bootstrap interval, and filled markers the
+layers of the condition's best-layer set (not significantly worse than its best layer).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -21,6 +25,9 @@ import polars as pl  # noqa: E402
 
 from featstore.io import atomic_write  # noqa: E402
 from probes.settings import SETTINGS  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from probes.stats.tables import StatsTables
 
 _COLOURS = {"mono": "tab:blue", "cross": "tab:red", "trans": "tab:green"}
 # one line style and marker per line of a setting (the test corpus, or train->test for
@@ -90,7 +97,8 @@ def figure1_lines(frame: pl.DataFrame, per_corpus: bool = True) -> pl.DataFrame:
 
 
 def plot_figure1(
-    frame: pl.DataFrame, out_dir: str | Path, per_corpus: bool = True, stem: str = "figure1"
+    frame: pl.DataFrame, out_dir: str | Path, per_corpus: bool = True, stem: str = "figure1",
+    stats: StatsTables | None = None,
 ) -> tuple[Path, Path]:
     """Draw Figure 1 from a results table and save ``<stem>.png`` and ``<stem>.svg``.
 
@@ -99,6 +107,8 @@ def plot_figure1(
     frame : results table (columns model, setting, train_corpus, test_corpus, layer, fold, ua)
     out_dir : directory to write into
     per_corpus : one line per corpus of a setting (else averaged over corpora)
+    stats : the run's statistics (:mod:`probes.stats`): with ``per_corpus`` the lines are
+        the pooled UA, the bands its bootstrap interval and filled markers the best-layer set
 
     Returns
     -------
@@ -107,6 +117,11 @@ def plot_figure1(
     if frame.is_empty():
         raise ValueError("empty results table: nothing to plot")
     lines = figure1_lines(frame, per_corpus)
+    banded = stats is not None and per_corpus and not stats.layer_ci.is_empty()
+    if banded:  # pooled UA, its interval, and the best-layer set (probes.stats)
+        from probes.stats.plot import figure1_interval_lines
+
+        lines = figure1_interval_lines(stats)
     models = sorted(lines["model"].unique().to_list())
     n_classes = int(frame["n_classes"].max()) if "n_classes" in frame.columns else 4
     chance_pct = 100.0 / n_classes
@@ -115,8 +130,9 @@ def plot_figure1(
     n_panel_rows = -(-len(models) // n_cols)
     panel_in = PAGE_WIDTH_IN / 3 if len(models) > 1 else 5.0
     width_in = panel_in * n_cols
-    n_entries = lines["label"].n_unique() + 1  # + the chance line
-    longest = max(len(str(x)) for x in lines["label"].unique().to_list() + ["chance (25 %)"])
+    n_entries = lines["label"].n_unique() + 1 + banded  # + the chance line (+ the best-set key)
+    longest = max(len(str(x)) for x in lines["label"].unique().to_list() + ["chance (25 %)"]
+                  + ["filled marker: best-layer set"] * banded)
     entry_in = 0.75 + 0.075 * longest  # a legend entry's width at FONT_PT: sample line + text
     ncol = max(1, min(n_entries, int(width_in // entry_in)))
     n_rows = -(-n_entries // ncol)
@@ -139,11 +155,18 @@ def plot_figure1(
                 x = part["layer"].to_numpy()
                 mean = part["ua_mean"].to_numpy() * 100
                 std = part["ua_std"].to_numpy() * 100
+                lo, hi = (part["ua_lo"].to_numpy() * 100, part["ua_hi"].to_numpy() * 100) if banded else (
+                    mean - std, mean + std)
                 colour = _COLOURS[setting]
                 (line,) = ax.plot(x, mean, _STYLES[k % len(_STYLES)], color=colour,
-                                  marker=_MARKERS[k % len(_MARKERS)], markersize=4, linewidth=1.3, label=label)
+                                  marker=_MARKERS[k % len(_MARKERS)], markersize=4, linewidth=1.3, label=label,
+                                  markerfacecolor="white" if banded else colour)
                 handles.setdefault(label, line)
-                ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.07, linewidth=0)
+                ax.fill_between(x, lo, hi, color=colour, alpha=0.12 if banded else 0.07, linewidth=0)
+                if banded:  # the best-layer set: filled markers
+                    keep = part["in_best_set"].to_numpy()
+                    ax.plot(x[keep], mean[keep], linestyle="none", marker=_MARKERS[k % len(_MARKERS)],
+                            markersize=4, color=colour)
         chance = ax.axhline(chance_pct, color="0.45", linestyle=(0, (1, 2)), linewidth=1.0)
         handles.setdefault(f"chance ({chance_pct:.0f} %)", chance)
         ax.set_title(model, fontsize=FONT_PT + 1)
@@ -152,8 +175,14 @@ def plot_figure1(
         ax.tick_params(labelsize=FONT_PT)
         ax.grid(alpha=0.3)
     for row in axes:
-        row[0].set_ylabel("UA %: mean, band ± std over folds", fontsize=FONT_PT)
+        row[0].set_ylabel("UA %: pooled, band 95 % interval" if banded else "UA %: mean, band ± std over folds",
+                          fontsize=FONT_PT)
     # one legend for all panels, below them: it never covers a line or a band
+    if banded:
+        from matplotlib.lines import Line2D
+
+        handles.setdefault("filled marker: best-layer set", Line2D([], [], linestyle="none", marker="o",
+                                                                    color="0.3", markersize=4))
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol, fontsize=FONT_PT,
                frameon=False)
     fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 1))

@@ -149,8 +149,33 @@ def _read_best_layers(path: Path) -> dict[str, dict[str, int]]:
     return data
 
 
-def best_layer(model: str, setting: str, root: str | Path | None = None) -> int:
+BEST_SETS_FILE = "best_layer_sets.json"
+LAYER_RULES: dict[str, str] = {"best": "best", "best-smallest": "smallest-in-set"}
+"""``--layer`` values that read the probes (finetune, study) -> the ``rule`` of :func:`best_layer`."""
+
+
+def best_sets_path(root: str | Path | None = None) -> Path:
+    """``runs_root(root)/probes/best_layer_sets.json``: ``{model: {setting: [layers]}}``, the
+    layers not significantly worse than the best (:mod:`probes.stats`)."""
+    return runs_root(root) / "probes" / BEST_SETS_FILE
+
+
+def write_best_sets(sets: Mapping[str, Mapping[str, Sequence[int]]], path: str | Path, merge: bool = True) -> Path:
+    """Write best-layer sets to ``path`` atomically (with ``merge`` keeping other entries)."""
+    path = Path(path)
+    data: dict = json.loads(path.read_text()) if merge and path.exists() else {}
+    for model, per in sets.items():
+        data.setdefault(model, {}).update({s: sorted(int(v) for v in layers) for s, layers in per.items()})
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def best_layer(model: str, setting: str, root: str | Path | None = None, rule: str = "best") -> int:
     """The best layer of ``model`` in ``setting`` from ``runs_root(root)/probes/best_layers.json``.
+
+    ``rule="smallest-in-set"`` instead returns the smallest layer k >= 1 of the best-layer
+    set (``best_layer_sets.json``: layers not significantly worse than the best; a cheaper
+    fine-tuning at the same accuracy), or the ``best`` layer when the set has no k >= 1.
 
     Raises
     ------
@@ -158,6 +183,18 @@ def best_layer(model: str, setting: str, root: str | Path | None = None) -> int:
     KeyError : the file has no entry for this model and setting
     ValueError : the file is not a best-layers JSON file
     """
+    if rule not in LAYER_RULES.values():
+        raise ValueError(f"unknown best-layer rule {rule!r}; choose from {list(LAYER_RULES.values())}")
+    if rule == "smallest-in-set":
+        sets_path = best_sets_path(root)
+        if not sets_path.exists():
+            raise FileNotFoundError(f"{sets_path}: no best-layer sets yet; run `probes layerwise` with statistics")
+        sets = json.loads(sets_path.read_text())
+        if model not in sets or setting not in sets[model]:
+            raise KeyError(f"{sets_path}: no best-layer set for model {model!r} in setting {setting!r}")
+        above = [int(v) for v in sets[model][setting] if int(v) >= 1]
+        if above:
+            return min(above)
     path = best_layers_path(root)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no best layers yet; run `probes layerwise` first")

@@ -56,10 +56,24 @@ SECTIONS: tuple[Section, ...] = (
     Section("fig1", "Figure 1 - layer-wise analysis", "probes",
             "UA per layer of frozen SSL features with a probe head, in the monolingual, cross-lingual "
             "and transfer-learning settings (mean over folds, band = one standard deviation; the dotted line "
-            "is chance). The table "
+            "is chance; with the statistics, the line is the UA of the pooled test predictions, the band its 95 % "
+            "speaker-bootstrap interval and a filled marker a layer of the best-layer set). The table "
             "gives UA % as mean ± std over folds per layer; the best layers feed fine-tuning.",
             "probes layerwise --setting all", ("probes/figure1.png|probes/**/figure1.png",),
             ("probes/best_layers.csv|probes/**/best_layers.csv",)),
+    # the statistics of the layer-wise run (probes.stats, docs/statistics.md)
+    Section("bestsets", "Best-layer sets - which layers are as good as the best", "probes",
+            "Each row: the best layer of a setting (UA averaged over its conditions) or of one condition, and the "
+            "layers not significantly worse than it (paired sign-flip tests over speakers, Holm-corrected over "
+            "that scope's layers at 5 %); a short set means a sharp optimum, and smallest_in_set is what "
+            "--layer best-smallest fine-tunes.",
+            "probes layerwise --stats", (), ("probes/stats/best_set_table.csv|probes/**/stats/best_set_table.csv",)),
+    Section("gaps", "Cross-lingual gaps per layer", "probes",
+            "UA differences in points per layer with 95 % bootstrap bands: mono minus cross is the drop when a "
+            "head meets another language, trans minus mono what training in that language recovers against the "
+            "native setting, trans minus cross (paired on the same utterances) the gain of training in it; a band "
+            "that excludes 0 is a gap the data support.",
+            "probes layerwise --stats", ("probes/stats/gaps.png|probes/**/stats/gaps.png",), ()),
     Section("table1", "Table I - PEFT strategies", "finetune",
             "UA % of the encoder fine-tuned up to the chosen layer with LoRA, bottleneck adapters (BA), "
             "weighted gating (WG) and two-stage training (mean ± std over folds).",

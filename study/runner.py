@@ -107,6 +107,8 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> Path:
             ft_dirs.append(run_dir)
             # layer "best" reads the probes' best layers: rerun when this model's changed
             best = _best_layers_of(run.model, root) if run.layer == "best" else None
+            if run.layer == "best-smallest":  # the smallest layer of the probes' best-layer set
+                best = _best_layers_of(run.model, root, best_sets=True)
             if run.layer == "best" and _per_target(run):  # the layer comes from the probes' results
                 best = (best, probes_fp)
             ft_fps.append(fingerprint_of(asdict(run), f.folds, inputs_of(run.train_corpus, run.test_corpus,
@@ -140,11 +142,12 @@ def _per_target(run: FinetuneRun) -> bool:
     return by == "target"
 
 
-def _best_layers_of(alias: str, root: Path) -> object:
-    """``{setting: layer}`` of ``alias`` in the probes' best_layers.json (None if absent)."""
-    from probes.results import best_layers_path
+def _best_layers_of(alias: str, root: Path, best_sets: bool = False) -> object:
+    """``{setting: layer}`` of ``alias`` in the probes' best_layers.json (with ``best_sets``:
+    ``{setting: [layers]}`` in best_layer_sets.json); None if absent."""
+    from probes.results import best_layers_path, best_sets_path
 
-    path = best_layers_path(root)
+    path = best_sets_path(root) if best_sets else best_layers_path(root)
     try:
         return json.loads(path.read_text(encoding="utf-8")).get(alias) if path.exists() else None
     except (OSError, json.JSONDecodeError):

@@ -25,6 +25,7 @@ from featstore.console import (
 from probes.config import BACKENDS, LayerwiseConfig, ProbeConfig
 from probes.heads import HEADS
 from probes.settings import SETTINGS
+from probes.stats.config import StatsConfig
 
 console = Console()
 
@@ -85,6 +86,8 @@ def summary_tables(frame: pl.DataFrame) -> list[Table]:
 
 
 _P = ProbeConfig
+_S = StatsConfig
+_STATS_OPTIONS = ("enabled", "n_resamples", "alpha", "seed", "correction", "min_speakers")
 _L = LayerwiseConfig
 _PC = "probes.config:ProbeConfig"
 _LC = "probes.config:LayerwiseConfig"
@@ -95,6 +98,7 @@ CONFIG_FIELDS: dict[str, dict[str, str]] = {
             "logreg_c", "logreg_max_iter", "stat", "n_jobs", "backend", "scheduler", "threads_per_worker",
             "split_folds", "max_stack")},
         "folds": f"{_LC}.n_folds", "run_name": f"{_LC}.run_name", "write_best": f"{_LC}.write_best",
+        **{f"stats_{name}": f"probes.stats.config:StatsConfig.{name}" for name in _STATS_OPTIONS},
     },
 }
 """Options that set a config field (``module:Class.field``): their defaults come from the
@@ -133,6 +137,12 @@ def layerwise(
     out: Annotated[Path | None, typer.Option(help="Run directory; default <cache>/runs/probes/<run-name>")] = None,
     run_name: Annotated[str | None, typer.Option(help=_h(_L, "run_name", "Run directory name; default head, seed, UTC time"))] = field_default(_L, "run_name"),
     write_best: Annotated[bool, typer.Option(help=_h(_L, "write_best", "Update <cache>/runs/probes/best_layers.json"))] = field_default(_L, "write_best"),
+    stats_enabled: Annotated[bool, typer.Option("--stats/--no-stats", help=_h(_S, "enabled", ""))] = field_default(_S, "enabled"),
+    stats_n_resamples: Annotated[int, typer.Option("--stats-resamples", help=_h(_S, "n_resamples", ""))] = field_default(_S, "n_resamples"),
+    stats_alpha: Annotated[float, typer.Option(help=_h(_S, "alpha", ""))] = field_default(_S, "alpha"),
+    stats_seed: Annotated[int, typer.Option(help=_h(_S, "seed", ""))] = field_default(_S, "seed"),
+    stats_correction: Annotated[str, typer.Option(help=_h(_S, "correction", ""))] = field_default(_S, "correction"),
+    stats_min_speakers: Annotated[int, typer.Option(help=_h(_S, "min_speakers", ""))] = field_default(_S, "min_speakers"),
 ) -> None:
     """The paper's layer-wise analysis (Figure 1) from the feature cache."""
     from probes.data import ProbeDataError
@@ -148,7 +158,9 @@ def layerwise(
         config = LayerwiseConfig(
             models=_csv(models, "model"), corpora=_csv(corpora, "corpus"), settings=_settings(setting),
             layers=_layers(layers), n_folds=folds, cache_root=cache_root, out_dir=out, run_name=run_name,
-            write_best=write_best, probe=probe)
+            write_best=write_best, probe=probe,
+            stats=StatsConfig(enabled=stats_enabled, n_resamples=stats_n_resamples, alpha=stats_alpha, seed=stats_seed,
+                              correction=stats_correction, min_speakers=stats_min_speakers))
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     check_corpora(list(config.corpora), cache_root)
@@ -161,6 +173,8 @@ def layerwise(
     print_line(f"best layers: {json.dumps(run.best)}")
     print_line(f"results: {run.paths['results']} (+ .csv), predictions: {run.paths['predictions']}")
     print_line(f"Figure 1: {run.paths['figure_png']}, {run.paths['figure_svg']}")
+    if "stats_layer_ci" in run.paths:
+        print_line(f"statistics: {run.paths['stats_layer_ci'].parent} (intervals, tests, best-layer sets, gaps)")
 
 
 def plot(
@@ -173,8 +187,11 @@ def plot(
     from probes.results import load_results
 
     try:
+        from probes.stats.run import load_stats
+
         frame = load_results(results_table)
-        png, svg = plot_figure1(frame, out or results_table.parent, per_corpus=per_corpus)
+        png, svg = plot_figure1(frame, out or results_table.parent, per_corpus=per_corpus,
+                                stats=load_stats(results_table.parent))  # intervals when the run has them
     except (FileNotFoundError, ValueError, OSError, pl.exceptions.PolarsError) as err:
         fail(error_message(err))
     print_line(f"Figure 1: {png}, {svg}")
@@ -222,6 +239,9 @@ def bench(
     table.add_row("UA |a-b| per layer, mean", f"{base['mean_abs_ua_diff_points']:.2f} points",
                   f"<= 1 point: {t['ua_within_1_point']}")
     table.add_row("(c) logreg grid", f"{report['c_logreg_s']:.1f} s", f"<= 30 s: {t['c_le_30s']}")
+    st = report["stats"]  # probes.stats
+    table.add_row(f"(d) statistics, {st['n_resamples']} resamples", f"{st['stats_s']:.1f} s",
+                  f"{100 * st['ratio']:.1f} % of the grid, <= {100 * st['target']:.0f} %: {t['stats_le_20pct']}")
     passes = report["forward_passes"]
     table.add_row("SSL forward passes: cache", f"{passes['cache']:,}", "1 per utterance per model")
     table.add_row("SSL forward passes: paper code", f"{passes['paper_code']:,}", f"{passes['ratio']:.0f}x the cache")
