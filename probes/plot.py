@@ -96,6 +96,14 @@ def figure1_lines(frame: pl.DataFrame, per_corpus: bool = True) -> pl.DataFrame:
             .sort(["model", "setting", "label", "layer"]))
 
 
+def _test_of(label: str) -> str:
+    """The test corpus a Figure 1 line label names (``cross: esd→iemocap`` -> ``iemocap``,
+    ``mono: esd`` -> ``esd``); a label without one (``mono (mean over corpora)``) is itself."""
+    if ": " not in label:
+        return label
+    return label.split(": ", 1)[1].split("→")[-1]
+
+
 def plot_figure1(
     frame: pl.DataFrame, out_dir: str | Path, per_corpus: bool = True, stem: str = "figure1",
     stats: StatsTables | None = None,
@@ -125,62 +133,71 @@ def plot_figure1(
     models = sorted(lines["model"].unique().to_list())
     n_classes = int(frame["n_classes"].max()) if "n_classes" in frame.columns else 4
     chance_pct = 100.0 / n_classes
-    # at most three panels a row, together PAGE_WIDTH_IN wide: shown at print size
+    # one row of panels per setting (mono, cross, trans), one column per model (at most three a
+    # row, together PAGE_WIDTH_IN wide, shown at print size): a panel holds the few lines of one
+    # setting, so bands never pile up into one mass
+    settings = [s for s in SETTINGS if s in set(lines["setting"].to_list())]
     n_cols = min(3, len(models))
-    n_panel_rows = -(-len(models) // n_cols)
+    chunks = [models[k:k + n_cols] for k in range(0, len(models), n_cols)]
+    grid = [(setting, chunk) for chunk in chunks for setting in settings]
     panel_in = PAGE_WIDTH_IN / 3 if len(models) > 1 else 5.0
     width_in = panel_in * n_cols
-    n_entries = lines["label"].n_unique() + 1 + banded  # + the chance line (+ the best-set key)
-    longest = max(len(str(x)) for x in lines["label"].unique().to_list() + ["chance (25 %)"]
-                  + ["filled marker: best-layer set"] * banded)
+    # line style and marker name the TEST corpus, the same in every panel; colour names the setting
+    tests = sorted({_test_of(label) for label in lines["label"].unique().to_list()})
+    style_of = {t: k for k, t in enumerate(tests)}
+    entries = [f"test: {t}" for t in tests] + [f"chance ({chance_pct:.0f} %)"] + ["filled marker: best-layer set"] * banded
+    longest = max(len(e) for e in entries)
     entry_in = 0.75 + 0.075 * longest  # a legend entry's width at FONT_PT: sample line + text
-    ncol = max(1, min(n_entries, int(width_in // entry_in)))
-    n_rows = -(-n_entries // ncol)
-    legend_in = 0.22 * n_rows + 0.15
-    fig, axes = plt.subplots(n_panel_rows, n_cols, figsize=(width_in, 3.0 * n_panel_rows + legend_in),
+    ncol = max(1, min(len(entries), int(width_in // entry_in)))
+    legend_in = 0.22 * -(-len(entries) // ncol) + 0.15
+    fig, axes = plt.subplots(len(grid), n_cols, figsize=(width_in, 2.3 * len(grid) + legend_in),
                              sharey=True, squeeze=False)
-    for ax in axes.flat[len(models):]:
-        ax.set_visible(False)
-    handles: dict[str, object] = {}
-    # one style and marker per line label over the whole figure (so "mono: esd" and "mono: pavoque"
-    # never look alike, in one panel or across panels of the shared legend)
-    style_of = {label: k for setting in SETTINGS for k, label in enumerate(
-        sorted(lines.filter(pl.col("setting") == setting)["label"].unique().to_list()))}
-    for ax, model in zip(axes.flat, models, strict=False):
-        sub = lines.filter(pl.col("model") == model)
-        for setting in SETTINGS:
-            for label in sorted(sub.filter(pl.col("setting") == setting)["label"].unique().to_list()):
-                k = style_of[label]
+    from matplotlib.lines import Line2D
+
+    handles: dict[str, object] = {f"test: {t}": Line2D([], [], linestyle=_STYLES[style_of[t] % len(_STYLES)],
+                                                      marker=_MARKERS[style_of[t] % len(_MARKERS)], color="0.3",
+                                                      markersize=4, linewidth=1.3) for t in tests}
+    for row, (setting, chunk) in zip(axes, grid, strict=True):
+        for col, ax in enumerate(row):
+            if col >= len(chunk):
+                ax.set_visible(False)
+                continue
+            model = chunk[col]
+            sub = lines.filter((pl.col("model") == model) & (pl.col("setting") == setting))
+            colour = _COLOURS[setting]
+            if sub.is_empty():  # e.g. a multilingual model has no mono/cross condition
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{model}: no {setting} condition", ha="center", va="center",
+                        fontsize=FONT_PT, color="0.45", transform=ax.transAxes)
+                continue
+            for label in sorted(sub["label"].unique().to_list()):
+                k = style_of[_test_of(label)]
                 part = sub.filter(pl.col("label") == label).sort("layer")
                 x = part["layer"].to_numpy()
                 mean = part["ua_mean"].to_numpy() * 100
                 std = part["ua_std"].to_numpy() * 100
                 lo, hi = (part["ua_lo"].to_numpy() * 100, part["ua_hi"].to_numpy() * 100) if banded else (
                     mean - std, mean + std)
-                colour = _COLOURS[setting]
-                (line,) = ax.plot(x, mean, _STYLES[k % len(_STYLES)], color=colour,
-                                  marker=_MARKERS[k % len(_MARKERS)], markersize=4, linewidth=1.3, label=label,
-                                  markerfacecolor="white" if banded else colour)
-                handles.setdefault(label, line)
-                ax.fill_between(x, lo, hi, color=colour, alpha=0.12 if banded else 0.07, linewidth=0)
+                ax.plot(x, mean, _STYLES[k % len(_STYLES)], color=colour, marker=_MARKERS[k % len(_MARKERS)],
+                        markersize=4, linewidth=1.3, label=label, markerfacecolor="white" if banded else colour)
+                ax.fill_between(x, lo, hi, color=colour, alpha=0.10, linewidth=0)
                 if banded:  # the best-layer set: filled markers
                     keep = part["in_best_set"].to_numpy()
                     ax.plot(x[keep], mean[keep], linestyle="none", marker=_MARKERS[k % len(_MARKERS)],
                             markersize=4, color=colour)
-        chance = ax.axhline(chance_pct, color="0.45", linestyle=(0, (1, 2)), linewidth=1.0)
-        handles.setdefault(f"chance ({chance_pct:.0f} %)", chance)
-        ax.set_title(model, fontsize=FONT_PT + 1)
-        ax.set_xlabel("layer", fontsize=FONT_PT)
-        ax.set_xticks(np.unique(sub["layer"].to_numpy()))
-        ax.tick_params(labelsize=FONT_PT)
-        ax.grid(alpha=0.3)
-    for row in axes:
-        row[0].set_ylabel("UA %: pooled, band 95 % interval" if banded else "UA %: mean, band ± std over folds",
-                          fontsize=FONT_PT)
+            chance = ax.axhline(chance_pct, color="0.45", linestyle=(0, (1, 2)), linewidth=1.0)
+            handles.setdefault(f"chance ({chance_pct:.0f} %)", chance)
+            train = sorted(set(sub["label"].to_list()))
+            trained_on = {lab.split(": ", 1)[-1].split("→")[0] for lab in train if "→" in lab}
+            extra = f" (trained on {', '.join(sorted(trained_on))})" if trained_on else ""
+            ax.set_title(f"{model}: {setting}{extra}", fontsize=FONT_PT + 1, color=colour)
+            ax.set_xlabel("layer", fontsize=FONT_PT)
+            ax.set_xticks(np.unique(sub["layer"].to_numpy()))
+            ax.tick_params(labelsize=FONT_PT)
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("UA % (pooled, 95 % CI)" if banded else "UA % (mean ± std)", fontsize=FONT_PT)
     # one legend for all panels, below them: it never covers a line or a band
     if banded:
-        from matplotlib.lines import Line2D
-
         handles.setdefault("filled marker: best-layer set", Line2D([], [], linestyle="none", marker="o",
                                                                     color="0.3", markersize=4))
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol, fontsize=FONT_PT,

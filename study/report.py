@@ -54,10 +54,11 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section("fig1", "Figure 1 - layer-wise analysis", "probes",
-            "UA per layer of frozen SSL features with a probe head, in the monolingual, cross-lingual "
-            "and transfer-learning settings (mean over folds, band = one standard deviation; the dotted line "
-            "is chance; with the statistics, the line is the UA of the pooled test predictions, the band its 95 % "
-            "speaker-bootstrap interval and a filled marker a layer of the best-layer set). The table "
+            "UA per layer of frozen SSL features with a probe head: one row of panels per setting "
+            "(monolingual, cross-lingual, transfer learning), one column per model; line style and marker name "
+            "the test corpus; the dotted line is chance. With the statistics the line is the UA of the pooled "
+            "test predictions, the band its 95 % speaker-bootstrap interval and a filled marker a layer of the "
+            "best-layer set (without them: mean over folds, band = one standard deviation). The table "
             "gives UA % as mean ± std over folds per layer; the best layers feed fine-tuning.",
             "probes layerwise --setting all", ("probes/figure1.png|probes/**/figure1.png",),
             ("probes/best_layers.csv|probes/**/best_layers.csv",)),
