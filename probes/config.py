@@ -106,6 +106,8 @@ class LayerwiseConfig:
     run_name : name of the run directory (``None``: head and a time stamp)
     write_best : also update ``runs_root()/probes/best_layers.json``
     probe : the training protocol
+    weighted : also train weighted-sum probes (:mod:`probes.weighted`; skipped for ``logreg``)
+    weighted_lr_scale : multiplier of the weighted-sum probes' layer-weight learning rate
     """
 
     models: tuple[str, ...] = field(default=("w2v2-cn", "w2v2-de"), metadata={
@@ -122,6 +124,11 @@ class LayerwiseConfig:
     run_name: str | None = field(default=None, metadata={"help": "name of the run directory (default: head and time)"})
     write_best: bool = field(default=True, metadata={"help": "also update runs/probes/best_layers.json"})
     probe: ProbeConfig = field(default_factory=ProbeConfig, metadata={"help": "the training protocol"})
+    # weighted-sum probes (probes.weighted): one per (model, training corpus, fold)
+    weighted: bool = field(default=True, metadata={
+        "help": "also train weighted-sum probes (learned softmax weights over the layers; mlp/linear heads)"})
+    weighted_lr_scale: float = field(default=1.0, metadata={
+        "help": "learning-rate multiplier of the weighted-sum probes' layer weights (1: SUPERB's)", "gt": 0})
 
     def __post_init__(self) -> None:
         for name in ("models", "corpora", "settings"):

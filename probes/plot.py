@@ -90,7 +90,8 @@ def figure1_lines(frame: pl.DataFrame, per_corpus: bool = True) -> pl.DataFrame:
 
 
 def plot_figure1(
-    frame: pl.DataFrame, out_dir: str | Path, per_corpus: bool = True, stem: str = "figure1"
+    frame: pl.DataFrame, out_dir: str | Path, per_corpus: bool = True, stem: str = "figure1",
+    weighted: pl.DataFrame | None = None,
 ) -> tuple[Path, Path]:
     """Draw Figure 1 from a results table and save ``<stem>.png`` and ``<stem>.svg``.
 
@@ -99,6 +100,8 @@ def plot_figure1(
     frame : results table (columns model, setting, train_corpus, test_corpus, layer, fold, ua)
     out_dir : directory to write into
     per_corpus : one line per corpus of a setting (else averaged over corpora)
+    weighted : weighted-sum probes' results (``probes.weighted``): each line's UA drawn as a
+        thin horizontal line of its colour and style
 
     Returns
     -------
@@ -115,8 +118,9 @@ def plot_figure1(
     n_panel_rows = -(-len(models) // n_cols)
     panel_in = PAGE_WIDTH_IN / 3 if len(models) > 1 else 5.0
     width_in = panel_in * n_cols
-    n_entries = lines["label"].n_unique() + 1  # + the chance line
-    longest = max(len(str(x)) for x in lines["label"].unique().to_list() + ["chance (25 %)"])
+    extra = ["chance (25 %)"] + ([WEIGHTED_LABEL] if weighted is not None and not weighted.is_empty() else [])
+    n_entries = lines["label"].n_unique() + len(extra)  # + the chance line (and the weighted sums)
+    longest = max(len(str(x)) for x in lines["label"].unique().to_list() + extra)
     entry_in = 0.75 + 0.075 * longest  # a legend entry's width at FONT_PT: sample line + text
     ncol = max(1, min(n_entries, int(width_in // entry_in)))
     n_rows = -(-n_entries // ncol)
@@ -144,6 +148,7 @@ def plot_figure1(
                                   marker=_MARKERS[k % len(_MARKERS)], markersize=4, linewidth=1.3, label=label)
                 handles.setdefault(label, line)
                 ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.07, linewidth=0)
+        _weighted_lines(ax, model, weighted, per_corpus, style_of, handles)
         chance = ax.axhline(chance_pct, color="0.45", linestyle=(0, (1, 2)), linewidth=1.0)
         handles.setdefault(f"chance ({chance_pct:.0f} %)", chance)
         ax.set_title(model, fontsize=FONT_PT + 1)
@@ -159,3 +164,19 @@ def plot_figure1(
     fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 1))
     out = Path(out_dir)
     return save_figure(fig, out / stem, tight=False)
+
+
+WEIGHTED_LABEL = "weighted sum: flat line"
+
+
+def _weighted_lines(ax: plt.Axes, model: str, weighted: pl.DataFrame | None, per_corpus: bool,
+                    style_of: dict[str, int], handles: dict[str, object]) -> None:
+    """The weighted-sum probes' UA (mean over folds) of ``model``: one thin horizontal line
+    per Figure-1 line, in its colour and style; one legend entry says what they are."""
+    if weighted is None or weighted.is_empty():
+        return
+    for row in figure1_lines(weighted.filter(pl.col("model") == model), per_corpus).iter_rows(named=True):
+        k = style_of.get(row["label"], 0)
+        line = ax.axhline(row["ua_mean"] * 100, color=_COLOURS[row["setting"]], linestyle=_STYLES[k % len(_STYLES)],
+                          linewidth=0.9, alpha=0.55)
+        handles.setdefault(WEIGHTED_LABEL, line)
