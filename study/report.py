@@ -59,6 +59,13 @@ SECTIONS: tuple[Section, ...] = (
             "gives UA % as mean ± std over folds per layer; the best layers feed fine-tuning.",
             "probes layerwise --setting all", ("probes/figure1.png|probes/**/figure1.png",),
             ("probes/best_layers.csv|probes/**/best_layers.csv",)),
+    Section("weights", "Weighted-sum probes - learned layer weights", "probes",
+            "A weighted-sum probe learns one softmax weight per hidden state jointly with the paper's head "
+            "(SUPERB's featurizer); read each line as how much the probe trained on that corpus leans on each "
+            "layer (fold mean, band = fold range): above the dashed equal-weight line the probe prefers the "
+            "layer. Its UA is the flat line of the same colour and style in Figure 1 and in the table.",
+            "probes layerwise --weighted", ("probes/layer_weights.png|probes/**/layer_weights.png",),
+            ("probes/weighted_summary.csv|probes/**/weighted_summary.csv",)),
     Section("table1", "Table I - PEFT strategies", "finetune",
             "UA % of the encoder fine-tuned up to the chosen layer with LoRA, bottleneck adapters (BA), "
             "weighted gating (WG) and two-stage training (mean ± std over folds).",

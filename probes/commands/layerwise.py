@@ -95,6 +95,7 @@ CONFIG_FIELDS: dict[str, dict[str, str]] = {
             "logreg_c", "logreg_max_iter", "stat", "n_jobs", "backend", "scheduler", "threads_per_worker",
             "split_folds", "max_stack")},
         "folds": f"{_LC}.n_folds", "run_name": f"{_LC}.run_name", "write_best": f"{_LC}.write_best",
+        "weighted": f"{_LC}.weighted", "weighted_lr_scale": f"{_LC}.weighted_lr_scale",
     },
 }
 """Options that set a config field (``module:Class.field``): their defaults come from the
@@ -133,6 +134,8 @@ def layerwise(
     out: Annotated[Path | None, typer.Option(help="Run directory; default <cache>/runs/probes/<run-name>")] = None,
     run_name: Annotated[str | None, typer.Option(help=_h(_L, "run_name", "Run directory name; default head, seed, UTC time"))] = field_default(_L, "run_name"),
     write_best: Annotated[bool, typer.Option(help=_h(_L, "write_best", "Update <cache>/runs/probes/best_layers.json"))] = field_default(_L, "write_best"),
+    weighted: Annotated[bool, typer.Option(help=_h(_L, "weighted", "Also train weighted-sum probes"))] = field_default(_L, "weighted"),
+    weighted_lr_scale: Annotated[float, typer.Option(help=_h(_L, "weighted_lr_scale", "Layer-weight learning-rate multiplier"))] = field_default(_L, "weighted_lr_scale"),
 ) -> None:
     """The paper's layer-wise analysis (Figure 1) from the feature cache."""
     from probes.data import ProbeDataError
@@ -148,7 +151,7 @@ def layerwise(
         config = LayerwiseConfig(
             models=_csv(models, "model"), corpora=_csv(corpora, "corpus"), settings=_settings(setting),
             layers=_layers(layers), n_folds=folds, cache_root=cache_root, out_dir=out, run_name=run_name,
-            write_best=write_best, probe=probe)
+            write_best=write_best, probe=probe, weighted=weighted, weighted_lr_scale=weighted_lr_scale)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     check_corpora(list(config.corpora), cache_root)
@@ -161,6 +164,9 @@ def layerwise(
     print_line(f"best layers: {json.dumps(run.best)}")
     print_line(f"results: {run.paths['results']} (+ .csv), predictions: {run.paths['predictions']}")
     print_line(f"Figure 1: {run.paths['figure_png']}, {run.paths['figure_svg']}")
+    if "weighted_results" in run.paths:  # weighted-sum probes (probes.weighted)
+        print_line(f"weighted-sum probes: {run.paths['weighted_results']} (+ .csv), layer weights: "
+                   f"{run.paths['layer_weights']} (+ .csv), {run.paths['layer_weights_png']}")
 
 
 def plot(
@@ -174,7 +180,9 @@ def plot(
 
     try:
         frame = load_results(results_table)
-        png, svg = plot_figure1(frame, out or results_table.parent, per_corpus=per_corpus)
+        beside = results_table.parent / "weighted_results.parquet"  # weighted-sum probes' flat lines
+        weighted = load_results(beside) if beside.exists() else None
+        png, svg = plot_figure1(frame, out or results_table.parent, per_corpus=per_corpus, weighted=weighted)
     except (FileNotFoundError, ValueError, OSError, pl.exceptions.PolarsError) as err:
         fail(error_message(err))
     print_line(f"Figure 1: {png}, {svg}")
