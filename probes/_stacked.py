@@ -158,7 +158,9 @@ def train_stacked(
     spec = HEADS[config.head]
     if spec.kind != "sgd":
         raise ValueError(f"head {config.head!r} is not trained by gradient descent")
-    feats = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    # contiguous once here: the cache's (layer, utterance, dim) arrays come as a transposed view,
+    # and every group's (S * N, D) view would otherwise copy the whole array again
+    feats = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     widths = spec.widths(feats.shape[-1], n_classes)
     groups: dict[tuple[int, int], list[int]] = {}

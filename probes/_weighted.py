@@ -179,7 +179,7 @@ def train_weighted(
     if spec.kind != "sgd":
         raise ValueError(f"head {config.head!r} is not trained by gradient descent; weighted-sum probes need "
                          "an mlp or linear head")
-    feats = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    feats = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     widths = spec.widths(feats.shape[-1], n_classes)
     groups: dict[tuple[int, int, bool], list[int]] = {}

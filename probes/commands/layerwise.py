@@ -230,6 +230,14 @@ def bench(
     table.add_row("UA |a-b| per layer, mean", f"{base['mean_abs_ua_diff_points']:.2f} points",
                   f"<= 1 point: {t['ua_within_1_point']}")
     table.add_row("(c) logreg grid", f"{report['c_logreg_s']:.1f} s", f"<= 30 s: {t['c_le_30s']}")
+    w, f = report["weighted"], report["flop_floor"]  # weighted-sum probes and the FLOP floor
+    table.add_row(f"weighted-sum probes ({w['probes']}), same workers", f"{w['seconds']:.1f} s",
+                  f"{w['over_grid']:.2f}x (a), <= 1x: {w['target_over_grid_le_1']}")
+    table.add_row(f"(a) FLOP floor: {f['gflop']:.0f} GFLOP + AdamW, {f['cores']} core(s)", f"{f['floor_s']:.1f} s",
+                  f"(a)/floor {f['grid_over_floor']:.2f}x, <= 2x: {f['target_le_2']}")
+    if "grid_cpu_s" in f:
+        table.add_row(f"(a) CPU time / floor CPU time (load {f['load_average_1min'] or 0:.1f})", f"{f['grid_cpu_s']:.1f} s",
+                      f"{f['grid_cpu_over_floor_cpu']:.2f}x, <= 2x: {f['cpu_target_le_2']}")
     passes = report["forward_passes"]
     table.add_row("SSL forward passes: cache", f"{passes['cache']:,}", "1 per utterance per model")
     table.add_row("SSL forward passes: paper code", f"{passes['paper_code']:,}", f"{passes['ratio']:.0f}x the cache")
