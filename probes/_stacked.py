@@ -14,7 +14,7 @@ alongside, so it stops costing time and nothing (not even weight decay) moves it
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -58,6 +58,8 @@ class TrainedHead:
     best_epoch : epoch of the kept state (1-based)
     best_val_loss : lowest validation cross-entropy seen (the early-stopping criterion)
     best_val_acc : validation accuracy of the kept state
+    extra : best state of the input source's own parameters (empty for per-layer heads;
+        a weighted sum's layer logits, :mod:`probes._weighted`)
     """
 
     layer: int
@@ -70,6 +72,7 @@ class TrainedHead:
     best_epoch: int
     best_val_loss: float
     best_val_acc: float
+    extra: list[torch.Tensor] = field(default_factory=list)
 
     def logits(self, features: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Logits ``(n, n_classes)`` for features ``(n, D)``."""
@@ -155,7 +158,9 @@ def train_stacked(
     spec = HEADS[config.head]
     if spec.kind != "sgd":
         raise ValueError(f"head {config.head!r} is not trained by gradient descent")
-    feats = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    # contiguous once here: the cache's (layer, utterance, dim) arrays come as a transposed view,
+    # and every group's (S * N, D) view would otherwise copy the whole array again
+    feats = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32))
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     widths = spec.widths(feats.shape[-1], n_classes)
     groups: dict[tuple[int, int], list[int]] = {}
@@ -188,25 +193,86 @@ def _head_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return per.view(n_heads, n).mean(1)
 
 
+class SlotInputs:
+    """Inputs of per-layer heads: head ``h`` reads the features of its own slot.
+
+    An input source gives :func:`train_group` each head's minibatch ``(H, B, D)`` and
+    validation inputs; other sources (:mod:`probes._weighted`) mix several slots and
+    bring parameters of their own (``params``), trained with the heads.
+    """
+
+    def __init__(self, feats: torch.Tensor, tasks: Sequence[HeadTask], config: ProbeConfig) -> None:
+        self.slots = torch.tensor([t.slot for t in tasks])
+        self.n_utts = feats.shape[1]
+        self.flat = feats.reshape(-1, feats.shape[-1])
+        self.params: list[torch.nn.Parameter] = []
+        self.stats = None
+        self.mean = self.scale = None
+        if config.standardize:
+            self.stats = [standardisation(feats[t.slot], t.train_rows) for t in tasks]
+            self.mean = torch.stack([m for m, _ in self.stats]).unsqueeze(1)
+            self.scale = torch.stack([s for _, s in self.stats]).unsqueeze(1)
+        valid_rows = torch.as_tensor(np.stack([np.asarray(t.valid_rows, dtype=np.int64) for t in tasks]))
+        self.x_valid = self._standardise(feats[self.slots[:, None], valid_rows])
+
+    def _standardise(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.mean is None else (x - self.mean) / self.scale
+
+    def epoch_index(self, rows: torch.Tensor) -> torch.Tensor:
+        """The epoch's shuffled rows ``(H, n_train)`` as rows of the ``(S * N, D)`` view."""
+        return rows + self.slots[:, None] * self.n_utts
+
+    def batch(self, index: torch.Tensor) -> torch.Tensor:
+        """Inputs ``(H, B, D)`` of a minibatch (``index``: a slice of :meth:`epoch_index`)."""
+        # index_select on a 2-D view gathers about twice as fast as 3-D fancy indexing
+        x = self.flat.index_select(0, index.reshape(-1)).view(index.shape[0], index.shape[1], -1)
+        return self._standardise(x)
+
+    def valid(self) -> torch.Tensor:
+        """Validation inputs ``(H, n_valid, D)``."""
+        return self.x_valid
+
+    def keep(self, idx: torch.Tensor, params: list[torch.nn.Parameter]) -> None:
+        """Keep only the heads at positions ``idx``; ``params`` are this source's
+        parameters after compaction."""
+        self.slots, self.x_valid = self.slots[idx], self.x_valid[idx]
+        if self.mean is not None:
+            self.mean, self.scale = self.mean[idx], self.scale[idx]
+        self.params = params
+
+    def head_standardisation(self, h: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """What :class:`TrainedHead` applies to its inputs first (head ``h`` of the group)."""
+        return (None, None) if self.stats is None else self.stats[h]
+
+
 def _train_group(
     feats: torch.Tensor, y: torch.Tensor, tasks: Sequence[HeadTask], widths: Sequence[int], config: ProbeConfig
 ) -> list[TrainedHead]:
+    return train_group(y, tasks, widths, config, SlotInputs(feats, tasks, config))
+
+
+def train_group(
+    y: torch.Tensor,
+    tasks: Sequence[HeadTask],
+    widths: Sequence[int],
+    config: ProbeConfig,
+    source: SlotInputs,
+    seed_layers: Sequence[int] | None = None,
+) -> list[TrainedHead]:
+    """Train the heads of ``tasks`` (equal part sizes) as one stack on ``source``'s inputs.
+
+    ``seed_layers`` (default: each task's layer) is the layer each head's generator is
+    seeded with. Returns one :class:`TrainedHead` per task; its ``extra`` holds the best
+    state of ``source.params`` (e.g. a weighted sum's layer logits).
+    """
     n_heads, n_layers = len(tasks), len(widths) - 1
-    gens = [head_generator(config.seed, t.layer, t.fold) for t in tasks]
+    seed_layers = [t.layer for t in tasks] if seed_layers is None else list(seed_layers)
+    gens = [head_generator(config.seed, k, t.fold) for k, t in zip(seed_layers, tasks, strict=True)]
     inits = [init_params(widths, g) for g in gens]
     weights = [torch.nn.Parameter(torch.stack([p[k][0] for p in inits])) for k in range(n_layers)]
     biases = [torch.nn.Parameter(torch.stack([p[k][1] for p in inits]).unsqueeze(1)) for k in range(n_layers)]
-    slots = torch.tensor([t.slot for t in tasks])
     train_rows = torch.as_tensor(np.stack([np.asarray(t.train_rows, dtype=np.int64) for t in tasks]))
     valid_rows = torch.as_tensor(np.stack([np.asarray(t.valid_rows, dtype=np.int64) for t in tasks]))
-    mean = scale = stats = None
-    if config.standardize:
-        stats = [standardisation(feats[t.slot], t.train_rows) for t in tasks]
-        mean = torch.stack([m for m, _ in stats]).unsqueeze(1)
-        scale = torch.stack([s for _, s in stats]).unsqueeze(1)
-    x_valid = feats[slots[:, None], valid_rows]
-    if mean is not None:
-        x_valid = (x_valid - mean) / scale
     y_valid = y[valid_rows]
 
     active = list(range(n_heads))  # original head index of each position in the stack
@@ -216,28 +282,22 @@ def _train_group(
     epochs = [0] * n_heads
     wait = [0] * n_heads
     best_state: list[list[torch.Tensor]] = [[] for _ in range(n_heads)]
-    params = [*weights, *biases]
+    params = [*weights, *biases, *source.params]
     opt = make_optimizer(params, config)
     n_train = train_rows.shape[1]
-    n_utts = feats.shape[1]
-    flat = feats.reshape(-1, feats.shape[-1])
     for epoch in range(1, config.max_epochs + 1):
         perms = torch.stack([torch.randperm(n_train, generator=gens[h]) for h in active])
         rows = torch.gather(train_rows, 1, perms)
-        flat_rows = rows + slots[:, None] * n_utts  # rows of the (S * N, D) view
+        index = source.epoch_index(rows)
         for start in range(0, n_train, config.batch_size):
-            batch = rows[:, start:start + config.batch_size]
-            # index_select on a 2-D view gathers about twice as fast as 3-D fancy indexing
-            x = flat.index_select(0, flat_rows[:, start:start + config.batch_size].reshape(-1))
-            x = x.view(batch.shape[0], batch.shape[1], -1)
-            if mean is not None:
-                x = (x - mean) / scale
-            loss = _head_losses(_forward(weights, biases, x), y[batch]).sum()
+            x = source.batch(index[:, start:start + config.batch_size])
+            target = rows[:, start:start + config.batch_size]
+            loss = _head_losses(_forward(weights, biases, x), y[target]).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         with torch.no_grad():
-            logits = _forward(weights, biases, x_valid)
+            logits = _forward(weights, biases, source.valid())
             v_loss = _head_losses(logits, y_valid).tolist()
             v_acc = (logits.argmax(-1) == y_valid).double().mean(1).tolist()
         keep = []
@@ -257,22 +317,22 @@ def _train_group(
         if len(keep) < len(active):
             idx = torch.tensor(keep)
             params, opt = _compact(params, opt, idx, config)
-            weights, biases = params[:n_layers], params[n_layers:]
-            slots, train_rows, x_valid, y_valid = slots[idx], train_rows[idx], x_valid[idx], y_valid[idx]
-            if mean is not None:
-                mean, scale = mean[idx], scale[idx]
+            weights, biases = params[:n_layers], params[n_layers:2 * n_layers]
+            source.keep(idx, params[2 * n_layers:])
+            train_rows, y_valid = train_rows[idx], y_valid[idx]
             active = [active[p] for p in keep]
 
     out = []
     for h, task in enumerate(tasks):
         state = best_state[h]
+        mean, scale = source.head_standardisation(h)
         out.append(TrainedHead(
             layer=task.layer, fold=task.fold,
-            weights=state[:n_layers], biases=[b.squeeze(0) for b in state[n_layers:]],
-            mean=None if stats is None else stats[h][0],
-            scale=None if stats is None else stats[h][1],
+            weights=state[:n_layers], biases=[b.squeeze(0) for b in state[n_layers:2 * n_layers]],
+            mean=mean, scale=scale,
             epochs=epochs[h], best_epoch=best_epoch[h],
             best_val_loss=best_loss[h], best_val_acc=best_acc[h],
+            extra=state[2 * n_layers:],
         ))
     return out
 

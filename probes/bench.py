@@ -14,10 +14,18 @@ On synthetic caches of the paper's shape (two models x three corpora, ``n_layers
 It also counts the SSL forward passes: one per utterance per model from the cache, where
 the paper's code runs the model over a condition's utterances again for every layer of
 every fold.
+
+Two ratios travel between machines (:func:`weighted_bench`, :func:`flop_floor`): the
+weighted-sum probes' time over (a) (target <= 1: at most one per-layer grid's worth), and
+(a) over its FLOP floor: the useful FLOPs of the epochs each head actually trained
+(forward, backward, AdamW) at this machine's measured throughput for the same batched
+matrix shapes on all its cores, timed in the same run (target <= 2).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -25,11 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import torch
 
 from probes._baseline import train_plain
-from probes._stacked import HeadTask
+from probes._stacked import HeadTask, make_optimizer
 from probes.config import LayerwiseConfig, ProbeConfig
 from probes.data import load_corpus
+from probes.heads import HEADS
 from probes.layerwise import evaluate_heads, limit_threads, plan_jobs, run_layerwise_full
 from probes.stats.bench import bench_stats
 from probes.synthetic import PAPER_CORPORA, PAPER_MODELS, write_synthetic_study
@@ -38,6 +48,8 @@ TARGET_STACKED_S = 300.0
 TARGET_SPEEDUP = 5.0
 TARGET_LOGREG_S = 30.0
 TARGET_UA_POINTS = 1.0
+TARGET_WEIGHTED_OVER_GRID = 1.0
+TARGET_FLOOR_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -100,15 +112,18 @@ def run_bench(config: BenchConfig) -> dict:
         write_s = time.perf_counter() - t0
         probe = ProbeConfig(max_epochs=config.epochs, seed=config.seed, n_jobs=config.n_jobs)
         grid = LayerwiseConfig(models=tuple(PAPER_MODELS), corpora=tuple(PAPER_CORPORA), n_folds=config.n_folds,
-                               cache_root=root, out_dir=root / "runs" / "a", write_best=False, probe=probe)
-        t0 = time.perf_counter()
+                               cache_root=root, out_dir=root / "runs" / "a", write_best=False, probe=probe,
+                               weighted=False)  # (a) is the per-layer grid alone; weighted sums timed apart
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
         stacked = run_layerwise_full(grid)
-        stacked_s = time.perf_counter() - t0
+        stacked_s, stacked_cpu_s = time.perf_counter() - t0, cpu_seconds() - cpu0
         stats = bench_stats(stacked, grid, stacked_s)  # probes.stats: their time / the grid's (<= 20 %)
         base = _baseline(grid, stacked.results, config.sample, n_threads=1)
         t0 = time.perf_counter()
         logreg = run_layerwise_full(replace(grid, out_dir=root / "runs" / "c", probe=replace(probe, head="logreg")))
         logreg_s = time.perf_counter() - t0
+        weighted = weighted_bench(grid, root / "runs" / "w", stacked_s)  # weighted-sum probes vs (a)
+        floor = flop_floor(stacked.results, probe, config.dim, stacked_s, stacked_cpu_s)  # (a) vs its floor
     n_conditions = stacked.results.select("model", "setting", "train_corpus", "test_corpus").unique().height
     n_heads = stacked.results.select("model", "train_corpus", "layer", "fold").unique().height
     speedup = base["extrapolated_s"] / stacked_s if stacked_s > 0 else float("inf")
@@ -125,6 +140,7 @@ def run_bench(config: BenchConfig) -> dict:
         "a_ua_mean": float(stacked.results["ua"].mean()), "c_ua_mean": float(logreg.results["ua"].mean()),
         "forward_passes": passes,
         "stats": stats,
+        "weighted": weighted, "flop_floor": floor,
         "targets": {
             "stats_le_20pct": stats["pass"],
             "a_le_300s": stacked_s <= TARGET_STACKED_S, "b_over_a_ge_5": speedup >= TARGET_SPEEDUP,
@@ -188,3 +204,147 @@ def _forward_passes(frame: pl.DataFrame, config: BenchConfig) -> dict:
     return {"cache": cached, "paper_code": paper, "ratio": paper / cached,
             "formula": "cache: models x corpora x utterances; paper code: sum over conditions, layers and "
                        "folds of (train + valid + test utterances)"}
+
+
+def weighted_bench(grid: LayerwiseConfig, out_dir: Path, grid_s: float) -> dict:
+    """Train and test the weighted-sum probes of ``grid`` (its workers) into ``out_dir``;
+    their time over the per-layer grid's ``grid_s`` (target <= 1)."""
+    from probes.weighted import run_weighted
+
+    t0 = time.perf_counter()
+    run = run_weighted(plan_jobs(grid), grid, out_dir)
+    seconds = time.perf_counter() - t0
+    ratio = seconds / grid_s if grid_s > 0 else float("inf")
+    return {"seconds": seconds, "over_grid": ratio, "probes": run.results.select("model", "train_corpus", "fold")
+            .unique().height, "ua_mean": float(run.results["ua"].mean()),
+            "target_over_grid_le_1": ratio <= TARGET_WEIGHTED_OVER_GRID}
+
+
+def head_flops(widths: tuple[int, ...], n_train: int, n_valid: int, batch_size: int, epochs: int) -> dict:
+    """Useful FLOPs of one head over ``epochs`` epochs: matrix products of the forward and
+    backward passes on the training part (no input gradient for the first layer), the
+    validation forward pass, and AdamW element updates (one per parameter per step)."""
+    pairs = list(zip(widths[:-1], widths[1:], strict=True))
+    mac = sum(i * o for i, o in pairs)
+    forward = 2 * n_train * mac
+    backward = 2 * n_train * mac + 2 * n_train * (mac - pairs[0][0] * pairs[0][1])
+    valid = 2 * n_valid * mac
+    steps = math.ceil(n_train / batch_size)
+    return {"forward": epochs * forward, "backward": epochs * backward, "valid": epochs * valid,
+            "optimizer_elements": epochs * steps * sum(i * o + o for i, o in pairs)}
+
+
+def _best_time(fn: object, min_s: float = 0.02, reps: int = 3) -> float:
+    """Best CPU seconds per call of ``fn`` on this thread (``time.thread_time``: what other
+    processes on a shared machine take is not counted) over ``reps`` runs of >= ``min_s``."""
+    fn()  # warm up
+    n = 1
+    while True:
+        t0 = time.thread_time()
+        for _ in range(n):
+            fn()
+        if time.thread_time() - t0 >= min_s or n >= 1 << 16:
+            break
+        n *= 2
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.thread_time()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.thread_time() - t0) / n)
+    return max(best, 1e-12)
+
+
+def measure_throughput(widths: tuple[int, ...], n_stack: int, batch_size: int, n_valid: int,
+                       probe: ProbeConfig) -> dict:
+    """One core's throughput for the trainer's own shapes, in CPU time on one thread:
+    FLOP/s of the batched products (``torch.bmm``, ``n_stack`` heads) of the forward pass,
+    the weight and input gradients and the validation pass, and CPU seconds per AdamW
+    element update (the step of :func:`probes._stacked.make_optimizer`)."""
+    pairs = list(zip(widths[:-1], widths[1:], strict=True))
+    g = torch.Generator().manual_seed(0)
+    flops = {"forward": 0.0, "backward": 0.0, "valid": 0.0}
+    times = {"forward": 0.0, "backward": 0.0, "valid": 0.0}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for k, (i, o) in enumerate(pairs):
+            x = torch.rand(n_stack, batch_size, i, generator=g)
+            w = torch.rand(n_stack, i, o, generator=g)
+            dy = torch.rand(n_stack, batch_size, o, generator=g)
+            xv = torch.rand(n_stack, n_valid, i, generator=g)
+            step = 2 * n_stack * batch_size * i * o
+            times["forward"] += _best_time(lambda x=x, w=w: torch.bmm(x, w))
+            flops["forward"] += step
+            times["backward"] += _best_time(lambda x=x, dy=dy: torch.bmm(x.transpose(1, 2), dy))
+            flops["backward"] += step
+            if k > 0:  # no input gradient for the first layer (the features)
+                times["backward"] += _best_time(lambda dy=dy, w=w: torch.bmm(dy, w.transpose(1, 2)))
+                flops["backward"] += step
+            times["valid"] += _best_time(lambda xv=xv, w=w: torch.bmm(xv, w))
+            flops["valid"] += 2 * n_stack * n_valid * i * o
+        params = [torch.nn.Parameter(torch.rand(n_stack, i, o, generator=g)) for i, o in pairs]
+        params += [torch.nn.Parameter(torch.rand(n_stack, 1, o, generator=g)) for _, o in pairs]
+        for p in params:
+            p.grad = torch.rand(p.shape, generator=g)
+        opt = make_optimizer(params, probe)
+        opt_s = _best_time(opt.step)
+        n_elements = sum(p.numel() for p in params)
+    finally:
+        torch.set_num_threads(before)
+    return {**{f"{k}_flop_per_s": flops[k] / times[k] for k in flops},
+            "optimizer_s_per_element": opt_s / n_elements, "stack": n_stack}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its live child processes (the
+    grid's loky workers): a difference of two calls is what a run cost in CPU time,
+    whatever else the machine was running."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:  # exited in between
+            continue
+    return total
+
+
+def flop_floor(results: pl.DataFrame, probe: ProbeConfig, dim: int, grid_s: float, grid_cpu_s: float | None = None,
+               n_classes: int = 4) -> dict:
+    """(a)'s floor: the FLOPs of the epochs its heads actually ran (each head once, from the
+    ``epochs``, ``n_train`` and ``n_valid`` of ``results``) at one core's measured
+    throughput for the same shapes (:func:`measure_throughput`), spread over all cores.
+
+    Returns the floor in CPU seconds (one core) and in wall seconds (all cores), the
+    grid's wall time ``grid_s`` over the wall floor (target <= 2) and, with
+    ``grid_cpu_s``, the grid's CPU time over the CPU floor (the same ratio on an idle
+    machine; it does not grow when other processes share the cores).
+    """
+    widths = HEADS[probe.head].widths(dim, n_classes)
+    heads = results.unique(["model", "train_corpus", "layer", "fold"])
+    total = {"forward": 0, "backward": 0, "valid": 0, "optimizer_elements": 0}
+    for epochs, n_train, n_valid in heads.select("epochs", "n_train", "n_valid").iter_rows():
+        for k, v in head_flops(widths, n_train, n_valid, probe.batch_size, epochs).items():
+            total[k] += v
+    n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    rate = measure_throughput(widths, min(probe.max_stack, heads.height), probe.batch_size,
+                              int(heads["n_valid"].max()), probe)
+    part = {k: total[k] / rate[f"{k}_flop_per_s"] for k in ("forward", "backward", "valid")}
+    part["optimizer"] = total["optimizer_elements"] * rate["optimizer_s_per_element"]
+    floor_cpu_s = sum(part.values())
+    floor_s = floor_cpu_s / n_cores
+    ratio = grid_s / floor_s if floor_s > 0 else float("inf")
+    out = {"heads": heads.height, "head_epochs": int(heads["epochs"].sum()),
+           "gflop": (total["forward"] + total["backward"] + total["valid"]) / 1e9,
+           "optimizer_updates": total["optimizer_elements"], "throughput": rate,
+           "floor_cpu_s_by_part": part, "floor_cpu_s": floor_cpu_s, "cores": n_cores, "floor_s": floor_s,
+           "grid_s": grid_s, "grid_over_floor": ratio, "target_le_2": ratio <= TARGET_FLOOR_RATIO,
+           "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    if grid_cpu_s is not None:
+        out["grid_cpu_s"] = grid_cpu_s
+        out["grid_cpu_over_floor_cpu"] = grid_cpu_s / floor_cpu_s if floor_cpu_s > 0 else float("inf")
+        out["cpu_target_le_2"] = out["grid_cpu_over_floor_cpu"] <= TARGET_FLOOR_RATIO
+    return out

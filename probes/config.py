@@ -108,6 +108,8 @@ class LayerwiseConfig:
     write_best : also update ``runs_root()/probes/best_layers.json``
     probe : the training protocol
     stats : the statistics over the run's predictions (:class:`probes.stats.StatsConfig`)
+    weighted : also train weighted-sum probes (:mod:`probes.weighted`; skipped for ``logreg``)
+    weighted_lr_scale : multiplier of the weighted-sum probes' layer-weight learning rate
     """
 
     models: tuple[str, ...] = field(default=("w2v2-cn", "w2v2-de"), metadata={
@@ -127,6 +129,11 @@ class LayerwiseConfig:
     # statistics over the predictions (probes.stats): intervals, paired tests, best-layer sets
     stats: StatsConfig = field(default_factory=StatsConfig, metadata={
         "help": "bootstrap intervals, paired tests and best-layer sets (written to <run>/stats/)"})
+    # weighted-sum probes (probes.weighted): one per (model, training corpus, fold)
+    weighted: bool = field(default=True, metadata={
+        "help": "also train weighted-sum probes (learned softmax weights over the layers; mlp/linear heads)"})
+    weighted_lr_scale: float = field(default=1.0, metadata={
+        "help": "learning-rate multiplier of the weighted-sum probes' layer weights (1: SUPERB's)", "gt": 0})
 
     def __post_init__(self) -> None:
         for name in ("models", "corpora", "settings"):

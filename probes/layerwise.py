@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -58,6 +58,7 @@ class LayerwiseRun:
     out_dir: Path
     paths: dict[str, Path]
     best: dict[str, dict[str, int]]
+    weighted: pl.DataFrame | None = None  # weighted-sum probes' results (probes.weighted), if trained
 
 
 @contextlib.contextmanager
@@ -190,12 +191,15 @@ def plan_jobs(config: LayerwiseConfig) -> list[TrainJob]:
     return jobs
 
 
-def dispatch(jobs: Sequence[TrainJob], config: LayerwiseConfig, progress: bool = False) -> list[tuple[list[dict], pl.DataFrame]]:
-    """Run ``jobs`` in this process (``n_jobs=1``), on loky workers or on a Dask cluster."""
+def dispatch(jobs: Sequence[TrainJob], config: LayerwiseConfig, progress: bool = False,
+             worker: Callable | None = None) -> list:
+    """Run ``worker(job, config)`` (default :func:`run_job`) for every job in this process
+    (``n_jobs=1``), on loky workers or on a Dask cluster; returns the outputs in job order."""
     from joblib import Parallel, delayed, parallel_config
 
     probe = config.probe
-    calls = (delayed(run_job)(job, config) for job in jobs)
+    worker = worker or run_job
+    calls = (delayed(worker)(job, config) for job in jobs)
     if probe.backend == "dask":
         from distributed import Client
 
@@ -203,7 +207,7 @@ def dispatch(jobs: Sequence[TrainJob], config: LayerwiseConfig, progress: bool =
         with Client(probe.scheduler) as _client, parallel_config(backend="dask"):
             return _collect(Parallel(n_jobs=-1, return_as="generator")(calls), len(jobs), progress)
     if probe.n_jobs == 1:
-        return _collect((run_job(job, config) for job in jobs), len(jobs), progress)
+        return _collect((worker(job, config) for job in jobs), len(jobs), progress)
     parallel = Parallel(n_jobs=probe.n_jobs, backend="loky", return_as="generator")
     return _collect(parallel(calls), len(jobs), progress)
 
@@ -249,6 +253,11 @@ def run_layerwise_full(config: LayerwiseConfig, progress: bool = False) -> Layer
         ["model", "setting", "train_corpus", "test_corpus", "layer", "fold", "utt_id"])
     out_dir = config.out_dir or default_out_dir(config)
     paths = res.write_run(frame, preds, out_dir, config.to_json())
+    # weighted-sum probes (probes.weighted): their tables, weight figure and lines in Figure 1
+    from probes import weighted as wsum
+
+    weighted = wsum.run_weighted(jobs, config, out_dir, progress=progress) if wsum.applies(config) else None
+    paths |= weighted.paths if weighted is not None else {}
     from probes.plot import plot_figure1
 
     stats = None
@@ -257,13 +266,14 @@ def run_layerwise_full(config: LayerwiseConfig, progress: bool = False) -> Layer
 
         stats, stats_paths = stats_of_grid(frame, preds, config, Path(out_dir))
         paths |= stats_paths
-    paths["figure_png"], paths["figure_svg"] = plot_figure1(frame, out_dir, stats=stats)
+    paths["figure_png"], paths["figure_svg"] = plot_figure1(
+        frame, out_dir, stats=stats, weighted=None if weighted is None else weighted.results)
     best = res.best_layers(frame)
     if config.write_best:
         paths["best_layers_global"] = res.write_best_layers(best, res.best_layers_path(config.cache_root))
         if stats is not None:
             paths["best_sets_global"] = res.write_best_sets(stats.best_sets, res.best_sets_path(config.cache_root))
-    return LayerwiseRun(frame, preds, Path(out_dir), paths, best)
+    return LayerwiseRun(frame, preds, Path(out_dir), paths, best, weighted=None if weighted is None else weighted.results)
 
 
 def predict_layer(

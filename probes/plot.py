@@ -107,6 +107,7 @@ def _test_of(label: str) -> str:
 def plot_figure1(
     frame: pl.DataFrame, out_dir: str | Path, per_corpus: bool = True, stem: str = "figure1",
     stats: StatsTables | None = None,
+    weighted: pl.DataFrame | None = None,
 ) -> tuple[Path, Path]:
     """Draw Figure 1 from a results table and save ``<stem>.png`` and ``<stem>.svg``.
 
@@ -117,6 +118,8 @@ def plot_figure1(
     per_corpus : one line per corpus of a setting (else averaged over corpora)
     stats : the run's statistics (:mod:`probes.stats`): with ``per_corpus`` the lines are
         the pooled UA, the bands its bootstrap interval and filled markers the best-layer set
+    weighted : weighted-sum probes' results (``probes.weighted``): each line's UA drawn as a
+        thin horizontal line of its colour and style
 
     Returns
     -------
@@ -145,7 +148,9 @@ def plot_figure1(
     # line style and marker name the TEST corpus, the same in every panel; colour names the setting
     tests = sorted({_test_of(label) for label in lines["label"].unique().to_list()})
     style_of = {t: k for k, t in enumerate(tests)}
-    entries = [f"test: {t}" for t in tests] + [f"chance ({chance_pct:.0f} %)"] + ["filled marker: best-layer set"] * banded
+    has_weighted = weighted is not None and not weighted.is_empty()
+    entries = ([f"test: {t}" for t in tests] + [f"chance ({chance_pct:.0f} %)"] + ["filled marker: best-layer set"] * banded
+               + [WEIGHTED_LABEL] * has_weighted)
     longest = max(len(e) for e in entries)
     entry_in = 0.75 + 0.075 * longest  # a legend entry's width at FONT_PT: sample line + text
     ncol = max(1, min(len(entries), int(width_in // entry_in)))
@@ -185,6 +190,7 @@ def plot_figure1(
                     keep = part["in_best_set"].to_numpy()
                     ax.plot(x[keep], mean[keep], linestyle="none", marker=_MARKERS[k % len(_MARKERS)],
                             markersize=4, color=colour)
+            _weighted_lines(ax, model, setting, weighted, per_corpus, style_of, handles)
             chance = ax.axhline(chance_pct, color="0.45", linestyle=(0, (1, 2)), linewidth=1.0)
             handles.setdefault(f"chance ({chance_pct:.0f} %)", chance)
             train = sorted(set(sub["label"].to_list()))
@@ -205,3 +211,21 @@ def plot_figure1(
     fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 1))
     out = Path(out_dir)
     return save_figure(fig, out / stem, tight=False)
+
+
+WEIGHTED_LABEL = "weighted sum: flat line"
+
+
+def _weighted_lines(ax: plt.Axes, model: str, setting: str, weighted: pl.DataFrame | None, per_corpus: bool,
+                    style_of: dict[str, int], handles: dict[str, object]) -> None:
+    """The weighted-sum probes' UA (mean over folds) of ``model`` in ``setting``: one thin
+    horizontal line per Figure-1 line, in its colour and its test corpus's style; one legend
+    entry says what they are."""
+    if weighted is None or weighted.is_empty():
+        return
+    part = weighted.filter((pl.col("model") == model) & (pl.col("setting") == setting))
+    for row in figure1_lines(part, per_corpus).iter_rows(named=True) if part.height else []:
+        k = style_of.get(_test_of(row["label"]), 0)
+        line = ax.axhline(row["ua_mean"] * 100, color=_COLOURS[row["setting"]], linestyle=_STYLES[k % len(_STYLES)],
+                          linewidth=0.9, alpha=0.55)
+        handles.setdefault(WEIGHTED_LABEL, line)

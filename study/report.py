@@ -75,6 +75,14 @@ SECTIONS: tuple[Section, ...] = (
             "native setting, trans minus cross (paired on the same utterances) the gain of training in it; a band "
             "that excludes 0 is a gap the data support.",
             "probes layerwise --stats", ("probes/stats/gaps.png|probes/**/stats/gaps.png",), ()),
+    Section("weights", "Weighted-sum probes - learned layer weights", "probes",
+            "A weighted-sum probe learns one softmax weight per hidden state jointly with the paper's head "
+            "(SUPERB's featurizer); read each line as how much the probe trained on that corpus leans on each "
+            "layer (fold mean, band = fold range): above the dashed equal-weight line the probe prefers the "
+            "layer. Its UA is the flat line of the same colour and style in Figure 1 and in the table "
+            "(mlp and linear heads only: a logreg run, as the demo's, trains none).",
+            "probes layerwise --weighted", ("probes/layer_weights.png|probes/**/layer_weights.png",),
+            ("probes/weighted_summary.csv|probes/**/weighted_summary.csv",)),
     Section("table1", "Table I - PEFT strategies", "finetune",
             "UA % of the encoder fine-tuned up to the chosen layer with LoRA, bottleneck adapters (BA), "
             "weighted gating (WG) and two-stage training (mean ± std over folds).",

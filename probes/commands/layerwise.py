@@ -99,6 +99,7 @@ CONFIG_FIELDS: dict[str, dict[str, str]] = {
             "split_folds", "max_stack")},
         "folds": f"{_LC}.n_folds", "run_name": f"{_LC}.run_name", "write_best": f"{_LC}.write_best",
         **{f"stats_{name}": f"probes.stats.config:StatsConfig.{name}" for name in _STATS_OPTIONS},
+        "weighted": f"{_LC}.weighted", "weighted_lr_scale": f"{_LC}.weighted_lr_scale",
     },
 }
 """Options that set a config field (``module:Class.field``): their defaults come from the
@@ -143,6 +144,8 @@ def layerwise(
     stats_seed: Annotated[int, typer.Option(help=_h(_S, "seed", ""))] = field_default(_S, "seed"),
     stats_correction: Annotated[str, typer.Option(help=_h(_S, "correction", ""))] = field_default(_S, "correction"),
     stats_min_speakers: Annotated[int, typer.Option(help=_h(_S, "min_speakers", ""))] = field_default(_S, "min_speakers"),
+    weighted: Annotated[bool, typer.Option(help=_h(_L, "weighted", "Also train weighted-sum probes"))] = field_default(_L, "weighted"),
+    weighted_lr_scale: Annotated[float, typer.Option(help=_h(_L, "weighted_lr_scale", "Layer-weight learning-rate multiplier"))] = field_default(_L, "weighted_lr_scale"),
 ) -> None:
     """The paper's layer-wise analysis (Figure 1) from the feature cache."""
     from probes.data import ProbeDataError
@@ -160,7 +163,8 @@ def layerwise(
             layers=_layers(layers), n_folds=folds, cache_root=cache_root, out_dir=out, run_name=run_name,
             write_best=write_best, probe=probe,
             stats=StatsConfig(enabled=stats_enabled, n_resamples=stats_n_resamples, alpha=stats_alpha, seed=stats_seed,
-                              correction=stats_correction, min_speakers=stats_min_speakers))
+                              correction=stats_correction, min_speakers=stats_min_speakers),
+            weighted=weighted, weighted_lr_scale=weighted_lr_scale)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     check_corpora(list(config.corpora), cache_root)
@@ -175,6 +179,9 @@ def layerwise(
     print_line(f"Figure 1: {run.paths['figure_png']}, {run.paths['figure_svg']}")
     if "stats_layer_ci" in run.paths:
         print_line(f"statistics: {run.paths['stats_layer_ci'].parent} (intervals, tests, best-layer sets, gaps)")
+    if "weighted_results" in run.paths:  # weighted-sum probes (probes.weighted)
+        print_line(f"weighted-sum probes: {run.paths['weighted_results']} (+ .csv), layer weights: "
+                   f"{run.paths['layer_weights']} (+ .csv), {run.paths['layer_weights_png']}")
 
 
 def plot(
@@ -190,8 +197,10 @@ def plot(
         from probes.stats.run import load_stats
 
         frame = load_results(results_table)
+        beside = results_table.parent / "weighted_results.parquet"  # weighted-sum probes' flat lines
+        weighted = load_results(beside) if beside.exists() else None
         png, svg = plot_figure1(frame, out or results_table.parent, per_corpus=per_corpus,
-                                stats=load_stats(results_table.parent))  # intervals when the run has them
+                                stats=load_stats(results_table.parent), weighted=weighted)  # intervals when the run has them
     except (FileNotFoundError, ValueError, OSError, pl.exceptions.PolarsError) as err:
         fail(error_message(err))
     print_line(f"Figure 1: {png}, {svg}")
@@ -242,6 +251,14 @@ def bench(
     st = report["stats"]  # probes.stats
     table.add_row(f"(d) statistics, {st['n_resamples']} resamples", f"{st['stats_s']:.1f} s",
                   f"{100 * st['ratio']:.1f} % of the grid, <= {100 * st['target']:.0f} %: {t['stats_le_20pct']}")
+    w, f = report["weighted"], report["flop_floor"]  # weighted-sum probes and the FLOP floor
+    table.add_row(f"weighted-sum probes ({w['probes']}), same workers", f"{w['seconds']:.1f} s",
+                  f"{w['over_grid']:.2f}x (a), <= 1x: {w['target_over_grid_le_1']}")
+    table.add_row(f"(a) FLOP floor: {f['gflop']:.0f} GFLOP + AdamW, {f['cores']} core(s)", f"{f['floor_s']:.1f} s",
+                  f"(a)/floor {f['grid_over_floor']:.2f}x, <= 2x: {f['target_le_2']}")
+    if "grid_cpu_s" in f:
+        table.add_row(f"(a) CPU time / floor CPU time (load {f['load_average_1min'] or 0:.1f})", f"{f['grid_cpu_s']:.1f} s",
+                      f"{f['grid_cpu_over_floor_cpu']:.2f}x, <= 2x: {f['cpu_target_le_2']}")
     passes = report["forward_passes"]
     table.add_row("SSL forward passes: cache", f"{passes['cache']:,}", "1 per utterance per model")
     table.add_row("SSL forward passes: paper code", f"{passes['paper_code']:,}", f"{passes['ratio']:.0f}x the cache")
