@@ -122,6 +122,31 @@ def finetune_run(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir:
     return [Path(out_dir) / "results.parquet"]
 
 
+def finetune_fold(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path, folds: int, fold: int,
+                  probe_results: Path | None = None, log: Callable[[str], None] | None = None) -> list[Path]:
+    """Fold ``fold`` of one ``[[finetune.runs]]`` (a job of its own on a cluster): trains
+    and tests it with the run's whole config and writes the fold's part of the run
+    (``finetune.results.fold_part_paths``); :func:`finetune_gather` joins the parts."""
+    from finetune.results import fold_part_paths
+    from finetune.run import run_finetune
+
+    config = finetune_config(run, entry, cache_root, out_dir, folds, probe_results)
+    run_finetune(config, log=log, on_epoch=epoch_progress(log, config), only_fold=fold)
+    paths = fold_part_paths(out_dir, fold)
+    checkpoint = [Path(out_dir) / "checkpoints" / f"fold{fold}"] if config.save_checkpoints else []
+    return [*paths.values(), *checkpoint]
+
+
+def finetune_gather(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path, folds: int,
+                    probe_results: Path | None = None) -> list[Path]:
+    """Write one run's files from its folds' parts, exactly as :func:`finetune_run` writes them."""
+    from finetune.results import gather_fold_parts
+
+    config = finetune_config(run, entry, cache_root, out_dir, folds, probe_results)
+    gather_fold_parts(out_dir, config.folds, config.to_json())
+    return [Path(out_dir) / "results.parquet"]
+
+
 def epoch_progress(log: Callable[[str], None] | None, config: FinetuneConfig) -> Callable[[dict], None] | None:
     """A fine-tuning ``on_epoch`` that writes one progress line per epoch (at most one per
     5 s) to ``log``; ``None`` without a ``log``."""
