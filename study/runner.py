@@ -161,8 +161,18 @@ def build_graph(config: StudyConfig, *, split: bool = False) -> Graph:
         def probes_fp() -> str:
             return fingerprint_of(asdict(p), inputs_of(*p.corpora), used)
 
-        probes_job = add("probes", "probes", [*caches, *reads(*p.corpora)], probes_fp, lambda log: steps.probes(
-            p.models, p.corpora, root, out / "probes", p.settings, probe=p.probe, layers=p.layers, n_folds=p.n_folds))
+        if not split:
+            probes_job = add("probes", "probes", [*caches, *reads(*p.corpora)], probes_fp, lambda log: steps.probes(
+                p.models, p.corpora, root, out / "probes", p.settings, probe=p.probe, layers=p.layers,
+                n_folds=p.n_folds))
+        else:  # one job per model (its condition groups), then one joins them
+            groups = [add(f"probes/{m}", "probes", [*(j for j in caches if j.startswith(f"extract/{m}/")),
+                                                   *reads(*p.corpora)],
+                          lambda m=m: fingerprint_of(probes_fp(), m),
+                          lambda log, m=m: steps.probes_group(p, m, root, out / "probes"), covered_by="probes")
+                      for m in p.models]
+            probes_job = add("probes", "probes-gather", groups, probes_fp,
+                             lambda log: steps.probes_gather(p, root, out / "probes"))
     ft_dirs, ft_fps, ft_jobs = [], [], []
     probe_results = out / "probes" / "results.parquet"
     if config.finetune.enabled:

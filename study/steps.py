@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from featstore.errors import safe_file_stem
 from featstore.io import atomic_write, atomic_write_json, atomic_write_text
 from featstore.paths import manifest_path, splits_path
 
 if TYPE_CHECKING:
     from finetune.run import FinetuneConfig
-    from probes.config import ProbeConfig
-    from study.config import FinetuneRun, ModelEntry
+    from probes.config import LayerwiseConfig, ProbeConfig
+    from study.config import FinetuneRun, ModelEntry, ProbesSection
 
 
 def prepare(reader: str, root: Path, name: str, cache_root: Path, options: Mapping[str, object] | None = None,
@@ -78,6 +79,61 @@ def probes(models: Sequence[str], corpora: Sequence[str], cache_root: Path, out_
     )
     run_layerwise(config, progress=True)
     return [out_dir / "results.parquet"]
+
+
+def _layerwise_config(section: ProbesSection, cache_root: Path, out_dir: Path) -> LayerwiseConfig:
+    """The ``LayerwiseConfig`` :func:`probes` builds for a study's ``[probes]``, with the
+    cache root resolved as ``run_layerwise`` resolves it."""
+    from dataclasses import replace
+
+    from featstore.paths import cache_root as resolve_root
+    from probes.config import LayerwiseConfig
+
+    config = LayerwiseConfig(
+        models=tuple(section.models), corpora=tuple(section.corpora), settings=tuple(section.settings),
+        cache_root=cache_root, out_dir=out_dir, probe=section.probe,
+        layers=None if section.layers is None else tuple(section.layers), n_folds=section.n_folds)
+    return replace(config, cache_root=resolve_root(config.cache_root).resolve())
+
+
+def probes_group(section: ProbesSection, model: str, cache_root: Path, out_dir: Path) -> list[Path]:
+    """The probe heads of one model (a condition group: every training corpus and the test
+    corpora that share its heads), as a job of its own; its rows and predictions go to
+    ``out_dir/parts/<model>-*.parquet`` for :func:`probes_gather`."""
+    from probes.layerwise import dispatch, plan_jobs
+    from probes.results import results_frame
+
+    config = _layerwise_config(section, cache_root, out_dir)
+    outputs = dispatch([job for job in plan_jobs(config) if job.model == model], config)
+    parts = _probe_parts(out_dir, model)
+    parts["results"].parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(parts["predictions"], pl.concat([p for _, p in outputs]).write_parquet)
+    atomic_write(parts["results"], results_frame([row for rows, _ in outputs for row in rows]).write_parquet)
+    return list(parts.values())
+
+
+def probes_gather(section: ProbesSection, cache_root: Path, out_dir: Path) -> list[Path]:
+    """Join the models' parts into the layer-wise run, written as ``run_layerwise`` writes
+    it (results, predictions, summary, best layers, Figure 1, the global best layers)."""
+    from probes import results as res
+    from probes.plot import plot_figure1
+
+    config = _layerwise_config(section, cache_root, out_dir)
+    parts = [_probe_parts(out_dir, m) for m in config.models]
+    frame = pl.concat([pl.read_parquet(p["results"]) for p in parts]).sort(
+        ["model", "setting", "train_corpus", "test_corpus", "layer", "fold"])
+    preds = pl.concat([pl.read_parquet(p["predictions"]) for p in parts]).sort(
+        ["model", "setting", "train_corpus", "test_corpus", "layer", "fold", "utt_id"])
+    res.write_run(frame, preds, out_dir, config.to_json())
+    plot_figure1(frame, out_dir)
+    if config.write_best:
+        res.write_best_layers(res.best_layers(frame), res.best_layers_path(config.cache_root))
+    return [out_dir / "results.parquet"]
+
+
+def _probe_parts(out_dir: Path, model: str) -> dict[str, Path]:
+    stem = safe_file_stem(model, "model alias")
+    return {k: Path(out_dir) / "parts" / f"{stem}-{k}.parquet" for k in ("results", "predictions")}
 
 
 def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path, out_dir: Path,

@@ -65,7 +65,8 @@ def stubbed(monkeypatch, tmp_path):
             return [path]
         return fn
 
-    for name in ("prepare", "splits", "probes", "finetune_run", "finetune_fold", "finetune_gather", "table_one"):
+    for name in ("prepare", "splits", "probes", "probes_group", "probes_gather", "finetune_run", "finetune_fold",
+                 "finetune_gather", "table_one"):
         monkeypatch.setattr(steps, name, stub(name))
     monkeypatch.setattr(runner, "_extract", stub("extract"))
     monkeypatch.setattr(runner, "_manifest_fp", lambda corpus, root: "manifest-fp")
@@ -123,6 +124,7 @@ def test_the_graph_exposes_every_finetuning_fold_at_once(tmp_path):
     assert set(graph.jobs["finetune/table1"].deps) == {run, run.replace("esd-to-esd", "esd-to-pavoque")}
     assert names[-1] == "report" and set(graph.jobs["report"].deps) == set(names[:-1])
     assert graph.max_width(["finetune-fold"]) == 10  # 5 folds x 2 runs together, not 1
+    assert graph.jobs["probes"].deps == ("probes/w2v2-cn",) and graph.jobs["probes/w2v2-cn"].covered_by == "probes"
     assert graph.jobs["extract/w2v2-cn/esd"].resource_kind == "extract"
     one_process = runner.build_graph(_config(tmp_path, runs=2), split=False)
     assert one_process.max_width(["finetune", "finetune-fold"]) == 2  # a run's folds in one job
@@ -141,6 +143,7 @@ def test_jobs_finish_out_of_order_and_each_records_itself(stubbed, tmp_path):
     record = json.loads((config.out / "ledger" / "done" / "probes.json").read_text())
     assert record["name"] == "probes" and record["duration_s"] >= 0 and record["outputs"]
     assert stubbed.count("finetune_fold") == 5 and stubbed.count("finetune_gather") == 1
+    assert stubbed.count("probes_group") == 1 and stubbed.count("probes_gather") == 1 and "probes" not in stubbed
     # nothing left to do: no job runs again, not even a fold (the gathered run covers them)
     stubbed.clear()
     run_graph(runner.build_graph(config, split=True), Ledger(config.out), ThreadExecutor(config.out),
@@ -180,7 +183,8 @@ def test_status_shows_done_running_with_job_id_interrupted_failed_and_waiting(st
     assert rows["prepare/pavoque"][0] == "running" and "job 4242_1" in rows["prepare/pavoque"][1]
     assert rows["splits/esd"] == ("failed", "log /shared/jobs/4243_0_log.err: OOM")
     assert rows["extract/w2v2-cn/esd"] == ("waiting", "ready")
-    assert rows["probes"][0] == "waiting" and "for extract/w2v2-cn/esd" in rows["probes"][1]
+    assert rows["probes/w2v2-cn"][0] == "waiting" and "for extract/w2v2-cn/esd" in rows["probes/w2v2-cn"][1]
+    assert rows["probes"] == ("waiting", "for probes/w2v2-cn")
     # no study holds the lock: a job left "running" was killed with its study
     rows = {name: (state, detail) for name, state, detail in job_states(graph, ledger)}
     assert rows["prepare/pavoque"][0] == "interrupted" and "rerun to resume" in rows["prepare/pavoque"][1]
