@@ -192,6 +192,9 @@ class ExecutorSettings:
     scheduler: str | None = field(default=None, metadata={
         "help": "Dask scheduler address, e.g. tcp://host:8786 (default: a local cluster)"})
     workers: int = field(default=2, metadata={"help": "worker processes of the local Dask cluster", "min": 1})
+    extract_shards: int = field(default=1, metadata={
+        "help": "extraction jobs per (model, corpus) on slurm and dask: shards of the corpus by duration, "
+                "merged into one cache after", "min": 1})
     poll_s: float = field(default=0.2, metadata={"help": "seconds between looks at jobs in flight", "gt": 0})
 
     def __post_init__(self) -> None:

@@ -29,7 +29,7 @@ Log = Callable[[str], None]
 JobRun = Callable[[Log], Sequence[str | Path] | None]
 
 JOB_KINDS: dict[str, str] = {
-    "prepare": "default", "splits": "default", "extract": "extract", "probes": "probes", "probes-gather": "driver",
+    "prepare": "default", "splits": "default", "extract": "extract", "extract-merge": "default", "probes": "probes", "probes-gather": "driver",
     "finetune": "finetune", "finetune-fold": "finetune", "finetune-gather": "driver", "table1": "driver",
     "human": "default", "sed": "sed", "report": "driver",
 }

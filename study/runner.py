@@ -137,13 +137,24 @@ def build_graph(config: StudyConfig, *, split: bool = False) -> Graph:
         return [j for n in names if n for j in (prepared.get(n), folds_of.get(n)) if j]
 
     caches = []
+    n_shards = config.executor.extract_shards if split else 1
     for alias, corpus in needed_caches(config):
         entry = models[alias]
-        caches.append(add(
-            f"extract/{alias}/{corpus}", "extract", [prepared.get(corpus)],
-            lambda entry=entry, corpus=corpus: fingerprint_of(asdict(entry), _manifest_fp(corpus, root),
-                                                              _extract_result_settings(config)),
-            lambda log, entry=entry, corpus=corpus: _extract(entry, corpus, root, config)))
+        name = f"extract/{alias}/{corpus}"
+
+        def extract_fp(entry: ModelEntry = entry, corpus: str = corpus) -> str:
+            return fingerprint_of(asdict(entry), _manifest_fp(corpus, root), _extract_result_settings(config))
+
+        if n_shards == 1:
+            caches.append(add(name, "extract", [prepared.get(corpus)], extract_fp,
+                              lambda log, entry=entry, corpus=corpus: _extract(entry, corpus, root, config)))
+            continue
+        shards = [add(f"{name}/shard-{i}-of-{n_shards}", "extract", [prepared.get(corpus)],
+                      lambda extract_fp=extract_fp, i=i: fingerprint_of(extract_fp(), i, n_shards),
+                      lambda log, entry=entry, corpus=corpus, i=i: _extract(entry, corpus, root, config, (i, n_shards)),
+                      covered_by=name) for i in range(n_shards)]
+        caches.append(add(name, "extract-merge", shards, extract_fp, lambda log, entry=entry, corpus=corpus: (
+            _merge_shards(entry, corpus, root, n_shards))))
 
     def inputs_of(*names: str | None) -> dict:  # a step depends on the corpora it reads, no others
         by_name = {c.name: c for c in config.corpora}
@@ -260,13 +271,24 @@ def _extract_result_settings(config: StudyConfig) -> dict:
     return {k: getattr(config.extract, k) for k in _EXTRACT_RESULT_KEYS}
 
 
-def _extract(entry: ModelEntry, corpus: str, root: Path, config: StudyConfig) -> list[Path]:
-    from featstore.extract import extract
+def _extract(entry: ModelEntry, corpus: str, root: Path, config: StudyConfig,
+             shard: tuple[int, int] = (0, 1)) -> list[Path]:
+    from featstore.extract import extract, shard_file_name
 
+    path = features_path(entry.alias, corpus, root)
     extract_config = config.extract.complete(
         model=entry.source, alias=entry.alias, corpus=corpus, cache_root=root, model_language=entry.language,
-        out=features_path(entry.alias, corpus, root))
+        out=path if shard == (0, 1) else path.with_name(shard_file_name(corpus, shard)), shard=shard)
     return [extract(extract_config)]
+
+
+def _merge_shards(entry: ModelEntry, corpus: str, root: Path, n_shards: int) -> list[Path]:
+    """Join the ``n_shards`` shard caches of one extraction into ``<alias>/<corpus>.h5``."""
+    from featstore.cache import merge_caches
+    from featstore.extract import shard_file_name
+
+    path = features_path(entry.alias, corpus, root)
+    return [merge_caches([path.with_name(shard_file_name(corpus, (i, n_shards))) for i in range(n_shards)], path)]
 
 
 def _human(config: StudyConfig) -> list[Path]:

@@ -50,7 +50,7 @@ def inputs(tmp_path_factory) -> Path:
     return base
 
 
-def write_study(inputs: Path, folder: Path, executor: str) -> Path:
+def write_study(inputs: Path, folder: Path, executor: str, shards: int = 1) -> Path:
     """The study's TOML in ``folder`` (own cache and run directory), on ``executor``."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "study.toml"
@@ -102,6 +102,7 @@ device = "cpu"
 [executor]
 cluster = "local"
 workers = 2
+extract_shards = {shards}
 poll_s = 0.05
 
 [resources.extract]
@@ -187,7 +188,7 @@ def test_dask_with_a_worker_killed_mid_run_gives_the_same_tables(inputs, local_r
     import dask
 
     folder = tmp_path / "dask"
-    config = load_study_config(write_study(inputs, folder, "dask"))
+    config = load_study_config(write_study(inputs, folder, "dask", shards=2))  # extraction in 2 jobs, merged
     monkeypatch.setenv(KILL_ENV, FOLD_JOB)  # the worker running this fold dies
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # no silent retry: the study fails
         with pytest.raises(StudyJobsFailed, match="fold-1"):
@@ -195,4 +196,5 @@ def test_dask_with_a_worker_killed_mid_run_gives_the_same_tables(inputs, local_r
         again: list[str] = []
         run_study(config, log=again.append)
     assert set(ran(again)) == {FOLD_JOB, RUN_JOB, "finetune/table1"}
+    assert (folder / "cache" / "w2v2-cn" / "esd.shard-1-of-2.h5").exists()
     same_tables(folder / "out", local_run[0])

@@ -126,6 +126,12 @@ def test_the_graph_exposes_every_finetuning_fold_at_once(tmp_path):
     assert graph.max_width(["finetune-fold"]) == 10  # 5 folds x 2 runs together, not 1
     assert graph.jobs["probes"].deps == ("probes/w2v2-cn",) and graph.jobs["probes/w2v2-cn"].covered_by == "probes"
     assert graph.jobs["extract/w2v2-cn/esd"].resource_kind == "extract"
+    sharded = dataclasses.replace(_config(tmp_path), executor=dataclasses.replace(
+        _config(tmp_path).executor, extract_shards=3))
+    graph = runner.build_graph(sharded, split=True)
+    shards = [f"extract/w2v2-cn/esd/shard-{i}-of-3" for i in range(3)]
+    assert graph.jobs["extract/w2v2-cn/esd"].deps == tuple(shards) and graph.jobs[shards[0]].kind == "extract"
+    assert "extract/w2v2-cn/esd" in graph.jobs["probes/w2v2-cn"].deps
     one_process = runner.build_graph(_config(tmp_path, runs=2), split=False)
     assert one_process.max_width(["finetune", "finetune-fold"]) == 2  # a run's folds in one job
     with pytest.raises(ValueError, match="not in the graph"):
