@@ -46,6 +46,20 @@ class StudyJobsFailed(CrosslingError, RuntimeError):
     """Jobs of a study failed; the message lists each with its log (rerun to resume)."""
 
 
+@dataclass(frozen=True)
+class Call:
+    """A job's work as a module-level function and plain arguments: ``Call(fn, args)(log)``
+    is ``fn(*args, **kwargs)``. It pickles by reference, so a job sent to another process
+    imports only the module of ``fn`` (preparing a corpus does not import torch)."""
+
+    fn: Callable[..., Sequence[str | Path] | None]
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    def __call__(self, log: Log) -> Sequence[str | Path] | None:
+        return self.fn(*self.args, **self.kwargs)
+
+
 @dataclass
 class Job:
     """One job of a study.

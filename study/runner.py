@@ -19,7 +19,7 @@ from featstore.paths import features_path, manifest_path
 from finetune.tuners import canonical_strategy
 from study import steps
 from study.config import FinetuneRun, ModelEntry, StudyConfig
-from study.graph import Graph, Job, run_graph
+from study.graph import Call, Graph, Job, run_graph
 from study.ledger import Ledger, StudyLock, fingerprint_of
 
 
@@ -123,15 +123,15 @@ def build_graph(config: StudyConfig, *, split: bool = False) -> Graph:
     for c in config.corpora:
         options = {k: v for k, v in (("language", c.language), ("label_map", c.label_map)) if v}
         fp = fingerprint_of("prepare", asdict(c))
-        prepared[c.name] = add(f"prepare/{c.name}", "prepare", [], lambda fp=fp: fp,
-                               lambda log, c=c, options=options: steps.prepare(
-                                   c.reader, c.root, c.name, root, options, c.check_audio))
+        # plain arguments (Call): a job sent elsewhere imports only study.steps
+        prepared[c.name] = add(f"prepare/{c.name}", "prepare", [], lambda fp=fp: fp, Call(
+            steps.prepare, (c.reader, c.root, c.name, root, options, c.check_audio)))
         if c.name not in with_folds:
             continue
         folds_of[c.name] = add(
             f"splits/{c.name}", "splits", [prepared[c.name]],
             lambda fp=fp, c=c: fingerprint_of(fp, config.seed, _manifest_fp(c.name, root)),
-            lambda log, c=c: steps.splits(c.name, root, config.seed, c.paper_splits, c.split_languages))
+            Call(steps.splits, (c.name, root, config.seed, c.paper_splits, tuple(c.split_languages))))
 
     def reads(*names: str | None) -> list[str]:  # the prepare and folds jobs of these corpora
         return [j for n in names if n for j in (prepared.get(n), folds_of.get(n)) if j]
