@@ -85,8 +85,44 @@ def write_finetune_run(out_dir: str | Path, results: pl.DataFrame, predictions: 
     return paths
 
 
+FOLD_PARTS_DIR = "fold-parts"
+"""Where a run's per-fold parts wait to be gathered (``<run>/fold-parts/fold<k>-*.parquet``)."""
+
+
+def fold_part_paths(out_dir: str | Path, fold: int) -> dict[str, Path]:
+    """The three files of fold ``fold``'s part of a run (results, predictions, epoch log)."""
+    base = Path(out_dir) / FOLD_PARTS_DIR
+    return {k: base / f"fold{fold}-{k}.parquet" for k in ("results", "predictions", "epochs")}
+
+
+def write_fold_part(out_dir: str | Path, fold: int, results: pl.DataFrame, predictions: pl.DataFrame,
+                    log: pl.DataFrame) -> Path:
+    """Write one fold's rows of a run (each file atomically; results last, so a part whose
+    results file exists is whole); returns the results file's path."""
+    paths = fold_part_paths(out_dir, fold)
+    paths["results"].parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(paths["predictions"], predictions.write_parquet)
+    atomic_write(paths["epochs"], log.write_parquet)
+    return atomic_write(paths["results"], results.write_parquet)
+
+
+def gather_fold_parts(out_dir: str | Path, folds: Sequence[int], config_json: str, **table_options: object
+                      ) -> dict[str, Path]:
+    """Join the parts of ``folds`` (in that order) and write the run with
+    :func:`write_finetune_run`: the same files, rows and values as one run over all folds."""
+    missing = [str(fold_part_paths(out_dir, f)["results"]) for f in folds
+               if not fold_part_paths(out_dir, f)["results"].exists()]
+    if missing:
+        raise FileNotFoundError(f"fold parts not written yet: {', '.join(missing)}")
+    parts = [fold_part_paths(out_dir, f) for f in folds]
+    results = pl.concat([pl.read_parquet(p["results"]) for p in parts])
+    predictions = pl.concat([pl.read_parquet(p["predictions"]) for p in parts])
+    log = pl.concat([pl.read_parquet(p["epochs"]) for p in parts])
+    return write_finetune_run(out_dir, results, predictions, log, config_json, **table_options)
+
+
 __all__ = [
-    "FINETUNE_SCHEMA", "LOG_SCHEMA", "PREDICTION_SCHEMA_FT", "RESULT_SCHEMA_FT", "TWO_STAGE_READINGS",
+    "FINETUNE_SCHEMA", "FOLD_PARTS_DIR", "LOG_SCHEMA", "PREDICTION_SCHEMA_FT", "RESULT_SCHEMA_FT", "TWO_STAGE_READINGS",
     "results_frame", "table_one", "table_one_cell_keys", "table_one_cells", "table_one_markdown",
-    "write_finetune_run",
+    "fold_part_paths", "gather_fold_parts", "write_finetune_run", "write_fold_part",
 ]

@@ -202,7 +202,7 @@ class _Corpus:
 
 
 def run_finetune(config: FinetuneConfig, base: LoadedModel | None = None, log: Log | None = None,
-                 on_epoch: Callable[[dict], None] | None = None) -> pl.DataFrame:
+                 on_epoch: Callable[[dict], None] | None = None, *, only_fold: int | None = None) -> pl.DataFrame:
     """Fine-tune and test one condition over ``config.folds``; write the run to
     ``config.out`` (results, predictions, epoch log, Table I, config, checkpoints).
 
@@ -214,6 +214,10 @@ def run_finetune(config: FinetuneConfig, base: LoadedModel | None = None, log: L
     base : an already loaded ``featstore.models.LoadedModel`` (default: ``load_model``)
     log : receives progress lines (default: silent)
     on_epoch : receives each epoch's log row (with ``fold``)
+    only_fold : train and test only this fold of ``config.folds`` and write its part of the
+        run (``finetune.results.write_fold_part``) instead of the run's files; once every
+        fold's part is there, ``finetune.results.gather_fold_parts`` writes the run exactly
+        as one call over all folds does (a study on a cluster runs each fold as a job)
 
     Returns
     -------
@@ -267,7 +271,9 @@ def run_finetune(config: FinetuneConfig, base: LoadedModel | None = None, log: L
         del probe
         out = Path(config.out) if config.out else _default_out(config, alias, setting, layer)
         rows, preds, logs = [], [], []
-        for fold in config.folds:
+        if only_fold is not None and only_fold not in config.folds:
+            raise FinetuneError(f"fold {only_fold} is not one of the run's folds {list(config.folds)}")
+        for fold in config.folds if only_fold is None else (only_fold,):
             say(f"fold {fold}: training on {config.train_corpus}"
                 + (f" after {config.source_corpus}" if config.two_stage else ""))
             model = SERModel(copy.deepcopy(base.encoder), model_config, base.do_normalize).to(device)
@@ -315,8 +321,13 @@ def run_finetune(config: FinetuneConfig, base: LoadedModel | None = None, log: L
         frame = results_frame(rows)
         predictions = pl.concat(preds) if preds else pl.DataFrame(schema=PREDICTION_SCHEMA_FT)
         log_frame = pl.DataFrame(logs, schema=LOG_SCHEMA)
-        paths = write_finetune_run(out, frame, predictions, log_frame, config.to_json())
-        say(f"results in {paths['results']}; Table I in {paths['table_one_md']}")
+        if only_fold is not None:
+            from finetune.results import write_fold_part
+
+            say(f"fold {only_fold}: part written to {write_fold_part(out, only_fold, frame, predictions, log_frame)}")
+        else:
+            paths = write_finetune_run(out, frame, predictions, log_frame, config.to_json())
+            say(f"results in {paths['results']}; Table I in {paths['table_one_md']}")
     finally:  # the frame caches are closed on errors too
         for c in corpora.values():
             if c.cache is not None:

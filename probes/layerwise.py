@@ -249,8 +249,18 @@ def run_layerwise_full(config: LayerwiseConfig, progress: bool = False) -> Layer
     jobs = plan_jobs(config)
     outputs = dispatch(jobs, config, progress=progress)
     frame = res.results_frame([row for rows, _ in outputs for row in rows])
-    preds = pl.concat([p for _, p in outputs]).sort(
-        ["model", "setting", "train_corpus", "test_corpus", "layer", "fold", "utt_id"])
+    return finish_layerwise(config, jobs, frame, pl.concat([p for _, p in outputs]), progress=progress)
+
+
+def finish_layerwise(config: LayerwiseConfig, jobs: Sequence[TrainJob], frame: pl.DataFrame, preds: pl.DataFrame,
+                     progress: bool = False) -> LayerwiseRun:
+    """Everything after the per-layer heads, from their results ``frame`` and predictions
+    ``preds`` (the rows of ``jobs``, in any order): write the run (results, predictions,
+    summary, best layers), the weighted-sum probes, the statistics, Figure 1 and the global
+    best layers. :func:`run_layerwise_full` and a cluster's gather job (``study``) share it."""
+    config = replace(config, cache_root=cache_root(config.cache_root).resolve())
+    frame = frame.sort(["model", "setting", "train_corpus", "test_corpus", "layer", "fold"])
+    preds = preds.sort(["model", "setting", "train_corpus", "test_corpus", "layer", "fold", "utt_id"])
     out_dir = config.out_dir or default_out_dir(config)
     paths = res.write_run(frame, preds, out_dir, config.to_json())
     # weighted-sum probes (probes.weighted): their tables, weight figure and lines in Figure 1

@@ -42,10 +42,9 @@ def demo(
     from featstore.synth.espeak import EspeakError
 
     try:
-        report = run_demo(config, log=print_line)
+        run_demo(config, log=print_line)  # its last line names the report
     except EspeakError as err:  # the one thing a fresh machine can lack: the speech synthesiser
         _fail(f"the demo corpus needs eSpeak NG: {err}")
-    print_line(f"report: {report}")
 
 
 def report(
@@ -65,27 +64,68 @@ def report(
 def study(
     config: Annotated[Path, typer.Option("--config", help="Study TOML (start from study.example.toml at the "
                                                            "repository root).")],
+    executor: Annotated[str | None, typer.Option(
+        help="Where the jobs run: local (this process), slurm (submitit), dask. Default: the TOML's "
+             "[study] executor, else local.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Dask scheduler address (tcp://host:8786) for --executor dask; default [executor] scheduler, "
+             "else a local cluster.")] = None,
+    status: Annotated[bool, typer.Option("--status", help="Show each job (done, running with its job id, failed "
+                                                          "with its log, waiting) and exit.")] = False,
 ) -> None:
-    """Run the paper's whole study on real data from one config: only what is missing, in
-    order; stop it at any time and rerun the same command to go on."""
-    from study.config import StudyConfigError, load_study_config
+    """Run the paper's whole study on real data from one config: only what is missing,
+    each job once the jobs it reads are done (in this process, on SLURM or on Dask); stop
+    it at any time and rerun the same command to go on."""
+    from study.config import EXECUTOR_KINDS, StudyConfigError, load_study_config
     from study.runner import run_study
 
     try:
         cfg = load_study_config(config)
     except StudyConfigError as err:
         _fail(error_message(err))
+    if executor is not None and executor not in EXECUTOR_KINDS:
+        from featstore.errors import unknown_name
+
+        _fail(str(unknown_name("executor", executor, EXECUTOR_KINDS)))
     check_cache_root(cfg.cache_root, given_by=f"{config} [study] cache_root")
+    if status:
+        from study.runner import study_status
+
+        for line in study_status(cfg, executor=executor):
+            print_line(line)
+        return
     from featstore.cache import CacheLockedError
     from featstore.extract import ExtractError
+    from study.graph import StudyJobsFailed
+    from study.ledger import StudyLockedError
 
     try:
-        report_path = run_study(cfg, log=print_line)
+        run_study(cfg, log=print_line, executor=executor, scheduler=scheduler)  # its last line names the report
+    except (StudyLockedError, StudyJobsFailed) as err:
+        _fail(error_message(err))
     except (FileNotFoundError, ValueError, ExtractError, CacheLockedError) as err:
         # missing corpus files or model folders, bad folds, a locked cache...: the step
         # that failed is the last "[run ]" line printed above
         _fail(f"{config}: {error_message(err)}")
-    print_line(f"report: {report_path}")
+
+
+def study_bench(
+    out: Annotated[Path, typer.Option(help="Scratch folder for the benchmark's demo corpus, models and runs.")],
+    executors: Annotated[str, typer.Option(help="Executors to measure, comma-separated.")] = "local,slurm,dask",
+    folds: Annotated[int, typer.Option(help="Fine-tuning folds of the benchmark's run (each a job).", min=1)] = 5,
+    max_overhead_s: Annotated[float, typer.Option(help="Pass when the mean scheduling overhead per job is at "
+                                                       "most this, seconds.")] = 2.0,
+) -> None:
+    """Measure each executor's scheduling overhead per job on a demo-sized study (submitit
+    runs its local executor, Dask a local cluster) and how many jobs the graph lets run at once."""
+    from study.bench import run_bench
+
+    lines, passed = run_bench(out, [e.strip() for e in executors.split(",") if e.strip()], folds=folds,
+                              max_overhead_s=max_overhead_s)
+    for line in lines:
+        print_line(line)
+    if not passed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
@@ -95,3 +135,4 @@ def register(app: typer.Typer) -> None:
                              "--finetune-epochs": "--finetune-max-epochs"}))(demo)
     app.command("study", short_help="Run the paper's whole study from a config (resumable).")(study)
     app.command("report", short_help="Write the HTML report of a run directory.")(report)
+    app.command("study-bench", short_help="Measure the executors' scheduling overhead per job.")(study_bench)

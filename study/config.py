@@ -15,7 +15,11 @@ and help text is written once, in the field of the library that uses it:
   names ``model``, ``train_corpus``, ``test_corpus`` and overrides any default;
 - ``[sed]``: ``probes.sed.ModelRunConfig``'s keys (``model``, ``corpus``, ``device``
   ...) plus the listening-test files;
-- ``[human]``, ``[corpora.NAME]``, ``[models.ALIAS]``, ``[study]``.
+- ``[human]``, ``[corpora.NAME]``, ``[models.ALIAS]``, ``[study]`` (``executor = "local"``,
+  ``"slurm"`` or ``"dask"``: where the study's jobs run);
+- ``[executor]``: :class:`ExecutorSettings` (submitit's cluster and folder, the Dask
+  scheduler ...); ``[resources.<kind>]``: :class:`ResourceSpec` of each kind of job
+  (``extract``, ``probes``, ``finetune``, ``sed``, ``default``), see ``docs/cluster.md``.
 
 :func:`load_study_config` reads the file with one strict reader
 (:mod:`featstore.configs`): unknown keys, wrong types, values out of range and references
@@ -170,6 +174,69 @@ class SedSection:
         "help": "the key.csv written by `probes sed listeners build`"})
 
 
+EXECUTOR_KINDS: tuple[str, ...] = ("local", "slurm", "dask")
+"""Where a study's jobs can run (the registry is ``study.executors.EXECUTORS``)."""
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """``[executor]``: how the jobs are sent (the executor itself is ``[study] executor``)."""
+
+    kind: str = field(default="local", metadata={
+        "help": "where the jobs run: local (this process), slurm (submitit), dask", "choices": EXECUTOR_KINDS})
+    cluster: str = field(default="slurm", metadata={
+        "help": "submitit's cluster for the slurm executor: slurm, or local (each job a subprocess: tests, "
+                "one machine)", "choices": ("slurm", "local")})
+    folder: Path | None = field(default=None, metadata={
+        "help": "submitit's job files and logs (default <out>/jobs/submitit; on the shared file system)"})
+    scheduler: str | None = field(default=None, metadata={
+        "help": "Dask scheduler address, e.g. tcp://host:8786 (default: a local cluster)"})
+    workers: int = field(default=2, metadata={"help": "worker processes of the local Dask cluster", "min": 1})
+    extract_shards: int = field(default=1, metadata={
+        "help": "extraction jobs per (model, corpus) on slurm and dask: shards of the corpus by duration, "
+                "merged into one cache after", "min": 1})
+    poll_s: float = field(default=0.2, metadata={"help": "seconds between looks at jobs in flight", "gt": 0})
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """``[resources.<kind>]``: what one job of a kind asks the scheduler for."""
+
+    gpus: int = field(default=0, metadata={"help": "GPUs per job", "min": 0})
+    cpus: int = field(default=2, metadata={"help": "CPU cores per job", "min": 1})
+    memory_gb: float = field(default=8.0, metadata={"help": "memory per job, GB", "gt": 0})
+    time_min: int = field(default=60, metadata={"help": "time limit per job, minutes", "min": 1})
+    partition: str | None = field(default=None, metadata={"help": "SLURM partition (default: the cluster's)"})
+    account: str | None = field(default=None, metadata={"help": "SLURM account to charge"})
+    array_parallelism: int = field(default=16, metadata={
+        "help": "jobs of this kind running at once (SLURM array throttle)", "min": 1})
+    extra: dict[str, str] = field(default_factory=dict, metadata={
+        "help": "further sbatch options, e.g. {qos = \"high\", constraint = \"a100\"}"})
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+RESOURCE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "extract": {"gpus": 1, "cpus": 4, "memory_gb": 32.0, "time_min": 240},
+    "probes": {"gpus": 0, "cpus": 8, "memory_gb": 32.0, "time_min": 240},
+    "finetune": {"gpus": 1, "cpus": 4, "memory_gb": 32.0, "time_min": 720},
+    "sed": {"gpus": 1, "cpus": 4, "memory_gb": 16.0, "time_min": 120},
+    "default": {"gpus": 0, "cpus": 2, "memory_gb": 8.0, "time_min": 60},
+}
+"""The defaults of each ``[resources.<kind>]``: extraction, fine-tuning (one job per fold)
+and diarization ask for a GPU, the probes for CPUs; ``default`` is every other job
+(preparing corpora, folds, the listening-test comparison)."""
+
+
+def default_resources() -> dict[str, ResourceSpec]:
+    """Every resource kind at its defaults."""
+    return {kind: ResourceSpec(**values) for kind, values in RESOURCE_DEFAULTS.items()}
+
+
 @dataclass(frozen=True)
 class StudySettings:
     """``[study]``."""
@@ -179,6 +246,8 @@ class StudySettings:
     cache_root: Path | None = field(default=None, metadata={
         "help": "manifests, folds and hidden-state caches (default: cache next to the file)"})
     seed: int = field(default=0, metadata={"help": "seed of the generated folds", "min": 0})
+    executor: str = field(default="local", metadata={
+        "help": "where the jobs run: local (this process), slurm (submitit), dask", "choices": EXECUTOR_KINDS})
 
 
 @dataclass(frozen=True)
@@ -196,6 +265,10 @@ class StudyConfig:
     finetune: FinetuneSection = field(default_factory=FinetuneSection, metadata={"help": "[finetune]"})
     human: HumanSection = field(default_factory=HumanSection, metadata={"help": "[human]"})
     sed: SedSection = field(default_factory=SedSection, metadata={"help": "[sed]"})
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings, metadata={
+        "help": "[study] executor and [executor]"})
+    resources: dict[str, ResourceSpec] = field(default_factory=default_resources, metadata={
+        "help": "[resources.<kind>] of each kind of job"})
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -280,7 +353,7 @@ def load_study_config(path: str | Path) -> StudyConfig:
         raise StudyConfigError(f"{path}: not valid TOML ({err})") from err
     base = path.parent.resolve()
     reader = ConfigReader(path, base)
-    known = ("study", "corpora", "models", "extract", "probes", "finetune", "human", "sed")
+    known = ("study", "corpora", "models", "extract", "probes", "finetune", "human", "sed", "executor", "resources")
     for key in raw:
         if key not in known:
             from featstore.errors import did_you_mean
@@ -306,7 +379,10 @@ def load_study_config(path: str | Path) -> StudyConfig:
     finetune = _read_finetune(reader, _table(reader, raw, "finetune"))
     human = reader.build(HumanSection, _table(reader, raw, "human"), "human")
     sed = reader.build(SedSection, _table(reader, raw, "sed"), "sed")
-    parts = [head, extract, probes, finetune, human, sed, *corpora, *models]
+    executor = reader.build(ExecutorSettings, _table(reader, raw, "executor"), "executor",
+                            fixed={"kind": head.executor if head is not None else "local"})
+    resources = _read_resources(reader, _table(reader, raw, "resources"))
+    parts = [head, extract, probes, finetune, human, sed, executor, resources, *corpora, *models]
     # references are checked even when a section had problems, against what the file
     # declares, so that every mistake is in the one report (not found in rounds)
     declared = _References(corpora=list(_table(reader, raw, "corpora", quiet=True)),
@@ -320,7 +396,27 @@ def load_study_config(path: str | Path) -> StudyConfig:
     return StudyConfig(
         name=name, out=head.out or base / "cache" / "runs" / name, cache_root=head.cache_root or base / "cache",
         seed=head.seed, corpora=tuple(corpora), models=tuple(models), extract=extract, probes=probes,
-        finetune=finetune, human=human, sed=sed)
+        finetune=finetune, human=human, sed=sed, executor=executor, resources=resources)
+
+
+def _read_resources(reader: ConfigReader, table: Mapping[str, Any]) -> dict[str, ResourceSpec] | None:
+    """``[resources.<kind>]`` tables over their kind's defaults (unknown kinds are named)."""
+    from featstore.errors import did_you_mean
+
+    out: dict[str, ResourceSpec] = {}
+    for kind in table:
+        if kind not in RESOURCE_DEFAULTS:
+            reader.say(f"resources.{kind}", f"unknown kind of job{did_you_mean(kind, RESOURCE_DEFAULTS)}",
+                       ", ".join(RESOURCE_DEFAULTS))
+    for kind, defaults in RESOURCE_DEFAULTS.items():
+        given = table.get(kind, {})
+        if not isinstance(given, Mapping):
+            reader.say(f"resources.{kind}", f"expected a table (gpus, cpus, memory_gb ...), got {given!r}")
+            continue
+        spec = reader.build(ResourceSpec, {**defaults, **given}, f"resources.{kind}")
+        if spec is not None:
+            out[kind] = spec
+    return out if len(out) == len(RESOURCE_DEFAULTS) else None
 
 
 @dataclass(frozen=True)

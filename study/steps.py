@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from featstore.errors import safe_file_stem
 from featstore.io import atomic_write, atomic_write_json, atomic_write_text
 from featstore.paths import manifest_path, splits_path
 
 if TYPE_CHECKING:
     from finetune.run import FinetuneConfig
-    from probes.config import ProbeConfig
-    from study.config import FinetuneRun, ModelEntry
+    from probes.config import LayerwiseConfig, ProbeConfig
+    from study.config import FinetuneRun, ModelEntry, ProbesSection
 
 
 def prepare(reader: str, root: Path, name: str, cache_root: Path, options: Mapping[str, object] | None = None,
@@ -80,6 +81,56 @@ def probes(models: Sequence[str], corpora: Sequence[str], cache_root: Path, out_
     return [out_dir / "results.parquet"]
 
 
+def _layerwise_config(section: ProbesSection, cache_root: Path, out_dir: Path) -> LayerwiseConfig:
+    """The ``LayerwiseConfig`` :func:`probes` builds for a study's ``[probes]``, with the
+    cache root resolved as ``run_layerwise`` resolves it."""
+    from dataclasses import replace
+
+    from featstore.paths import cache_root as resolve_root
+    from probes.config import LayerwiseConfig
+
+    config = LayerwiseConfig(
+        models=tuple(section.models), corpora=tuple(section.corpora), settings=tuple(section.settings),
+        cache_root=cache_root, out_dir=out_dir, probe=section.probe,
+        layers=None if section.layers is None else tuple(section.layers), n_folds=section.n_folds)
+    return replace(config, cache_root=resolve_root(config.cache_root).resolve())
+
+
+def probes_group(section: ProbesSection, model: str, cache_root: Path, out_dir: Path) -> list[Path]:
+    """The probe heads of one model (a condition group: every training corpus and the test
+    corpora that share its heads), as a job of its own; its rows and predictions go to
+    ``out_dir/parts/<model>-*.parquet`` for :func:`probes_gather`."""
+    from probes.layerwise import dispatch, plan_jobs
+    from probes.results import results_frame
+
+    config = _layerwise_config(section, cache_root, out_dir)
+    outputs = dispatch([job for job in plan_jobs(config) if job.model == model], config)
+    parts = _probe_parts(out_dir, model)
+    parts["results"].parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(parts["predictions"], pl.concat([p for _, p in outputs]).write_parquet)
+    atomic_write(parts["results"], results_frame([row for rows, _ in outputs for row in rows]).write_parquet)
+    return list(parts.values())
+
+
+def probes_gather(section: ProbesSection, cache_root: Path, out_dir: Path) -> list[Path]:
+    """Join the models' parts into the layer-wise run, written exactly as ``run_layerwise``
+    writes it (:func:`probes.layerwise.finish_layerwise`: results, predictions, summary, best
+    layers, weighted-sum probes, statistics, Figure 1, the global best layers)."""
+    from probes.layerwise import finish_layerwise, plan_jobs
+
+    config = _layerwise_config(section, cache_root, out_dir)
+    parts = [_probe_parts(out_dir, m) for m in config.models]
+    frame = pl.concat([pl.read_parquet(p["results"]) for p in parts])
+    preds = pl.concat([pl.read_parquet(p["predictions"]) for p in parts])
+    finish_layerwise(config, plan_jobs(config), frame, preds)
+    return [out_dir / "results.parquet"]
+
+
+def _probe_parts(out_dir: Path, model: str) -> dict[str, Path]:
+    stem = safe_file_stem(model, "model alias")
+    return {k: Path(out_dir) / "parts" / f"{stem}-{k}.parquet" for k in ("results", "predictions")}
+
+
 def finetune(model: str, strategy: str, train: str, test: str, cache_root: Path, out_dir: Path,
              two_stage: bool = False, source: str | None = None, layer: str | int = "best",
              scope: str = "every-layer", folds: Sequence[int] = (0, 1, 2, 3, 4), max_epochs: int = 100,
@@ -119,6 +170,31 @@ def finetune_run(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir:
 
     config = finetune_config(run, entry, cache_root, out_dir, folds, probe_results)
     run_finetune(config, log=log, on_epoch=epoch_progress(log, config))
+    return [Path(out_dir) / "results.parquet"]
+
+
+def finetune_fold(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path, folds: int, fold: int,
+                  probe_results: Path | None = None, log: Callable[[str], None] | None = None) -> list[Path]:
+    """Fold ``fold`` of one ``[[finetune.runs]]`` (a job of its own on a cluster): trains
+    and tests it with the run's whole config and writes the fold's part of the run
+    (``finetune.results.fold_part_paths``); :func:`finetune_gather` joins the parts."""
+    from finetune.results import fold_part_paths
+    from finetune.run import run_finetune
+
+    config = finetune_config(run, entry, cache_root, out_dir, folds, probe_results)
+    run_finetune(config, log=log, on_epoch=epoch_progress(log, config), only_fold=fold)
+    paths = fold_part_paths(out_dir, fold)
+    checkpoint = [Path(out_dir) / "checkpoints" / f"fold{fold}"] if config.save_checkpoints else []
+    return [*paths.values(), *checkpoint]
+
+
+def finetune_gather(run: FinetuneRun, entry: ModelEntry, cache_root: Path, out_dir: Path, folds: int,
+                    probe_results: Path | None = None) -> list[Path]:
+    """Write one run's files from its folds' parts, exactly as :func:`finetune_run` writes them."""
+    from finetune.results import gather_fold_parts
+
+    config = finetune_config(run, entry, cache_root, out_dir, folds, probe_results)
+    gather_fold_parts(out_dir, config.folds, config.to_json())
     return [Path(out_dir) / "results.parquet"]
 
 
