@@ -23,7 +23,9 @@ from probes.commands import sed as pr_sed
 from study import commands as st_commands
 
 # plain help (no Rich boxes, no `<bool>` metavars, no markup read from help strings)
-_SETTINGS = {"no_args_is_help": True, "pretty_exceptions_show_locals": False, "rich_markup_mode": None}
+# help up to 120 columns wide where the terminal allows it (click's default stops at 80)
+_SETTINGS = {"no_args_is_help": True, "pretty_exceptions_show_locals": False, "rich_markup_mode": None,
+             "context_settings": {"max_content_width": 120}}
 
 featstore_app = typer.Typer(help="Corpora, folds, the demo corpus, SSL models and the feature cache.", **_SETTINGS)
 probes_app = typer.Typer(help="Layer-wise probes, listening tests and speech emotion diarization.", **_SETTINGS)

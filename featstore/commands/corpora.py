@@ -32,7 +32,7 @@ def corpora() -> None:
 def prepare(
     corpus: Annotated[str, typer.Argument(help=f"Reader: one of {', '.join(READERS)}.")],
     root: Annotated[Path, typer.Option(help="Where the corpus lies: its folder (or, for table, "
-                                            "the CSV/TSV/JSONL file; for zed, ZED.json). Required.")],
+                                            "the CSV/TSV/JSONL file; for zed, ZED.json).")],
     name: Annotated[Optional[str], typer.Option(help="Name of the prepared corpus (manifest file "
                                                      "name); default the reader name. Required "
                                                      "for table.")] = None,

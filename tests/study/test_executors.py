@@ -186,6 +186,7 @@ def test_slurm_through_submitit_gives_the_same_tables_and_reruns_only_a_killed_j
 
 def test_dask_with_a_worker_killed_mid_run_gives_the_same_tables(inputs, local_run, tmp_path, monkeypatch):
     import dask
+    import distributed  # noqa: F401 - its defaults must be in dask's config before one is set and restored
 
     folder = tmp_path / "dask"
     config = load_study_config(write_study(inputs, folder, "dask", shards=2))  # extraction in 2 jobs, merged
