@@ -145,7 +145,7 @@ def test_probe_command(root: Path, tmp_path: Path) -> None:
                                    "--out", str(tmp_path / "o"), "--model-results", str(tmp_path / "m.parquet")])
     assert res.exit_code == 0, res.output
     assert "best layer: 1" in res.output
-    assert "wavlm-emo: EDER 0.3750" in res.output
+    assert "wavlm-emo: EDER 37.5 %" in res.output
     res = CliRunner().invoke(app, ["probes", "sed", "probe", "--model", "toy", "--layers", "x", "--cache", str(root)])
     assert res.exit_code == 2
 
