@@ -210,6 +210,48 @@ def bench(
         print_line(format_bench(result))
 
 
+def cache_size(
+    model: Annotated[Optional[str], typer.Option("--model", help="Registry alias whose layers and width to use. Without --model or --layers: every family's usual sizes.")] = None,
+    layers: Annotated[Optional[int], typer.Option("--layers", help="Transformer layers of a model outside the registry (with --width).", min=1)] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Hidden size of a model outside the registry (with --layers).", min=1)] = None,
+    frame_layers: Annotated[Optional[str], typer.Option("--frame-layers", help="Hidden states stored as frames, e.g. 0,6,12; without it: every state.")] = None,
+    dtype: Annotated[str, typer.Option(help="Stored float type: float16 or float32.")] = "float16",
+    clip_seconds: Annotated[float, typer.Option("--clip-seconds", help="Typical clip length, for the pooled statistics per hour (one mean and std per clip).", min=0.1)] = 3.0,
+) -> None:
+    """Cache size per hour of audio: pooled statistics and frames, for a model or every family."""
+    from featstore.extract._sizes import FAMILY_SHAPES, cache_bytes_per_hour
+
+    if (layers is None) != (width is None):
+        raise typer.BadParameter("--layers and --width go together")
+    if model is not None and layers is not None:
+        raise typer.BadParameter("give --model or --layers/--width, not both")
+    if model is not None:
+        from featstore.errors import unknown_name
+        from featstore.models.registry import MODELS
+
+        if model not in MODELS:
+            raise typer.BadParameter(str(unknown_name("model", model, MODELS)))
+        shapes = [(model, MODELS[model].n_layers, MODELS[model].hidden_size)]
+    elif layers is not None:
+        shapes = [(f"{layers} layers x {width}", layers, width)]
+    else:
+        shapes = [(f.name, f.n_layers, f.width) for f in FAMILY_SHAPES]
+    chosen = _layers(frame_layers)
+    rows = []
+    for name, n_layers, dim in shapes:
+        try:
+            rows.append((name, n_layers, dim, cache_bytes_per_hour(n_layers, dim, dtype, frame_layers=chosen,
+                                                                   frames=True, clip_s=clip_seconds)))
+        except ValueError as err:
+            raise typer.BadParameter(f"{name}: {err}") from err
+    gb = 1e9
+    print_line(f"cache size per hour of audio ({dtype}; pooled: one mean and std per {clip_seconds:g} s clip; "
+               f"frames: 50 per second, {'hidden states ' + frame_layers if chosen else 'every hidden state'})")
+    for name, n_layers, dim, sizes in rows:
+        print_line(f"{n_layers:3d} x {dim:<5d} pooled {sizes['pooled'] / gb:6.3f} GB/h, frames {sizes['frames'] / gb:7.2f} "
+                   f"GB/h, total {sizes['total'] / gb:7.2f} GB/h  {name}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command("extract")(extract)
@@ -218,3 +260,4 @@ def register(app: typer.Typer) -> None:
     app.command("verify")(verify)
     app.command("merge")(merge)
     app.command("bench")(bench)
+    app.command("cache-size")(cache_size)

@@ -12,11 +12,14 @@ the tensors that are alive at once in the three phases of a batch (``BatchRunner
    ``4 * C * n_samples / stride0`` floats per clip (on CPU one clip at a time, the longest;
    on CUDA the whole padded batch), plus the padded waveform.
 2. **transformer**: the hidden states kept so far (all ``S = n_layers + 1`` of them, since
-   every state is pooled), plus one layer's transients: the attention matrix,
-   ``k_attn * B * H * T^2`` floats (scores, softmax, the expanded mask; WavLM also keeps
-   its relative position bias and a gated copy per layer, so ``k_attn`` is larger), the
-   feed-forward's two ``B * T * F`` tensors and about six ``B * T * D`` (q, k, v, the
-   attention output, residuals).
+   every state is pooled), plus one layer's transients: the attention, the feed-forward's
+   two ``B * T * F`` tensors and about six ``B * T * D`` (q, k, v, the attention output,
+   residuals). Attention through ``scaled_dot_product_attention`` (transformers' ``sdpa``,
+   the default of wav2vec 2.0, HuBERT, data2vec-audio and Whisper) never holds the
+   ``T x T`` matrix (measured: 4 clips of 20 s, 32 heads, 0.08 GiB in all), only the
+   boolean padding mask, ``B * T^2`` bytes. Eager attention holds ``k_attn * B * H * T^2``
+   floats: scores, softmax, the expanded mask; WavLM's own attention (always eager) also
+   keeps its relative position bias and a gated copy per layer (measured: 5.0 copies).
 3. **pooling**: the stacked states and their list (``2 * S * B * T * D``) or the stacked
    states and two temporaries of the masked mean / standard deviation
    (``3 * S * B * T * D``), plus the selected frame layers copied to the host
@@ -48,11 +51,13 @@ WHISPER_WINDOW_S = 30.0
 WHISPER_WINDOW_FRAMES = 1500
 GIB = 2**30
 
+EAGER_FAMILIES = ("wavlm",)
+"""Families whose attention materialises the T x T matrix whatever the config says."""
 ATTENTION_COPIES = {"wavlm": 6}
-"""``k_attn``: B x H x T x T float tensors alive at once in one attention layer; WavLM
-keeps its relative position bias, a gated copy, the merged mask, scores, softmax and
-weights (measured: 5.0 copies alive, rounded up).
-Every other family: scores, softmax and the expanded mask (measured: 2.4)."""
+"""``k_attn``: B x H x T x T float tensors alive at once in one eager attention layer;
+WavLM keeps its relative position bias, a gated copy, the merged mask, scores, softmax and
+weights (measured: 5.0 copies alive, rounded up). Other eager attention: scores, softmax
+and the expanded mask."""
 DEFAULT_ATTENTION_COPIES = 3
 
 
@@ -82,6 +87,8 @@ class ActivationShape:
     conv_channels : channels of the front end's first convolution ``C``
     first_stride : input samples per frame of that convolution
     window_s : fixed input window in seconds (Whisper: 30), or None
+    eager_attention : the attention materialises ``T x T`` (WavLM; ``attn_implementation
+        ="eager"``) rather than running through ``sdpa``
     """
 
     model_type: str
@@ -92,6 +99,7 @@ class ActivationShape:
     conv_channels: int
     first_stride: int
     window_s: float | None = None
+    eager_attention: bool = False
 
     @property
     def attention_copies(self) -> int:
@@ -106,18 +114,20 @@ def activation_shape(config: object) -> ActivationShape:
     a config without a width, layer count or head count."""
     model_type = str(getattr(config, "model_type", "") or "")
     width = int(_first(config, "hidden_size", "d_model"))
+    eager = model_type in EAGER_FAMILIES or getattr(config, "_attn_implementation", None) == "eager"
     if model_type == "whisper":
         # log-mel (100 frames/s) -> conv1 (D channels, stride 1) -> conv2 (stride 2): 50 frames/s
         return ActivationShape(model_type, int(_first(config, "encoder_layers", "num_hidden_layers")), width,
                                int(_first(config, "encoder_attention_heads", "num_attention_heads")),
                                int(_first(config, "encoder_ffn_dim", "intermediate_size")),
-                               conv_channels=width, first_stride=SAMPLE_RATE_HZ // 100, window_s=WHISPER_WINDOW_S)
+                               conv_channels=width, first_stride=SAMPLE_RATE_HZ // 100, window_s=WHISPER_WINDOW_S,
+                               eager_attention=eager)
     conv_dim = _first(config, "conv_dim", default=(512,))
     conv_stride = _first(config, "conv_stride", default=(5,))
     return ActivationShape(model_type, int(_first(config, "num_hidden_layers", "encoder_layers")), width,
                            int(_first(config, "num_attention_heads", "encoder_attention_heads")),
                            int(_first(config, "intermediate_size", "encoder_ffn_dim", default=4 * width)),
-                           conv_channels=int(max(conv_dim)), first_stride=int(conv_stride[0]))
+                           conv_channels=int(max(conv_dim)), first_stride=int(conv_stride[0]), eager_attention=eager)
 
 
 def _rows_and_frames(shape: ActivationShape, durations_s: Sequence[float]) -> tuple[int, int, float]:
@@ -155,8 +165,11 @@ def batch_activation_bytes(shape: ActivationShape, durations_s: Sequence[float],
     front_rows = 1 if per_clip_front_end else rows
     front = front_rows * (4 * shape.conv_channels * samples / shape.first_stride + samples) * b
     states = s * rows * t * d * b
-    layer = (shape.attention_copies * rows * shape.heads * t * t + 2 * rows * t * shape.ffn_width
-             + 6 * rows * t * d) * b
+    if shape.eager_attention:
+        attention = shape.attention_copies * rows * shape.heads * t * t * b
+    else:
+        attention = rows * t * t  # sdpa: only the boolean padding mask is T x T
+    layer = attention + (2 * rows * t * shape.ffn_width + 6 * rows * t * d) * b
     pooling = 3 * states + n_frame_layers * rows * t * d * (b + stored_bytes)
     return int(max(front, states + layer, pooling))
 
