@@ -47,8 +47,9 @@ def test_family_bench_runs_at_tiny_size():
     assert result["supported"] and result["family"] == "wavlm" and result["naive_s"] is None
     assert result["ours_over_forward"] == pytest.approx(result["ours_s"] / result["forward_s"])
     assert list(result["targets"]) == ["(b)/(a) <= 1.15"]
+    assert result["cpu_s"]["ours"] > 0 and result["cpu_s"]["forward"] > 0
     text = format_bench(result)
-    assert "WavLM tiny (3 states x 32" in text and "(c) not run" in text and "targets: (b)/(a) <= 1.15:" in text
+    assert "WavLM tiny (3 states x 32" in text and "(c) not run" in text and "CPU time of the process" in text and "targets: (b)/(a) <= 1.15:" in text
 
 
 def test_a_family_extraction_cannot_run_is_reported_not_measured(monkeypatch):
