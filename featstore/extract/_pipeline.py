@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -436,7 +436,7 @@ def _extract_locked(config: ExtractConfig, loaded: LoadedModel, encoder: torch.n
 
 
 def memory_estimator(config: ExtractConfig, loaded: LoadedModel, device: torch.device,
-                     frame_layers: list[int] | None) -> tuple[object, list[str]]:
+                     frame_layers: list[int] | None) -> tuple[Callable[[Sequence[float]], int] | None, list[str]]:
     """The batch planner's estimate of activation bytes for this model and device
     (``featstore.extract._memory``), clips capped at ``--max-clip-seconds`` (longer ones
     run in chunks); ``(None, [note])`` for a model whose config gives no shape."""
@@ -448,7 +448,7 @@ def memory_estimator(config: ExtractConfig, loaded: LoadedModel, device: torch.d
     stored_bytes = int(np.dtype(config.dtype).itemsize)
     n_frame_layers = len(frame_layers or [])
 
-    def estimate(durations_s: list[float]) -> int:
+    def estimate(durations_s: Sequence[float]) -> int:
         return batch_activation_bytes(shape, [min(d, cap_s) for d in durations_s],
                                       per_clip_front_end=device.type == "cpu", n_frame_layers=n_frame_layers,
                                       stored_bytes=stored_bytes)
