@@ -28,7 +28,8 @@ CONFIG_FIELDS: dict[str, dict[str, str]] = {"extract": {
     name: f"featstore.extract._config:ExtractConfig.{field}" for name, field in (
         ("model", "model"), ("corpus", "corpus"), ("model_language", "model_language"), ("alias", "alias"),
         ("frames", "frames"), ("frame_layers", "frame_layers"), ("dtype", "dtype"),
-        ("max_batch_seconds", "max_batch_seconds"), ("batch_size", "batch_size"),
+        ("max_batch_seconds", "max_batch_seconds"), ("max_batch_memory_gb", "max_batch_memory_gb"),
+        ("batch_size", "batch_size"),
         ("max_clip_seconds", "max_clip_seconds"), ("piece_utts", "piece_utts"), ("workers", "n_workers"),
         ("device", "device"), ("strict", "strict"), ("overwrite", "overwrite"),
         ("wait", "wait"), ("cache_root", "cache_root"), ("out", "out"))}}
@@ -46,6 +47,7 @@ def extract(
     frame_layers: Annotated[Optional[str], typer.Option("--frame-layers", help="With --frames: only these hidden states, e.g. 0,6,12. Default: all.")] = None,
     dtype: Annotated[str, typer.Option(help="Stored float type: float16 or float32.")] = "float16",
     max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, in seconds.")] = 64.0,
+    max_batch_memory_gb: Annotated[float, typer.Option("--max-batch-memory-gb", help="Cap on a batch's estimated peak activation memory, in GiB (sized for a 24 GiB CPU machine; docs/large-models.md). A clip over it on its own runs alone.")] = 6.0,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Cap on clips per batch; 1 = one clip at a time. Default: 1 on CPU (batches only add padding there), no cap on GPU.")] = None,
     max_clip_seconds: Annotated[float, typer.Option("--max-clip-seconds", help="Longer clips run through the model in consecutive chunks of this length, in seconds.")] = 60.0,
     piece_utts: Annotated[Optional[int], typer.Option("--piece-utts", help="Utterances per crash-safe piece (one part file each). Default: about 64 pieces of 8 to 128 utterances.")] = None,
@@ -66,7 +68,8 @@ def extract(
     try:
         config = ExtractConfig(
             model=model, corpus=corpus, cache_root=cache_root, model_language=model_language, alias=alias,
-            max_batch_seconds=max_batch_seconds, batch_size=batch_size, frames=frames,
+            max_batch_seconds=max_batch_seconds, max_batch_memory_gb=max_batch_memory_gb, batch_size=batch_size,
+            frames=frames,
             frame_layers=_layers(frame_layers), dtype=dtype, device=device, shard=parse_shard(shard),
             strict=strict, overwrite=overwrite, wait=wait, max_clip_seconds=max_clip_seconds,
             piece_utts=piece_utts, n_workers=workers, out=out,
@@ -165,14 +168,30 @@ def merge(
     print_line(f"wrote {path}")
 
 
+def _clip_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split("-"))
+    except ValueError:
+        raise typer.BadParameter(f"expected SHORTEST-LONGEST in seconds such as 1-20, got {text!r}") from None
+    return lo, hi
+
+
+BENCH_FAMILY_NAMES = ("wav2vec2", "wavlm", "hubert", "data2vec-audio", "whisper", "xlsr")
+"""``featstore.extract._bench_models.BENCH_FAMILIES`` (not imported here: it loads torch;
+a test checks they agree)."""
+
+
 def bench(
-    n_utts: Annotated[int, typer.Option("--n-utts", help="Synthetic clips (1-8 s each); the memory check also runs 4x as many.")] = 200,
-    model_size: Annotated[str, typer.Option("--model-size", help="base (12 layers, 768 dims, random weights: the real compute) or tiny (a quick check).")] = "base",
+    n_utts: Annotated[int, typer.Option("--n-utts", help="Synthetic clips; the memory check also runs 4x as many.")] = 200,
+    model_size: Annotated[str, typer.Option("--model-size", help="base (the family's real size with random weights: 12 layers x 768 for wav2vec2, 24 x 1024 for xlsr) or tiny (a quick check).")] = "base",
+    family: Annotated[str, typer.Option("--family", help=f"Model family: {', '.join(BENCH_FAMILY_NAMES)} (xlsr: wav2vec 2.0 at XLS-R / MMS 300M size).")] = "wav2vec2",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     frames: Annotated[bool, typer.Option("--frames", help="Also time an extraction that stores every frame.")] = False,
     max_batch_seconds: Annotated[float, typer.Option("--max-batch-seconds", help="Cap on a batch's padded audio, seconds.")] = 64.0,
+    clip_seconds: Annotated[str, typer.Option("--clip-seconds", help="Range of the clips' lengths, SHORTEST-LONGEST in seconds; 1-8: log-normal lengths (median 3 s) clipped to it; any other range: log-uniform over it.")] = "1-8",
     seed: Annotated[int, typer.Option(help="Seed of the synthetic clips and the random model.")] = 0,
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="Measure peak memory on N and 4N clips (two extra runs in fresh processes).")] = True,
+    naive: Annotated[bool, typer.Option("--naive/--no-naive", help="Also time the paper code's loop (c) (never for whisper).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Benchmark extraction: forward alone, ours end to end, the paper code's naive loop, memory, sizes."""
@@ -181,14 +200,56 @@ def bench(
     try:
         config = BenchConfig(n_utts=n_utts, model_size=model_size, device=device, frames=frames,
                              max_batch_seconds=max_batch_seconds, seed=seed, progress=not as_json,
-                             memory=memory)
+                             memory=memory, family=family, clip_seconds=_clip_range(clip_seconds), naive=naive)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
     result = run_bench(config)
     if as_json:
         print(json.dumps(result, indent=2))
     else:
-        Console().print(format_bench(result))
+        print_line(format_bench(result))
+
+
+def cache_size(
+    model: Annotated[Optional[str], typer.Option("--model", help="Registry alias whose layers and width to use. Without --model or --layers: every family's usual sizes.")] = None,
+    layers: Annotated[Optional[int], typer.Option("--layers", help="Transformer layers of a model outside the registry (with --width).", min=1)] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Hidden size of a model outside the registry (with --layers).", min=1)] = None,
+    frame_layers: Annotated[Optional[str], typer.Option("--frame-layers", help="Hidden states stored as frames, e.g. 0,6,12; without it: every state.")] = None,
+    dtype: Annotated[str, typer.Option(help="Stored float type: float16 or float32.")] = "float16",
+    clip_seconds: Annotated[float, typer.Option("--clip-seconds", help="Typical clip length, for the pooled statistics per hour (one mean and std per clip).", min=0.1)] = 3.0,
+) -> None:
+    """Cache size per hour of audio: pooled statistics and frames, for a model or every family."""
+    from featstore.extract._sizes import FAMILY_SHAPES, cache_bytes_per_hour
+
+    if (layers is None) != (width is None):
+        raise typer.BadParameter("--layers and --width go together")
+    if model is not None and layers is not None:
+        raise typer.BadParameter("give --model or --layers/--width, not both")
+    if model is not None:
+        from featstore.errors import unknown_name
+        from featstore.models.registry import MODELS
+
+        if model not in MODELS:
+            raise typer.BadParameter(str(unknown_name("model", model, MODELS)))
+        shapes = [(model, MODELS[model].n_layers, MODELS[model].hidden_size)]
+    elif layers is not None:
+        shapes = [(f"{layers} layers x {width}", layers, width)]
+    else:
+        shapes = [(f.name, f.n_layers, f.width) for f in FAMILY_SHAPES]
+    chosen = _layers(frame_layers)
+    rows = []
+    for name, n_layers, dim in shapes:
+        try:
+            rows.append((name, n_layers, dim, cache_bytes_per_hour(n_layers, dim, dtype, frame_layers=chosen,
+                                                                   frames=True, clip_s=clip_seconds)))
+        except ValueError as err:
+            raise typer.BadParameter(f"{name}: {err}") from err
+    gb = 1e9
+    print_line(f"cache size per hour of audio ({dtype}; pooled: one mean and std per {clip_seconds:g} s clip; "
+               f"frames: 50 per second, {'hidden states ' + frame_layers if chosen else 'every hidden state'})")
+    for name, n_layers, dim, sizes in rows:
+        print_line(f"{n_layers:3d} x {dim:<5d} pooled {sizes['pooled'] / gb:6.3f} GB/h, frames {sizes['frames'] / gb:7.2f} "
+                   f"GB/h, total {sizes['total'] / gb:7.2f} GB/h  {name}")
 
 
 def register(app: typer.Typer) -> None:
@@ -199,3 +260,4 @@ def register(app: typer.Typer) -> None:
     app.command("verify")(verify)
     app.command("merge")(merge)
     app.command("bench")(bench)
+    app.command("cache-size")(cache_size)

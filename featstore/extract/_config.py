@@ -30,6 +30,9 @@ class ExtractConfig:
         provenance, results); default: the registry alias, the name, or the folder's name.
         A model pinned by path keeps this alias.
     max_batch_seconds : cap on a batch's padded audio, seconds (default 64 s).
+    max_batch_memory_gb : cap on a batch's estimated peak activation memory, GiB (default 6,
+        for a 24 GiB CPU machine; :mod:`featstore.extract._memory`); a clip over it on its
+        own runs alone.
     batch_size : cap on clips per batch; 1 forces one clip at a time (default: 1 on CPU,
         no cap on GPU; :func:`~featstore.extract._plan.effective_batch_size`).
     frames : also store frame-level hidden states.
@@ -64,6 +67,9 @@ class ExtractConfig:
                 "so). Default: the registry alias, else the folder's name."})
     max_batch_seconds: float = field(default=64.0, metadata={
         "help": "Cap on a batch's padded audio, in seconds.", "gt": 0})
+    max_batch_memory_gb: float = field(default=6.0, metadata={
+        "help": "Cap on a batch's estimated peak activation memory, in GiB (sized for a 24 GiB CPU machine; "
+                "docs/large-models.md). A clip over it on its own runs alone.", "gt": 0})
     batch_size: int | None = field(default=None, metadata={
         "help": "Cap on clips per batch; 1 = one clip at a time. Default: 1 on CPU (batches only add padding "
                 "there), no cap on GPU.", "min": 1})
@@ -104,6 +110,8 @@ class ExtractConfig:
             safe_name(self.alias)
         if self.max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be > 0, got {self.max_batch_seconds}")
+        if self.max_batch_memory_gb <= 0:
+            raise ValueError(f"max_batch_memory_gb must be > 0, got {self.max_batch_memory_gb}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.dtype not in DTYPES:

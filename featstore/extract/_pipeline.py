@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,8 +38,10 @@ from featstore.cache import (
     merge_files,
     write_cache,
 )
+from featstore.console import print_line
 from featstore.extract._compute import BatchRunner, compute_dtype, limit_heap_fragmentation, pick_device
 from featstore.extract._config import ExtractConfig, ExtractError, shard_file_name
+from featstore.extract._memory import activation_shape, batch_activation_bytes, gib
 from featstore.extract._plan import (
     Batch,
     auto_piece_utts,
@@ -152,6 +154,7 @@ def build_provenance(config: ExtractConfig, loaded: LoadedModel, manifest: pl.Da
         "compute_dtype": compute_dtype(device),
         "device": str(device),
         "max_batch_seconds": config.max_batch_seconds,
+        "max_batch_memory_gb": config.max_batch_memory_gb,
         "batch_size": effective_batch_size(config.batch_size, device.type),
         "shard": list(config.shard),
         "versions": _versions(),
@@ -391,9 +394,13 @@ def _extract_locked(config: ExtractConfig, loaded: LoadedModel, encoder: torch.n
     report.pieces_total, report.pieces_reused = len(ranges), len(done)
     rows = shard_df.to_dicts()
     durations = shard_df["duration"].to_list()
+    estimate, notes = memory_estimator(config, loaded, device, frame_layers)
+    budget = config.max_batch_memory_gb * 2**30
     batches = [b for k, (lo, hi) in enumerate(ranges) if k not in done
                for b in plan_batches(range(lo, hi), durations, k, config.max_batch_seconds,
-                                     effective_batch_size(config.batch_size, device.type))]
+                                     effective_batch_size(config.batch_size, device.type),
+                                     max_batch_bytes=budget if estimate else None, estimate_bytes=estimate)]
+    report.notes.extend(notes + over_budget_notes(batches, ids, durations, config.max_batch_memory_gb))
     runner = BatchRunner(encoder, bool(loaded.do_normalize), device, config.dtype, frame_layers,
                          int(config.max_clip_seconds * SAMPLE_RATE_HZ), input_norm=input_norm_of(loaded))
     writer = PartWriter(parts_dir, prov, frame_layers, int(loaded.hidden_size), config.dtype)
@@ -426,6 +433,42 @@ def _extract_locked(config: ExtractConfig, loaded: LoadedModel, encoder: torch.n
             writer.close()
     _merge_parts(parts_dir, ranges, ids, shard_df, prov, out, report)
     return report
+
+
+def memory_estimator(config: ExtractConfig, loaded: LoadedModel, device: torch.device,
+                     frame_layers: list[int] | None) -> tuple[Callable[[Sequence[float]], int] | None, list[str]]:
+    """The batch planner's estimate of activation bytes for this model and device
+    (``featstore.extract._memory``), clips capped at ``--max-clip-seconds`` (longer ones
+    run in chunks); ``(None, [note])`` for a model whose config gives no shape."""
+    try:
+        shape = activation_shape(loaded.encoder.config)
+    except (ValueError, TypeError) as err:
+        return None, [f"batches are capped by --max-batch-seconds only: {err}"]
+    cap_s = config.max_clip_seconds
+    stored_bytes = int(np.dtype(config.dtype).itemsize)
+    n_frame_layers = len(frame_layers or [])
+
+    def estimate(durations_s: Sequence[float]) -> int:
+        return batch_activation_bytes(shape, [min(d, cap_s) for d in durations_s],
+                                      per_clip_front_end=device.type == "cpu", n_frame_layers=n_frame_layers,
+                                      stored_bytes=stored_bytes)
+
+    return estimate, []
+
+
+def over_budget_notes(batches: list[Batch], ids: list[str], durations: list[float], budget_gb: float,
+                      shown: int = 5) -> list[str]:
+    """Print (stderr) and return one line per clip whose estimated activation memory alone
+    is over the budget (it runs alone), the first ``shown`` of them, then a count."""
+    over = [b for b in batches if b.estimated_bytes > budget_gb * 2**30]
+    lines = [f"{ids[b.rows[0]]} ({durations[b.rows[0]]:.1f} s): an estimated {gib(b.estimated_bytes):.1f} GiB of "
+             f"activation memory alone, over --max-batch-memory-gb {budget_gb:g}: it runs alone"
+             for b in over[:shown]]
+    if len(over) > shown:
+        lines.append(f"... and {len(over) - shown} more clip(s) over --max-batch-memory-gb {budget_gb:g}, each run alone")
+    for line in lines:
+        print_line(f"note: {line}", err=True)
+    return lines
 
 
 def _merge_parts(parts_dir: Path, ranges: list[tuple[int, int]], ids: list[str], shard_df: pl.DataFrame,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,10 +46,12 @@ def pieces(n_rows: int, piece_utts: int) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class Batch:
-    """Rows (indices into the shard's manifest) forward-passed together."""
+    """Rows (indices into the shard's manifest) forward-passed together, and the batch's
+    estimated peak activation memory in bytes (0 when no estimate was asked for)."""
 
     piece: int
     rows: tuple[int, ...]
+    estimated_bytes: int = 0
 
 
 def effective_batch_size(batch_size: int | None, device_type: str) -> int | None:
@@ -63,24 +65,38 @@ def effective_batch_size(batch_size: int | None, device_type: str) -> int | None
 
 
 def plan_batches(rows: Sequence[int], durations_s: Sequence[float], piece: int, max_batch_seconds: float,
-                 batch_size: int | None) -> list[Batch]:
+                 batch_size: int | None, max_batch_bytes: float | None = None,
+                 estimate_bytes: Callable[[Sequence[float]], int] | None = None) -> list[Batch]:
     """Cut one piece's rows into batches: longest first (an out-of-memory shows at once),
-    each batch's padded audio (clips x longest clip) at most ``max_batch_seconds`` and at
-    most ``batch_size`` clips; a clip longer than the cap goes alone.
+    each batch's padded audio (clips x longest clip) at most ``max_batch_seconds``, at
+    most ``batch_size`` clips and, when ``max_batch_bytes`` and ``estimate_bytes`` are
+    given, an estimated activation memory (``estimate_bytes(durations of the batch's
+    clips)``, :func:`featstore.extract._memory.batch_activation_bytes`) of at most
+    ``max_batch_bytes``. A clip over a cap on its own goes alone (its batch's
+    ``estimated_bytes`` then tells the caller it is over the memory budget).
 
-    Depends only on the manifest durations, so a rerun plans exactly the same batches
-    and computes exactly the same numbers.
+    Depends only on the manifest durations (and the model's shape), so a rerun plans
+    exactly the same batches and computes exactly the same numbers.
     """
+    use_memory = max_batch_bytes is not None and estimate_bytes is not None
     order = sorted(rows, key=lambda r: (-durations_s[r], r))
     out: list[Batch] = []
     current: list[int] = []
+
+    def close() -> None:
+        est = estimate_bytes([durations_s[r] for r in current]) if estimate_bytes is not None else 0
+        out.append(Batch(piece, tuple(current), int(est)))
+
     for r in order:
-        longest = durations_s[current[0]] if current else durations_s[r]
-        full = batch_size is not None and len(current) >= batch_size
-        if current and (full or (len(current) + 1) * longest > max_batch_seconds):
-            out.append(Batch(piece, tuple(current)))
-            current = []
+        if current:
+            longest = durations_s[current[0]]
+            full = batch_size is not None and len(current) >= batch_size
+            too_long = (len(current) + 1) * longest > max_batch_seconds
+            too_big = use_memory and estimate_bytes([*(durations_s[c] for c in current), durations_s[r]]) > max_batch_bytes
+            if full or too_long or too_big:
+                close()
+                current = []
         current.append(r)
     if current:
-        out.append(Batch(piece, tuple(current)))
+        close()
     return out

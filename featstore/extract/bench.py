@@ -1,19 +1,24 @@
 """``featstore bench``: what extraction costs, against the model alone and the paper's loop.
 
-On synthetic clips (log-normal lengths clipped to 1-8 s, written as 22.05 kHz wav files so
-decoding and resampling are real) and a random model of the real size (wav2vec 2.0 base:
-``Wav2Vec2Config()`` defaults, 12 layers, 768 dims), it measures
+On synthetic clips (log-normal lengths clipped to 1-8 s, or log-uniform over
+``--clip-seconds``, written as 22.05 kHz wav files so decoding and resampling are real) and
+a random model of the real size (``--family``: wav2vec 2.0 base by default, ``Wav2Vec2Config()``
+defaults, 12 layers, 768 dims; every family in ``_bench_models``), it measures
 
 (a) the model's forward pass alone, on the very batches extraction makes, audio in memory;
 (b) our end-to-end extraction (decode, resample, forward, pool, write the cache);
 (c) the paper code's loop: one clip at a time through ``Wav2Vec2FeatureExtractor`` and the
-    model with ``output_hidden_states``, pooling through Python lists of per-layer means;
+    model with ``output_hidden_states``, pooling through Python lists of per-layer means
+    (not for Whisper, whose encoder takes log-mel features; ``--no-naive`` skips it);
 (d) peak memory (resident set from ``/proc``, and CUDA's peak allocation) of (b) on N and
-    on 4N clips, each in a fresh process;
+    on 4N clips, each in a fresh process, beside the planner's estimate of the largest
+    batch's activation memory (``_memory``);
 (e) cache bytes per utterance, pooled only and with every frame.
 
 (b) runs first, then (a), then (c): one-off costs (new input shapes, allocator growth)
 fall on our pipeline, so the ratios err against it. On a shared machine, run it twice.
+A family that extraction cannot run yet (its forward pass lands with its own issue) is
+reported as not supported, with the error, instead of measured.
 """
 
 from __future__ import annotations
@@ -33,8 +38,10 @@ import soundfile as sf
 import soxr
 import torch
 
+from featstore.extract._bench_models import BENCH_FAMILIES, FAMILY_LABELS, build_family
 from featstore.extract._compute import BatchRunner, autocast_for, pick_device
 from featstore.extract._config import ExtractConfig
+from featstore.extract._memory import activation_shape, batch_activation_bytes
 from featstore.extract._pipeline import run_extraction
 from featstore.extract._plan import auto_piece_utts, effective_batch_size, pieces, plan_batches
 from featstore.manifest import make_manifest, save_manifest
@@ -42,6 +49,9 @@ from featstore.manifest import make_manifest, save_manifest
 FILE_RATE_HZ = 22050
 MODEL_RATE_HZ = 16000
 PAPER_FOLDS = 5
+DEFAULT_CLIP_SECONDS = (1.0, 8.0)
+GIB = 2**30
+XLSR_PEAK_RSS_TARGET_BYTES = 8 * GIB
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,12 @@ class BenchConfig:
     Parameters
     ----------
     n_utts : synthetic clips (default 200); the memory check also runs 4 x ``n_utts``.
-    model_size : ``base`` (12 layers x 768, the real compute) or ``tiny`` (a quick check).
+    model_size : ``base`` (the family's real size: 12 x 768 for wav2vec 2.0, 24 x 1024 for
+        ``xlsr``) or ``tiny`` (a quick check).
+    family : model family (``_bench_models.BENCH_FAMILIES``), default ``wav2vec2``.
+    clip_seconds : (shortest, longest) clip; default (1, 8): log-normal lengths (median 3 s)
+        clipped to it; any other range: log-uniform over it.
+    naive : also time the paper code's loop (c).
     device : ``auto``, ``cpu`` or ``cuda``.
     frames : also time an extraction that stores every frame.
     max_batch_seconds : batch cap of our extraction, seconds (default 64).
@@ -68,42 +83,51 @@ class BenchConfig:
     seed: int = 0
     progress: bool = True
     memory: bool = True
+    family: str = "wav2vec2"
+    clip_seconds: tuple[float, float] = DEFAULT_CLIP_SECONDS
+    naive: bool = True
 
     def __post_init__(self) -> None:
         if self.n_utts < 1:
             raise ValueError(f"n_utts must be >= 1, got {self.n_utts}")
         if self.model_size not in ("base", "tiny"):
             raise ValueError(f"model_size must be base or tiny, got {self.model_size!r}")
+        if self.family not in BENCH_FAMILIES:
+            from featstore.errors import unknown_name
+
+            raise ValueError(str(unknown_name("bench family", self.family, BENCH_FAMILIES)))
+        lo, hi = self.clip_seconds
+        if not 0.1 <= lo <= hi:
+            raise ValueError(f"clip_seconds must be 0.1 <= shortest <= longest, got {lo}-{hi}")
         pick_device(self.device)  # an unknown or absent device fails here, with its name
 
 
-def bench_model(model_size: str, seed: int, device: torch.device) -> object:
-    """A random wav2vec 2.0 of the real size (``base``) or a tiny one, as a LoadedModel."""
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
-
+def bench_model(model_size: str, seed: int, device: torch.device, family: str = "wav2vec2") -> object:
+    """A random model of ``family`` at its real size (``base``) or a tiny one, as a LoadedModel."""
     from featstore.models import LoadedModel
 
-    if model_size == "base":
-        config = Wav2Vec2Config()  # 12 layers, 768 dims, group-norm front end: wav2vec 2.0 base
-    else:
-        config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                                conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
-    config.apply_spec_augment = False
-    torch.manual_seed(seed)
-    encoder = Wav2Vec2Model(config).eval().to(device)
-    return LoadedModel(alias=f"bench-{model_size}", source="random", family="wav2vec2", language="en",
-                       encoder=encoder, config=config, do_normalize=True, sample_rate_hz=MODEL_RATE_HZ,
-                       fingerprint=f"random-seed-{seed}", n_hidden_states=config.num_hidden_layers + 1,
-                       hidden_size=config.hidden_size)
+    config, encoder = build_family(family, model_size, seed)
+    n_layers = int(getattr(config, "num_hidden_layers", None) or config.encoder_layers)
+    width = int(getattr(config, "hidden_size", None) or config.d_model)
+    return LoadedModel(alias=f"bench-{family}-{model_size}", source="random", family=config.model_type,
+                       language="en", encoder=encoder.to(device), config=config,
+                       do_normalize=family != "whisper", sample_rate_hz=MODEL_RATE_HZ,
+                       fingerprint=f"random-{family}-seed-{seed}", n_hidden_states=n_layers + 1, hidden_size=width)
 
 
-def synth_clips(folder: Path, n: int, seed: int) -> pl.DataFrame:
-    """``n`` clips of log-normal length (median 3 s, clipped to 1-8 s) as 22.05 kHz wav files."""
+def synth_clips(folder: Path, n: int, seed: int, clip_seconds: tuple[float, float] = DEFAULT_CLIP_SECONDS
+                ) -> pl.DataFrame:
+    """``n`` clips as 22.05 kHz wav files: log-normal lengths (median 3 s) clipped to 1-8 s
+    for the default ``clip_seconds``, else log-uniform over ``clip_seconds``."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
+    lo, hi = clip_seconds
     rows = []
     for i in range(n):
-        dur = float(np.clip(rng.lognormal(np.log(3.0), 0.5), 1.0, 8.0))
+        if tuple(clip_seconds) == DEFAULT_CLIP_SECONDS:
+            dur = float(np.clip(rng.lognormal(np.log(3.0), 0.5), lo, hi))
+        else:
+            dur = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         t = np.arange(int(dur * FILE_RATE_HZ)) / FILE_RATE_HZ
         f0 = rng.uniform(90, 250) * (1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t))
         wave = 0.3 * np.sin(2 * np.pi * np.cumsum(f0) / FILE_RATE_HZ) + 0.02 * rng.standard_normal(t.size)
@@ -120,7 +144,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def warm_up(loaded: object, device: torch.device) -> None:
+def warm_up(loaded: object, device: torch.device, naive: bool = True) -> None:
     """One small forward pass of each kind, so that one-off costs (lazy imports, kernel
     selection, allocator growth) are not charged to whichever measurement runs first."""
     from featstore import forward
@@ -129,31 +153,37 @@ def warm_up(loaded: object, device: torch.device) -> None:
     clips = [rng.standard_normal(n).astype(np.float32) for n in (32000, 24000)]
     runner = BatchRunner(loaded.encoder, loaded.do_normalize, device, "float16", None, 10**9)
     runner.states(forward.prepare_inputs(clips, loaded.do_normalize))
-    with torch.inference_mode(), autocast_for(device):
-        loaded.encoder(torch.as_tensor(clips[0])[None].to(device), output_hidden_states=True)
+    if naive:
+        with torch.inference_mode(), autocast_for(device):
+            loaded.encoder(torch.as_tensor(clips[0])[None].to(device), output_hidden_states=True)
     _sync(device)
 
 
-def time_forward(loaded: object, manifest: pl.DataFrame, device: torch.device, max_batch_seconds: float,
-                 piece_utts: int) -> float:
-    """(a): seconds of ``hidden_states`` alone over extraction's own batches (audio preloaded)."""
+def time_forward(loaded: object, manifest: pl.DataFrame, device: torch.device, cfg: ExtractConfig,
+                 piece_utts: int) -> tuple[float, float]:
+    """(a): wall-clock and process CPU seconds of the forward pass alone over extraction's own
+    batches (audio preloaded; the batches of ``cfg``, capped by seconds and by the memory
+    estimate as extraction caps them)."""
     from featstore import forward
     from featstore.audio import load_row
+    from featstore.extract._pipeline import memory_estimator
 
     rows = manifest.to_dicts()
     waves = [load_row(r) for r in rows]
     durations = manifest["duration"].to_list()
+    estimate, _ = memory_estimator(cfg, loaded, device, None)
+    budget = cfg.max_batch_memory_gb * GIB if estimate else None
     batches = [b for k, (lo, hi) in enumerate(pieces(len(rows), piece_utts))
-               for b in plan_batches(range(lo, hi), durations, k, max_batch_seconds,
-                                     effective_batch_size(None, device.type))]
+               for b in plan_batches(range(lo, hi), durations, k, cfg.max_batch_seconds,
+                                     effective_batch_size(cfg.batch_size, device.type), budget, estimate)]
     inputs = [forward.prepare_inputs([waves[r] for r in b.rows], loaded.do_normalize) for b in batches]
     runner = BatchRunner(loaded.encoder, loaded.do_normalize, device, "float16", None, 10**9)
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for x in inputs:
         runner.states(x)  # the forward strategy extraction uses on this device, nothing else
     _sync(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def naive_loop(loaded: object, manifest: pl.DataFrame, device: torch.device, out_dir: Path) -> tuple[float, np.ndarray]:
@@ -163,6 +193,7 @@ def naive_loop(loaded: object, manifest: pl.DataFrame, device: torch.device, out
     extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=MODEL_RATE_HZ, padding_value=0.0,
                                          do_normalize=True, return_attention_mask=False)
     model = loaded.encoder
+    stable = bool(getattr(model.config, "do_stable_layer_norm", False))
     _sync(device)
     t0 = time.perf_counter()
     per_layer: list[list[list[float]]] = [[] for _ in range(loaded.n_hidden_states)]
@@ -171,7 +202,10 @@ def naive_loop(loaded: object, manifest: pl.DataFrame, device: torch.device, out
             audio, rate = sf.read(path, dtype="float32")
             audio = soxr.resample(audio, rate, MODEL_RATE_HZ)
             inputs = extractor(audio, sampling_rate=MODEL_RATE_HZ, return_tensors="pt").input_values.to(device)
-            hidden = model(inputs, output_hidden_states=True).hidden_states
+            out = model(inputs, output_hidden_states=True)
+            hidden = list(out.hidden_states)
+            if stable:  # transformers 4.x, the paper's, gave the final layer norm's output last
+                hidden[-1] = out.last_hidden_state
             for layer, h in enumerate(hidden):
                 per_layer[layer].append(h.mean(dim=1).squeeze(0).cpu().tolist())
     stacked = np.array(per_layer, dtype=np.float32)
@@ -193,7 +227,7 @@ def memory_probe(args: dict) -> dict:
     (called in a fresh process by :func:`run_bench`)."""
     device = pick_device(args["device"])
     torch.set_num_threads(int(args["threads"]))
-    loaded = bench_model(args["model_size"], args["seed"], device)
+    loaded = bench_model(args["model_size"], args["seed"], device, args.get("family", "wav2vec2"))
     manifest = pl.read_parquet(args["manifest"]).head(args["n"])
     rss_model = _peak_rss_bytes()
     if device.type == "cuda":
@@ -201,7 +235,11 @@ def memory_probe(args: dict) -> dict:
     cfg = ExtractConfig(model=loaded.alias, corpus="bench", out=args["out"], device=str(device),
                         max_batch_seconds=args["max_batch_seconds"], progress=False)
     run_extraction(cfg, model=loaded, manifest=manifest)
+    longest = min(float(manifest["duration"].max()), cfg.max_clip_seconds)
+    estimate = batch_activation_bytes(activation_shape(loaded.encoder.config), [longest],
+                                      per_clip_front_end=device.type == "cpu")
     return {"n_utts": args["n"], "peak_rss_bytes": _peak_rss_bytes(), "rss_after_model_bytes": rss_model,
+            "longest_clip_s": longest, "longest_clip_estimate_bytes": estimate,
             "cuda_peak_bytes": int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None}
 
 
@@ -215,34 +253,53 @@ def _probe_in_subprocess(args: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _supported(loaded: object, manifest: pl.DataFrame, device: torch.device, out: Path) -> str | None:
+    """None when extraction runs this model (two clips end to end), else why not."""
+    cfg = ExtractConfig(model=loaded.alias, corpus="bench", out=out, device=str(device), progress=False)
+    try:
+        run_extraction(cfg, model=loaded, manifest=manifest.head(2))
+    except Exception as err:  # noqa: BLE001 - any failure means: not runnable yet, say why
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    return None
+
+
 def run_bench(config: BenchConfig) -> dict:
-    """Run the benchmark; return every figure as a JSON-ready dict."""
+    """Run the benchmark; return every figure as a JSON-ready dict (``supported`` False,
+    with ``reason``, for a family that extraction cannot run yet)."""
     device = pick_device(config.device)
-    loaded = bench_model(config.model_size, config.seed, device)
+    loaded = bench_model(config.model_size, config.seed, device, config.family)
+    naive = config.naive and config.family != "whisper"
     with tempfile.TemporaryDirectory(prefix="featstore-bench-") as tmp_name:
         tmp = Path(tmp_name)
         n_mem = 4 * config.n_utts if config.memory else config.n_utts
-        all_clips = synth_clips(tmp / "wav", n_mem, config.seed)
+        all_clips = synth_clips(tmp / "wav", n_mem, config.seed, config.clip_seconds)
         manifest = all_clips.head(config.n_utts)
         audio_s = float(manifest["duration"].sum())
+        reason = _supported(loaded, manifest, device, tmp / "probe.h5")
+        if reason is not None:
+            return {"config": asdict(config), "family": config.family, "supported": False, "device": str(device),
+                    "reason": reason}
         # (b) runs first, so that one-off costs (new input shapes, allocator growth) fall on
         # our pipeline rather than on the baselines: the comparison errs against us.
-        warm_up(loaded, device)
+        warm_up(loaded, device, naive)
         cfg = ExtractConfig(model=loaded.alias, corpus="bench", out=tmp / "ours.h5", device=str(device),
                             max_batch_seconds=config.max_batch_seconds, progress=config.progress, dtype="float16")
         _sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         report = run_extraction(cfg, model=loaded, manifest=manifest)
         _sync(device)
-        ours_s = time.perf_counter() - t0
-        forward_s = time_forward(loaded, manifest, device, config.max_batch_seconds, auto_piece_utts(manifest.height))
-        naive_dir = tmp / "naive"
-        naive_dir.mkdir()
-        naive_s, naive_means = naive_loop(loaded, manifest, device, naive_dir)
+        ours_s, ours_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+        forward_s, forward_cpu_s = time_forward(loaded, manifest, device, cfg, auto_piece_utts(manifest.height))
+        naive_s = diff = None
+        if naive:
+            naive_dir = tmp / "naive"
+            naive_dir.mkdir()
+            naive_s, naive_means = naive_loop(loaded, manifest, device, naive_dir)
         from featstore.cache import open_cache
 
         with open_cache(report.path) as cache:
-            diff = float(np.abs(cache.pooled_all() - naive_means).max())
+            if naive:
+                diff = float(np.abs(cache.pooled_all() - naive_means).max())
             total_frames = int(cache.num_frames.sum())
         pooled_bytes = report.path.stat().st_size / config.n_utts
         s, d = loaded.n_hidden_states, loaded.hidden_size
@@ -262,7 +319,7 @@ def run_bench(config: BenchConfig) -> dict:
         if config.memory:
             save_manifest(all_clips, tmp / "clips.parquet")
             probe = {"device": str(device), "threads": torch.get_num_threads(), "model_size": config.model_size,
-                     "seed": config.seed, "manifest": str(tmp / "clips.parquet"),
+                     "seed": config.seed, "manifest": str(tmp / "clips.parquet"), "family": config.family,
                      "max_batch_seconds": config.max_batch_seconds}
             small = _probe_in_subprocess({**probe, "n": config.n_utts, "out": str(tmp / "mem1.h5")})
             large = _probe_in_subprocess({**probe, "n": n_mem, "out": str(tmp / "mem4.h5")})
@@ -270,62 +327,94 @@ def run_bench(config: BenchConfig) -> dict:
             memory = {"n": small, "4n": large, "growth": large[key] / small[key] - 1.0, "measure": key}
     passes = s * PAPER_FOLDS
     return {
-        "config": asdict(config), "device": str(device), "torch_threads": torch.get_num_threads(),
+        "config": asdict(config), "family": config.family, "supported": True, "device": str(device),
+        "torch_threads": torch.get_num_threads(),
         "n_utts": config.n_utts, "audio_seconds": audio_s, "n_hidden_states": s, "hidden_size": d,
         "forward_s": forward_s, "ours_s": ours_s, "naive_s": naive_s,
         "forward_x_real_time": audio_s / forward_s, "ours_x_real_time": audio_s / ours_s,
-        "naive_x_real_time": audio_s / naive_s,
-        "ours_over_forward": ours_s / forward_s, "naive_over_ours": naive_s / ours_s,
+        "naive_x_real_time": audio_s / naive_s if naive else None,
+        "ours_over_forward": ours_s / forward_s,
+        "cpu_s": {"forward": forward_cpu_s, "ours": ours_cpu_s, "ours_over_forward": ours_cpu_s / forward_cpu_s},
+        "naive_over_ours": naive_s / ours_s if naive else None,
         "max_abs_diff_ours_vs_naive_layer_means": diff,
         "bytes_per_utt_pooled": pooled_bytes, "frames": frames, "memory": memory,
         "study": {"ours_forward_passes_per_utt_per_model": 1,
                   "paper_forward_passes_per_utt_per_model": passes,
                   "paper_scheme": f"{s} layers x {PAPER_FOLDS} folds",
-                  "paper_loop_projected_s": naive_s * passes, "ours_s": ours_s},
-        "targets": _targets(device, ours_s / forward_s, naive_s / ours_s, audio_s / ours_s,
-                            memory["growth"] if memory else None),
+                  "paper_loop_projected_s": naive_s * passes if naive else None, "ours_s": ours_s},
+        "targets": _targets(device, config.family, ours_s / forward_s, naive_s / ours_s if naive else None,
+                            audio_s / ours_s, memory),
     }
 
 
-def _targets(device: torch.device, ours_over_forward: float, naive_over_ours: float, ours_xrt: float,
-             growth: float | None) -> dict:
+def _targets(device: torch.device, family: str, ours_over_forward: float, naive_over_ours: float | None,
+             ours_xrt: float, memory: dict | None) -> dict:
+    checks = {}
     if device.type == "cuda":
-        checks = {"(c)/(b) >= 5": naive_over_ours >= 5, ">= 1000x real time pooled": ours_xrt >= 1000}
+        if naive_over_ours is not None:
+            checks["(c)/(b) >= 5"] = naive_over_ours >= 5
+        checks[">= 1000x real time pooled"] = ours_xrt >= 1000
     else:
-        checks = {"(b)/(a) <= 1.15": ours_over_forward <= 1.15, "(b) not slower than (c)": naive_over_ours >= 1.0}
-    if growth is not None:
-        checks["memory growth N->4N < 10%"] = growth < 0.10
+        checks["(b)/(a) <= 1.15"] = ours_over_forward <= 1.15
+        if naive_over_ours is not None:
+            checks["(b) not slower than (c)"] = naive_over_ours >= 1.0
+    if memory is not None:
+        if family == "xlsr":  # issue 16: a 24 x 1024 model within memory
+            checks["memory growth N->4N < 15%"] = memory["growth"] < 0.15
+            if memory["measure"] == "peak_rss_bytes":
+                checks[f"peak RSS ({memory['n']['n_utts']} clips) < 8 GiB"] = (
+                    memory["n"]["peak_rss_bytes"] < XLSR_PEAK_RSS_TARGET_BYTES)
+        else:
+            checks["memory growth N->4N < 10%"] = memory["growth"] < 0.10
     return checks
 
 
 def format_bench(result: dict) -> str:
     """The benchmark as readable text."""
     mib = 2**20
+    family = result.get("family", "wav2vec2")
+    label = FAMILY_LABELS.get(family, family)
+    if not result.get("supported", True):
+        return (f"featstore bench --family {family}: {label} not supported until the family lands "
+                f"(extraction failed on {result['device']}: {result['reason']})")
     lines = [
         f"featstore bench: {result['n_utts']} clips, {result['audio_seconds'] / 60:.1f} min of audio, "
-        f"wav2vec 2.0 {result['config']['model_size']} ({result['n_hidden_states']} states x {result['hidden_size']}), "
-        f"{result['device']}, {result['torch_threads']} torch threads",
+        f"{label} {result['config']['model_size']} ({result['n_hidden_states']} states x {result['hidden_size']}, "
+        f"random weights), {result['device']}, {result['torch_threads']} torch threads",
         f"(a) forward alone        {result['forward_s']:9.2f} s  {result['forward_x_real_time']:9.1f}x real time",
         f"(b) ours, end to end     {result['ours_s']:9.2f} s  {result['ours_x_real_time']:9.1f}x real time",
-        f"(c) paper code's loop    {result['naive_s']:9.2f} s  {result['naive_x_real_time']:9.1f}x real time",
-        f"    (b)/(a) = {result['ours_over_forward']:.3f}   (c)/(b) = {result['naive_over_ours']:.2f}   "
-        f"max |ours - paper loop| layer means = {result['max_abs_diff_ours_vs_naive_layer_means']:.2g} (float16 cache)",
     ]
+    if result["naive_s"] is not None:
+        lines += [
+            f"(c) paper code's loop    {result['naive_s']:9.2f} s  {result['naive_x_real_time']:9.1f}x real time",
+            f"    (b)/(a) = {result['ours_over_forward']:.3f}   (c)/(b) = {result['naive_over_ours']:.2f}   "
+            f"max |ours - paper loop| layer means = {result['max_abs_diff_ours_vs_naive_layer_means']:.2g} "
+            "(float16 cache)"]
+    else:
+        lines.append(f"    (b)/(a) = {result['ours_over_forward']:.3f}   (c) not run")
+    cpu = result.get("cpu_s")
+    if cpu and result["device"] == "cpu":
+        lines.append(f"    CPU time of the process (all threads; fair on a shared machine): (a) {cpu['forward']:.1f} s, "
+                     f"(b) {cpu['ours']:.1f} s, (b)/(a) = {cpu['ours_over_forward']:.3f}")
     fr = result["frames"]
     if fr["measured"]:
         lines.append(f"    with every frame       {fr['seconds']:9.2f} s  {fr['x_real_time']:9.1f}x real time")
     mem = result["memory"]
     if mem:
         key = mem["measure"]
-        lines.append(f"(d) peak memory ({key}): N={mem['n']['n_utts']}: {mem['n'][key] / mib:.0f} MiB, "
+        small = mem["n"]
+        lines.append(f"(d) peak memory ({key}): N={small['n_utts']}: {small[key] / mib:.0f} MiB, "
                      f"4N={mem['4n']['n_utts']}: {mem['4n'][key] / mib:.0f} MiB, growth {100 * mem['growth']:+.1f}% "
-                     f"(model alone: {mem['n']['rss_after_model_bytes'] / mib:.0f} MiB RSS)")
+                     f"(model alone: {small['rss_after_model_bytes'] / mib:.0f} MiB RSS; longest clip "
+                     f"{small.get('longest_clip_s', 0):.1f} s, its estimated activations "
+                     f"{small.get('longest_clip_estimate_bytes', 0) / mib:.0f} MiB)")
     lines.append(f"(e) cache per utterance: pooled {result['bytes_per_utt_pooled'] / 1024:.1f} KiB, with every frame "
                  f"{fr['bytes_per_utt'] / 1024:.0f} KiB ({'measured' if fr['measured'] else 'computed'})")
     st = result["study"]
-    lines.append(f"study: SSL forward passes per utterance per model for the layer-wise analysis: ours "
-                 f"{st['ours_forward_passes_per_utt_per_model']}, the paper code's "
-                 f"{st['paper_forward_passes_per_utt_per_model']} ({st['paper_scheme']}); on these clips "
-                 f"{st['ours_s']:.1f} s against a projected {st['paper_loop_projected_s']:.0f} s")
+    if st["paper_loop_projected_s"] is not None:
+        lines.append(f"study: SSL forward passes per utterance per model for the layer-wise analysis: ours "
+                     f"{st['ours_forward_passes_per_utt_per_model']}, the paper code's "
+                     f"{st['paper_forward_passes_per_utt_per_model']} ({st['paper_scheme']}); on these clips "
+                     f"{st['ours_s']:.1f} s against a projected {st['paper_loop_projected_s']:.0f} s")
     lines.append("targets: " + ", ".join(f"{k}: {'ok' if v else 'MISSED'}" for k, v in result["targets"].items()))
     return "\n".join(lines)
