@@ -39,8 +39,8 @@ here: it loads torch)."""
 
 
 def extract(
-    model: Annotated[str, typer.Option(help="Registry alias (w2v2-cn, w2v2-de, w2v2-en, wavlm-emo, wavlm-large), a local model folder, or a Hugging Face id already in the local cache. Required.")],
-    corpus: Annotated[str, typer.Option(help="Prepared corpus name (manifests/<corpus>.parquet under the cache root). Required.")],
+    model: Annotated[str, typer.Option(help="Registry alias (w2v2-cn, w2v2-de, w2v2-en, wavlm-emo, wavlm-large), a local model folder, or a Hugging Face id already in the local cache (see featstore models)")],
+    corpus: Annotated[str, typer.Option(help="Prepared corpus name (manifests/<corpus>.parquet under the cache root)")],
     model_language: Annotated[Optional[str], typer.Option("--model-language", help="Language code of a model outside the registry (cn, de, en ...). Default: from the registry.")] = None,
     alias: Annotated[Optional[str], typer.Option("--alias", help="The model's name in the cache folder and results when --model is a folder (a study names it so). Default: the registry alias, else the folder's name.")] = None,
     frames: Annotated[bool, typer.Option("--frames", help="Also store frame-level hidden states (about 1 MB per second of audio for a base model in float16); without it: pooled mean/std only.")] = False,
@@ -158,7 +158,7 @@ def verify(
 
 def merge(
     shards: Annotated[list[str], typer.Argument(help="Shard files of one extraction (or a quoted glob).")],
-    out: Annotated[Path, typer.Option("--out", help="Merged cache file to write. Required.")],
+    out: Annotated[Path, typer.Option("--out", help="Merged cache file to write.")],
 ) -> None:
     """Merge the shard files of one extraction into one cache file."""
     try:

@@ -151,7 +151,7 @@ class BatchRunner:
     def states(self, inputs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(S, B, T, D) hidden states and (B, T) mask of prepared clips, by this device's strategy."""
         with torch.inference_mode():
-            if getattr(self.encoder.config, "model_type", None) == "whisper":  # Whisper hook (branch whisper)
+            if forward.family_of(self.encoder).forward_module:  # a family with its own front end (Whisper)
                 with autocast_for(self.device):
                     return forward.hidden_states(self.encoder, inputs)
             if self.per_clip_front_end:

@@ -55,9 +55,8 @@ class ExtractConfig:
     """
 
     model: str = field(metadata={"help": "Registry alias (w2v2-cn, w2v2-de, w2v2-en, wavlm-emo, wavlm-large), a local "
-                                         "model folder, or a Hugging Face id already in the local cache. Required."})
-    corpus: str = field(metadata={"help": "Prepared corpus name (manifests/<corpus>.parquet under the cache root). "
-                                          "Required."})
+                                         "model folder, or a Hugging Face id already in the local cache (see featstore models)"})
+    corpus: str = field(metadata={"help": "Prepared corpus name (manifests/<corpus>.parquet under the cache root)"})
     cache_root: str | Path | None = field(default=None, metadata={
         "help": "Cache root. Default $CROSSLING_CACHE or ./cache."})
     model_language: str | None = field(default=None, metadata={
