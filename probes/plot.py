@@ -195,7 +195,7 @@ def plot_figure1(
             handles.setdefault(f"chance ({chance_pct:.0f} %)", chance)
             train = sorted(set(sub["label"].to_list()))
             trained_on = {lab.split(": ", 1)[-1].split("→")[0] for lab in train if "→" in lab}
-            extra = f" (trained on {', '.join(sorted(trained_on))})" if trained_on else ""
+            extra = f"\n(trained on {', '.join(sorted(trained_on))})" if trained_on else ""
             ax.set_title(f"{model}: {setting}{extra}", fontsize=FONT_PT + 1, color=colour)
             ax.set_xlabel("layer", fontsize=FONT_PT)
             ax.set_xticks(np.unique(sub["layer"].to_numpy()))
