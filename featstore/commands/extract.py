@@ -219,7 +219,7 @@ def cache_size(
     clip_seconds: Annotated[float, typer.Option("--clip-seconds", help="Typical clip length, for the pooled statistics per hour (one mean and std per clip).", min=0.1)] = 3.0,
 ) -> None:
     """Cache size per hour of audio: pooled statistics and frames, for a model or every family."""
-    from featstore.extract._sizes import FAMILY_SHAPES, cache_bytes_per_hour
+    from featstore.extract import FAMILY_SHAPES, cache_bytes_per_hour
 
     if (layers is None) != (width is None):
         raise typer.BadParameter("--layers and --width go together")
