@@ -255,28 +255,6 @@ MODELS: dict[str, ModelSpec] = {
         n_layers=24,
         hidden_size=1024,
     ),
-    # Whisper hook (branch whisper): the encoders of OpenAI's multilingual Whisper (names and
-    # sizes only; never downloaded). Encoder of a 680k h weakly supervised ASR/translation model.
-    "whisper-base": ModelSpec(
-        alias="whisper-base",
-        hf_id="openai/whisper-base",
-        family="whisper",
-        language=MULTILINGUAL, pretraining_languages="99 languages",
-        format="hf",
-        description="Whisper base encoder (30 s log-mel windows), 680k h, 99 languages",
-        n_layers=6,
-        hidden_size=512,
-    ),
-    "whisper-small": ModelSpec(
-        alias="whisper-small",
-        hf_id="openai/whisper-small",
-        family="whisper",
-        language=MULTILINGUAL, pretraining_languages="99 languages",
-        format="hf",
-        description="Whisper small encoder (30 s log-mel windows), 680k h, 99 languages",
-        n_layers=12,
-        hidden_size=768,
-    ),
 }
 
 # Multilingual models first, then the usual English ones. Names and sizes only: nothing
@@ -308,6 +286,10 @@ _MORE = (
      "WavLM base pre-trained on LibriSpeech 960 h"),
     ("wavlm-base-plus", "microsoft/wavlm-base-plus", "wavlm", 12, 768, "en",
      "WavLM base+ pre-trained on 94k h of English"),
+    ("whisper-base", "openai/whisper-base", "whisper", 6, 512, "99 languages",
+     "Whisper base encoder (30 s log-mel windows), 680k h weakly supervised"),
+    ("whisper-small", "openai/whisper-small", "whisper", 12, 768, "99 languages",
+     "Whisper small encoder (30 s log-mel windows), 680k h weakly supervised"),
 )
 for _alias, _hf_id, _family, _layers, _width, _langs, _what in _MORE:
     MODELS[_alias] = ModelSpec(

@@ -283,7 +283,9 @@ def save_tiny_whisper(directory: str | Path, fmt: str = "model", *, safetensors:
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     if fmt == "conditional":
         state.pop("proj_out.weight", None)  # tied to model.decoder.embed_tokens.weight
-    _write_state(state, directory, safetensors, shards)
+    from featstore.models.testing import _write_weights  # the shard writer every tiny model uses
+
+    _write_weights(state, directory, safetensors, shards)
     config.to_json_file(str(directory / "config.json"))
     if preprocessor:
         default_feature_extractor(config).to_json_file(str(directory / "preprocessor_config.json"))
@@ -291,25 +293,3 @@ def save_tiny_whisper(directory: str | Path, fmt: str = "model", *, safetensors:
         meta = {"language": language, "untrained": True, "note": "random weights, for demos and tests"}
         (directory / "crossling.json").write_text(json.dumps(meta, indent=2))
     return directory
-
-
-def _write_state(state: dict[str, torch.Tensor], directory: Path, safetensors: bool, shards: int) -> None:
-    from safetensors.torch import save_file
-
-    stem, ext = ("model", "safetensors") if safetensors else ("pytorch_model", "bin")
-    keys = list(state)
-    size = -(-len(keys) // max(shards, 1))
-    parts = ([(f"{stem}.{ext}", keys)] if shards <= 1 else
-             [(f"{stem}-{i + 1:05d}-of-{shards:05d}.{ext}", keys[i * size:(i + 1) * size]) for i in range(shards)])
-    weight_map = {}
-    for name, part in parts:
-        chunk = {k: state[k] for k in part}
-        if safetensors:
-            save_file(chunk, str(directory / name), metadata={"format": "pt"})
-        else:
-            torch.save(chunk, directory / name)
-        weight_map.update({k: name for k in part})
-    if shards > 1:
-        total = sum(v.numel() * v.element_size() for v in state.values())
-        (directory / f"{stem}.{ext}.index.json").write_text(
-            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))

@@ -95,7 +95,7 @@ def test_registry_aliases_have_the_real_sizes():
     base, small = MODELS["whisper-base"], MODELS["whisper-small"]
     assert (base.hf_id, base.family, base.n_layers, base.hidden_size) == ("openai/whisper-base", "whisper", 6, 512)
     assert (small.hf_id, small.family, small.n_layers, small.hidden_size) == ("openai/whisper-small", "whisper", 12, 768)
-    assert base.n_hidden_states == 7 and "99 languages" in small.description
+    assert base.n_hidden_states == 7 and small.pretraining_languages == "99 languages" and small.language == "mul"
     # the base-size random config is the real whisper-base encoder's shape
     config = tiny_whisper_config("base")
     assert (config.encoder_layers, config.d_model, config.max_source_positions) == (6, 512, 1500)
