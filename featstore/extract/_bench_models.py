@@ -41,10 +41,11 @@ def _ssl(config_cls: str, model_cls: str, base: dict, tiny: dict) -> Callable[[s
 
 def _whisper(size: str) -> tuple[object, torch.nn.Module]:
     from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from featstore.models.whisper import WhisperEncoderOnly
 
     config = WhisperConfig(**_WHISPER[size], num_mel_bins=80, max_source_positions=1500)
-    return config, WhisperEncoder(config)
+    return config, WhisperEncoderOnly(config)  # the encoder with its log-mel front end, as loading makes it
 
 
 _BUILDERS: dict[str, Callable[[str], tuple[object, torch.nn.Module]]] = {
