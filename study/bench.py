@@ -6,8 +6,11 @@ the probes and one fine-tuning run of ``folds`` folds, one epoch) runs once per 
 each in its own folder: ``local`` (this process), ``slurm`` through submitit's local
 executor (each job a subprocess: the real submission path without SLURM) and ``dask`` on
 a local cluster. Per job, the driver times submission to completion and the job times its
-own work; the difference is the scheduling overhead (starting a process, unpickling,
-importing, polling). The graph's width says how many jobs could run at once.
+own work; the difference is the scheduling overhead (submitting, starting a process,
+unpickling the submitted call, polling, sending the result back). A job's own work
+includes loading its code (unpacking its :class:`study.graph.Packed` run imports torch and
+the configs' packages in a fresh process): printed apart, as "loading". The graph's width
+says how many jobs could run at once.
 """
 
 from __future__ import annotations
@@ -101,12 +104,15 @@ def run_bench(out: Path, executors: Sequence[str], folds: int = 5, max_overhead_
         overheads = result.overhead_s()
         work = sum(j["duration_s"] for j in result.jobs)
         mean = statistics.fmean(overheads) if overheads else 0.0
+        loads = result.load_s()
+        load_mean = statistics.fmean(loads) if loads else 0.0
         ok = mean <= max_overhead_s
         passed &= ok
         lines.append(
             f"{name:>6}: {len(overheads)} jobs sent, {len(graph)} in the graph; wall {result.wall_s:.1f} s, "
             f"work {work:.1f} s; overhead per job mean {mean:.2f} s, max {max(overheads, default=0.0):.2f} s "
-            f"[{'PASS' if ok else 'FAIL'} <= {max_overhead_s:g} s]; jobs at once: graph allows "
+            f"[{'PASS' if ok else 'FAIL'} <= {max_overhead_s:g} s]; of the work, loading the job's code "
+            f"(imports in the job's process) mean {load_mean:.2f} s per job; jobs at once: graph allows "
             f"{graph.max_width()} ({graph.max_width(['finetune', 'finetune-fold'])} fine-tuning), "
             f"ran {max(result.max_in_flight, 1)}")
     return lines, passed

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featstore.errors import safe_file_stem
-from study.graph import Job, JobOutcome, execute_job, job_log_path
+from study.graph import Job, JobOutcome, Packed, execute_job, job_log_path
 
 if TYPE_CHECKING:
     from study.config import ExecutorSettings, ResourceSpec
@@ -72,7 +72,7 @@ class DaskExecutor:
             spec = self.resources.get(job.resource_kind)
             extra = {"resources": {"GPU": spec.gpus}} if spec is not None and spec.gpus and self._has_gpu else {}
             key = f"{safe_file_stem(job.name.replace('/', '~'), 'job name')}-{uuid.uuid4().hex[:8]}"
-            future = self.client.submit(execute_job, job.name, fp, job.run, str(self.run_dir), print, key=key,
+            future = self.client.submit(execute_job, job.name, fp, Packed.of(job.run), str(self.run_dir), print, key=key,
                                         pure=False, **extra)
             handles.append(_DaskHandle(future, str(job_log_path(self.run_dir, job.name))))
         self._handles += handles

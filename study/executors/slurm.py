@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.graph import Job, JobOutcome, execute_job
+from study.graph import Job, JobOutcome, Packed, execute_job
 
 if TYPE_CHECKING:
     from study.config import ExecutorSettings, ResourceSpec
@@ -81,8 +81,8 @@ class SubmititExecutor:
         handles: list[_SubmititHandle | None] = [None] * len(jobs)
         for kind, indices in by_kind.items():
             executor = self._executors[kind]
-            calls = [functools.partial(execute_job, jobs[i][0].name, jobs[i][1], jobs[i][0].run, str(self.run_dir),
-                                       print) for i in indices]
+            calls = [functools.partial(execute_job, jobs[i][0].name, jobs[i][1], Packed.of(jobs[i][0].run),
+                                       str(self.run_dir), print, exit_fast=True) for i in indices]
             if len(calls) == 1:
                 submitted = [executor.submit(calls[0])]
             else:

@@ -1,0 +1,86 @@
+"""How a job travels to another process: the submitted call unpickles without importing
+the job's heavy code (torch, the study's configs), the job times loading it apart, and a
+one-job process exits without the interpreter's teardown once its job is recorded done."""
+
+from __future__ import annotations
+
+import functools
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cloudpickle
+
+from study.config import FinetuneRun
+from study.graph import JobOutcome, Packed, execute_job
+from study.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
+
+
+def test_a_packed_job_unpickles_without_importing_its_code(tmp_path):
+    run = FinetuneRun("w2v2-cn", "esd", "esd", strategy="lora")  # study.config imports finetune and torch
+    job = lambda log, run=run: [run.model]  # noqa: E731 - pickled by value, as the study's jobs are
+    sent = tmp_path / "sent.pkl"
+    sent.write_bytes(cloudpickle.dumps(functools.partial(execute_job, "finetune/x", "fp", Packed.of(job),
+                                                         str(tmp_path / "run"))))
+    bare = tmp_path / "bare.pkl"
+    bare.write_bytes(cloudpickle.dumps(functools.partial(execute_job, "finetune/x", "fp", job, str(tmp_path / "run"))))
+    probe = """
+        import pickle, sys
+        call = pickle.loads(open({path!r}, "rb").read())
+        print("torch" in sys.modules, "study.config" in sys.modules)
+        outcome = call()
+        print("torch" in sys.modules, outcome.outputs, outcome.load_s > 0)
+    """
+    packed = _python(probe.format(path=str(sent)), tmp_path)
+    assert packed.returncode == 0, packed.stderr
+    assert packed.stdout.split("\n")[:2] == ["False False", "True ('w2v2-cn',) True"]
+    # the same job sent as it is imports torch while being unpickled, before its timer starts
+    unpacked = _python(probe.format(path=str(bare)), tmp_path)
+    assert unpacked.returncode == 0, unpacked.stderr
+    assert unpacked.stdout.split("\n")[:2] == ["True True", "True ('w2v2-cn',) False"]
+
+
+def test_loading_the_job_is_timed_inside_its_run_time(tmp_path):
+    (tmp_path / "a").touch()
+    outcome = execute_job("probes", "fp1", Packed.of(lambda log: [tmp_path / "a"]), str(tmp_path))
+    assert isinstance(outcome, JobOutcome) and outcome.outputs == (str(tmp_path / "a"),)
+    assert 0 < outcome.load_s <= outcome.duration_s
+    assert Ledger(tmp_path).is_done("probes", "fp1")
+    plain = execute_job("splits", "fp2", lambda log: [], str(tmp_path))
+    assert plain.load_s == 0.0
+    assert pickle.loads(pickle.dumps(Packed.of(lambda log: ["x"])))(print) == ["x"]
+
+
+def test_a_one_job_process_skips_teardown_only_after_its_job_is_done(tmp_path):
+    code = """
+        import atexit, sys
+        from study.graph import execute_job
+        atexit.register(lambda: open("teardown-ran", "w").close())  # any other exit handler
+        fail = sys.argv[1:] == ["fail"]
+        def run(log):
+            if {fail}:
+                raise RuntimeError("job failed")
+            return []
+        try:
+            execute_job("sed", "fp", run, "run", exit_fast={fast})
+        except RuntimeError:
+            sys.exit(3)
+        print("job returned", flush=True)
+    """
+    fast = _python(code.format(fast=True, fail=False), tmp_path)
+    assert (fast.returncode, fast.stdout) == (0, "job returned\n") and not (tmp_path / "teardown-ran").exists()
+    assert Ledger(tmp_path / "run").is_done("sed", "fp")
+    slow = _python(code.format(fast=False, fail=False), tmp_path)
+    assert slow.returncode == 0 and (tmp_path / "teardown-ran").exists()
+    (tmp_path / "teardown-ran").unlink()
+    failed = _python(code.format(fast=True, fail=True), tmp_path)  # a failed job exits as it always did
+    assert failed.returncode == 3 and (tmp_path / "teardown-ran").exists()
