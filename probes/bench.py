@@ -35,8 +35,9 @@ import numpy as np
 import polars as pl
 import torch
 
+from featstore.malloc import keep_freed_memory
 from probes._baseline import train_plain
-from probes._stacked import HeadTask, make_optimizer
+from probes._stacked import HeadTask, make_optimizer, stack_chunks
 from probes.config import LayerwiseConfig, ProbeConfig
 from probes.data import load_corpus
 from probes.heads import HEADS
@@ -114,6 +115,11 @@ def run_bench(config: BenchConfig) -> dict:
         grid = LayerwiseConfig(models=tuple(PAPER_MODELS), corpora=tuple(PAPER_CORPORA), n_folds=config.n_folds,
                                cache_root=root, out_dir=root / "runs" / "a", write_best=False, probe=probe,
                                weighted=False)  # (a) is the per-layer grid alone; weighted sums timed apart
+        # the floor's throughput on this side of the grid too (the same shapes: groups of
+        # n_layers x n_folds heads of 4/5 training, 1/5 validation at most)
+        before = floor_throughput(HEADS[probe.head].widths(config.dim, 4),
+                                  usual_stack([config.n_layers * config.n_folds], probe.max_stack), probe,
+                                  -(-config.n_utts // config.n_folds))
         t0, cpu0 = time.perf_counter(), cpu_seconds()
         stacked = run_layerwise_full(grid)
         stacked_s, stacked_cpu_s = time.perf_counter() - t0, cpu_seconds() - cpu0
@@ -123,7 +129,8 @@ def run_bench(config: BenchConfig) -> dict:
         logreg = run_layerwise_full(replace(grid, out_dir=root / "runs" / "c", probe=replace(probe, head="logreg")))
         logreg_s = time.perf_counter() - t0
         weighted = weighted_bench(grid, root / "runs" / "w", stacked_s)  # weighted-sum probes vs (a)
-        floor = flop_floor(stacked.results, probe, config.dim, stacked_s, stacked_cpu_s)  # (a) vs its floor
+        floor = flop_floor(stacked.results, probe, config.dim, stacked_s, stacked_cpu_s,  # (a) vs its floor
+                           before=before)
     n_conditions = stacked.results.select("model", "setting", "train_corpus", "test_corpus").unique().height
     n_heads = stacked.results.select("model", "train_corpus", "layer", "fold").unique().height
     speedup = base["extrapolated_s"] / stacked_s if stacked_s > 0 else float("inf")
@@ -267,21 +274,23 @@ def measure_throughput(widths: tuple[int, ...], n_stack: int, batch_size: int, n
     times = {"forward": 0.0, "backward": 0.0, "valid": 0.0}
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    keep_freed_memory()  # as the trainer runs (probes._stacked.train_group)
     try:
         for k, (i, o) in enumerate(pairs):
+            # the trainer's own products (probes._stacked._StackedLinear): weights (H, out, in)
             x = torch.rand(n_stack, batch_size, i, generator=g)
-            w = torch.rand(n_stack, i, o, generator=g)
+            w = torch.rand(n_stack, o, i, generator=g)
             dy = torch.rand(n_stack, batch_size, o, generator=g)
             xv = torch.rand(n_stack, n_valid, i, generator=g)
             step = 2 * n_stack * batch_size * i * o
-            times["forward"] += _best_time(lambda x=x, w=w: torch.bmm(x, w))
+            times["forward"] += _best_time(lambda x=x, w=w: torch.bmm(x, w.transpose(1, 2)))
             flops["forward"] += step
-            times["backward"] += _best_time(lambda x=x, dy=dy: torch.bmm(x.transpose(1, 2), dy))
+            times["backward"] += _best_time(lambda x=x, dy=dy: torch.bmm(dy.transpose(1, 2), x))
             flops["backward"] += step
             if k > 0:  # no input gradient for the first layer (the features)
-                times["backward"] += _best_time(lambda dy=dy, w=w: torch.bmm(dy, w.transpose(1, 2)))
+                times["backward"] += _best_time(lambda dy=dy, w=w: torch.bmm(dy, w))
                 flops["backward"] += step
-            times["valid"] += _best_time(lambda xv=xv, w=w: torch.bmm(xv, w))
+            times["valid"] += _best_time(lambda xv=xv, w=w: torch.bmm(xv, w.transpose(1, 2)))
             flops["valid"] += 2 * n_stack * n_valid * i * o
         params = [torch.nn.Parameter(torch.rand(n_stack, i, o, generator=g)) for i, o in pairs]
         params += [torch.nn.Parameter(torch.rand(n_stack, 1, o, generator=g)) for _, o in pairs]
@@ -313,10 +322,15 @@ def cpu_seconds() -> float:
 
 
 def flop_floor(results: pl.DataFrame, probe: ProbeConfig, dim: int, grid_s: float, grid_cpu_s: float | None = None,
-               n_classes: int = 4) -> dict:
+               n_classes: int = 4, before: dict | None = None) -> dict:
     """(a)'s floor: the FLOPs of the epochs its heads actually ran (each head once, from the
     ``epochs``, ``n_train`` and ``n_valid`` of ``results``) at one core's measured
-    throughput for the same shapes (:func:`measure_throughput`), spread over all cores.
+    throughput for the same shapes (:func:`measure_throughput`, the stack size the trainer
+    used most), spread over all cores.
+
+    ``before``: the throughput measured before the grid (:func:`floor_throughput`); the
+    floor is then the mean of the floors at that and at the throughput measured now, so a
+    machine whose speed drifts during the grid (a shared VM) is measured on both sides of it.
 
     Returns the floor in CPU seconds (one core) and in wall seconds (all cores), the
     grid's wall time ``grid_s`` over the wall floor (target <= 2) and, with
@@ -330,16 +344,18 @@ def flop_floor(results: pl.DataFrame, probe: ProbeConfig, dim: int, grid_s: floa
         for k, v in head_flops(widths, n_train, n_valid, probe.batch_size, epochs).items():
             total[k] += v
     n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    rate = measure_throughput(widths, min(probe.max_stack, heads.height), probe.batch_size,
-                              int(heads["n_valid"].max()), probe)
-    part = {k: total[k] / rate[f"{k}_flop_per_s"] for k in ("forward", "backward", "valid")}
-    part["optimizer"] = total["optimizer_elements"] * rate["optimizer_s_per_element"]
+    groups = heads.group_by("model", "train_corpus", "n_train", "n_valid").len()["len"].to_list()
+    n_stack = usual_stack(groups, probe.max_stack)
+    rates = [r for r in (before, floor_throughput(widths, n_stack, probe, int(heads["n_valid"].max()))) if r]
+    parts = [_floor_parts(total, rate) for rate in rates]
+    part = {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]}
     floor_cpu_s = sum(part.values())
     floor_s = floor_cpu_s / n_cores
     ratio = grid_s / floor_s if floor_s > 0 else float("inf")
     out = {"heads": heads.height, "head_epochs": int(heads["epochs"].sum()),
            "gflop": (total["forward"] + total["backward"] + total["valid"]) / 1e9,
-           "optimizer_updates": total["optimizer_elements"], "throughput": rate,
+           "optimizer_updates": total["optimizer_elements"], "throughput": rates[-1],
+           "floor_cpu_s_each_measurement": [sum(p.values()) for p in parts],
            "floor_cpu_s_by_part": part, "floor_cpu_s": floor_cpu_s, "cores": n_cores, "floor_s": floor_s,
            "grid_s": grid_s, "grid_over_floor": ratio, "target_le_2": ratio <= TARGET_FLOOR_RATIO,
            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
@@ -348,3 +364,25 @@ def flop_floor(results: pl.DataFrame, probe: ProbeConfig, dim: int, grid_s: floa
         out["grid_cpu_over_floor_cpu"] = grid_cpu_s / floor_cpu_s if floor_cpu_s > 0 else float("inf")
         out["cpu_target_le_2"] = out["grid_cpu_over_floor_cpu"] <= TARGET_FLOOR_RATIO
     return out
+
+
+def usual_stack(group_sizes: list[int], max_stack: int) -> int:
+    """The stack size most heads train in, for groups of ``group_sizes`` heads split as the
+    trainer splits them (:func:`probes._stacked.stack_chunks`)."""
+    count: dict[int, int] = {}
+    for n in group_sizes:
+        for part in stack_chunks(n, max_stack):
+            size = len(range(n)[part])
+            count[size] = count.get(size, 0) + size
+    return max(count, key=lambda size: (count[size], size)) if count else 1
+
+
+def floor_throughput(widths: tuple[int, ...], n_stack: int, probe: ProbeConfig, n_valid: int) -> dict:
+    """:func:`measure_throughput` for a floor (the trainer's minibatch size)."""
+    return measure_throughput(widths, n_stack, probe.batch_size, n_valid, probe)
+
+
+def _floor_parts(total: dict, rate: dict) -> dict:
+    part = {k: total[k] / rate[f"{k}_flop_per_s"] for k in ("forward", "backward", "valid")}
+    part["optimizer"] = total["optimizer_elements"] * rate["optimizer_s_per_element"]
+    return part

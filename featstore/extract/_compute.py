@@ -57,20 +57,12 @@ def limit_heap_fragmentation() -> bool:
     costs nothing and leaves about a third of the growth. The decoding threads' own arenas
     are capped too (:data:`ARENA_MAX`). Returns whether it was applied.
     """
-    import ctypes
-    import ctypes.util
-    import sys
+    from featstore.malloc import M_ARENA_MAX, M_MMAP_THRESHOLD, mallopt
 
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False  # the user chose a threshold (e.g. 131072 for a flat resident set)
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_mmap_threshold, m_arena_max = -3, -8
-        if "MALLOC_ARENA_MAX" not in os.environ:  # the decoding threads would each fragment an arena of their own
-            libc.mallopt(m_arena_max, ARENA_MAX)
-        return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):
-        return False
+    # the decoding threads would each fragment an arena of their own
+    return mallopt({M_ARENA_MAX: ARENA_MAX, M_MMAP_THRESHOLD: MMAP_THRESHOLD_BYTES})[M_MMAP_THRESHOLD]
 
 
 def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:

@@ -60,3 +60,19 @@ def test_tiny_bench_reports_the_weighted_ratio_and_the_floor(tmp_path):
     assert f["target_le_2"] == (f["grid_over_floor"] <= 2.0) and f["grid_cpu_s"] > 0
     assert (tmp_path / "runs" / "w" / "layer_weights.csv").exists()
     assert not (tmp_path / "runs" / "a" / "weighted_results.parquet").exists()  # (a) is the per-layer grid alone
+
+
+def test_the_floor_averages_a_throughput_measured_before_the_grid():
+    from probes.bench import floor_throughput, usual_stack
+
+    assert usual_stack([65], 16) == 13 and usual_stack([3, 3], 16) == 3 and usual_stack([16, 17], 16) == 16 and usual_stack([17], 16) == 9
+    rows = [{"model": "m", "train_corpus": "c", "test_corpus": "c", "layer": layer, "fold": 0, "epochs": 4,
+             "n_train": 64, "n_valid": 16} for layer in range(3)]
+    probe = ProbeConfig(batch_size=32)
+    rate = floor_throughput(HEADS["mlp"].widths(8, 4), 3, probe, 16)
+    slow = {**rate, **{k: v / 4 for k, v in rate.items() if k.endswith("_flop_per_s")},
+            "optimizer_s_per_element": rate["optimizer_s_per_element"] * 4}  # a machine 4x slower before
+    floor = flop_floor(pl.DataFrame(rows), probe, dim=8, grid_s=1.0, before=slow)
+    first, second = floor["floor_cpu_s_each_measurement"]
+    assert floor["floor_cpu_s"] == pytest.approx((first + second) / 2)
+    assert first > 2 * second  # the slow measurement counted as measured, not replaced

@@ -107,3 +107,29 @@ def test_empty_parts_are_refused():
     bad = HeadTask(slot=0, layer=0, fold=0, train_rows=np.arange(10), valid_rows=np.array([], dtype=np.int64))
     with pytest.raises(ValueError, match="empty"):
         train_stacked(x, y, [bad], ProbeConfig(max_epochs=1))
+
+
+def test_stacks_are_split_evenly():
+    from probes._stacked import stack_chunks
+
+    sizes = [len(range(65)[part]) for part in stack_chunks(65, 16)]
+    assert sizes == [13, 13, 13, 13, 13]
+    for n, cap in [(1, 16), (16, 16), (17, 16), (6, 4), (100, 7)]:
+        parts = stack_chunks(n, cap)
+        covered = [i for part in parts for i in range(n)[part]]
+        lengths = [len(range(n)[part]) for part in parts]
+        assert covered == list(range(n)) and max(lengths) <= cap and max(lengths) - min(lengths) <= 1
+        assert len(parts) == -(-n // cap)
+
+
+def test_standardised_once_or_per_minibatch_the_heads_are_the_same(monkeypatch):
+    import probes._stacked as stacked
+
+    x, y = _data()
+    tasks = _tasks(x)
+    config = ProbeConfig(lr=3e-3, max_epochs=12, patience=3, batch_size=16, standardize=True)
+    once = train_stacked(x, y, tasks, config)
+    monkeypatch.setattr(stacked, "PRESTANDARDISE_BYTES", 0)  # too big to copy: standardise each minibatch
+    per_batch = train_stacked(x, y, tasks, config)
+    for a, b in zip(once, per_batch, strict=True):
+        assert _max_diff(a, b) == 0.0 and (a.epochs, a.best_epoch) == (b.epochs, b.best_epoch)
