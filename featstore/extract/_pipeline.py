@@ -52,6 +52,7 @@ from featstore.extract._plan import (
 )
 from featstore.extract._progress import ExtractProgress
 from featstore.extract._writer import PartWriter, part_path
+from featstore.malloc import HeapTrimmer
 from featstore.manifest import ManifestError, load_manifest, manifest_fingerprint
 from featstore.paths import features_path, manifest_path, safe_name
 
@@ -406,6 +407,7 @@ def _extract_locked(config: ExtractConfig, loaded: LoadedModel, encoder: torch.n
     writer = PartWriter(parts_dir, prov, frame_layers, int(loaded.hidden_size), config.dtype)
     reused_utts = sum(ranges[k][1] - ranges[k][0] for k in done)
     current = None
+    trim = HeapTrimmer()  # the resident set drifts up as clips of every length fragment the heap
     with ExtractProgress(len(ids), reused_utts, enabled=config.progress, label=f"{model_alias(config, loaded)} / {config.corpus}") as bar:
         try:
             for batch, loaded_audio in _prefetch(batches, rows, bad, config.n_workers):
@@ -423,6 +425,9 @@ def _extract_locked(config: ExtractConfig, loaded: LoadedModel, encoder: torch.n
                     results = _run_resilient(runner, [w for _, w in good])
                     for (r, _), res in zip(good, results, strict=True):
                         writer.add(ids[r], res)
+                    del results
+                    if device.type == "cpu":  # the batch's activations were freed: hand their pages back
+                        trim()
                 audio_s = sum(len(w) for _, w in good) / SAMPLE_RATE_HZ
                 report.audio_s += audio_s
                 report.n_extracted += len(good)

@@ -243,3 +243,30 @@ def test_cache_size_command():
     assert CliRunner().invoke(featstore_app, ["cache-size", "--layers", "24"]).exit_code == 2
     res = CliRunner().invoke(featstore_app, ["cache-size", "--model", "nope"])
     assert res.exit_code == 2 and "unknown model 'nope'" in res.output
+
+
+def test_extraction_on_cpu_offers_the_heap_back_after_every_batch(tmp_path, monkeypatch):
+    """The trimmer (featstore.malloc.HeapTrimmer) is asked after each batch, from one
+    instance per extraction; what it does is tested in test_malloc.py."""
+    from featstore.extract import _compute, _pipeline
+
+    batches: list[int] = []
+    asked: list[int] = []
+    real_run = _compute.BatchRunner.run
+
+    def spy(self, waves):
+        batches.append(len(waves))
+        return real_run(self, waves)
+
+    class Counting:
+        def __call__(self) -> bool:
+            asked.append(id(self))
+            return False
+
+    monkeypatch.setattr(_compute.BatchRunner, "run", spy)
+    monkeypatch.setattr(_pipeline, "HeapTrimmer", Counting)
+    manifest = write_clips(tmp_path / "wav", 9, seed=2, min_s=0.3, max_s=1.2)
+    cfg = ExtractConfig(model="tiny", corpus="toy", out=tmp_path / "c.h5", device="cpu", batch_size=2,
+                        dtype="float32", progress=False)
+    run_extraction(cfg, model=tiny_model("wav2vec2"), manifest=manifest)
+    assert len(batches) >= 5 and len(asked) == len(batches) and len(set(asked)) == 1
