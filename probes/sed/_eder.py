@@ -163,11 +163,6 @@ TIME_COMPONENTS: tuple[str, ...] = ("missed", "false_alarm", "overlap", "confusi
 """EDER's error components, in seconds (result tables name them ``<component>_s``)."""
 
 
-def time_columns(result: EderResult) -> dict[str, float]:
-    """``result.time_columns()``: the components in seconds, named ``<component>_s``."""
-    return result.time_columns()
-
-
 @dataclass(frozen=True)
 class EderResult:
     """EDER of one utterance.

@@ -29,7 +29,6 @@ from probes.sed._eder import (
     canonical_label,
     eder,
     reference_segments,
-    time_columns,
 )
 
 ANSWER_COLUMNS: tuple[str, ...] = ("listener", "group", "stimulus", "label", "start", "end")
@@ -254,7 +253,7 @@ def score_answers(answers: pl.DataFrame, key: pl.DataFrame, source: str | Path =
         rows.append({
             "listener": ans["listener"], "group": ans["group"], "stimulus": ans["stimulus"],
             "utt_id": item["utt_id"], "emotion": item["emotion"], "label": label, "start": start, "end": end,
-            "duration": duration, "eder": res.eder, **time_columns(res),
+            "duration": duration, "eder": res.eder, **res.time_columns(),
             "hypothesis": json.dumps(hyp), "reference": json.dumps(ref),
         })
     if not rows:

@@ -35,7 +35,6 @@ from probes.sed._eder import (
     pad_like_recipe,
     recipe_frame_count,
     reference_segments,
-    time_columns,
 )
 
 FRAME_S = 0.02
@@ -163,7 +162,7 @@ def diarize_corpus(
         res = eder(hyp, ref, duration)
         rows.append({
             "utt_id": row["utt_id"], "emotion": row["emotion"], "duration": duration,
-            "n_frames": len(labels), "eder": res.eder, **time_columns(res),
+            "n_frames": len(labels), "eder": res.eder, **res.time_columns(),
             "hypothesis": json.dumps(hyp), "reference": json.dumps(ref),
             "frame_labels": "".join(lab[0] for lab in labels),
         })

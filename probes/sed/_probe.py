@@ -43,7 +43,6 @@ from probes.sed._eder import (
     pad_like_recipe,
     recipe_frame_count,
     reference_segments,
-    time_columns,
 )
 
 
@@ -226,7 +225,7 @@ def run_probe(
                 hyp = frames_to_segments(labels, config.window_s, config.stride_s)
                 res = eder(hyp, ref, duration)
                 rows.append({"layer": layer, "utt_id": row["utt_id"], "emotion": row["emotion"],
-                             "duration": duration, "eder": res.eder, **time_columns(res),
+                             "duration": duration, "eder": res.eder, **res.time_columns(),
                              "hypothesis": json.dumps(hyp), **info})
     per_utt = pl.DataFrame(rows, infer_schema_length=None)
     return per_utt, summarise_layers(per_utt)
