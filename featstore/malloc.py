@@ -4,12 +4,16 @@ Large tensors are ordinary ``malloc`` blocks, and glibc's defaults suit neither 
 
 - **extraction** allocates hidden states whose size changes with every clip: blocks kept in
   the heap fragment it and the resident set grows clip after clip; extraction on CPU hands
-  large blocks back at once and, after each batch, the free pages inside the heap
-  (:func:`release_free_memory`);
+  large blocks back at once and, once the resident set has grown, the free pages inside
+  the heap (:class:`HeapTrimmer`, :func:`release_free_memory`);
 - **probe training** allocates the same blocks at every step (a stack of heads' weight
   gradients, 6 MiB; each minibatch, 1.5 MiB): glibc hands freed blocks back to the OS (top
   of the heap over the trim threshold, or mmapped) and the next step faults the same pages
   in again. :func:`keep_freed_memory` keeps them for reuse.
+
+Settings are process-wide and stay set: in a one-process study the steps after the probes
+(fine-tuning, diarization) run with the probes' settings, which only keeps more freed
+memory resident; extraction sets its own mmap threshold and trims as above.
 
 A setting is left alone when its environment variable is set (``MALLOC_MMAP_THRESHOLD_``,
 ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_ARENA_MAX``): the user's choice wins. Other C
@@ -18,6 +22,7 @@ libraries (musl, macOS, Windows) are left alone.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Mapping
@@ -58,8 +63,8 @@ def release_free_memory() -> bool:
     the top of each heap and whole free pages inside it), so that memory freed in a
     fragmented heap stops counting in the resident set.
 
-    Each call costs about 13 ms and the pages are faulted in again when next used, so
-    extraction calls it through a :class:`HeapTrimmer` (when the resident set has grown).
+    The pages are faulted in again when next used, so extraction calls it through a
+    :class:`HeapTrimmer` (when the resident set has grown), not after every batch.
     Returns whether it ran (glibc only)."""
     libc = _glibc()
     if libc is None or not hasattr(libc, "malloc_trim"):
@@ -81,13 +86,16 @@ class HeapTrimmer:
     """Call after each unit of work (an extraction batch): hands the heap's free pages back
     (:func:`release_free_memory`) when the resident set has grown by more than ``growth``
     (a fraction) since the first call or the last trim, then takes the trimmed size as the
-    new baseline. Bounds the drift of a fragmenting heap to about ``growth`` at the cost
-    of a trim every so many batches instead of one per batch.
+    new baseline. Between trims the resident set stays within ``growth`` of the last
+    trimmed size; what is live (the model, a batch's activations) is never trimmed, so
+    the size itself still follows what the work holds.
 
     Measured on the 2-core AMD EPYC VM: wav2vec 2.0 base over 60 clips, the resident set
     after each batch drifts 871 -> 1,194 MiB (+37 %) untrimmed; a 6-layer x 1024 wav2vec 2.0
     (XLS-R's width) over clips of 1-20 s peaks at 1.29 GiB for 25 clips and 1.77 GiB for 100
-    untrimmed (+37 %), 1.23 and 1.25 GiB trimmed after every batch (+1.6 %)."""
+    untrimmed (+37 %), 1.23 and 1.28 GiB with this trimmer (+3.9 %); XLS-R size itself
+    (24 x 1024, ``featstore bench --family xlsr``): +13.0 % from 50 to 200 clips with it,
+    +29.4 % without (``docs/large-models.md``)."""
 
     def __init__(self, growth: float = 0.05) -> None:
         if not growth >= 0:
@@ -111,6 +119,7 @@ class HeapTrimmer:
         return True
 
 
+@functools.lru_cache(maxsize=1)
 def _glibc() -> object | None:
     if not sys.platform.startswith("linux"):
         return None

@@ -185,6 +185,8 @@ def stack_chunks(n_heads: int, max_stack: int) -> list[slice]:
     """``n_heads`` split into the fewest stacks of at most ``max_stack``, of sizes that
     differ by at most one (65 heads, 16 at most: five stacks of 13, not 16, 16, 16, 16
     and a lone head paying a whole stack's per-step cost)."""
+    if n_heads <= 0:
+        return []
     n_stacks = -(-n_heads // max_stack)
     bounds = [round(k * n_heads / n_stacks) for k in range(n_stacks + 1)]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

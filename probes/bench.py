@@ -116,10 +116,11 @@ def run_bench(config: BenchConfig) -> dict:
                                cache_root=root, out_dir=root / "runs" / "a", write_best=False, probe=probe,
                                weighted=False)  # (a) is the per-layer grid alone; weighted sums timed apart
         # the floor's throughput on this side of the grid too (the same shapes: groups of
-        # n_layers x n_folds heads of 4/5 training, 1/5 validation at most)
-        before = floor_throughput(HEADS[probe.head].widths(config.dim, 4),
-                                  usual_stack([config.n_layers * config.n_folds], probe.max_stack), probe,
-                                  -(-config.n_utts // config.n_folds))
+        # n_layers x n_folds heads, the folds' validation size)
+        first = load_corpus(next(iter(PAPER_MODELS)), next(iter(PAPER_CORPORA)), root, None, config.n_folds, probe.stat)
+        before = floor_throughput_elsewhere(HEADS[probe.head].widths(config.dim, 4),
+                                            usual_stack([config.n_layers * config.n_folds], probe.max_stack), probe,
+                                            max(first.rows(f, "valid").size for f in range(config.n_folds)))
         t0, cpu0 = time.perf_counter(), cpu_seconds()
         stacked = run_layerwise_full(grid)
         stacked_s, stacked_cpu_s = time.perf_counter() - t0, cpu_seconds() - cpu0
@@ -328,9 +329,11 @@ def flop_floor(results: pl.DataFrame, probe: ProbeConfig, dim: int, grid_s: floa
     throughput for the same shapes (:func:`measure_throughput`, the stack size the trainer
     used most), spread over all cores.
 
-    ``before``: the throughput measured before the grid (:func:`floor_throughput`); the
-    floor is then the mean of the floors at that and at the throughput measured now, so a
-    machine whose speed drifts during the grid (a shared VM) is measured on both sides of it.
+    ``before``: the throughput measured before the grid for the same shapes
+    (:func:`floor_throughput`); the floor is then the lower of the floors at that and at
+    the throughput measured now (the machine's best, as each measurement is a best of
+    repeated runs), so a machine whose speed drifts during the grid (a shared VM) is
+    measured on both sides of it. A ``before`` of other shapes is not used.
 
     Returns the floor in CPU seconds (one core) and in wall seconds (all cores), the
     grid's wall time ``grid_s`` over the wall floor (target <= 2) and, with
@@ -346,9 +349,11 @@ def flop_floor(results: pl.DataFrame, probe: ProbeConfig, dim: int, grid_s: floa
     n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     groups = heads.group_by("model", "train_corpus", "n_train", "n_valid").len()["len"].to_list()
     n_stack = usual_stack(groups, probe.max_stack)
-    rates = [r for r in (before, floor_throughput(widths, n_stack, probe, int(heads["n_valid"].max()))) if r]
+    now = floor_throughput(widths, n_stack, probe, int(heads["n_valid"].max()))
+    same_shapes = before is not None and all(before.get(k) == now[k] for k in ("stack", "n_valid", "widths"))
+    rates = [before, now] if same_shapes else [now]
     parts = [_floor_parts(total, rate) for rate in rates]
-    part = {k: sum(p[k] for p in parts) / len(parts) for k in parts[0]}
+    part = min(parts, key=lambda p: sum(p.values()))
     floor_cpu_s = sum(part.values())
     floor_s = floor_cpu_s / n_cores
     ratio = grid_s / floor_s if floor_s > 0 else float("inf")
@@ -356,6 +361,7 @@ def flop_floor(results: pl.DataFrame, probe: ProbeConfig, dim: int, grid_s: floa
            "gflop": (total["forward"] + total["backward"] + total["valid"]) / 1e9,
            "optimizer_updates": total["optimizer_elements"], "throughput": rates[-1],
            "floor_cpu_s_each_measurement": [sum(p.values()) for p in parts],
+           "before_used": same_shapes,
            "floor_cpu_s_by_part": part, "floor_cpu_s": floor_cpu_s, "cores": n_cores, "floor_s": floor_s,
            "grid_s": grid_s, "grid_over_floor": ratio, "target_le_2": ratio <= TARGET_FLOOR_RATIO,
            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
@@ -378,8 +384,21 @@ def usual_stack(group_sizes: list[int], max_stack: int) -> int:
 
 
 def floor_throughput(widths: tuple[int, ...], n_stack: int, probe: ProbeConfig, n_valid: int) -> dict:
-    """:func:`measure_throughput` for a floor (the trainer's minibatch size)."""
-    return measure_throughput(widths, n_stack, probe.batch_size, n_valid, probe)
+    """:func:`measure_throughput` for a floor (the trainer's minibatch size), with the
+    shapes it was measured for."""
+    rate = measure_throughput(widths, n_stack, probe.batch_size, n_valid, probe)
+    return {**rate, "n_valid": int(n_valid), "widths": [int(w) for w in widths]}
+
+
+def floor_throughput_elsewhere(widths: tuple[int, ...], n_stack: int, probe: ProbeConfig, n_valid: int) -> dict:
+    """:func:`floor_throughput` in a fresh process: its allocator setting
+    (:func:`featstore.malloc.keep_freed_memory`) stays out of this process, where (b), the
+    paper code's loop, runs with the defaults it has in the paper's code."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(floor_throughput, widths, n_stack, probe, n_valid).result()
 
 
 def _floor_parts(total: dict, rate: dict) -> dict:

@@ -426,7 +426,7 @@ def _extract_locked(config: ExtractConfig, loaded: LoadedModel, encoder: torch.n
                     for (r, _), res in zip(good, results, strict=True):
                         writer.add(ids[r], res)
                     del results
-                    if device.type == "cpu":  # the batch's activations were freed: hand their pages back
+                    if device.type == "cpu":  # the forward pass's activations are freed: offer their pages back
                         trim()
                 audio_s = sum(len(w) for _, w in good) / SAMPLE_RATE_HZ
                 report.audio_s += audio_s

@@ -255,7 +255,7 @@ def bench(
     table.add_row(f"weighted-sum probes ({w['probes']}), same workers", f"{w['seconds']:.1f} s",
                   f"{w['over_grid']:.2f}x (a), <= 1x: {w['target_over_grid_le_1']}")
     each = f.get("floor_cpu_s_each_measurement", [])
-    measured = (" (measured before and after: " + " and ".join(f"{c / f['cores']:.1f} s" for c in each) + ")"
+    measured = (" (the lower of before and after: " + " and ".join(f"{c / f['cores']:.1f} s" for c in each) + ")"
                 if len(each) > 1 else "")
     table.add_row(f"(a) FLOP floor: {f['gflop']:.0f} GFLOP + AdamW, {f['cores']} core(s){measured}",
                   f"{f['floor_s']:.1f} s", f"(a)/floor {f['grid_over_floor']:.2f}x, <= 2x: {f['target_le_2']}")

@@ -46,7 +46,7 @@ def test_flop_floor_counts_each_head_once_with_its_own_epochs():
     assert floor["floor_s"] == pytest.approx(floor["floor_cpu_s"] / floor["cores"])
     assert floor["grid_over_floor"] == pytest.approx(1.0 / floor["floor_s"])
     assert floor["grid_cpu_over_floor_cpu"] == pytest.approx(2.0 / floor["floor_cpu_s"])
-    assert all(v > 0 for k, v in floor["throughput"].items() if k != "stack")
+    assert all(v > 0 for k, v in floor["throughput"].items() if k not in ("stack", "widths"))
 
 
 @pytest.mark.slow
@@ -62,17 +62,26 @@ def test_tiny_bench_reports_the_weighted_ratio_and_the_floor(tmp_path):
     assert not (tmp_path / "runs" / "a" / "weighted_results.parquet").exists()  # (a) is the per-layer grid alone
 
 
-def test_the_floor_averages_a_throughput_measured_before_the_grid():
+def test_the_floor_is_the_best_of_a_throughput_measured_before_and_after_the_grid():
     from probes.bench import floor_throughput, usual_stack
 
-    assert usual_stack([65], 16) == 13 and usual_stack([3, 3], 16) == 3 and usual_stack([16, 17], 16) == 16 and usual_stack([17], 16) == 9
+    assert usual_stack([65], 16) == 13 and usual_stack([3, 3], 16) == 3 and usual_stack([16, 17], 16) == 16
+    assert usual_stack([17], 16) == 9
     rows = [{"model": "m", "train_corpus": "c", "test_corpus": "c", "layer": layer, "fold": 0, "epochs": 4,
              "n_train": 64, "n_valid": 16} for layer in range(3)]
     probe = ProbeConfig(batch_size=32)
     rate = floor_throughput(HEADS["mlp"].widths(8, 4), 3, probe, 16)
-    slow = {**rate, **{k: v / 4 for k, v in rate.items() if k.endswith("_flop_per_s")},
-            "optimizer_s_per_element": rate["optimizer_s_per_element"] * 4}  # a machine 4x slower before
-    floor = flop_floor(pl.DataFrame(rows), probe, dim=8, grid_s=1.0, before=slow)
-    first, second = floor["floor_cpu_s_each_measurement"]
-    assert floor["floor_cpu_s"] == pytest.approx((first + second) / 2)
-    assert first > 2 * second  # the slow measurement counted as measured, not replaced
+    assert (rate["stack"], rate["n_valid"], rate["widths"]) == (3, 16, [8, 128, 16, 4])
+
+    def scaled(factor):
+        return {**rate, **{k: v / factor for k, v in rate.items() if k.endswith("_flop_per_s")},
+                "optimizer_s_per_element": rate["optimizer_s_per_element"] * factor}
+
+    slow = flop_floor(pl.DataFrame(rows), probe, dim=8, grid_s=1.0, before=scaled(4))  # 4x slower before
+    first, second = slow["floor_cpu_s_each_measurement"]
+    assert slow["before_used"] and first > 2 * second and slow["floor_cpu_s"] == pytest.approx(second)
+    fast = flop_floor(pl.DataFrame(rows), probe, dim=8, grid_s=1.0, before=scaled(0.25))  # 4x faster before
+    first, second = fast["floor_cpu_s_each_measurement"]
+    assert first < second / 2 and fast["floor_cpu_s"] == pytest.approx(first)  # the machine's best counts
+    other = flop_floor(pl.DataFrame(rows), probe, dim=8, grid_s=1.0, before={**scaled(0.25), "n_valid": 99})
+    assert not other["before_used"] and len(other["floor_cpu_s_each_measurement"]) == 1

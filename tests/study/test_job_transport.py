@@ -60,27 +60,45 @@ def test_loading_the_job_is_timed_inside_its_run_time(tmp_path):
     assert pickle.loads(pickle.dumps(Packed.of(lambda log: ["x"])))(print) == ["x"]
 
 
-def test_a_one_job_process_skips_teardown_only_after_its_job_is_done(tmp_path):
+def _register_marker(marker: str, child: bool):
+    """A job body: registers an exit handler that writes ``marker`` (any other library's
+    handler), and with ``child`` leaves a child process running."""
+    def run(log):
+        import atexit
+        import subprocess as sp
+        from pathlib import Path as P
+
+        atexit.register(lambda: P(marker).write_text("teardown ran"))
+        if child:
+            sp.Popen(["sleep", "3"])
+        return []
+    return run
+
+
+def test_a_submitit_job_skips_teardown_only_when_its_result_is_written_and_no_child_lives(tmp_path):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
+    executor.update_parameters(timeout_min=2)
+    outcomes = {}
+    for case, child in (("plain", False), ("child", True)):
+        marker = tmp_path / f"{case}.marker"
+        job = executor.submit(functools.partial(execute_job, f"sed/{case}", "fp", Packed.of(_register_marker(str(marker), child)),
+                                                str(tmp_path / "run"), None, exit_fast=True))
+        outcomes[case] = (job.result(), marker.exists())
+        assert Ledger(tmp_path / "run").is_done(f"sed/{case}", "fp")
+    assert outcomes["plain"][1] is False  # the result was written, no child: teardown skipped
+    assert outcomes["child"][1] is True  # a child still ran: the process exited as usual
+    assert all(isinstance(o, JobOutcome) for o, _ in outcomes.values())
+
+
+def test_outside_submitit_a_job_process_exits_as_usual(tmp_path):
     code = """
-        import atexit, sys
+        import atexit
         from study.graph import execute_job
-        atexit.register(lambda: open("teardown-ran", "w").close())  # any other exit handler
-        fail = sys.argv[1:] == ["fail"]
-        def run(log):
-            if {fail}:
-                raise RuntimeError("job failed")
-            return []
-        try:
-            execute_job("sed", "fp", run, "run", exit_fast={fast})
-        except RuntimeError:
-            sys.exit(3)
-        print("job returned", flush=True)
+        atexit.register(lambda: open("teardown-ran", "w").close())
+        execute_job("sed", "fp", lambda log: [], "run", exit_fast=True)
     """
-    fast = _python(code.format(fast=True, fail=False), tmp_path)
-    assert (fast.returncode, fast.stdout) == (0, "job returned\n") and not (tmp_path / "teardown-ran").exists()
+    done = _python(code, tmp_path)
+    assert done.returncode == 0 and (tmp_path / "teardown-ran").exists()  # no result of submitit's: exit as usual
     assert Ledger(tmp_path / "run").is_done("sed", "fp")
-    slow = _python(code.format(fast=False, fail=False), tmp_path)
-    assert slow.returncode == 0 and (tmp_path / "teardown-ran").exists()
-    (tmp_path / "teardown-ran").unlink()
-    failed = _python(code.format(fast=True, fail=True), tmp_path)  # a failed job exits as it always did
-    assert failed.returncode == 3 and (tmp_path / "teardown-ran").exists()
