@@ -118,9 +118,10 @@ def run_bench(config: BenchConfig) -> dict:
         # the floor's throughput on this side of the grid too (the same shapes: groups of
         # n_layers x n_folds heads, the folds' validation size)
         first = load_corpus(next(iter(PAPER_MODELS)), next(iter(PAPER_CORPORA)), root, None, config.n_folds, probe.stat)
-        before = floor_throughput_elsewhere(HEADS[probe.head].widths(config.dim, 4),
+        before = floor_throughput_all_cores(HEADS[probe.head].widths(config.dim, 4),
                                             usual_stack([config.n_layers * config.n_folds], probe.max_stack), probe,
-                                            max(first.rows(f, "valid").size for f in range(config.n_folds)))
+                                            max(first.rows(f, "valid").size for f in range(config.n_folds)),
+                                            _cores())
         t0, cpu0 = time.perf_counter(), cpu_seconds()
         stacked = run_layerwise_full(grid)
         stacked_s, stacked_cpu_s = time.perf_counter() - t0, cpu_seconds() - cpu0
@@ -323,11 +324,12 @@ def cpu_seconds() -> float:
 
 
 def flop_floor(results: pl.DataFrame, probe: ProbeConfig, dim: int, grid_s: float, grid_cpu_s: float | None = None,
-               n_classes: int = 4, before: dict | None = None) -> dict:
+               n_classes: int = 4, before: dict | None = None, all_cores: bool = True) -> dict:
     """(a)'s floor: the FLOPs of the epochs its heads actually ran (each head once, from the
     ``epochs``, ``n_train`` and ``n_valid`` of ``results``) at one core's measured
     throughput for the same shapes (:func:`measure_throughput`, the stack size the trainer
-    used most), spread over all cores.
+    used most) while every core runs it (:func:`floor_throughput_all_cores`; ``all_cores``
+    False: one core measured alone, as if the cores shared nothing), spread over all cores.
 
     ``before``: the throughput measured before the grid for the same shapes
     (:func:`floor_throughput`); the floor is then the lower of the floors at that and at
@@ -346,10 +348,12 @@ def flop_floor(results: pl.DataFrame, probe: ProbeConfig, dim: int, grid_s: floa
     for epochs, n_train, n_valid in heads.select("epochs", "n_train", "n_valid").iter_rows():
         for k, v in head_flops(widths, n_train, n_valid, probe.batch_size, epochs).items():
             total[k] += v
-    n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n_cores = _cores()
     groups = heads.group_by("model", "train_corpus", "n_train", "n_valid").len()["len"].to_list()
     n_stack = usual_stack(groups, probe.max_stack)
-    now = floor_throughput(widths, n_stack, probe, int(heads["n_valid"].max()))
+    n_valid = int(heads["n_valid"].max())
+    now = (floor_throughput_all_cores(widths, n_stack, probe, n_valid, n_cores) if all_cores
+           else floor_throughput(widths, n_stack, probe, n_valid))
     same_shapes = before is not None and all(before.get(k) == now[k] for k in ("stack", "n_valid", "widths"))
     rates = [before, now] if same_shapes else [now]
     parts = [_floor_parts(total, rate) for rate in rates]
@@ -372,6 +376,10 @@ def flop_floor(results: pl.DataFrame, probe: ProbeConfig, dim: int, grid_s: floa
     return out
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def usual_stack(group_sizes: list[int], max_stack: int) -> int:
     """The stack size most heads train in, for groups of ``group_sizes`` heads split as the
     trainer splits them (:func:`probes._stacked.stack_chunks`)."""
@@ -390,15 +398,44 @@ def floor_throughput(widths: tuple[int, ...], n_stack: int, probe: ProbeConfig, 
     return {**rate, "n_valid": int(n_valid), "widths": [int(w) for w in widths]}
 
 
-def floor_throughput_elsewhere(widths: tuple[int, ...], n_stack: int, probe: ProbeConfig, n_valid: int) -> dict:
-    """:func:`floor_throughput` in a fresh process: its allocator setting
-    (:func:`featstore.malloc.keep_freed_memory`) stays out of this process, where (b), the
-    paper code's loop, runs with the defaults it has in the paper's code."""
+def floor_throughput_all_cores(widths: tuple[int, ...], n_stack: int, probe: ProbeConfig, n_valid: int,
+                               n_cores: int) -> dict:
+    """:func:`floor_throughput` on every core at once, as the grid runs (one worker per
+    core sharing the caches and the memory bus): ``n_cores`` fresh processes start their
+    measurement together and keep their core busy until the last has finished; the
+    per-core figure is the mean of theirs (``per_core`` lists each). Fresh processes also
+    keep the allocator setting (:func:`featstore.malloc.keep_freed_memory`) out of this
+    one, where (b), the paper code's loop, runs with its defaults."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(floor_throughput, widths, n_stack, probe, n_valid).result()
+    ctx = multiprocessing.get_context("spawn")
+    barrier, finished, out = ctx.Barrier(n_cores), ctx.Value("i", 0), ctx.Queue()
+    procs = [ctx.Process(target=_throughput_worker, args=((widths, n_stack, probe, n_valid, n_cores),
+                                                          barrier, finished, out), daemon=True)
+             for _ in range(n_cores)]
+    for proc in procs:
+        proc.start()
+    try:
+        rates = [out.get(timeout=900) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(timeout=60)
+    mean = {k: sum(r[k] for r in rates) / len(rates) for k in rates[0]
+            if k.endswith("_flop_per_s") or k == "optimizer_s_per_element"}
+    return {**rates[0], **mean, "cores_measured": n_cores, "per_core": rates}
+
+
+def _throughput_worker(args: tuple, barrier: object, finished: object, out: object) -> None:
+    widths, n_stack, probe, n_valid, n_workers = args
+    barrier.wait()  # type: ignore[attr-defined]
+    rate = floor_throughput(widths, n_stack, probe, n_valid)
+    with finished.get_lock():  # type: ignore[attr-defined]
+        finished.value += 1  # type: ignore[attr-defined]
+    x = torch.rand(n_stack, probe.batch_size, widths[0])
+    w = torch.rand(n_stack, widths[1], widths[0])
+    while finished.value < n_workers:  # type: ignore[attr-defined]
+        torch.bmm(x, w.transpose(1, 2))  # keep this core as busy as the others until all have measured
+    out.put(rate)  # type: ignore[attr-defined]
 
 
 def _floor_parts(total: dict, rate: dict) -> dict:

@@ -36,7 +36,7 @@ def test_flop_floor_counts_each_head_once_with_its_own_epochs():
     rows = [{"model": "m", "train_corpus": "c", "test_corpus": t, "layer": layer, "fold": 0, "epochs": 3 + layer,
              "n_train": 64, "n_valid": 16} for layer in range(3) for t in ("c", "d")]
     frame = pl.DataFrame(rows)
-    floor = flop_floor(frame, ProbeConfig(batch_size=32), dim=8, grid_s=1.0, grid_cpu_s=2.0)
+    floor = flop_floor(frame, ProbeConfig(batch_size=32), dim=8, grid_s=1.0, grid_cpu_s=2.0, all_cores=False)
     assert floor["heads"] == 3 and floor["head_epochs"] == 3 + 4 + 5
     widths = HEADS["mlp"].widths(8, 4)
     gflop = sum(sum(v for k, v in head_flops(widths, 64, 16, 32, e).items() if k != "optimizer_elements")
@@ -77,11 +77,22 @@ def test_the_floor_is_the_best_of_a_throughput_measured_before_and_after_the_gri
         return {**rate, **{k: v / factor for k, v in rate.items() if k.endswith("_flop_per_s")},
                 "optimizer_s_per_element": rate["optimizer_s_per_element"] * factor}
 
-    slow = flop_floor(pl.DataFrame(rows), probe, dim=8, grid_s=1.0, before=scaled(4))  # 4x slower before
+    slow = flop_floor(pl.DataFrame(rows), probe, dim=8, grid_s=1.0, before=scaled(4), all_cores=False)  # 4x slower before
     first, second = slow["floor_cpu_s_each_measurement"]
     assert slow["before_used"] and first > 2 * second and slow["floor_cpu_s"] == pytest.approx(second)
-    fast = flop_floor(pl.DataFrame(rows), probe, dim=8, grid_s=1.0, before=scaled(0.25))  # 4x faster before
+    fast = flop_floor(pl.DataFrame(rows), probe, dim=8, grid_s=1.0, before=scaled(0.25), all_cores=False)  # 4x faster before
     first, second = fast["floor_cpu_s_each_measurement"]
     assert first < second / 2 and fast["floor_cpu_s"] == pytest.approx(first)  # the machine's best counts
-    other = flop_floor(pl.DataFrame(rows), probe, dim=8, grid_s=1.0, before={**scaled(0.25), "n_valid": 99})
+    other = flop_floor(pl.DataFrame(rows), probe, dim=8, grid_s=1.0, before={**scaled(0.25), "n_valid": 99},
+                       all_cores=False)
     assert not other["before_used"] and len(other["floor_cpu_s_each_measurement"]) == 1
+
+
+def test_throughput_on_every_core_at_once_is_the_mean_of_each_cores():
+    from probes.bench import floor_throughput_all_cores
+
+    rate = floor_throughput_all_cores(HEADS["mlp"].widths(8, 4), 3, ProbeConfig(batch_size=32), 16, n_cores=2)
+    assert rate["cores_measured"] == 2 and len(rate["per_core"]) == 2
+    for key in ("forward_flop_per_s", "backward_flop_per_s", "valid_flop_per_s", "optimizer_s_per_element"):
+        assert rate[key] == pytest.approx(sum(r[key] for r in rate["per_core"]) / 2) and rate[key] > 0
+    assert (rate["stack"], rate["n_valid"], rate["widths"]) == (3, 16, [8, 128, 16, 4])
