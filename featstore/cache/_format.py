@@ -43,10 +43,13 @@ DTYPES: tuple[str, ...] = ("float16", "float32")
 KEY_FIELDS: tuple[str, ...] = (
     "model_fingerprint", "manifest_fingerprint", "dtype", "n_hidden_states", "hidden_size",
     "frames", "frame_layers", "normalisation", "sample_rate_hz", "max_clip_seconds", "compute_dtype",
+    "model_language",
 )
 """Provenance fields that decide the cache's content. Two caches (or a cache and a request)
 with the same values hold the same features; anything else (time, versions, device, shard)
-is recorded but does not make a cache unusable."""
+is recorded but does not make a cache unusable. ``model_language`` does not change a
+feature, but the probes read the model's language from the cache (it decides mono, cross
+or trans): a request with another language is refused, never silently served the old one."""
 STR = h5py.string_dtype("utf-8")
 
 

@@ -39,7 +39,7 @@ here: it loads torch)."""
 
 
 def extract(
-    model: Annotated[str, typer.Option(help="Registry alias (w2v2-cn, w2v2-de, w2v2-en, wavlm-emo, wavlm-large), a local model folder, or a Hugging Face id already in the local cache (see featstore models)")],
+    model: Annotated[str, typer.Option(help="Registry alias (`featstore models` lists them all: the paper's w2v2-cn, w2v2-de, w2v2-en, wavlm-emo, wavlm-large, and XLS-R, MMS, HuBERT, data2vec-audio, WavLM base, Whisper), a local model folder, or a Hugging Face id already in the local cache")],
     corpus: Annotated[str, typer.Option(help="Prepared corpus name (manifests/<corpus>.parquet under the cache root)")],
     model_language: Annotated[Optional[str], typer.Option("--model-language", help="Language code of a model outside the registry (cn, de, en ...). Default: from the registry.")] = None,
     alias: Annotated[Optional[str], typer.Option("--alias", help="The model's name in the cache folder and results when --model is a folder (a study names it so). Default: the registry alias, else the folder's name.")] = None,

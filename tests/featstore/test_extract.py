@@ -87,6 +87,9 @@ def test_settings_mismatch_refused_then_overwrite(tmp_path):
         run_extraction(_cfg(tmp_path), model, man.slice(0, 5))
     with pytest.raises(ExtractError, match="frames"):
         run_extraction(_cfg(tmp_path, frames=True), model, man)
+    # the model's language decides the probes' settings: another one is not served the old cache
+    with pytest.raises(ExtractError, match="model_language: cache has 'en', asked for 'de'"):
+        run_extraction(_cfg(tmp_path, model_language="de"), model, man)
     rep = run_extraction(_cfg(tmp_path, frames=True, frame_layers=(0, 2), overwrite=True), model, man)
     assert rep.path == first.path and rep.status == "extracted"
     with open_cache(rep.path) as c:
