@@ -54,8 +54,10 @@ class ExtractConfig:
     progress : show a progress bar.
     """
 
-    model: str = field(metadata={"help": "Registry alias (w2v2-cn, w2v2-de, w2v2-en, wavlm-emo, wavlm-large), a local "
-                                         "model folder, or a Hugging Face id already in the local cache (see featstore models)"})
+    model: str = field(metadata={"help": "Registry alias (`featstore models` lists them all: the paper's w2v2-cn, "
+                                         "w2v2-de, w2v2-en, wavlm-emo, wavlm-large, and XLS-R, MMS, HuBERT, "
+                                         "data2vec-audio, WavLM base, Whisper), a local model folder, or a Hugging "
+                                         "Face id already in the local cache"})
     corpus: str = field(metadata={"help": "Prepared corpus name (manifests/<corpus>.parquet under the cache root)"})
     cache_root: str | Path | None = field(default=None, metadata={
         "help": "Cache root. Default $CROSSLING_CACHE or ./cache."})
