@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,9 +58,8 @@ def limit_heap_fragmentation() -> bool:
     """
     from featstore.malloc import M_ARENA_MAX, M_MMAP_THRESHOLD, mallopt
 
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False  # the user chose a threshold (e.g. 131072 for a flat resident set)
-    # the decoding threads would each fragment an arena of their own
+    # the decoding threads would each fragment an arena of their own; a MALLOC_* variable the
+    # user set (e.g. MALLOC_MMAP_THRESHOLD_=131072 for a flat resident set) wins (mallopt)
     return mallopt({M_ARENA_MAX: ARENA_MAX, M_MMAP_THRESHOLD: MMAP_THRESHOLD_BYTES})[M_MMAP_THRESHOLD]
 
 
