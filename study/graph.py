@@ -404,7 +404,7 @@ def _run_here(job: Job, fp: str, ledger: Ledger, executor: Executor, log: Log, s
         log(f"[fail] {job.name}: {failed[job.name]}")
         return
     stats.jobs.append({"name": job.name, "kind": job.kind, "where": "driver" if executor.split_jobs else "local",
-                       "in_flight_s": time.perf_counter() - t0, "duration_s": outcome.duration_s, "load_s": 0.0})
+                       "in_flight_s": time.perf_counter() - t0, "duration_s": outcome.duration_s, "load_s": outcome.load_s})
     ledger.clear_state(job.name)
     finished.add(job.name)
     say(f"[done] {job.name} in {outcome.duration_s:.1f} s")
