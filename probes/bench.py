@@ -117,7 +117,8 @@ def run_bench(config: BenchConfig) -> dict:
                                weighted=False)  # (a) is the per-layer grid alone; weighted sums timed apart
         # the floor's throughput on this side of the grid too (the same shapes: groups of
         # n_layers x n_folds heads, the folds' validation size)
-        first = load_corpus(next(iter(PAPER_MODELS)), next(iter(PAPER_CORPORA)), root, None, config.n_folds, probe.stat)
+        first = load_corpus(next(iter(PAPER_MODELS)), next(iter(PAPER_CORPORA)), root, (0,), config.n_folds,
+                            probe.stat)  # one layer: only its folds' sizes are needed here
         before = floor_throughput_all_cores(HEADS[probe.head].widths(config.dim, 4),
                                             usual_stack([config.n_layers * config.n_folds], probe.max_stack), probe,
                                             max(first.rows(f, "valid").size for f in range(config.n_folds)),
