@@ -133,3 +133,27 @@ def test_standardised_once_or_per_minibatch_the_heads_are_the_same(monkeypatch):
     per_batch = train_stacked(x, y, tasks, config)
     for a, b in zip(once, per_batch, strict=True):
         assert _max_diff(a, b) == 0.0 and (a.epochs, a.best_epoch) == (b.epochs, b.best_epoch)
+
+
+@pytest.mark.parametrize("widths", [(24, 128, 16, N_CLASSES), (24, N_CLASSES)])
+@pytest.mark.parametrize("batch", [32, 7])
+def test_gradients_by_hand_equal_autograd(widths, batch):
+    """backprop's gradients are autograd's of the trainer's loss (summed mean cross-entropies)."""
+    from probes._stacked import _forward, _head_losses, backprop, bind_grads
+
+    g = torch.Generator().manual_seed(3)
+    n_heads, n_layers = 5, len(widths) - 1
+    params = [torch.nn.Parameter(torch.randn(n_heads, o, i, generator=g) / i ** 0.5)
+              for i, o in zip(widths[:-1], widths[1:], strict=True)]
+    params += [torch.nn.Parameter(torch.randn(n_heads, 1, o, generator=g) * 0.1) for o in widths[1:]]
+    x = torch.randn(n_heads, batch, widths[0], generator=g)
+    target = torch.randint(0, N_CLASSES, (n_heads, batch), generator=g)
+    _head_losses(_forward(params[:n_layers], params[n_layers:], x), target).sum().backward()
+    expected = [p.grad.clone() for p in params]
+    grads = bind_grads(params)
+    assert all(p.grad is b for p, b in zip(params, grads, strict=True))
+    backprop(params[:n_layers], params[n_layers:], x, target, grads)
+    for got, want in zip(grads, expected, strict=True):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert float(expected[0].abs().max()) > 0  # a real gradient was compared
