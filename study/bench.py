@@ -35,7 +35,13 @@ def make_inputs(folder: Path) -> Path:
     return folder
 
 
-def write_study(inputs: Path, folder: Path, executor: str, folds: int) -> Path:
+BENCH_EXECUTORS: dict[str, tuple[str, int]] = {"local": ("local", 0), "slurm": ("slurm", 0),
+                                               "slurm-pool": ("slurm", 2), "dask": ("dask", 0)}
+"""What the benchmark can measure -> (``[study] executor``, ``[executor] pool``):
+``slurm-pool`` is the slurm executor with two long-lived workers per resource kind."""
+
+
+def write_study(inputs: Path, folder: Path, executor: str, folds: int, pool: int = 0) -> Path:
     """The benchmark study's TOML in ``folder`` (its own cache and run directory)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "study.toml"
@@ -70,6 +76,7 @@ test_corpus = "esd"
 cluster = "local"
 workers = 2
 poll_s = 0.05
+pool = {pool}
 [resources.extract]
 gpus = 0
 [resources.finetune]
@@ -82,22 +89,23 @@ def run_bench(out: Path, executors: Sequence[str], folds: int = 5, max_overhead_
               ) -> tuple[list[str], bool]:
     """Run the benchmark study on each of ``executors``; return the report's lines and
     whether every executor's mean scheduling overhead per job is at most ``max_overhead_s``."""
-    from study.config import EXECUTOR_KINDS, load_study_config
+    from study.config import load_study_config
     from study.runner import build_graph, run_study
 
-    unknown = [e for e in executors if e not in EXECUTOR_KINDS]
+    unknown = [e for e in executors if e not in BENCH_EXECUTORS]
     if unknown:
         from featstore.errors import unknown_name
 
-        raise unknown_name("executor", unknown[0], EXECUTOR_KINDS)
+        raise unknown_name("executor", unknown[0], BENCH_EXECUTORS)
     out = Path(out)
     inputs = make_inputs(out / "inputs")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     lines = [f"study-bench: demo-sized study, 1 model, 1 corpus, fine-tuning {folds} folds x 1 epoch (CPU)"]
     passed = True
     for name in executors:
-        config = load_study_config(write_study(inputs, out / f"{stamp}-{name}", name, folds))
-        graph = build_graph(config, split=name != "local")
+        kind, pool = BENCH_EXECUTORS[name]
+        config = load_study_config(write_study(inputs, out / f"{stamp}-{name}", kind, folds, pool))
+        graph = build_graph(config, split=kind != "local")
         stats: list = []
         run_study(config, log=lambda _line: None, stats=stats)
         result = stats[0]
@@ -107,12 +115,14 @@ def run_bench(out: Path, executors: Sequence[str], folds: int = 5, max_overhead_
         loads = result.load_s()
         load_mean = statistics.fmean(loads) if loads else 0.0
         ok = mean <= max_overhead_s
+        total_ok = mean + load_mean <= max_overhead_s
         passed &= ok
         lines.append(
-            f"{name:>6}: {len(overheads)} jobs sent, {len(graph)} in the graph; wall {result.wall_s:.1f} s, "
+            f"{name:>10}: {len(overheads)} jobs sent, {len(graph)} in the graph; wall {result.wall_s:.1f} s, "
             f"work {work:.1f} s; overhead per job mean {mean:.2f} s, max {max(overheads, default=0.0):.2f} s "
             f"[{'PASS' if ok else 'FAIL'} <= {max_overhead_s:g} s]; of the work, loading the job's code "
-            f"(imports in the job's process) mean {load_mean:.2f} s per job; jobs at once: graph allows "
-            f"{graph.max_width()} ({graph.max_width(['finetune', 'finetune-fold'])} fine-tuning), "
-            f"ran {max(result.max_in_flight, 1)}")
+            f"(imports in the job's process) mean {load_mean:.2f} s per job; overhead + loading "
+            f"{mean + load_mean:.2f} s per job [{'PASS' if total_ok else 'FAIL'} <= {max_overhead_s:g} s]; "
+            f"jobs at once: graph allows {graph.max_width()} "
+            f"({graph.max_width(['finetune', 'finetune-fold'])} fine-tuning), ran {max(result.max_in_flight, 1)}")
     return lines, passed

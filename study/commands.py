@@ -111,7 +111,9 @@ def study(
 
 def study_bench(
     out: Annotated[Path, typer.Option(help="Scratch folder for the benchmark's demo corpus, models and runs.")],
-    executors: Annotated[str, typer.Option(help="Executors to measure, comma-separated.")] = "local,slurm,dask",
+    executors: Annotated[str, typer.Option(help="Executors to measure, comma-separated: local, slurm, "
+                                                "slurm-pool (two long-lived workers per kind), dask.")
+                         ] = "local,slurm,dask",
     folds: Annotated[int, typer.Option(help="Fine-tuning folds of the benchmark's run (each a job).", min=1)] = 5,
     max_overhead_s: Annotated[float, typer.Option(help="Pass when the mean scheduling overhead per job is at "
                                                        "most this, seconds.")] = 2.0,

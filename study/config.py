@@ -196,6 +196,11 @@ class ExecutorSettings:
         "help": "extraction jobs per (model, corpus) on slurm and dask: shards of the corpus by duration, "
                 "merged into one cache after", "min": 1})
     poll_s: float = field(default=0.2, metadata={"help": "seconds between looks at jobs in flight", "gt": 0})
+    pool: int = field(default=0, metadata={
+        "help": "slurm: long-lived worker jobs per resource kind that run the study's jobs one after another "
+                "(queue wait and imports paid once per worker); 0: one SLURM job per study job", "min": 0})
+    pool_idle_s: float = field(default=60.0, metadata={
+        "help": "slurm pool: a worker exits after this many seconds without a job", "gt": 0})
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -5,7 +5,8 @@
 - ``slurm`` (:mod:`study.executors.slurm`): each job a SLURM job through submitit, with the
   ``[resources.<kind>]`` of its kind (jobs of one kind that are ready together go as one
   job array); ``[executor] cluster = "local"`` runs the same submission path as local
-  subprocesses (submitit's local executor), as the tests do;
+  subprocesses (submitit's local executor), as the tests do; with ``[executor] pool = N``
+  (:mod:`study.executors.pool`) up to N long-lived SLURM jobs per kind run the jobs instead;
 - ``dask`` (:mod:`study.executors.dask`): each job a task on a Dask cluster
   (``[executor] scheduler = "tcp://..."``, or a local cluster of ``workers`` processes).
 """
@@ -30,6 +31,10 @@ def _local(settings: ExecutorSettings, resources: Mapping[str, ResourceSpec], ru
 
 
 def _slurm(settings: ExecutorSettings, resources: Mapping[str, ResourceSpec], run_dir: Path) -> Executor:
+    if settings.pool > 0:
+        from study.executors.pool import PoolExecutor
+
+        return PoolExecutor(settings, resources, run_dir)
     from study.executors.slurm import SubmititExecutor
 
     return SubmititExecutor(settings, resources, run_dir)

@@ -9,6 +9,7 @@ diarization and the report (one tiny model, one corpus, two folds, one epoch).""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
@@ -50,7 +51,7 @@ def inputs(tmp_path_factory) -> Path:
     return base
 
 
-def write_study(inputs: Path, folder: Path, executor: str, shards: int = 1) -> Path:
+def write_study(inputs: Path, folder: Path, executor: str, shards: int = 1, pool: int = 0) -> Path:
     """The study's TOML in ``folder`` (own cache and run directory), on ``executor``."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "study.toml"
@@ -104,6 +105,8 @@ cluster = "local"
 workers = 2
 extract_shards = {shards}
 poll_s = 0.05
+pool = {pool}
+pool_idle_s = 30
 
 [resources.extract]
 gpus = 0
@@ -199,3 +202,31 @@ def test_dask_with_a_worker_killed_mid_run_gives_the_same_tables(inputs, local_r
     assert set(ran(again)) == {FOLD_JOB, RUN_JOB, "finetune/table1"}
     assert (folder / "cache" / "w2v2-cn" / "esd.shard-1-of-2.h5").exists()
     same_tables(folder / "out", local_run[0])
+
+
+def test_slurm_pool_workers_run_several_jobs_each_and_a_killed_worker_s_job_is_rerun(
+        inputs, local_run, tmp_path, monkeypatch):
+    folder = tmp_path / "pool"
+    config = load_study_config(write_study(inputs, folder, "slurm", pool=2))
+    monkeypatch.setenv(KILL_ENV, FOLD_JOB)  # the worker running this fold dies (SIGKILL) the first time
+    first: list[str] = []
+    with pytest.raises(StudyJobsFailed, match="fold-1") as failure:
+        run_study(config, log=first.append)
+    assert "pool worker" in str(failure.value) and "submitit" in str(failure.value)  # the worker's log is named
+    status = "\n".join(study_status(config))
+    assert f"failed      {FOLD_JOB}" in status and f"waiting     {RUN_JOB}" in status
+    assert "done        extract/w2v2-cn/esd" in status and "done        sed" in status
+    # the jobs sent away ran in fewer processes than jobs: each worker ran several
+    out = folder / "out"
+    pids = [line.split(" pid ")[1].split()[0] for log in (out / "logs").rglob("*.log")
+            for line in log.read_text().splitlines() if line.startswith("== ") and " pid " in line]
+    sent = [pid for pid in pids if pid != str(os.getpid())]  # not run in this (the driver's) process
+    workers = list((out / "jobs" / "submitit").glob("*_log.out"))
+    assert len(sent) >= 6 and 0 < len(workers) < len(sent) and len(set(sent)) < len(sent), (workers, pids)
+    second: list[str] = []
+    run_study(config, log=second.append)
+    assert set(ran(second)) == {FOLD_JOB, RUN_JOB, "finetune/table1"}
+    same_tables(out, local_run[0])
+    third: list[str] = []
+    run_study(config, log=third.append)
+    assert ran(third) == []

@@ -1,0 +1,233 @@
+"""The ``slurm`` executor with ``[executor] pool = N``: long-lived SLURM jobs that run the
+study's jobs one after another.
+
+Without a pool every graph job is a SLURM job of its own: it waits in the queue, starts a
+Python process and imports torch, transformers and the job's code (seconds), all for one job.
+With a pool, up to ``N`` worker jobs per resource kind are submitted through submitit (with
+that kind's ``[resources.<kind>]``) and each pulls graph jobs from a queue on the shared file
+system until none has come for ``pool_idle_s``: the queue wait and the imports are paid once
+per worker, not once per job.
+
+The queue (``<run dir>/jobs/pool/<session>/<kind>/``, one ``<session>`` per ``crossling
+study``, so a worker left from an earlier study never takes a job of this one):
+
+- ``todo/<seq>.task``: a job to run (name, fingerprint, its pickled work), written by the
+  driver atomically;
+- ``claimed/<seq>.task@<worker>``: taken by a worker (an atomic rename: one worker each);
+- ``done/<seq>.result``: what the job sent back (its outcome, or its error), written by the
+  worker atomically once the job has recorded itself done in the ledger
+  (:func:`study.graph.execute_job`, as every executor's jobs do).
+
+A worker killed or pre-empted while it holds a job leaves that job claimed and without a
+result: the driver sees the worker's SLURM job ended and reports the job failed with the
+worker's log; the next ``crossling study`` runs it again (and only it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from study.executors.slurm import submitit_parameters
+from study.graph import Job, JobOutcome, Packed, execute_job
+
+if TYPE_CHECKING:
+    from study.config import ExecutorSettings, ResourceSpec
+
+STOP_FILE = "stop"
+"""Written into the session folder when the study ends: its workers exit."""
+
+
+CLOSE_WAIT_S = 15.0
+"""Seconds the driver waits at the study's end for its workers to see the stop file and exit."""
+
+
+class PoolWorkerLost(RuntimeError):
+    """The pool worker running a job ended before the job sent its result back."""
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _worker_id() -> str:
+    try:
+        from submitit import JobEnvironment
+
+        return str(JobEnvironment().job_id)
+    except Exception:  # noqa: BLE001 - not a submitit job (a test calling the loop itself)
+        return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def pool_worker(queue: str, idle_s: float, poll_s: float) -> int:
+    """Run jobs from the queue folder ``queue`` (one resource kind of one study session)
+    until none has come for ``idle_s`` seconds or the study has ended; returns how many ran.
+
+    A job's error is sent back as its result (the worker goes on to the next job); the job's
+    traceback is in its own log (:func:`study.graph.job_log_path`)."""
+    folder = Path(queue)
+    todo, claimed, done = folder / "todo", folder / "claimed", folder / "done"
+    me = _worker_id()
+    n_run, last = 0, time.monotonic()
+    while not (folder.parent / STOP_FILE).exists():
+        task = _claim(todo, claimed, me)
+        if task is None:
+            if time.monotonic() - last > idle_s:
+                break
+            time.sleep(poll_s)
+            continue
+        name, fingerprint, run, run_dir = pickle.loads(task.read_bytes())  # noqa: S301 - the driver's own
+        try:
+            result: tuple[str, Any] = ("ok", execute_job(name, fingerprint, run, run_dir, print))
+        except Exception as err:  # noqa: BLE001 - any failure of a job goes back to the driver
+            result = ("error", f"{type(err).__name__}: {err}")
+        _write_atomic(done / f"{task.name.split('@')[0].removesuffix('.task')}.result", pickle.dumps(result))
+        task.unlink(missing_ok=True)
+        n_run, last = n_run + 1, time.monotonic()
+    return n_run
+
+
+def _claim(todo: Path, claimed: Path, me: str) -> Path | None:
+    """Take the oldest job of ``todo`` (an atomic rename into ``claimed``), or None."""
+    for path in sorted(todo.glob("*.task")):
+        target = claimed / f"{path.name}@{me}"
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:  # another worker took it first
+            continue
+        return target
+    return None
+
+
+class _PoolHandle:
+    def __init__(self, pool: PoolExecutor, kind: str, seq: str, log: str) -> None:
+        self._pool, self._kind, self._seq = pool, kind, seq
+        self.job_id = f"pool {kind} #{int(seq)}"
+        self.log = log
+
+    @property
+    def _queue(self) -> Path:
+        return self._pool.session / self._kind
+
+    def _result_path(self) -> Path:
+        return self._queue / "done" / f"{self._seq}.result"
+
+    def _holder(self) -> str | None:
+        """The id of the worker that claimed this job (None: not claimed)."""
+        for path in (self._queue / "claimed").glob(f"{self._seq}.task@*"):
+            return path.name.split("@", 1)[1]
+        return None
+
+    def done(self) -> bool:
+        if self._result_path().exists():
+            return True
+        holder = self._holder()
+        if holder is None:
+            self._pool.ensure_workers(self._kind)  # waiting in the queue: keep a worker alive for it
+            return self._result_path().exists()
+        return self._pool.worker_ended(holder) and not self._result_path().exists()
+
+    def result(self) -> JobOutcome:
+        path = self._result_path()
+        if not path.exists():
+            holder = self._holder()
+            raise PoolWorkerLost(f"pool worker {holder} ended (killed, pre-empted or out of time) while running "
+                                 f"this job; worker log: {self._pool.worker_log(holder)}")
+        status, value = pickle.loads(path.read_bytes())  # noqa: S301 - written by this study's workers
+        if status != "ok":
+            raise RuntimeError(value)
+        return value
+
+    def cancel(self) -> None:
+        (self._queue / "todo" / f"{self._seq}.task").unlink(missing_ok=True)
+
+
+class PoolExecutor:
+    """Sends jobs to a pool of long-lived submitit workers, at most ``pool`` per resource kind."""
+
+    name = "slurm"
+    split_jobs = True
+
+    def __init__(self, settings: ExecutorSettings, resources: Mapping[str, ResourceSpec], run_dir: Path) -> None:
+        import submitit
+
+        self.run_dir = Path(run_dir)
+        self.folder = Path(settings.folder) if settings.folder else self.run_dir / "jobs" / "submitit"
+        self.poll_s = settings.poll_s
+        self.size, self.idle_s = settings.pool, settings.pool_idle_s
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        self.session = self.run_dir / "jobs" / "pool" / f"{stamp}-{os.getpid()}"
+        self._executors: dict[str, Any] = {}
+        for kind, spec in resources.items():
+            executor = submitit.AutoExecutor(folder=self.folder, cluster=settings.cluster)
+            executor.update_parameters(**{**submitit_parameters(spec, kind), "name": f"crossling-pool-{kind}"})
+            self._executors[kind] = executor
+        self._workers: dict[str, list[Any]] = {}
+        self._by_id: dict[str, Any] = {}
+        self._seq = itertools.count()
+
+    def submit(self, jobs: Sequence[tuple[Job, str]]) -> list[_PoolHandle]:
+        """Queue ``(job, fingerprint)`` pairs and start workers for them as needed."""
+        from study.graph import job_log_path
+
+        handles = []
+        for job, fingerprint in jobs:
+            kind = job.resource_kind
+            queue = self.session / kind
+            for sub in ("todo", "claimed", "done"):
+                (queue / sub).mkdir(parents=True, exist_ok=True)
+            seq = f"{next(self._seq):06d}"
+            task = (job.name, fingerprint, Packed.of(job.run), str(self.run_dir))
+            _write_atomic(queue / "todo" / f"{seq}.task", pickle.dumps(task))
+            handles.append(_PoolHandle(self, kind, seq, str(job_log_path(self.run_dir, job.name))))
+        for kind in {job.resource_kind for job, _ in jobs}:
+            self.ensure_workers(kind)
+        return handles
+
+    def ensure_workers(self, kind: str) -> None:
+        """Start workers of ``kind`` until as many live as its queued jobs, at most ``pool``."""
+        queue = self.session / kind
+        waiting = len(list((queue / "todo").glob("*.task")))
+        busy = len(list((queue / "claimed").glob("*.task@*")))
+        live = [w for w in self._workers.get(kind, []) if not w.done()]
+        want = min(self.size, waiting + busy) - len(live)
+        if want <= 0:
+            self._workers[kind] = live
+            return
+        executor = self._executors[kind]
+        with executor.batch():
+            new = [executor.submit(pool_worker, str(queue), self.idle_s, self.poll_s) for _ in range(want)]
+        for worker in new:
+            self._by_id[str(worker.job_id)] = worker
+        self._workers[kind] = live + new
+
+    def worker_ended(self, worker_id: str) -> bool:
+        """Whether the worker ``worker_id`` (a submitit job id) is no longer running."""
+        worker = self._by_id.get(worker_id)
+        return worker is None or bool(worker.done())
+
+    def worker_log(self, worker_id: str | None) -> str:
+        """The worker's stderr file (or a note that the worker is unknown)."""
+        worker = self._by_id.get(worker_id or "")
+        return str(worker.paths.stderr) if worker is not None else f"unknown worker {worker_id}"
+
+    def close(self) -> None:
+        """Tell the workers to exit (the study ended); cancel those not gone within
+        ``CLOSE_WAIT_S`` (still queued on SLURM, or stuck)."""
+        if self.session.exists():
+            (self.session / STOP_FILE).touch()
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        for workers in self._workers.values():
+            for worker in workers:
+                while not worker.done() and time.monotonic() < deadline:
+                    time.sleep(self.poll_s)
+                if not worker.done():
+                    worker.cancel(check=False)
