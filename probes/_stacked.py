@@ -172,8 +172,8 @@ def train_stacked(
         groups.setdefault((len(task.train_rows), len(task.valid_rows)), []).append(i)
     out: list[TrainedHead | None] = [None] * len(tasks)
     for members in groups.values():
-        # a stack of ~16 heads keeps its weights and AdamW moments near the core's cache;
-        # 65 at once ran ~30% slower per head on a 2-core Xeon (results are the same)
+        # a small stack keeps its weights, gradients and AdamW moments in the core's share of
+        # the cache (ProbeConfig.max_stack; the results are the same whatever the stacking)
         for part in stack_chunks(len(members), config.max_stack):
             chunk = members[part]
             for i, head in zip(chunk, _train_group(feats, y, [tasks[i] for i in chunk], widths, config), strict=True):
