@@ -77,7 +77,7 @@ class ProbeConfig:
     split_folds: bool = field(default=False, metadata={"help": "one job per (training corpus, fold)"})
     # 5: a worker's stacked weights, gradients and AdamW moments (1.6 MB a head for the paper's
     # mlp on 768 dims) stay within its share of the last-level cache; on the 2-core AMD EPYC VM
-    # (32 MB L3) two grid jobs took 5 % less CPU than with 8 and 13 % less than with 16
+    # (32 MB L3) two grid jobs took 6 % less CPU than with 8, which took 9 % less than 16
     max_stack: int = field(default=5, metadata={"help": "most heads trained as one stacked model", "min": 1})
 
     def __post_init__(self) -> None:
