@@ -173,7 +173,9 @@ def train_stacked(
     out: list[TrainedHead | None] = [None] * len(tasks)
     for members in groups.values():
         # a small stack keeps its weights, gradients and AdamW moments in the core's share of
-        # the cache (ProbeConfig.max_stack; the results are the same whatever the stacking)
+        # the cache (ProbeConfig.max_stack; the results are the same whatever the stacking);
+        # heads reading the same slot stack together, so a stack's gathers share one block
+        members = sorted(members, key=lambda i: tasks[i].slot)
         for part in stack_chunks(len(members), config.max_stack):
             chunk = members[part]
             for i, head in zip(chunk, _train_group(feats, y, [tasks[i] for i in chunk], widths, config), strict=True):
@@ -249,7 +251,7 @@ def backprop(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor], x:
         # d(mean over B of -log softmax[target]) / d logits = (softmax - one_hot) / B
         share = 1.0 / h.shape[1]
         dy = torch.log_softmax(h, -1).exp_().mul_(share)
-        dy.scatter_add_(2, target.unsqueeze(-1), torch.full((*target.shape, 1), -share))
+        dy.scatter_add_(2, target.unsqueeze(-1), torch.full((*target.shape, 1), -share, dtype=dy.dtype))
         for i in reversed(range(n_layers)):
             torch.bmm(dy.transpose(1, 2), acts[i], out=grads[i])  # dy^T x, in the weight's layout
             torch.sum(dy, 1, keepdim=True, out=grads[n_layers + i])

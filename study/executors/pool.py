@@ -30,6 +30,7 @@ import os
 import pickle
 import socket
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,11 @@ def pool_worker(queue: str, idle_s: float, poll_s: float) -> int:
     """Run jobs from the queue folder ``queue`` (one resource kind of one study session)
     until none has come for ``idle_s`` seconds or the study has ended; returns how many ran.
 
-    A job's error is sent back as its result (the worker goes on to the next job); the job's
+    A job this worker had claimed before (SLURM requeued it after a pre-emption, under the
+    same job id) is run again first. A job that fails sends its error back and ends the
+    worker: the failure may have spoilt the process (a CUDA error, a time-limit signal from
+    submitit), so the next job gets a fresh one. A job interrupted by ``SystemExit`` or
+    ``KeyboardInterrupt`` sends that back too, and the worker stops with it. The job's
     traceback is in its own log (:func:`study.graph.job_log_path`)."""
     folder = Path(queue)
     todo, claimed, done = folder / "todo", folder / "claimed", folder / "done"
@@ -85,18 +90,45 @@ def pool_worker(queue: str, idle_s: float, poll_s: float) -> int:
             time.sleep(poll_s)
             continue
         name, fingerprint, run, run_dir = pickle.loads(task.read_bytes())  # noqa: S301 - the driver's own
+        seq = task.name.split("@")[0].removesuffix(".task")
+        _note_running(run_dir, name, me)
         try:
-            result: tuple[str, Any] = ("ok", execute_job(name, fingerprint, run, run_dir, print))
-        except Exception as err:  # noqa: BLE001 - any failure of a job goes back to the driver
-            result = ("error", f"{type(err).__name__}: {err}")
-        _write_atomic(done / f"{task.name.split('@')[0].removesuffix('.task')}.result", pickle.dumps(result))
+            outcome = execute_job(name, fingerprint, run, run_dir, print)
+        except BaseException as err:
+            _write_atomic(done / f"{seq}.result", pickle.dumps(("error", _sendable(err))))
+            task.unlink(missing_ok=True)
+            if isinstance(err, Exception):
+                return n_run + 1  # a fresh worker for the next job
+            raise
+        _write_atomic(done / f"{seq}.result", pickle.dumps(("ok", outcome)))
         task.unlink(missing_ok=True)
         n_run, last = n_run + 1, time.monotonic()
     return n_run
 
 
+def _sendable(err: BaseException) -> BaseException:
+    """``err`` itself when it pickles (the driver raises it as the job raised it), else its text."""
+    try:
+        pickle.loads(pickle.dumps(err))  # noqa: S301 - made just now
+    except Exception:  # noqa: BLE001 - any exception that does not travel goes as text
+        return RuntimeError(f"{type(err).__name__}: {err}")
+    return err
+
+
+def _note_running(run_dir: str, name: str, worker: str) -> None:
+    """The ledger's in-flight state names the worker (its SLURM job id) and the job's log."""
+    from study.graph import job_log_path
+    from study.ledger import Ledger
+
+    Ledger(run_dir).set_state(name, "running", job_id=f"{worker} (pool worker)",
+                              log=str(job_log_path(run_dir, name)), executor="slurm")
+
+
 def _claim(todo: Path, claimed: Path, me: str) -> Path | None:
-    """Take the oldest job of ``todo`` (an atomic rename into ``claimed``), or None."""
+    """A job this worker claimed before (requeued after a pre-emption), else the oldest of
+    ``todo`` taken by an atomic rename into ``claimed``; None when there is none."""
+    for path in sorted(claimed.glob(f"*.task@{me}")):
+        return path
     for path in sorted(todo.glob("*.task")):
         target = claimed / f"{path.name}@{me}"
         try:
@@ -132,22 +164,29 @@ class _PoolHandle:
         holder = self._holder()
         if holder is None:
             self._pool.ensure_workers(self._kind)  # waiting in the queue: keep a worker alive for it
-            return self._result_path().exists()
-        return self._pool.worker_ended(holder) and not self._result_path().exists()
+            return self._result_path().exists() or self._pool.broken(self._kind) is not None
+        return self._pool.worker_ended(self._kind, holder) and not self._result_path().exists()
 
     def result(self) -> JobOutcome:
         path = self._result_path()
         if not path.exists():
             holder = self._holder()
+            if holder is None:
+                raise PoolWorkerLost(f"no pool worker of kind {self._kind} could start; {self._pool.broken(self._kind)}")
             raise PoolWorkerLost(f"pool worker {holder} ended (killed, pre-empted or out of time) while running "
                                  f"this job; worker log: {self._pool.worker_log(holder)}")
         status, value = pickle.loads(path.read_bytes())  # noqa: S301 - written by this study's workers
         if status != "ok":
-            raise RuntimeError(value)
+            raise value
         return value
 
     def cancel(self) -> None:
         (self._queue / "todo" / f"{self._seq}.task").unlink(missing_ok=True)
+
+
+MAX_FAILED_WORKERS = 3
+"""Workers of one kind that may end in an error (killed, or unable to start) before the
+jobs still queued for that kind are failed instead of starting more workers."""
 
 
 class PoolExecutor:
@@ -164,7 +203,7 @@ class PoolExecutor:
         self.poll_s = settings.poll_s
         self.size, self.idle_s = settings.pool, settings.pool_idle_s
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        self.session = self.run_dir / "jobs" / "pool" / f"{stamp}-{os.getpid()}"
+        self.session = self.run_dir / "jobs" / "pool" / f"{stamp}-{uuid.uuid4().hex[:8]}"
         self._executors: dict[str, Any] = {}
         for kind, spec in resources.items():
             executor = submitit.AutoExecutor(folder=self.folder, cluster=settings.cluster)
@@ -172,6 +211,8 @@ class PoolExecutor:
             self._executors[kind] = executor
         self._workers: dict[str, list[Any]] = {}
         self._by_id: dict[str, Any] = {}
+        self._failed: dict[str, list[Any]] = {}
+        self._looked: dict[str, float] = {}
         self._seq = itertools.count()
 
     def submit(self, jobs: Sequence[tuple[Job, str]]) -> list[_PoolHandle]:
@@ -189,18 +230,29 @@ class PoolExecutor:
             _write_atomic(queue / "todo" / f"{seq}.task", pickle.dumps(task))
             handles.append(_PoolHandle(self, kind, seq, str(job_log_path(self.run_dir, job.name))))
         for kind in {job.resource_kind for job, _ in jobs}:
-            self.ensure_workers(kind)
+            self.ensure_workers(kind, now=True)
         return handles
 
-    def ensure_workers(self, kind: str) -> None:
-        """Start workers of ``kind`` until as many live as its queued jobs, at most ``pool``."""
+    def ensure_workers(self, kind: str, now: bool = False) -> None:
+        """Start workers of ``kind`` until as many live as its queued jobs, at most ``pool``
+        (looked at once per ``poll_s`` unless ``now``); none once :meth:`broken`."""
+        if not now and time.monotonic() - self._looked.get(kind, 0.0) < self.poll_s:
+            return
+        self._looked[kind] = time.monotonic()
+        live = []
+        for worker in self._workers.get(kind, []):
+            if not worker.done():
+                live.append(worker)
+            elif _ended_badly(worker) and worker not in self._failed.setdefault(kind, []):
+                self._failed[kind].append(worker)
+        self._workers[kind] = live
+        if self.broken(kind) is not None:
+            return
         queue = self.session / kind
         waiting = len(list((queue / "todo").glob("*.task")))
         busy = len(list((queue / "claimed").glob("*.task@*")))
-        live = [w for w in self._workers.get(kind, []) if not w.done()]
         want = min(self.size, waiting + busy) - len(live)
         if want <= 0:
-            self._workers[kind] = live
             return
         executor = self._executors[kind]
         with executor.batch():
@@ -209,10 +261,20 @@ class PoolExecutor:
             self._by_id[str(worker.job_id)] = worker
         self._workers[kind] = live + new
 
-    def worker_ended(self, worker_id: str) -> bool:
-        """Whether the worker ``worker_id`` (a submitit job id) is no longer running."""
+    def broken(self, kind: str) -> str | None:
+        """Why no more workers of ``kind`` start (``MAX_FAILED_WORKERS`` ended in an error), or None."""
+        failed = self._failed.get(kind, [])
+        if len(failed) < MAX_FAILED_WORKERS:
+            return None
+        return f"{len(failed)} workers ended in an error; the last one's log: {failed[-1].paths.stderr}"
+
+    def worker_ended(self, kind: str, worker_id: str) -> bool:
+        """Whether the worker ``worker_id`` (a submitit job id) is no longer running; a
+        worker this driver did not start counts as running while one of ``kind`` lives."""
         worker = self._by_id.get(worker_id)
-        return worker is None or bool(worker.done())
+        if worker is None:
+            return all(w.done() for w in self._workers.get(kind, []))
+        return bool(worker.done())
 
     def worker_log(self, worker_id: str | None) -> str:
         """The worker's stderr file (or a note that the worker is unknown)."""
@@ -220,14 +282,31 @@ class PoolExecutor:
         return str(worker.paths.stderr) if worker is not None else f"unknown worker {worker_id}"
 
     def close(self) -> None:
-        """Tell the workers to exit (the study ended); cancel those not gone within
-        ``CLOSE_WAIT_S`` (still queued on SLURM, or stuck)."""
+        """Tell the workers to exit (the study ended): cancel those still waiting in the
+        SLURM queue at once, and those not gone within ``CLOSE_WAIT_S``."""
         if self.session.exists():
             (self.session / STOP_FILE).touch()
+        workers = [w for ws in self._workers.values() for w in ws]
+        for worker in workers:
+            if not worker.done() and _pending(worker):
+                worker.cancel(check=False)
         deadline = time.monotonic() + CLOSE_WAIT_S
-        for workers in self._workers.values():
-            for worker in workers:
-                while not worker.done() and time.monotonic() < deadline:
-                    time.sleep(self.poll_s)
-                if not worker.done():
-                    worker.cancel(check=False)
+        for worker in workers:
+            while not worker.done() and time.monotonic() < deadline:
+                time.sleep(self.poll_s)
+            if not worker.done():
+                worker.cancel(check=False)
+
+
+def _ended_badly(worker: Any) -> bool:
+    try:
+        return worker.exception() is not None
+    except Exception:  # noqa: BLE001 - its result cannot be read: it did not end well
+        return True
+
+
+def _pending(worker: Any) -> bool:
+    try:
+        return str(worker.state).upper() in ("PENDING", "CONFIGURING", "REQUEUED")
+    except Exception:  # noqa: BLE001 - unknown: let it see the stop file
+        return False

@@ -1,13 +1,17 @@
-"""The slurm pool's queue, in this process: a worker takes each job once, runs it, sends its
-outcome (or its error) back and goes on; two workers never take the same job."""
+"""The slurm pool's queue, in this process and a few: a worker takes each job once, runs it
+and sends its outcome back; after a failed job it sends the error and stops (a fresh worker
+takes the next job); a requeued worker runs the job it held first; workers racing for jobs
+never take the same one."""
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 from pathlib import Path
 
 import pytest
 
+import study.executors.pool as pool
 from study.executors.pool import STOP_FILE, _claim, pool_worker
 from study.graph import JobOutcome, Packed
 from study.ledger import Ledger
@@ -31,6 +35,10 @@ def _boom(log):
     raise ValueError("bad input in x.wav")
 
 
+def _exit(log):
+    raise SystemExit(3)
+
+
 def _queue(tmp_path: Path, runs) -> Path:
     queue = tmp_path / "jobs" / "pool" / "s" / "default"
     for sub in ("todo", "claimed", "done"):
@@ -40,26 +48,68 @@ def _queue(tmp_path: Path, runs) -> Path:
     return queue
 
 
-def test_a_worker_runs_every_queued_job_once_and_sends_errors_back(tmp_path):
-    queue = _queue(tmp_path, [("a", _out("a", str(tmp_path))), ("bad", _boom), ("b", _out("b", str(tmp_path)))])
-    assert pool_worker(str(queue), idle_s=0.2, poll_s=0.01) == 3
-    results = {p.name: pickle.loads(p.read_bytes()) for p in (queue / "done").glob("*.result")}
+def _results(queue: Path) -> dict:
+    return {p.name: pickle.loads(p.read_bytes()) for p in (queue / "done").glob("*.result")}
+
+
+def test_a_worker_runs_queued_jobs_once_and_stops_after_a_failed_one(tmp_path):
+    runs = [("a", _out("a", str(tmp_path))), ("b", _out("b", str(tmp_path))), ("bad", _boom),
+            ("c", _out("c", str(tmp_path)))]
+    queue = _queue(tmp_path, runs)
+    assert pool_worker(str(queue), idle_s=0.2, poll_s=0.01) == 3  # a, b, then bad: it stops there
+    results = _results(queue)
     assert sorted(results) == ["000000.result", "000001.result", "000002.result"]
     status, outcome = results["000000.result"]
     assert status == "ok" and isinstance(outcome, JobOutcome) and outcome.outputs == (str(tmp_path / "a.txt"),)
-    assert results["000001.result"] == ("error", "ValueError: bad input in x.wav")
-    assert results["000002.result"][0] == "ok"
-    assert not list((queue / "todo").iterdir()) and not list((queue / "claimed").iterdir())
+    status, error = results["000002.result"]
+    assert status == "error" and isinstance(error, ValueError) and str(error) == "bad input in x.wav"
+    assert [p.name for p in (queue / "todo").iterdir()] == ["000003.task"]  # left for a fresh worker
+    assert not list((queue / "claimed").iterdir())
     ledger = Ledger(tmp_path)
     assert ledger.is_done("a", "fp-a") and ledger.is_done("b", "fp-b") and not ledger.is_done("bad", "fp-bad")
     assert "ValueError: bad input" in (tmp_path / "logs" / "bad.log").read_text()  # the traceback, in its log
+    assert "(pool worker)" in ledger.state("bad")["job_id"]  # the ledger named the worker that ran it
+    assert pool_worker(str(queue), idle_s=0.2, poll_s=0.01) == 1 and ledger.is_done("c", "fp-c")
 
 
-def test_a_job_is_claimed_by_one_worker_only(tmp_path):
-    queue = _queue(tmp_path, [("a", _out("a", str(tmp_path)))])
-    first = _claim(queue / "todo", queue / "claimed", "w1")
-    assert first is not None and first.name == "000000.task@w1"
-    assert _claim(queue / "todo", queue / "claimed", "w2") is None
+def test_a_job_ending_the_process_sends_that_back_and_the_worker_stops_with_it(tmp_path):
+    queue = _queue(tmp_path, [("quit", _exit), ("a", _out("a", str(tmp_path)))])
+    with pytest.raises(SystemExit):
+        pool_worker(str(queue), idle_s=0.2, poll_s=0.01)
+    status, error = _results(queue)["000000.result"]
+    assert status == "error" and isinstance(error, SystemExit)
+    assert (queue / "todo" / "000001.task").exists()
+
+
+def test_a_requeued_worker_runs_the_job_it_held_first(tmp_path, monkeypatch):
+    queue = _queue(tmp_path, [("a", _out("a", str(tmp_path))), ("b", _out("b", str(tmp_path)))])
+    held = _claim(queue / "todo", queue / "claimed", "81240_3")  # claimed, then pre-empted
+    assert held is not None and held.name == "000000.task@81240_3"
+    assert _claim(queue / "todo", queue / "claimed", "81240_3") == held  # its own claim comes back first
+    monkeypatch.setattr(pool, "_worker_id", lambda: "81240_3")
+    assert pool_worker(str(queue), idle_s=0.2, poll_s=0.01) == 2
+    assert sorted(_results(queue)) == ["000000.result", "000001.result"]
+
+
+def _race(args) -> list[str]:
+    queue, me = args
+    got = []
+    while (task := _claim(Path(queue) / "todo", Path(queue) / "claimed", me)) is not None:
+        got.append(task.name.split("@")[0])
+        task.rename(Path(queue) / "done" / task.name)  # out of claimed/, as a worker's finished job
+    return got
+
+
+def test_workers_racing_for_jobs_never_take_the_same_one(tmp_path):
+    queue = tmp_path / "q"
+    for sub in ("todo", "claimed", "done"):
+        (queue / sub).mkdir(parents=True)
+    for i in range(200):
+        (queue / "todo" / f"{i:06d}.task").write_bytes(b"x")
+    with multiprocessing.get_context("spawn").Pool(4) as workers:
+        taken = workers.map(_race, [(str(queue), f"w{k}") for k in range(4)])
+    every = [name for got in taken for name in got]
+    assert sorted(every) == sorted(f"{i:06d}.task" for i in range(200))  # each exactly once
 
 
 @pytest.mark.parametrize("stop", [False, True])
@@ -71,3 +121,50 @@ def test_a_worker_stops_when_idle_or_told(tmp_path, stop):
                                                                  str(tmp_path))))
     assert pool_worker(str(queue), idle_s=0.1, poll_s=0.01) == 0
     assert (queue / "todo" / "000000.task").exists() == stop  # told to stop: it takes nothing more
+
+
+class _FakeWorker:
+    """A submitit job that has already ended with an error (as a worker that cannot start)."""
+
+    def __init__(self, n: int) -> None:
+        self.job_id = f"9{n}"
+        self.paths = type("P", (), {"stderr": Path(f"/logs/9{n}_0_log.err")})()
+
+    def done(self) -> bool:
+        return True
+
+    def exception(self):
+        return RuntimeError("python: not found")
+
+
+class _FakeExecutor:
+    def __init__(self) -> None:
+        self.started: list[_FakeWorker] = []
+
+    def batch(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def submit(self, *args):
+        worker = _FakeWorker(len(self.started))
+        self.started.append(worker)
+        return worker
+
+
+def test_workers_that_keep_failing_fail_the_queued_jobs_instead_of_restarting_forever(tmp_path):
+    from study.config import ExecutorSettings, ResourceSpec
+    from study.executors.pool import MAX_FAILED_WORKERS, PoolExecutor, PoolWorkerLost
+    from study.graph import Job
+
+    executor = PoolExecutor(ExecutorSettings(kind="slurm", cluster="local", pool=1, poll_s=0.01),
+                            {"default": ResourceSpec()}, tmp_path)
+    fake = executor._executors["default"] = _FakeExecutor()
+    job = Job(name="prepare/esd", kind="prepare", deps=(), fingerprint=lambda: "fp", run=_out("a", str(tmp_path)))
+    handle, = executor.submit([(job, "fp")])
+    for _ in range(20):
+        executor.ensure_workers("default", now=True)
+    assert len(fake.started) == MAX_FAILED_WORKERS  # then no more
+    assert handle.done()
+    with pytest.raises(PoolWorkerLost, match=r"could start.*92_0_log.err"):
+        handle.result()
