@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.executors.slurm import submitit_parameters
+from study.executors.slurm import job_folder, submitit_executors
 from study.graph import Job, JobOutcome, Packed, execute_job
 
 if TYPE_CHECKING:
@@ -196,19 +196,13 @@ class PoolExecutor:
     split_jobs = True
 
     def __init__(self, settings: ExecutorSettings, resources: Mapping[str, ResourceSpec], run_dir: Path) -> None:
-        import submitit
-
         self.run_dir = Path(run_dir)
-        self.folder = Path(settings.folder) if settings.folder else self.run_dir / "jobs" / "submitit"
+        self.folder = job_folder(settings, self.run_dir)
         self.poll_s = settings.poll_s
         self.size, self.idle_s = settings.pool, settings.pool_idle_s
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         self.session = self.run_dir / "jobs" / "pool" / f"{stamp}-{uuid.uuid4().hex[:8]}"
-        self._executors: dict[str, Any] = {}
-        for kind, spec in resources.items():
-            executor = submitit.AutoExecutor(folder=self.folder, cluster=settings.cluster)
-            executor.update_parameters(**{**submitit_parameters(spec, kind), "name": f"crossling-pool-{kind}"})
-            self._executors[kind] = executor
+        self._executors = submitit_executors(settings, resources, self.folder, "crossling-pool-{kind}")
         self._workers: dict[str, list[Any]] = {}
         self._by_id: dict[str, Any] = {}
         self._failed: dict[str, list[Any]] = {}
