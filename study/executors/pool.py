@@ -75,9 +75,9 @@ def pool_worker(queue: str, idle_s: float, poll_s: float) -> int:
     A job this worker had claimed before (SLURM requeued it after a pre-emption, under the
     same job id) is run again first. A job that fails sends its error back and ends the
     worker: the failure may have spoilt the process (a CUDA error, a time-limit signal from
-    submitit), so the next job gets a fresh one. A job interrupted by ``SystemExit`` or
-    ``KeyboardInterrupt`` sends that back too, and the worker stops with it. The job's
-    traceback is in its own log (:func:`study.graph.job_log_path`)."""
+    submitit), so the next job gets a fresh one. ``SystemExit`` or ``KeyboardInterrupt``
+    (submitit's exit after requeuing a pre-empted job) ends the worker with the job still
+    claimed. The job's traceback is in its own log (:func:`study.graph.job_log_path`)."""
     folder = Path(queue)
     todo, claimed, done = folder / "todo", folder / "claimed", folder / "done"
     me = _worker_id()
@@ -94,12 +94,13 @@ def pool_worker(queue: str, idle_s: float, poll_s: float) -> int:
         _note_running(run_dir, name, me)
         try:
             outcome = execute_job(name, fingerprint, run, run_dir, print)
-        except BaseException as err:
+        except Exception as err:
             _write_atomic(done / f"{seq}.result", pickle.dumps(("error", _sendable(err))))
             task.unlink(missing_ok=True)
-            if isinstance(err, Exception):
-                return n_run + 1  # a fresh worker for the next job
-            raise
+            return n_run + 1  # a fresh worker for the next job
+        # SystemExit / KeyboardInterrupt (submitit exits so after requeuing a pre-empted job)
+        # leave the job claimed: the requeued worker runs it first, or the driver sees the
+        # worker gone and reports the job failed
         _write_atomic(done / f"{seq}.result", pickle.dumps(("ok", outcome)))
         task.unlink(missing_ok=True)
         n_run, last = n_run + 1, time.monotonic()
@@ -173,8 +174,8 @@ class _PoolHandle:
             holder = self._holder()
             if holder is None:
                 raise PoolWorkerLost(f"no pool worker of kind {self._kind} could start; {self._pool.broken(self._kind)}")
-            raise PoolWorkerLost(f"pool worker {holder} ended (killed, pre-empted or out of time) while running "
-                                 f"this job; worker log: {self._pool.worker_log(holder)}")
+            raise PoolWorkerLost(f"pool worker {holder} ended (killed, pre-empted, out of time or exited) while "
+                                 f"running this job; job log: {self.log}; worker log: {self._pool.worker_log(holder)}")
         status, value = pickle.loads(path.read_bytes())  # noqa: S301 - written by this study's workers
         if status != "ok":
             raise value

@@ -35,10 +35,6 @@ def _boom(log):
     raise ValueError("bad input in x.wav")
 
 
-def _exit(log):
-    raise SystemExit(3)
-
-
 def _queue(tmp_path: Path, runs) -> Path:
     queue = tmp_path / "jobs" / "pool" / "s" / "default"
     for sub in ("todo", "claimed", "done"):
@@ -72,13 +68,25 @@ def test_a_worker_runs_queued_jobs_once_and_stops_after_a_failed_one(tmp_path):
     assert pool_worker(str(queue), idle_s=0.2, poll_s=0.01) == 1 and ledger.is_done("c", "fp-c")
 
 
-def test_a_job_ending_the_process_sends_that_back_and_the_worker_stops_with_it(tmp_path):
-    queue = _queue(tmp_path, [("quit", _exit), ("a", _out("a", str(tmp_path)))])
+def test_a_job_ending_the_process_stays_claimed_for_the_requeued_worker(tmp_path, monkeypatch):
+    """submitit requeues a pre-empted job and exits (SystemExit): the job it held is run first
+    by the worker SLURM starts again under the same id."""
+    calls = tmp_path / "calls"
+
+    def preempted_once(log):
+        calls.write_text(calls.read_text() + "x" if calls.exists() else "x")
+        if len(calls.read_text()) == 1:
+            raise SystemExit(-1)
+        return []
+
+    queue = _queue(tmp_path, [("pre", preempted_once), ("a", _out("a", str(tmp_path)))])
+    monkeypatch.setattr(pool, "_worker_id", lambda: "81240_3")
     with pytest.raises(SystemExit):
         pool_worker(str(queue), idle_s=0.2, poll_s=0.01)
-    status, error = _results(queue)["000000.result"]
-    assert status == "error" and isinstance(error, SystemExit)
+    assert not _results(queue) and (queue / "claimed" / "000000.task@81240_3").exists()
     assert (queue / "todo" / "000001.task").exists()
+    assert pool_worker(str(queue), idle_s=0.2, poll_s=0.01) == 2  # the same id again: its job first
+    assert _results(queue)["000000.result"][0] == "ok" and calls.read_text() == "xx"
 
 
 def test_a_requeued_worker_runs_the_job_it_held_first(tmp_path, monkeypatch):
