@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.executors.slurm import job_folder, submitit_executors
+from study.executors.slurm import SubmititBase
 from study.graph import Job, JobOutcome, Packed, execute_job
 
 if TYPE_CHECKING:
@@ -190,20 +190,14 @@ MAX_FAILED_WORKERS = 3
 jobs still queued for that kind are failed instead of starting more workers."""
 
 
-class PoolExecutor:
+class PoolExecutor(SubmititBase):
     """Sends jobs to a pool of long-lived submitit workers, at most ``pool`` per resource kind."""
 
-    name = "slurm"
-    split_jobs = True
-
     def __init__(self, settings: ExecutorSettings, resources: Mapping[str, ResourceSpec], run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
-        self.folder = job_folder(settings, self.run_dir)
-        self.poll_s = settings.poll_s
+        super().__init__(settings, resources, run_dir, job_name="crossling-pool-{kind}")
         self.size, self.idle_s = settings.pool, settings.pool_idle_s
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         self.session = self.run_dir / "jobs" / "pool" / f"{stamp}-{uuid.uuid4().hex[:8]}"
-        self._executors = submitit_executors(settings, resources, self.folder, "crossling-pool-{kind}")
         self._workers: dict[str, list[Any]] = {}
         self._by_id: dict[str, Any] = {}
         self._failed: dict[str, list[Any]] = {}

@@ -54,36 +54,33 @@ class _SubmititHandle:
         self._job.cancel(check=False)
 
 
-def job_folder(settings: ExecutorSettings, run_dir: Path) -> Path:
-    """submitit's job files and logs: ``[executor] folder``, else ``<run dir>/jobs/submitit``."""
-    return Path(settings.folder) if settings.folder else Path(run_dir) / "jobs" / "submitit"
-
-
-def submitit_executors(settings: ExecutorSettings, resources: Mapping[str, ResourceSpec], folder: Path,
-                       name: str = "crossling-{kind}") -> dict[str, Any]:
-    """One ``submitit.AutoExecutor`` per resource kind, with its parameters (job name
-    ``name`` with the kind filled in)."""
-    import submitit
-
-    executors: dict[str, Any] = {}
-    for kind, spec in resources.items():
-        executor = submitit.AutoExecutor(folder=folder, cluster=settings.cluster)
-        executor.update_parameters(**{**submitit_parameters(spec, kind), "name": name.format(kind=kind)})
-        executors[kind] = executor
-    return executors
-
-
-class SubmititExecutor:
-    """Submits jobs through ``submitit.AutoExecutor`` (one per resource kind)."""
+class SubmititBase:
+    """What both submitit executors hold: the run directory, submitit's job folder
+    (``[executor] folder``, else ``<run dir>/jobs/submitit``) and one ``submitit.AutoExecutor``
+    per resource kind with its parameters (the job name ``job_name`` with the kind filled in)."""
 
     name = "slurm"
     split_jobs = True
 
-    def __init__(self, settings: ExecutorSettings, resources: Mapping[str, ResourceSpec], run_dir: Path) -> None:
+    def __init__(self, settings: ExecutorSettings, resources: Mapping[str, ResourceSpec], run_dir: Path,
+                 job_name: str = "crossling-{kind}") -> None:
+        import submitit
+
         self.run_dir = Path(run_dir)
-        self.folder = job_folder(settings, self.run_dir)
+        self.folder = Path(settings.folder) if settings.folder else self.run_dir / "jobs" / "submitit"
         self.poll_s = settings.poll_s
-        self._executors = submitit_executors(settings, resources, self.folder)
+        self._executors: dict[str, Any] = {}
+        for kind, spec in resources.items():
+            executor = submitit.AutoExecutor(folder=self.folder, cluster=settings.cluster)
+            executor.update_parameters(**{**submitit_parameters(spec, kind), "name": job_name.format(kind=kind)})
+            self._executors[kind] = executor
+
+
+class SubmititExecutor(SubmititBase):
+    """Submits each job through ``submitit.AutoExecutor`` (one per resource kind)."""
+
+    def __init__(self, settings: ExecutorSettings, resources: Mapping[str, ResourceSpec], run_dir: Path) -> None:
+        super().__init__(settings, resources, run_dir)
         self._handles: list[_SubmititHandle] = []
 
     def submit(self, jobs: Sequence[tuple[Job, str]]) -> list[_SubmititHandle]:
