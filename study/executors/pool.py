@@ -153,11 +153,9 @@ class _PoolHandle:
     def _result_path(self) -> Path:
         return self._queue / "done" / f"{self._seq}.result"
 
-    def _holder(self) -> str | None:
+    def _holder(self, fresh: bool = False) -> str | None:
         """The id of the worker that claimed this job (None: not claimed)."""
-        for path in (self._queue / "claimed").glob(f"{self._seq}.task@*"):
-            return path.name.split("@", 1)[1]
-        return None
+        return self._pool.claims(self._kind, fresh).get(self._seq)
 
     def done(self) -> bool:
         if self._result_path().exists():
@@ -165,13 +163,16 @@ class _PoolHandle:
         holder = self._holder()
         if holder is None:
             self._pool.ensure_workers(self._kind)  # waiting in the queue: keep a worker alive for it
-            return self._result_path().exists() or self._pool.broken(self._kind) is not None
+            if self._result_path().exists():
+                return True
+            # no worker can start for it: failed, unless a live one has just taken it
+            return self._pool.broken(self._kind) is not None and self._holder(fresh=True) is None
         return self._pool.worker_ended(self._kind, holder) and not self._result_path().exists()
 
     def result(self) -> JobOutcome:
         path = self._result_path()
         if not path.exists():
-            holder = self._holder()
+            holder = self._holder(fresh=True)
             if holder is None:
                 raise PoolWorkerLost(f"no pool worker of kind {self._kind} could start; {self._pool.broken(self._kind)}")
             raise PoolWorkerLost(f"pool worker {holder} ended (killed, pre-empted, out of time or exited) while "
@@ -202,6 +203,7 @@ class PoolExecutor(SubmititBase):
         self._by_id: dict[str, Any] = {}
         self._failed: dict[str, list[Any]] = {}
         self._looked: dict[str, float] = {}
+        self._claims: dict[str, tuple[float, dict[str, str]]] = {}
         self._seq = itertools.count()
 
     def submit(self, jobs: Sequence[tuple[Job, str]]) -> list[_PoolHandle]:
@@ -239,7 +241,7 @@ class PoolExecutor(SubmititBase):
             return
         queue = self.session / kind
         waiting = len(list((queue / "todo").glob("*.task")))
-        busy = len(list((queue / "claimed").glob("*.task@*")))
+        busy = len(self.claims(kind, fresh=True))
         want = min(self.size, waiting + busy) - len(live)
         if want <= 0:
             return
@@ -249,6 +251,19 @@ class PoolExecutor(SubmititBase):
         for worker in new:
             self._by_id[str(worker.job_id)] = worker
         self._workers[kind] = live + new
+
+    def claims(self, kind: str, fresh: bool = False) -> dict[str, str]:
+        """Jobs of ``kind`` claimed by a worker: sequence number -> worker id. One listing of
+        ``claimed/`` per ``poll_s`` (unless ``fresh``) serves every job in flight: on a
+        network file system a listing per job per poll would add up."""
+        seen_at, listing = self._claims.get(kind, (float("-inf"), {}))
+        if fresh or time.monotonic() - seen_at >= self.poll_s:
+            listing = {}
+            for path in (self.session / kind / "claimed").glob("*.task@*"):
+                task, worker = path.name.split("@", 1)
+                listing[task.removesuffix(".task")] = worker
+            self._claims[kind] = (time.monotonic(), listing)
+        return listing
 
     def broken(self, kind: str) -> str | None:
         """Why no more workers of ``kind`` start (``MAX_FAILED_WORKERS`` ended in an error), or None."""
