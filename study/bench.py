@@ -7,7 +7,9 @@ each in its own folder: ``local`` (this process), ``slurm`` through submitit's l
 executor (each job a subprocess: the real submission path without SLURM) and ``dask`` on
 a local cluster. Per job, the driver times submission to completion and the job times its
 own work; the difference is the scheduling overhead (submitting, starting a process,
-unpickling the submitted call, polling, sending the result back). A job's own work
+unpickling the submitted call, polling, sending the result back). With a pool, the time a
+job sat queued while the worker that took it still ran an earlier job is printed apart
+(the pool's width: two workers per kind, not a cost of sending the job). A job's own work
 includes loading its code (unpacking its :class:`study.graph.Packed` run imports torch and
 the configs' packages in a fresh process): printed apart, as "loading". The graph's width
 says how many jobs could run at once.
@@ -114,13 +116,16 @@ def run_bench(out: Path, executors: Sequence[str], folds: int = 5, max_overhead_
         mean = statistics.fmean(overheads) if overheads else 0.0
         loads = result.load_s()
         load_mean = statistics.fmean(loads) if loads else 0.0
+        waits = result.waited_s()
+        waited = (f"; waiting for a busy pool worker (the pool's width, apart from the overhead) mean "
+                  f"{statistics.fmean(waits):.2f} s per job") if any(waits) else ""
         ok = mean <= max_overhead_s
         total_ok = mean + load_mean <= max_overhead_s
         passed &= ok
         lines.append(
             f"{name:>10}: {len(overheads)} jobs sent, {len(graph)} in the graph; wall {result.wall_s:.1f} s, "
             f"work {work:.1f} s; overhead per job mean {mean:.2f} s, max {max(overheads, default=0.0):.2f} s "
-            f"[{'PASS' if ok else 'FAIL'} <= {max_overhead_s:g} s]; of the work, loading the job's code "
+            f"[{'PASS' if ok else 'FAIL'} <= {max_overhead_s:g} s]{waited}; of the work, loading the job's code "
             f"(imports in the job's process) mean {load_mean:.2f} s per job; overhead + loading "
             f"{mean + load_mean:.2f} s per job [{'PASS' if total_ok else 'FAIL'} <= {max_overhead_s:g} s]; "
             f"jobs at once: graph allows {graph.max_width()} "

@@ -171,11 +171,14 @@ class Graph:
 class JobOutcome:
     """What a finished job sends back: its outputs, its own run time and, of that, the
     time its process took to load the job's code (importing what it uses: a fresh process
-    pays it once per job, a Dask worker once), seconds."""
+    pays it once per job, a Dask worker once), seconds; ``waited_s``: how long it sat in a
+    slurm pool's queue while the worker that took it was still running an earlier job (the
+    pool's width, not the executor's overhead: :mod:`study.executors.pool`)."""
 
     outputs: tuple[str, ...]
     duration_s: float
     load_s: float = 0.0
+    waited_s: float = 0.0
 
 
 def job_log_path(run_dir: str | Path, name: str) -> Path:
@@ -308,8 +311,14 @@ class RunStats:
 
     def overhead_s(self) -> list[float]:
         """Scheduling overhead of each job that ran: seconds in flight beyond its own run time
-        (which includes loading its code: :meth:`load_s`)."""
-        return [max(0.0, j["in_flight_s"] - j["duration_s"]) for j in self.jobs if j["where"] != "driver"]
+        (which includes loading its code: :meth:`load_s`) and beyond its wait for a busy
+        pool worker (:meth:`waited_s`)."""
+        return [max(0.0, j["in_flight_s"] - j["duration_s"] - j.get("waited_s", 0.0))
+                for j in self.jobs if j["where"] != "driver"]
+
+    def waited_s(self) -> list[float]:
+        """Seconds each job sent away waited in a slurm pool's queue for a busy worker (0 elsewhere)."""
+        return [j.get("waited_s", 0.0) for j in self.jobs if j["where"] != "driver"]
 
     def load_s(self) -> list[float]:
         """Seconds each job sent away spent loading its code (imports) inside its run time."""
@@ -370,7 +379,7 @@ def run_graph(graph: Graph, ledger: Ledger, executor: Executor, log: Log = print
                 continue
             stats.jobs.append({"name": name, "kind": job.kind, "where": executor.name,
                                "in_flight_s": time.perf_counter() - t0, "duration_s": outcome.duration_s,
-                               "load_s": outcome.load_s})
+                               "load_s": outcome.load_s, "waited_s": outcome.waited_s})
             ledger.clear_state(name)
             finished.add(name)
             log(f"[done] {name} in {outcome.duration_s:.1f} s")

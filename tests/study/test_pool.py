@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import time
 from pathlib import Path
 
 import pytest
 
 import study.executors.pool as pool
 from study.executors.pool import STOP_FILE, _claim, pool_worker
-from study.graph import JobOutcome, Packed
+from study.graph import JobOutcome, Packed, RunStats
 from study.ledger import Ledger
 
 
@@ -40,7 +41,8 @@ def _queue(tmp_path: Path, runs) -> Path:
     for sub in ("todo", "claimed", "done"):
         (queue / sub).mkdir(parents=True, exist_ok=True)
     for i, (name, run) in enumerate(runs):
-        _write(queue / "todo" / f"{i:06d}.task", pickle.dumps((name, f"fp-{name}", Packed.of(run), str(tmp_path))))
+        _write(queue / "todo" / f"{i:06d}.task", pickle.dumps((name, f"fp-{name}", Packed.of(run), str(tmp_path),
+                                                                            time.time())))
     return queue
 
 
@@ -120,13 +122,33 @@ def test_workers_racing_for_jobs_never_take_the_same_one(tmp_path):
     assert sorted(every) == sorted(f"{i:06d}.task" for i in range(200))  # each exactly once
 
 
+def _slow(name: str, folder: str, seconds: float):
+    def run(log):
+        time.sleep(seconds)
+        return _out(name, folder)(log)
+    return run
+
+
+def test_a_job_queued_behind_a_busy_worker_records_its_wait_apart_from_the_overhead(tmp_path):
+    # one worker, two jobs queued at once: the second waits while the first runs (0.4 s)
+    queue = _queue(tmp_path, [("a", _slow("a", str(tmp_path), 0.4)), ("b", _out("b", str(tmp_path)))])
+    assert pool_worker(str(queue), idle_s=0.1, poll_s=0.01) == 2
+    results = _results(queue)
+    first, second = results["000000.result"][1], results["000001.result"][1]
+    assert first.waited_s == 0.0  # taken by a worker that had run nothing yet
+    assert first.duration_s >= 0.4 and first.duration_s <= second.waited_s <= first.duration_s + 2.0
+    stats = RunStats(jobs=[{"where": "slurm", "in_flight_s": 0.5 + o.waited_s + o.duration_s,
+                            "duration_s": o.duration_s, "waited_s": o.waited_s} for o in (first, second)])
+    assert stats.overhead_s() == pytest.approx([0.5, 0.5]) and stats.waited_s() == [first.waited_s, second.waited_s]
+
+
 @pytest.mark.parametrize("stop", [False, True])
 def test_a_worker_stops_when_idle_or_told(tmp_path, stop):
     queue = _queue(tmp_path, [])
     if stop:
         (queue.parent / STOP_FILE).touch()
         _write(queue / "todo" / "000000.task", pickle.dumps(("a", "fp", Packed.of(_out("a", str(tmp_path))),
-                                                                 str(tmp_path))))
+                                                                 str(tmp_path), time.time())))
     assert pool_worker(str(queue), idle_s=0.1, poll_s=0.01) == 0
     assert (queue / "todo" / "000000.task").exists() == stop  # told to stop: it takes nothing more
 
