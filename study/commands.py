@@ -87,6 +87,9 @@ def study(
         from featstore.errors import unknown_name
 
         _fail(str(unknown_name("executor", executor, EXECUTOR_KINDS)))
+    if scheduler is not None and (executor or cfg.executor.kind) != "dask":
+        _fail(f"--scheduler is for the dask executor; {config} runs on {executor or cfg.executor.kind} "
+              "(add --executor dask)")
     check_cache_root(cfg.cache_root, given_by=f"{config} [study] cache_root")
     if status:
         from study.runner import study_status

@@ -68,11 +68,13 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print, *, execut
     ``[study] executor``; ``scheduler`` a Dask address); return the report's path.
     The run directory is locked for the whole study (:class:`study.ledger.StudyLock`).
     ``stats`` (a list) receives the driver's :class:`study.graph.RunStats`."""
-    from study.executors import make_executor
+    from study.executors import make_executor, settings_notes
 
     settings = config.executor
     if executor is not None or scheduler is not None:
         settings = replace(settings, kind=executor or settings.kind, scheduler=scheduler or settings.scheduler)
+    for note in settings_notes(settings):
+        log(note)
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     with StudyLock(out):

@@ -55,3 +55,16 @@ def make_executor(settings: ExecutorSettings, resources: Mapping[str, ResourceSp
     if settings.kind not in EXECUTORS:
         raise unknown_name("executor", settings.kind, EXECUTORS)
     return EXECUTORS[settings.kind](settings, resources, Path(run_dir))
+
+
+def settings_notes(settings: ExecutorSettings) -> list[str]:
+    """Lines telling the user which ``[executor]`` settings the chosen executor ignores
+    (a TOML written for SLURM run with ``--executor local`` or ``dask`` still runs)."""
+    notes = []
+    if settings.pool > 0 and settings.kind != "slurm":
+        notes.append(f"note: [executor] pool = {settings.pool} applies to the slurm executor only; "
+                     f"the {settings.kind} executor runs without a pool")
+    if settings.scheduler and settings.kind != "dask":
+        notes.append(f"note: the Dask scheduler {settings.scheduler} is used by the dask executor only; "
+                     f"the {settings.kind} executor does not connect to it")
+    return notes

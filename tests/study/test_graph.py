@@ -269,6 +269,26 @@ def test_status_and_unknown_executor_on_the_command_line(stubbed, tmp_path):
     assert "waiting     prepare/esd  (ready)" in result.output and "of 2 jobs" in result.output
     result = CliRunner().invoke(app, ["study", "--config", str(path), "--executor", "sge"])
     assert result.exit_code == 2 and "sge" in result.output and "slurm" in result.output
+    # a scheduler address with another executor would silently run elsewhere: refused
+    result = CliRunner().invoke(app, ["study", "--config", str(path), "--scheduler", "tcp://h:8786"])
+    assert result.exit_code == 2 and "--scheduler is for the dask executor" in result.output
+    assert "runs on local" in result.output and "--executor dask" in result.output
+
+
+def test_executor_settings_another_executor_ignores_are_named(stubbed, tmp_path):
+    from study.executors import settings_notes
+
+    config = dataclasses.replace(_config(tmp_path), out=tmp_path / "noted")
+    config = dataclasses.replace(config, executor=dataclasses.replace(config.executor, pool=4,
+                                                                      scheduler="tcp://h:8786"))
+    assert settings_notes(dataclasses.replace(config.executor, kind="slurm")) == [
+        "note: the Dask scheduler tcp://h:8786 is used by the dask executor only; the slurm executor does not "
+        "connect to it"]
+    assert settings_notes(dataclasses.replace(config.executor, kind="dask", scheduler=None)) == [
+        "note: [executor] pool = 4 applies to the slurm executor only; the dask executor runs without a pool"]
+    lines: list[str] = []
+    runner.run_study(config, log=lines.append)  # a TOML written for SLURM still runs here, with the notes
+    assert lines[:2] == settings_notes(config.executor) and len(lines[:2]) == 2
 
 
 def test_local_study_keeps_one_job_per_run_in_this_process(stubbed, tmp_path):
