@@ -161,17 +161,21 @@ class _PoolHandle:
         """The id of the worker that claimed this job (None: not claimed)."""
         return self._pool.claims(self._kind, fresh).get(self._seq)
 
+    def _finished(self, fresh: bool = False) -> bool:
+        """Whether this job's result is in ``done/`` (one listing per poll serves every job)."""
+        return self._seq in self._pool.results(self._kind, fresh)
+
     def done(self) -> bool:
-        if self._result_path().exists():
+        if self._finished():
             return True
         holder = self._holder()
-        if holder is None:
-            self._pool.ensure_workers(self._kind)  # waiting in the queue: keep a worker alive for it
-            if self._result_path().exists():
-                return True
-            # no worker can start for it: failed, unless a live one has just taken it
-            return self._pool.broken(self._kind) is not None and self._holder(fresh=True) is None
-        return self._pool.worker_ended(self._kind, holder) and not self._result_path().exists()
+        if holder is None:  # queued (or done since the listings: seen at the next poll)
+            self._pool.ensure_workers(self._kind)  # keep a worker alive for it
+            if self._pool.broken(self._kind) is None:
+                return False
+            # no worker can start for it: failed, unless it is done or a live one has just taken it
+            return self._finished(fresh=True) or self._holder(fresh=True) is None
+        return self._pool.worker_ended(self._kind, holder) and not self._finished(fresh=True)
 
     def result(self) -> JobOutcome:
         path = self._result_path()
@@ -208,6 +212,7 @@ class PoolExecutor(SubmititBase):
         self._failed: dict[str, list[Any]] = {}
         self._looked: dict[str, float] = {}
         self._claims: dict[str, tuple[float, dict[str, str]]] = {}
+        self._results: dict[str, tuple[float, set[str]]] = {}
         self._seq = itertools.count()
 
     def submit(self, jobs: Sequence[tuple[Job, str]]) -> list[_PoolHandle]:
@@ -267,6 +272,15 @@ class PoolExecutor(SubmititBase):
                 task, worker = path.name.split("@", 1)
                 listing[task.removesuffix(".task")] = worker
             self._claims[kind] = (time.monotonic(), listing)
+        return listing
+
+    def results(self, kind: str, fresh: bool = False) -> set[str]:
+        """Sequence numbers of the jobs of ``kind`` whose result is written: one listing of
+        ``done/`` per ``poll_s`` (unless ``fresh``), as :meth:`claims`."""
+        seen_at, listing = self._results.get(kind, (float("-inf"), set()))
+        if fresh or time.monotonic() - seen_at >= self.poll_s:
+            listing = {path.name.removesuffix(".result") for path in (self.session / kind / "done").glob("*.result")}
+            self._results[kind] = (time.monotonic(), listing)
         return listing
 
     def broken(self, kind: str) -> str | None:

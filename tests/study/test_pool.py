@@ -199,3 +199,41 @@ def test_workers_that_keep_failing_fail_the_queued_jobs_instead_of_restarting_fo
     last_log = f"9{MAX_FAILED_WORKERS - 1}_0_log.err"  # the last fake worker started
     with pytest.raises(PoolWorkerLost, match=rf"could start.*{last_log}"):
         handle.result()
+
+
+class _Busy(_FakeWorker):
+    """A worker still running."""
+
+    def done(self) -> bool:
+        return False
+
+    def exception(self):
+        return None
+
+
+def test_the_driver_lists_a_kind_s_results_once_per_poll_for_every_job_in_flight(tmp_path, monkeypatch):
+    from study.config import ExecutorSettings, ResourceSpec
+    from study.executors.pool import PoolExecutor
+    from study.graph import Job
+
+    executor = PoolExecutor(ExecutorSettings(kind="slurm", cluster="local", pool=2, poll_s=60.0),
+                            {"default": ResourceSpec()}, tmp_path)
+    fake = executor._executors["default"] = _FakeExecutor()
+    fake.submit = lambda *args: _Busy(0)
+    jobs = [(Job(name=f"prepare/c{i}", kind="prepare", deps=(), fingerprint=lambda: "fp",
+                 run=_out("a", str(tmp_path))), "fp") for i in range(30)]
+    handles = executor.submit(jobs)
+    queue = executor.session / "default"
+    for handle in handles[:2]:  # claimed by a worker that is running
+        (queue / "todo" / f"{handle._seq}.task").rename(queue / "claimed" / f"{handle._seq}.task@90")
+    executor._by_id["90"] = _Busy(0)
+    executor._claims.clear()  # a new poll
+    listings: list[str] = []
+    glob = Path.glob
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: listings.append(self.name) or glob(self, pattern))
+    assert not any(h.done() for h in handles)  # within one poll: one listing of done/ and claimed/ for all 30
+    assert listings.count("done") == 1 and listings.count("claimed") == 1
+    _write(queue / "done" / f"{handles[0]._seq}.result", pickle.dumps(("ok", JobOutcome(("x",), 1.0))))
+    assert not handles[0].done()  # not seen until the next poll: listings are not repeated per job
+    executor._results.clear()  # the next poll
+    assert handles[0].done() and handles[0].result().outputs == ("x",) and not handles[1].done()
