@@ -18,6 +18,7 @@ from polars.testing import assert_frame_equal
 
 from featstore.models.testing import save_tiny_model
 from featstore.synth import SynthConfig, synthesize_demo
+from study import bench
 from study.config import load_study_config
 from study.graph import KILL_ENV, StudyJobsFailed
 from study.runner import run_study, study_status
@@ -51,71 +52,27 @@ def inputs(tmp_path_factory) -> Path:
     return base
 
 
-def write_study(inputs: Path, folder: Path, executor: str, shards: int = 1, pool: int = 0) -> Path:
-    """The study's TOML in ``folder`` (own cache and run directory), on ``executor``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "study.toml"
-    path.write_text(f"""
-[study]
-name = "tiny"
-out = "out"
-cache_root = "cache"
-executor = "{executor}"
-
-[corpora.esd]
-reader = "esd"
-root = "{inputs / 'data' / 'cn'}"
+SED = """
 [corpora.zed]
 reader = "zed"
-root = "{inputs / 'zed'}"
-
-[models.w2v2-cn]
-path = "{inputs / 'models' / 'w2v2-cn'}"
+root = "{zed}"
 [models.emo]
-path = "{inputs / 'models' / 'emo'}"
-
-[extract]
-frames = true
-dtype = "float32"
-
-[probes]
-models = ["w2v2-cn"]
-corpora = ["esd"]
-head = "logreg"
-
-[finetune]
-folds = 2
-device = "cpu"
-[finetune.train]
-max_epochs = 1
-[[finetune.runs]]
-model = "w2v2-cn"
-strategy = "lora"
-train_corpus = "esd"
-test_corpus = "esd"
-
+path = "{emo}"
 [sed]
 enabled = true
 model = "emo"
 corpus = "zed"
 device = "cpu"
-
-[executor]
-cluster = "local"
-workers = 2
-extract_shards = {shards}
-poll_s = 0.05
-pool = {pool}
-pool_idle_s = 30
-
-[resources.extract]
-gpus = 0
-[resources.finetune]
-gpus = 0
 [resources.sed]
 gpus = 0
-""")
-    return path
+"""
+
+
+def write_study(inputs: Path, folder: Path, executor: str, shards: int = 1, pool: int = 0) -> Path:
+    """The study's TOML in ``folder`` (own cache and run directory), on ``executor``: the
+    benchmark's study (``crossling study-bench``) with two folds and diarization."""
+    return bench.write_study(inputs, folder, executor, folds=2, pool=pool, shards=shards, name="tiny",
+                             extra=SED.format(zed=inputs / "zed", emo=inputs / "models" / "emo"))
 
 
 def tables(out: Path) -> dict[str, pl.DataFrame]:
