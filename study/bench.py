@@ -20,10 +20,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from featstore.models.testing import save_tiny_model
 from featstore.synth import SynthConfig, synthesize_demo
+from study.graph import Graph, RunStats
 
 
 def make_inputs(folder: Path) -> Path:
@@ -43,12 +45,15 @@ BENCH_EXECUTORS: dict[str, tuple[str, int]] = {"local": ("local", 0), "slurm": (
 ``slurm-pool`` is the slurm executor with two long-lived workers per resource kind."""
 
 
-def write_study(inputs: Path, folder: Path, executor: str, folds: int, pool: int = 0) -> Path:
-    """The benchmark study's TOML in ``folder`` (its own cache and run directory)."""
+def write_study(inputs: Path, folder: Path, executor: str, folds: int, pool: int = 0, shards: int = 1,
+                extra: str = "", name: str = "bench") -> Path:
+    """The benchmark study's TOML in ``folder`` (its own cache and run directory):
+    extraction in ``shards`` jobs on the cluster executors, ``extra`` TOML tables appended
+    (the tests add diarization)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "study.toml"
     path.write_text(f"""[study]
-name = "bench"
+name = "{name}"
 out = "out"
 cache_root = "cache"
 executor = "{executor}"
@@ -79,18 +84,79 @@ cluster = "local"
 workers = 2
 poll_s = 0.05
 pool = {pool}
+pool_idle_s = 30
+extract_shards = {shards}
 [resources.extract]
 gpus = 0
 [resources.finetune]
 gpus = 0
-""", encoding="utf-8")
+{extra}""", encoding="utf-8")
     return path
 
 
+@dataclass(frozen=True)
+class ExecutorFigures:
+    """What the benchmark measured on one executor (seconds; per job: jobs sent away, or
+    run in this process by ``local``)."""
+
+    executor: str
+    jobs_sent: int
+    graph_jobs: int
+    wall_s: float
+    work_s: float
+    overhead_mean_s: float
+    overhead_max_s: float
+    waited_mean_s: float
+    load_mean_s: float
+    graph_width: int
+    graph_width_finetune: int
+    ran_at_once: int
+    max_overhead_s: float
+
+    @property
+    def passed(self) -> bool:
+        """The target: mean scheduling overhead per job at most ``max_overhead_s``."""
+        return self.overhead_mean_s <= self.max_overhead_s
+
+    @property
+    def total_mean_s(self) -> float:
+        """Overhead + loading the job's code, per job."""
+        return self.overhead_mean_s + self.load_mean_s
+
+    def line(self) -> str:
+        target = f"<= {self.max_overhead_s:g} s"
+        waited = (f"; waiting for a busy pool worker (the pool's width, apart from the overhead) mean "
+                  f"{self.waited_mean_s:.2f} s per job") if self.waited_mean_s > 0 else ""
+        return (
+            f"{self.executor:>10}: {self.jobs_sent} jobs sent, {self.graph_jobs} in the graph; wall {self.wall_s:.1f} s, "
+            f"work {self.work_s:.1f} s; overhead per job mean {self.overhead_mean_s:.2f} s, max "
+            f"{self.overhead_max_s:.2f} s [{'PASS' if self.passed else 'FAIL'} {target}]{waited}; of the work, "
+            f"loading the job's code (imports in the job's process) mean {self.load_mean_s:.2f} s per job; "
+            f"overhead + loading {self.total_mean_s:.2f} s per job "
+            f"[{'PASS' if self.total_mean_s <= self.max_overhead_s else 'FAIL'} {target}]; jobs at once: graph allows "
+            f"{self.graph_width} ({self.graph_width_finetune} fine-tuning), ran {self.ran_at_once}")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed, "total_mean_s": self.total_mean_s}
+
+
+def measure(name: str, result: RunStats, graph: Graph, max_overhead_s: float = 2.0) -> ExecutorFigures:
+    """The figures of one executor's run (``result``, of the study ``graph``)."""
+    overheads, loads, waits = result.overhead_s(), result.load_s(), result.waited_s()
+    return ExecutorFigures(
+        executor=name, jobs_sent=len(overheads), graph_jobs=len(graph), wall_s=result.wall_s,
+        work_s=sum(j["duration_s"] for j in result.jobs),
+        overhead_mean_s=statistics.fmean(overheads) if overheads else 0.0,
+        overhead_max_s=max(overheads, default=0.0), waited_mean_s=statistics.fmean(waits) if waits else 0.0,
+        load_mean_s=statistics.fmean(loads) if loads else 0.0, graph_width=graph.max_width(),
+        graph_width_finetune=graph.max_width(["finetune", "finetune-fold"]),
+        ran_at_once=max(result.max_in_flight, 1), max_overhead_s=max_overhead_s)
+
+
 def run_bench(out: Path, executors: Sequence[str], folds: int = 5, max_overhead_s: float = 2.0
-              ) -> tuple[list[str], bool]:
-    """Run the benchmark study on each of ``executors``; return the report's lines and
-    whether every executor's mean scheduling overhead per job is at most ``max_overhead_s``."""
+              ) -> list[ExecutorFigures]:
+    """Run the benchmark study on each of ``executors`` (in its own folder under ``out``)
+    and return what each measured."""
     from study.config import load_study_config
     from study.runner import build_graph, run_study
 
@@ -102,32 +168,31 @@ def run_bench(out: Path, executors: Sequence[str], folds: int = 5, max_overhead_
     out = Path(out)
     inputs = make_inputs(out / "inputs")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    lines = [f"study-bench: demo-sized study, 1 model, 1 corpus, fine-tuning {folds} folds x 1 epoch (CPU)"]
-    passed = True
+    figures = []
     for name in executors:
         kind, pool = BENCH_EXECUTORS[name]
         config = load_study_config(write_study(inputs, out / f"{stamp}-{name}", kind, folds, pool))
-        graph = build_graph(config, split=kind != "local")
-        stats: list = []
+        stats: list[RunStats] = []
         run_study(config, log=lambda _line: None, stats=stats)
-        result = stats[0]
-        overheads = result.overhead_s()
-        work = sum(j["duration_s"] for j in result.jobs)
-        mean = statistics.fmean(overheads) if overheads else 0.0
-        loads = result.load_s()
-        load_mean = statistics.fmean(loads) if loads else 0.0
-        waits = result.waited_s()
-        waited = (f"; waiting for a busy pool worker (the pool's width, apart from the overhead) mean "
-                  f"{statistics.fmean(waits):.2f} s per job") if any(waits) else ""
-        ok = mean <= max_overhead_s
-        total_ok = mean + load_mean <= max_overhead_s
-        passed &= ok
-        lines.append(
-            f"{name:>10}: {len(overheads)} jobs sent, {len(graph)} in the graph; wall {result.wall_s:.1f} s, "
-            f"work {work:.1f} s; overhead per job mean {mean:.2f} s, max {max(overheads, default=0.0):.2f} s "
-            f"[{'PASS' if ok else 'FAIL'} <= {max_overhead_s:g} s]{waited}; of the work, loading the job's code "
-            f"(imports in the job's process) mean {load_mean:.2f} s per job; overhead + loading "
-            f"{mean + load_mean:.2f} s per job [{'PASS' if total_ok else 'FAIL'} <= {max_overhead_s:g} s]; "
-            f"jobs at once: graph allows {graph.max_width()} "
-            f"({graph.max_width(['finetune', 'finetune-fold'])} fine-tuning), ran {max(result.max_in_flight, 1)}")
-    return lines, passed
+        figures.append(measure(name, stats[0], build_graph(config, split=kind != "local"), max_overhead_s))
+    return figures
+
+
+def header(folds: int) -> str:
+    """The report's first line."""
+    return f"study-bench: demo-sized study, 1 model, 1 corpus, fine-tuning {folds} folds x 1 epoch (CPU)"
+
+
+def bench_record(figures: Sequence[ExecutorFigures], folds: int) -> dict:
+    """The figures with the machine and versions they came from (``--json``)."""
+    import os
+    import platform
+
+    import submitit
+    import torch
+
+    return {"benchmark": "crossling study-bench", "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                        "cpus": os.cpu_count(), "python": platform.python_version()},
+            "versions": {"torch": torch.__version__, "submitit": submitit.__version__}, "folds": folds,
+            "executors": [f.as_dict() for f in figures]}
