@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -300,6 +301,30 @@ def field_help(cls: type, name: str, fallback: str = "") -> str:
     """The help of a config field (its ``metadata["help"]``), else ``fallback``: an
     option built from it says the same as the config."""
     return str(config_field(cls, name).metadata.get("help", fallback))
+
+
+def _option_spelling(param: str) -> str:
+    """How the running command spells the option of parameter ``param`` (``--stats`` for
+    ``stats_enabled``); ``--param-name`` outside a command."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    for p in ctx.command.params if ctx is not None else ():
+        if p.name == param and any(o.startswith("--") for o in p.opts):
+            return next(o for o in p.opts if o.startswith("--"))
+    return "--" + param.replace("_", "-")
+
+
+def in_option_terms(message: str, fields: Mapping[str, str]) -> str:
+    """``message`` (a config's error) with each ``Class.field`` that an option sets
+    replaced by that option: a command line user reads ``--workers``, not
+    ``ExtractConfig.n_workers``. ``fields`` is a command's ``CONFIG_FIELDS`` entry
+    (option parameter name -> ``module:Class.field``)."""
+    names = {target.partition(":")[2]: _option_spelling(param) for param, target in fields.items()}
+    if not names:
+        return message
+    pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r")\b")
+    return pattern.sub(lambda m: names[m.group(1)], message)
 
 
 def field_default(cls: type, name: str) -> Any:

@@ -10,7 +10,7 @@ exceptions and keep their tracebacks.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 
@@ -37,12 +37,37 @@ def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
 
 
-def unknown_name(kind: str, name: str, choices: Iterable[str], hint: str = "") -> UnknownNameError:
-    """An :class:`UnknownNameError` that lists what exists (and the closest match)."""
+def known_as_hint(name: str, known_as: Mapping[str, str], kind: str, label: str, close: bool = True) -> str:
+    """Point from another name of a known one to the known name: ``known_as`` maps such
+    names to known ones (a model's Hugging Face repository -> its alias; ``label``:
+    ``"Hugging Face repository"``). `` ('x' is the <label> of <kind> 'a': give 'a')`` when
+    ``name`` is one of them (case aside), `` (did you mean 'a' (x)?)`` for the closest
+    (with ``close``), else ``""``."""
+    lowered = {str(k).lower(): str(v) for k, v in known_as.items()}
+    if str(name).lower() in lowered:
+        known = lowered[str(name).lower()]
+        return f" ({name!r} is the {label} of {kind} {known!r}: give {known!r})"
+    nearest = difflib.get_close_matches(str(name).lower(), list(lowered), n=2, cutoff=0.8) if close else []
+    if not nearest:
+        return ""
+    return " (did you mean " + " or ".join(f"{lowered[c]!r} ({c})" for c in nearest) + "?)"
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str], hint: str = "",
+                 known_as: Mapping[str, str] | None = None, known_as_label: str = "other name") -> UnknownNameError:
+    """An :class:`UnknownNameError` that lists what exists (and the closest match);
+    ``known_as``: other names of known ones, pointed to the known name
+    (:func:`known_as_hint`)."""
     known = sorted({str(c) for c in choices})
     listed = ", ".join(known) if known else "none"
     tail = f"; {hint}" if hint else ""
-    return UnknownNameError(f"unknown {kind} {name!r}{did_you_mean(name, known)}; known: {listed}{tail}")
+    closest = ""
+    if known_as:
+        closest = known_as_hint(name, known_as, kind, known_as_label, close=False)
+    closest = closest or did_you_mean(name, known)
+    if known_as and not closest:
+        closest = known_as_hint(name, known_as, kind, known_as_label)
+    return UnknownNameError(f"unknown {kind} {name!r}{closest}; known: {listed}{tail}")
 
 
 def check_choice(kind: str, name: str, choices: Iterable[str], hint: str = "") -> str:

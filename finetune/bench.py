@@ -42,13 +42,14 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if self.size not in ("base", "tiny"):
-            raise ValueError(f"size must be base or tiny, got {self.size!r}")
+            raise ValueError(f"--model-size must be base or tiny, got {self.size!r}")
         from featstore.models.registry import FAMILIES
 
         if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
+            raise ValueError(f"--family must be one of {', '.join(sorted(FAMILIES))}, got {self.family!r}")
         if self.n_utts < 1 or self.epochs < 1 or self.batch_size < 1 or self.duration_s <= 0.05:
-            raise ValueError("n_utts, epochs, batch_size must be >= 1 and duration_s > 0.05")
+            raise ValueError(f"--n-utts, --epochs and --batch-size must be >= 1 and --duration-s > 0.05, got {self.n_utts}, "
+                             f"{self.epochs}, {self.batch_size} and {self.duration_s}")
 
 
 def run_bench(config: BenchConfig) -> list[dict]:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from featstore.console import aliased, check_corpora, is_terminal, print_line, resolve_device
+from featstore.console import aliased, check_corpora, in_option_terms, is_terminal, print_line, resolve_device
 from featstore.console import fail as _fail
 from featstore.io import atomic_write
 
@@ -127,7 +127,7 @@ def peft(
             out=str(out) if out else None, device=resolve_device(device), language=model_language, alias=alias,
         )
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
+        raise typer.BadParameter(in_option_terms(str(err), CONFIG_FIELDS["peft"])) from err
     from featstore.console import EpochProgress
 
     progress = EpochProgress(lambda line: print_line(line, err=True), len(config.folds), max_epochs, 2 if two_stage else 1,

@@ -84,13 +84,16 @@ class BenchConfig:
     workdir: Path | None = None
 
     def __post_init__(self) -> None:
-        for name in ("n_utts", "n_layers", "dim", "n_folds", "n_jobs"):
+        # messages name the options of ``probes bench``, the one place this config is built from
+        for name, option in (("n_utts", "--n-utts"), ("n_layers", "--n-layers"), ("dim", "--dim"),
+                             ("n_folds", "--folds"), ("n_jobs", "--n-jobs")):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{option} must be >= 1, got {getattr(self, name)}")
         if self.n_utts < 8 * self.n_folds:
-            raise ValueError(f"n_utts={self.n_utts} is too few for {self.n_folds} folds (need >= {8 * self.n_folds})")
+            raise ValueError(f"--n-utts {self.n_utts} is too few for --folds {self.n_folds} "
+                             f"(need >= {8 * self.n_folds})")
         if self.baseline_sample is not None and self.baseline_sample < 1:
-            raise ValueError(f"baseline_sample must be >= 1, got {self.baseline_sample}")
+            raise ValueError(f"--baseline-sample must be >= 1, got {self.baseline_sample}")
 
     @property
     def epochs(self) -> int:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from featstore.cache import CacheError, CacheLockedError, cache_info, list_caches, merge_caches, verify_cache
-from featstore.console import cell, check_corpora, error_message, fail, print_line
+from featstore.console import cell, check_corpora, error_message, fail, in_option_terms, print_line
 from featstore.paths import cache_root as default_cache_root
 
 
@@ -75,7 +75,7 @@ def extract(
             piece_utts=piece_utts, n_workers=workers, out=out,
         )
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
+        raise typer.BadParameter(in_option_terms(str(err), CONFIG_FIELDS["extract"])) from err
     try:
         report = run_extraction(config)
     except (ExtractError, CacheError, CacheLockedError, OSError) as err:  # OSError: disk full, permissions
@@ -219,18 +219,22 @@ def cache_size(
     clip_seconds: Annotated[float, typer.Option("--clip-seconds", help="Typical clip length, for the pooled statistics per hour (one mean and std per clip).", min=0.1)] = 3.0,
 ) -> None:
     """Cache size per hour of audio: pooled statistics and frames, for a model or every family."""
-    from featstore.extract import FAMILY_SHAPES, cache_bytes_per_hour
+    from featstore.extract import DTYPE_BYTES, FAMILY_SHAPES, cache_bytes_per_hour
 
+    if dtype not in DTYPE_BYTES:  # checked once here, not per family: one line naming the value
+        raise typer.BadParameter(f"{dtype!r} is not a stored float type; allowed: {', '.join(DTYPE_BYTES)}",
+                                 param_hint="--dtype")
     if (layers is None) != (width is None):
         raise typer.BadParameter("--layers and --width go together")
     if model is not None and layers is not None:
         raise typer.BadParameter("give --model or --layers/--width, not both")
     if model is not None:
         from featstore.errors import unknown_name
-        from featstore.models.registry import MODELS
+        from featstore.models.registry import MODELS, REPOSITORY_ALIASES
 
         if model not in MODELS:
-            raise typer.BadParameter(str(unknown_name("model", model, MODELS)))
+            raise typer.BadParameter(str(unknown_name("model", model, MODELS, known_as=REPOSITORY_ALIASES,
+                                                      known_as_label="Hugging Face repository")))
         shapes = [(model, MODELS[model].n_layers, MODELS[model].hidden_size)]
     elif layers is not None:
         shapes = [(f"{layers} layers x {width}", layers, width)]

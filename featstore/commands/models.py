@@ -32,8 +32,8 @@ def models(
     ] = None,
 ) -> None:
     """List the registry's models and the model folders under <cache root>/models: family,
-    language (mul: multilingual), layers x width, pre-training languages, source id, and
-    where each is on disk.
+    language code (mul: multilingual), layers x width, the language(s) of the pre-training
+    data, source id, and where each is on disk.
 
     Models are looked for in --search-dir, $CROSSLING_MODELS, <cache root>/models and the
     local Hugging Face cache; nothing is downloaded. A folder <cache root>/models/<name>/
@@ -49,7 +49,7 @@ def models(
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="SSL models (nothing is downloaded: put missing ones on disk)")
-    for column in ("alias", "family", "language", "layers x dims", "pre-training languages", "source id",
+    for column in ("alias", "family", "language", "layers x dims", "pre-training language(s)", "source id",
                    "present", "where"):
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -66,6 +66,9 @@ def models(
             where,
         )
     Console(width=200, soft_wrap=True).print(table)
+    typer.echo("language: the code the probes' settings take the model for (mul: many languages, every corpus "
+               "a transfer setting). pre-training language(s): the language(s) of the speech the model was "
+               "pre-trained on, as its authors state them (en: English only); hours and corpora: docs/models.md.")
     if not all(r["present"] for r in rows if r["registered"]):
         root = f"{cache_root}/models" if cache_root else "<cache root>/models"
         typer.echo(

@@ -5,7 +5,7 @@ benchmark (``featstore bench``).
   (-> :class:`ExtractReport`);
 - :func:`parse_shard`, :func:`shard_bounds`, :func:`shard_rows`: splitting a corpus by cumulative duration;
 - :func:`output_path`: where a run writes;
-- :func:`cache_bytes_per_hour`, :data:`FAMILY_SHAPES`: cache size per hour of audio (``featstore cache-size``).
+- :func:`cache_bytes_per_hour`, :data:`FAMILY_SHAPES`, :data:`DTYPE_BYTES`: cache size per hour of audio (``featstore cache-size``).
 """
 
 from featstore.extract._config import ExtractConfig, ExtractError, parse_shard, shard_file_name
@@ -18,9 +18,9 @@ from featstore.extract._pipeline import (
     shard_rows,
 )
 from featstore.extract._plan import plan_batches, shard_bounds
-from featstore.extract._sizes import FAMILY_SHAPES, cache_bytes_per_hour
+from featstore.extract._sizes import DTYPE_BYTES, FAMILY_SHAPES, cache_bytes_per_hour
 
 __all__ = [
-    "FAMILY_SHAPES", "ExtractConfig", "ExtractError", "cache_bytes_per_hour", "ExtractReport", "extract", "output_path", "parse_shard",
+    "DTYPE_BYTES", "FAMILY_SHAPES", "ExtractConfig", "ExtractError", "cache_bytes_per_hour", "ExtractReport", "extract", "output_path", "parse_shard",
     "plan_batches", "run_extraction", "safe_name", "shard_bounds", "shard_file_name", "shard_rows",
 ]

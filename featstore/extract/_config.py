@@ -126,9 +126,11 @@ class ExtractConfig:
             raise ValueError("piece_utts and n_workers must be >= 1")
         if self.frame_layers is not None:
             if not self.frames:
-                raise ValueError("frame_layers needs frames=True")
+                raise ValueError("ExtractConfig.frame_layers: given without ExtractConfig.frames (frames of chosen "
+                                 "layers are stored only when frames are)")
             if len(set(self.frame_layers)) != len(self.frame_layers) or min(self.frame_layers, default=0) < 0:
-                raise ValueError(f"frame_layers must be distinct non-negative indices, got {self.frame_layers}")
+                raise ValueError(f"ExtractConfig.frame_layers: must be distinct non-negative indices, got "
+                                 f"{self.frame_layers}")
             object.__setattr__(self, "frame_layers", tuple(sorted(self.frame_layers)))
 
 

@@ -89,16 +89,16 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if self.n_utts < 1:
-            raise ValueError(f"n_utts must be >= 1, got {self.n_utts}")
+            raise ValueError(f"--n-utts must be >= 1, got {self.n_utts}")
         if self.model_size not in ("base", "tiny"):
-            raise ValueError(f"model_size must be base or tiny, got {self.model_size!r}")
+            raise ValueError(f"--model-size must be base or tiny, got {self.model_size!r}")
         if self.family not in BENCH_FAMILIES:
             from featstore.errors import unknown_name
 
             raise ValueError(str(unknown_name("bench family", self.family, BENCH_FAMILIES)))
         lo, hi = self.clip_seconds
         if not 0.1 <= lo <= hi:
-            raise ValueError(f"clip_seconds must be 0.1 <= shortest <= longest, got {lo}-{hi}")
+            raise ValueError(f"--clip-seconds SHORTEST-LONGEST must have 0.1 <= SHORTEST <= LONGEST, got {lo:g}-{hi:g}")
         pick_device(self.device)  # an unknown or absent device fails here, with its name
 
 
@@ -268,7 +268,8 @@ def run_bench(config: BenchConfig) -> dict:
     with ``reason``, for a family that extraction cannot run yet)."""
     device = pick_device(config.device)
     loaded = bench_model(config.model_size, config.seed, device, config.family)
-    naive = config.naive and config.family != "whisper"
+    naive_skipped = naive_not_run_reason(config)
+    naive = naive_skipped is None
     with tempfile.TemporaryDirectory(prefix="featstore-bench-") as tmp_name:
         tmp = Path(tmp_name)
         n_mem = 4 * config.n_utts if config.memory else config.n_utts
@@ -335,7 +336,7 @@ def run_bench(config: BenchConfig) -> dict:
         "naive_x_real_time": audio_s / naive_s if naive else None,
         "ours_over_forward": ours_s / forward_s,
         "cpu_s": {"forward": forward_cpu_s, "ours": ours_cpu_s, "ours_over_forward": ours_cpu_s / forward_cpu_s},
-        "naive_over_ours": naive_s / ours_s if naive else None,
+        "naive_over_ours": naive_s / ours_s if naive else None, "naive_not_run": naive_skipped,
         "max_abs_diff_ours_vs_naive_layer_means": diff,
         "bytes_per_utt_pooled": pooled_bytes, "frames": frames, "memory": memory,
         "study": {"ours_forward_passes_per_utt_per_model": 1,
@@ -345,6 +346,16 @@ def run_bench(config: BenchConfig) -> dict:
         "targets": _targets(device, config.family, ours_s / forward_s, naive_s / ours_s if naive else None,
                             audio_s / ours_s, memory),
     }
+
+
+def naive_not_run_reason(config: BenchConfig) -> str | None:
+    """Why (c), the paper code's loop, is not run, or ``None`` when it is."""
+    if not config.naive:
+        return "--no-naive given"
+    if config.family == "whisper":
+        return ("the paper's loop feeds raw waveforms through Wav2Vec2FeatureExtractor; "
+                "Whisper's encoder takes log-mel features")
+    return None
 
 
 def _targets(device: torch.device, family: str, ours_over_forward: float, naive_over_ours: float | None,
@@ -391,7 +402,8 @@ def format_bench(result: dict) -> str:
             f"max |ours - paper loop| layer means = {result['max_abs_diff_ours_vs_naive_layer_means']:.2g} "
             "(float16 cache)"]
     else:
-        lines.append(f"    (b)/(a) = {result['ours_over_forward']:.3f}   (c) not run")
+        why = result.get("naive_not_run")
+        lines.append(f"    (b)/(a) = {result['ours_over_forward']:.3f}   (c) not run" + (f": {why}" if why else ""))
     cpu = result.get("cpu_s")
     if cpu and result["device"] == "cpu":
         lines.append(f"    CPU time of the process (all threads; fair on a shared machine): (a) {cpu['forward']:.1f} s, "

@@ -18,7 +18,15 @@ from featstore.models import speechbrain as sb
 from featstore.models.configs import build_encoder, read_config, read_preprocessor
 from featstore.models.device import resolve_device
 from featstore.models.registry import MODELS, ModelSpec
-from featstore.models.resolve import HF_ID, ModelNotFoundError, detect_format, locate, missing_files
+from featstore.models.resolve import (
+    HF_ID,
+    ModelNotFoundError,
+    detect_format,
+    locate,
+    missing_files,
+    registered_alias_hint,
+    weights_source,
+)
 from featstore.models.weights import (
     ModelLoadError,
     fingerprint_files,
@@ -40,7 +48,10 @@ class LoadedModel:
     alias : str
         The name given with ``alias=``, else the registry alias, the folder / id name.
     source : str
-        Hugging Face id for registered and cached models, else the folder path.
+        Where the weights were read from: the Hugging Face id for a snapshot in the local
+        Hugging Face cache, else the folder's path (a registered alias found under
+        ``$CROSSLING_MODELS`` or ``<cache root>/models`` included: that folder may hold
+        other weights than the registry's repository).
     family : str
         A key of ``featstore.models.registry.FAMILIES`` (``"wav2vec2"``, ``"wavlm"``,
         ``"hubert"``, ``"data2vec-audio"``), read from ``config.json``'s ``model_type``.
@@ -173,7 +184,8 @@ def _resolve(
     """``(folder, alias, source, spec)`` for a name or path (``spec`` only for aliases)."""
     spec = MODELS.get(name_or_path)
     if spec is not None:
-        return locate(name_or_path, search_dirs, root), spec.alias, spec.hf_id, spec
+        folder = locate(name_or_path, search_dirs, root)
+        return folder, spec.alias, weights_source(spec.hf_id, folder), spec
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         folder = path.resolve()
@@ -308,6 +320,6 @@ def _pick_language(name: str, language: str | None, spec: ModelSpec | None, meta
     if not chosen:
         raise ValueError(
             f"{name}: unknown language: pass language= (command line: --model-language) or add "
-            f'{folder / CROSSLING_JSON} with {{"language": "<code>"}}'
+            f'{folder / CROSSLING_JSON} with {{"language": "<code>"}}{registered_alias_hint(name)}'
         )
     return str(chosen)

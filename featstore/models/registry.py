@@ -297,3 +297,7 @@ for _alias, _hf_id, _family, _layers, _width, _langs, _what in _MORE:
         language=MULTILINGUAL if _langs.endswith("languages") else _langs,
         n_layers=_layers, hidden_size=_width, pretraining_languages=_langs,
     )
+
+REPOSITORY_ALIASES: dict[str, str] = {spec.hf_id: alias for alias, spec in MODELS.items()}
+"""Hugging Face repository -> its alias: an error for a repository id given where an alias
+is expected names the alias (``featstore.errors.known_as_hint``)."""

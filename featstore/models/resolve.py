@@ -29,8 +29,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from featstore.errors import CrosslingError, UnknownNameError, safe_file_stem, unknown_name
-from featstore.models.registry import EXPECTED_FILES, MODELS, ModelSpec
+from featstore.errors import CrosslingError, UnknownNameError, known_as_hint, safe_file_stem, unknown_name
+from featstore.models.registry import EXPECTED_FILES, MODELS, REPOSITORY_ALIASES, ModelSpec
 from featstore.paths import cache_root
 
 MODELS_ENV = "CROSSLING_MODELS"
@@ -162,7 +162,8 @@ def not_found_message(
     groups = EXPECTED_FILES[fmt]
     files = ", ".join(" or ".join(g) for g in groups)
     title = f"Model {alias!r}" + (f" ({repo_id})" if repo_id and repo_id != alias else "")
-    lines = [f"{title} is not on this machine, and nothing is downloaded here.", "Searched:"]
+    registered = registered_alias_hint(alias) if spec is None and hf_id else ""
+    lines = [f"{title} is not on this machine, and nothing is downloaded here{registered}.", "Searched:"]
     lines += [f"  {c.path}  [{c.origin}: {c.status}]" for c in searched]
     lines.append("Provide one of:")
     named = spec is not None or hf_id is None  # looked for as <root>/<alias>/
@@ -184,6 +185,13 @@ def not_found_message(
             f"then copy that folder {where}."
         )
     return "\n".join(lines)
+
+
+def registered_alias_hint(name: str) -> str:
+    """`` ('org/name' is the Hugging Face repository of model 'alias': give 'alias')`` for a
+    registered model's repository id given where an alias serves better, `` (did you mean
+    'alias' (org/name)?)`` for one close to such an id, else ``""``."""
+    return known_as_hint(name, REPOSITORY_ALIASES, "model", "Hugging Face repository")
 
 
 def _looks_like_model(folder: Path) -> bool:
@@ -215,7 +223,8 @@ def unknown_model(name: str, search_dirs: list[str | Path] | None = None, root: 
     hint = (f"registered models are found in <cache root>/models/<alias>/, ${MODELS_ENV}/<alias>/ or the "
             f"Hugging Face cache; any other model is used by name once its folder is at {target}/ "
             f"(holding {files}), or give the folder's path")
-    err = unknown_name("model", name, [*MODELS, *cached_names(search_dirs, root)], hint)
+    err = unknown_name("model", name, [*MODELS, *cached_names(search_dirs, root)], hint,
+                       known_as=REPOSITORY_ALIASES, known_as_label="Hugging Face repository")
     return UnknownModelError(str(err))
 
 
@@ -243,6 +252,15 @@ def locate(alias: str, search_dirs: list[str | Path] | None = None, root: str | 
     if spec is None and hf_id is None and all(c.status == "missing" for c in searched):
         raise unknown_model(alias, search_dirs, root)
     raise ModelNotFoundError(not_found_message(alias, spec, searched, hf_id, root))
+
+
+def weights_source(hf_id: str, folder: Path) -> str:
+    """What a provenance record names as the origin of ``folder``'s weights: ``hf_id``
+    when the folder is a snapshot of that repository in the Hugging Face cache, else the
+    folder itself (a folder under a model root may hold anything, random weights included)."""
+    if Path(folder).is_relative_to(hf_cache_repo_dir(hf_id)):
+        return hf_id
+    return str(Path(folder).resolve())
 
 
 def find_present(alias: str, search_dirs: list[str | Path] | None = None, root: str | Path | None = None

@@ -20,6 +20,7 @@ from featstore.console import (
     fail,
     field_default,
     field_help,
+    in_option_terms,
     print_line,
 )
 from probes.config import BACKENDS, LayerwiseConfig, ProbeConfig
@@ -166,7 +167,7 @@ def layerwise(
                               correction=stats_correction, min_speakers=stats_min_speakers),
             weighted=weighted, weighted_lr_scale=weighted_lr_scale)
     except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
+        raise typer.BadParameter(in_option_terms(str(err), CONFIG_FIELDS["layerwise"])) from err
     check_corpora(list(config.corpora), cache_root)
     try:
         run = run_layerwise_full(config, progress=True)

@@ -119,6 +119,35 @@ def test_options_have_the_config_fields_default_and_help(command, param, spec):
         assert param.help == f.metadata["help"], f"--{param.name} help differs from {spec}"
 
 
+@pytest.mark.parametrize("args, option, internal", [
+    (["featstore", "extract", "--model", "w2v2-cn", "--corpus", "toy", "--workers", "0"], "--workers",
+     "n_workers"),
+    (["featstore", "extract", "--model", "w2v2-cn", "--corpus", "toy", "--frame-layers", "0,1"], "--frames",
+     "frame_layers"),
+    (["finetune", "peft", "--model", "w2v2-cn", "--train-corpus", "toy", "--test-corpus", "toy", "--lora-r", "0"],
+     "--lora-r", "LoraSettings"),
+])
+def test_a_config_error_names_the_option_not_the_field(tmp_path, args, option, internal):
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "toy.parquet").write_bytes(b"")  # a prepared corpus, by name
+    res = CliRunner().invoke(app, [*args, "--cache-root", str(tmp_path)])
+    assert res.exit_code == 2 and option in res.output and internal not in res.output, res.output
+
+
+@pytest.mark.parametrize("args, option, internal", [
+    (["featstore", "bench", "--model-size", "huge"], "--model-size", "model_size"),
+    (["featstore", "bench", "--n-utts", "0"], "--n-utts", "n_utts"),
+    (["featstore", "bench", "--clip-seconds", "5-1"], "--clip-seconds", "clip_seconds"),
+    (["finetune", "bench", "--model-size", "huge"], "--model-size", "value: size"),
+    (["finetune", "bench", "--epochs", "0"], "--epochs", "n_utts"),
+    (["probes", "bench", "--folds", "0"], "--folds", "n_folds"),
+    (["probes", "bench", "--n-utts", "10"], "--n-utts", "n_utts"),
+])
+def test_a_bench_option_error_names_the_option(args, option, internal):
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and option in res.output and internal not in res.output, res.output
+
+
 def test_peft_sets_every_lora_ba_wg_and_training_field():
     from finetune.train import TrainConfig
     from finetune.tuners.ba.config import BASettings

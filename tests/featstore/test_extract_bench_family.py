@@ -52,7 +52,16 @@ def test_family_bench_runs_at_tiny_size(family):
     assert list(result["targets"]) == ["(b)/(a) <= 1.15"]
     assert result["cpu_s"]["ours"] > 0 and result["cpu_s"]["forward"] > 0
     text = format_bench(result)
-    assert f"{FAMILY_LABELS[family]} tiny (3 states x 32" in text and "(c) not run" in text and "CPU time of the process" in text and "targets (judged at --model-size base only; tiny is a quick check that it runs): (b)/(a) <= 1.15: not judged" in text
+    assert f"{FAMILY_LABELS[family]} tiny (3 states x 32" in text and "(c) not run: --no-naive given" in text and "CPU time of the process" in text and "targets (judged at --model-size base only; tiny is a quick check that it runs): (b)/(a) <= 1.15: not judged" in text
+
+
+def test_whisper_says_why_the_paper_loop_is_not_run():
+    """(c) is never run for Whisper, even without --no-naive; the line says why."""
+    result = run_bench(BenchConfig(n_utts=1, model_size="tiny", device="cpu", progress=False, memory=False,
+                                   family="whisper"))
+    assert result["naive_s"] is None and "log-mel" in result["naive_not_run"]
+    line = next(x for x in format_bench(result).splitlines() if "(c) not run" in x)
+    assert line.endswith("(c) not run: " + result["naive_not_run"])
 
 
 def test_a_family_extraction_cannot_run_is_reported_not_measured(monkeypatch):

@@ -243,6 +243,13 @@ def test_cache_size_command():
     assert CliRunner().invoke(featstore_app, ["cache-size", "--layers", "24"]).exit_code == 2
     res = CliRunner().invoke(featstore_app, ["cache-size", "--model", "nope"])
     assert res.exit_code == 2 and "unknown model 'nope'" in res.output
+    res = CliRunner().invoke(featstore_app, ["cache-size", "--model", "facebook/wav2vec2-base-960h"])
+    assert res.exit_code == 2 and "give 'w2v2-en'" in res.output, res.output
+    # a bad --dtype: one line naming the value and the allowed ones, not prefixed by a family list
+    res = CliRunner().invoke(featstore_app, ["cache-size", "--dtype", "bfloat16"])
+    error = [line for line in res.output.splitlines() if "bfloat16" in line]
+    assert res.exit_code == 2 and len(error) == 1, res.output
+    assert "--dtype" in error[0] and "float16, float32" in error[0] and "wav2vec" not in error[0], res.output
 
 
 def test_extraction_on_cpu_offers_the_heap_back_after_every_batch(tmp_path, monkeypatch):

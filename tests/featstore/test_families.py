@@ -191,7 +191,11 @@ def test_featstore_models_shows_family_size_and_pretraining_languages(tmp_path):
     assert rows["data2vec-audio-base"]["family"] == "data2vec-audio"
     assert rows["w2v2-cn"]["pretraining_languages"] == "cn"
     table = runner.invoke(featstore_app, ["models", "--cache-root", str(tmp_path)])
-    assert table.exit_code == 0 and "pre-training languages" in table.output and "147 languages" in table.output
+    assert table.exit_code == 0 and "pre-training language(s)" in table.output and "147 languages" in table.output
+    # WavLM base (LibriSpeech 960 h) and base+ (94k h: Libri-Light, GigaSpeech, VoxPopuli English) are
+    # English-only: the column says so, and the legend says the column is the pre-training data's language(s)
+    assert rows["wavlm-base"]["pretraining_languages"] == rows["wavlm-base-plus"]["pretraining_languages"] == "en"
+    assert "pre-training language(s): the language(s) of the speech the model was pre-trained on" in table.output
 
 
 def test_hubert_pretraining_heads_are_dropped(tmp_path):

@@ -160,3 +160,13 @@ def test_unknown_name_lists_what_exists_and_the_closest():
     assert check_choice("head", "mlp", ["mlp", "linear"]) == "mlp"
     with pytest.raises(UnknownNameError, match="known: linear, mlp"):
         check_choice("head", "svm", ["mlp", "linear"])
+
+
+def test_unknown_name_points_another_name_to_the_known_one():
+    repos = {"org/model-960h": "m-en", "org/model-large": "m-large"}
+    kwargs = {"known_as": repos, "known_as_label": "Hugging Face repository"}
+    text = str(unknown_name("model", "Org/Model-960h", ["m-en", "m-large"], **kwargs))
+    assert "'Org/Model-960h' is the Hugging Face repository of model 'm-en': give 'm-en'" in text
+    assert "did you mean 'm-en' (org/model-960h)" in str(unknown_name("model", "org/model-960", ["m-en"], **kwargs))
+    # a typo of a known name is still pointed to that name first
+    assert "did you mean 'm-large'?" in str(unknown_name("model", "m-larg", ["m-en", "m-large"], **kwargs))

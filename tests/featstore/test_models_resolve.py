@@ -77,14 +77,13 @@ def test_search_order(env):
     assert locate("w2v2-cn") == in_cache
     in_env = save_tiny_model(env / "models" / "w2v2-cn", "wav2vec2", "pretraining", seed=2)
     assert locate("w2v2-cn") == in_env
+    # a folder under a model root holds whatever was put there (random weights too): the
+    # source is that folder, not the registry's repository
+    assert load_model("w2v2-cn").source == str(in_env.resolve())
     explicit = save_tiny_model(env / "mine" / "w2v2-cn", "wav2vec2", "pretraining", seed=3)
     loaded = load_model("w2v2-cn", search_dirs=[env / "mine"])
     assert loaded.path == explicit
-    assert (loaded.alias, loaded.language, loaded.source) == (
-        "w2v2-cn",
-        "cn",
-        "TencentGameMate/chinese-wav2vec2-base",
-    )
+    assert (loaded.alias, loaded.language, loaded.source) == ("w2v2-cn", "cn", str(explicit.resolve()))
 
 
 def _as_hf_cache(src, hub, hf_id, revision):
@@ -134,6 +133,18 @@ def test_unregistered_hf_id_from_cache_needs_a_language(env):
     assert (loaded.alias, loaded.source, loaded.language) == ("tiny-wavlm", "someone/tiny-wavlm", "de")
     with pytest.raises(ModelNotFoundError, match="models--someone--absent"):
         load_model("someone/absent", language="de")
+
+
+def test_a_registered_repository_id_points_to_its_alias(env):
+    with pytest.raises(ModelNotFoundError, match="repository of model 'w2v2-en': give 'w2v2-en'"):
+        load_model("facebook/wav2vec2-base-960h")
+    with pytest.raises(ModelNotFoundError, match=r"did you mean 'w2v2-en' \(facebook/wav2vec2-base-960h\)"):
+        load_model("facebook/wav2vec2-base")
+    # in the Hugging Face cache but given by repository: the language error names the alias
+    src = save_tiny_model(env / "src", "wavlm", "model")
+    _as_hf_cache(src, env / "hub", "microsoft/wavlm-base", "e" * 40)
+    with pytest.raises(ValueError, match="unknown language.*give 'wavlm-base'"):
+        load_model("microsoft/wavlm-base")
 
 
 def test_local_folder_language_rules(env):
