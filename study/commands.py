@@ -88,8 +88,8 @@ def study(
 
         _fail(str(unknown_name("executor", executor, EXECUTOR_KINDS)))
     if scheduler is not None and (executor or cfg.executor.kind) != "dask":
-        _fail(f"--scheduler is for the dask executor; {config} runs on {executor or cfg.executor.kind} "
-              "(add --executor dask)")
+        chosen = f"--executor {executor}" if executor else f"{config} runs on {cfg.executor.kind}"
+        _fail(f"--scheduler is for the dask executor; {chosen} (add --executor dask)")
     check_cache_root(cfg.cache_root, given_by=f"{config} [study] cache_root")
     if status:
         from study.runner import study_status
@@ -99,12 +99,13 @@ def study(
         return
     from featstore.cache import CacheLockedError
     from featstore.extract import ExtractError
+    from study.executors.dask import DaskSchedulerError
     from study.graph import StudyJobsFailed
     from study.ledger import StudyLockedError
 
     try:
         run_study(cfg, log=print_line, executor=executor, scheduler=scheduler)  # its last line names the report
-    except (StudyLockedError, StudyJobsFailed) as err:
+    except (StudyLockedError, StudyJobsFailed, DaskSchedulerError) as err:
         _fail(error_message(err))
     except (FileNotFoundError, ValueError, ExtractError, CacheLockedError) as err:
         # missing corpus files or model folders, bad folds, a locked cache...: the step
@@ -122,6 +123,9 @@ def study_bench(
                                                        "most this, seconds.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures (and the machine) as JSON instead "
                                                          "of lines.")] = False,
+    write_only: Annotated[bool, typer.Option("--write-only", help="Write the demo-sized study's inputs and one "
+                                                                 "study TOML per executor, print their paths, run "
+                                                                 "nothing (to try an executor by hand).")] = False,
 ) -> None:
     """Measure each executor's scheduling overhead per job on a demo-sized study (submitit
     runs its local executor, Dask a local cluster) and how many jobs the graph lets run at once;
@@ -135,6 +139,12 @@ def study_bench(
     for name in names:  # before the first executor's run, not after it
         if name not in BENCH_EXECUTORS:
             _fail(f"--executors: {unknown_name('executor', name, BENCH_EXECUTORS)}")
+    if write_only:
+        from study.bench import write_studies
+
+        for name, path in zip(names, write_studies(out, names, folds), strict=True):
+            print_line(f"{name}: crossling study --config {path}")
+        return
     figures = run_bench(out, names, folds=folds, max_overhead_s=max_overhead_s)
     if as_json:
         print(json.dumps(bench_record(figures, folds), indent=2))

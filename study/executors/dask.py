@@ -2,8 +2,10 @@
 
 ``[executor] scheduler = "tcp://host:8786"`` (or ``--scheduler``) sends the jobs to a
 running cluster whose workers see the run directory and cache (a shared file system);
-without one, a local cluster of ``workers`` processes (one thread each) is started for the
-study and closed after it. A job that needs GPUs asks for the worker resource ``GPU``
+without one, a local cluster of ``workers`` processes (one job at a time each, computing
+with the threads a local run would use) is started for the study and closed after it. A
+finished job's future is released at once: Dask keeps no result to recompute when a worker
+is lost later. A job that needs GPUs asks for the worker resource ``GPU``
 when the cluster's workers declare one (``dask worker ... --resources GPU=1``).
 """
 
@@ -14,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featstore.errors import safe_file_stem
+from featstore.errors import CrosslingError, safe_file_stem
 from study.graph import Job, JobOutcome, Packed, execute_job, job_log_path
 
 if TYPE_CHECKING:
@@ -23,18 +25,51 @@ if TYPE_CHECKING:
 
 class _DaskHandle:
     def __init__(self, future: Any, log: str) -> None:
-        self._future = future
+        self._future: Any = future
         self.job_id = str(future.key)
         self.log = log
 
     def done(self) -> bool:
-        return bool(self._future.done())
+        return self._future is None or bool(self._future.done())
 
     def result(self) -> JobOutcome:
-        return self._future.result()
+        """The job's outcome; the future is released then: Dask forgets the finished job,
+        so a worker lost later never makes it run again (its outputs are on disk and in the
+        ledger, not in the worker's memory)."""
+        future, self._future = self._future, None
+        try:
+            return future.result()
+        finally:
+            future.release()
 
-    def cancel(self) -> None:
+    def cancel(self) -> bool:
+        if self._future is None:  # its result was read: finished
+            return False
         self._future.cancel()
+        return True
+
+
+class DaskSchedulerError(CrosslingError, OSError):
+    """The Dask scheduler given could not be reached."""
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""What Dask's nanny sets to 1 in its workers by default (``distributed.nanny.pre-spawn-environ``);
+the local cluster leaves them as in the study's process, so its jobs compute with the
+same threads as a local or submitit run on this machine (the same numbers)."""
+
+
+def _local_cluster(workers: int) -> Any:
+    import dask
+    from distributed import LocalCluster
+
+    spawn = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+             if k not in THREAD_VARIABLES}
+    # the nanny runs in this process and writes its pre-spawn variables into os.environ:
+    # without the thread ones, neither this process nor the workers are pinned to one thread
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                            memory_limit=0)
 
 
 class DaskExecutor:
@@ -44,17 +79,22 @@ class DaskExecutor:
     split_jobs = True
 
     def __init__(self, settings: ExecutorSettings, resources: Mapping[str, ResourceSpec], run_dir: Path) -> None:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         self.run_dir = Path(run_dir)
         self.poll_s = settings.poll_s
         self.resources = dict(resources)
         self._cluster = None
         if settings.scheduler:
-            self.client = Client(settings.scheduler)
+            try:
+                self.client = Client(settings.scheduler)
+            except (OSError, TimeoutError) as err:
+                raise DaskSchedulerError(
+                    f"cannot reach the Dask scheduler {settings.scheduler} ({type(err).__name__}: {err}); start it "
+                    "(`dask scheduler`) and its workers, or check the address ([executor] scheduler or "
+                    "--scheduler); without an address the study starts a local cluster") from None
         else:
-            self._cluster = LocalCluster(n_workers=settings.workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, memory_limit=0)
+            self._cluster = _local_cluster(settings.workers)
             self.client = Client(self._cluster)
         info = self.client.scheduler_info().get("workers", {})
         self._has_gpu = any("GPU" in (w.get("resources") or {}) for w in info.values())
@@ -72,10 +112,10 @@ class DaskExecutor:
             spec = self.resources.get(job.resource_kind)
             extra = {"resources": {"GPU": spec.gpus}} if spec is not None and spec.gpus and self._has_gpu else {}
             key = f"{safe_file_stem(job.name.replace('/', '~'), 'job name')}-{uuid.uuid4().hex[:8]}"
-            future = self.client.submit(execute_job, job.name, fp, Packed.of(job.run), str(self.run_dir), print, key=key,
+            future = self.client.submit(execute_job, job.name, fp, Packed.of(job.run), str(self.run_dir), print, skip_done=True, key=key,
                                         pure=False, **extra)
             handles.append(_DaskHandle(future, str(job_log_path(self.run_dir, job.name))))
-        self._handles += handles
+        self._handles = [h for h in self._handles if not h.done()] + handles  # only those in flight
         return handles
 
     def close(self) -> None:
