@@ -187,16 +187,24 @@ def job_log_path(run_dir: str | Path, name: str) -> Path:
 
 
 def execute_job(name: str, fingerprint: str, run: JobRun, run_dir: str, echo: Log | None = None,
-                exit_fast: bool = False) -> JobOutcome:
+                exit_fast: bool = False, skip_done: bool = False) -> JobOutcome:
     """Run one job where it was sent: its lines go to its log file (and ``echo``), its
     outputs are recorded done in the ledger (atomically, from this process) once written.
     Raises what the job raised (after writing the traceback to the log).
 
     ``exit_fast`` (a process started for this one job, as submitit's): once the job is
     done and its result written, its process skips the interpreter's teardown when it
-    exits (:func:`_exit_at_once`)."""
+    exits (:func:`_exit_at_once`). ``skip_done`` (jobs sent away): a job the ledger already
+    records done with ``fingerprint`` is not run again but answers with its recorded
+    outputs: a scheduler's retry of a finished job (Dask recomputing a result lost with a
+    worker, a second submission) never rewrites what later jobs may be reading."""
     path = job_log_path(run_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if skip_done and Ledger(run_dir).is_done(name, fingerprint):
+        with path.open("a", encoding="utf-8") as stream:
+            stream.write(f"== {name}: sent again on {socket.gethostname()} but done already with these inputs; "
+                         "not run again\n")
+        return JobOutcome(tuple((Ledger(run_dir).record(name) or {}).get("outputs", ())), 0.0)
     with path.open("a", encoding="utf-8") as stream:
         def log(line: str) -> None:
             stream.write(f"{line}\n")
@@ -278,7 +286,8 @@ def _fault_drill(name: str, run_dir: str) -> None:
 
 
 class Handle(Protocol):
-    """A submitted job: ``done()``, ``result()`` (a :class:`JobOutcome`, or raises), ``job_id``, ``log``."""
+    """A submitted job: ``done()``, ``result()`` (a :class:`JobOutcome`, or raises),
+    ``cancel()`` (whether it was stopped before finishing), ``job_id``, ``log``."""
 
     job_id: str
     log: str
@@ -286,6 +295,8 @@ class Handle(Protocol):
     def done(self) -> bool: ...
 
     def result(self) -> JobOutcome: ...
+
+    def cancel(self) -> bool: ...
 
 
 class Executor(Protocol):
@@ -336,55 +347,59 @@ def run_graph(graph: Graph, ledger: Ledger, executor: Executor, log: Log = print
     finished: set[str] = set()
     failed: dict[str, str] = {}
     flying: dict[str, tuple[Job, Handle, float]] = {}
-    while pending or flying:
-        ready: list[tuple[Job, str]] = []
-        for job in list(pending):
-            if any(d in failed for d in job.deps):
-                failed[job.name] = "not run: " + ", ".join(d for d in job.deps if d in failed) + " failed"
+    try:
+        while pending or flying:
+            ready: list[tuple[Job, str]] = []
+            for job in list(pending):
+                if any(d in failed for d in job.deps):
+                    failed[job.name] = "not run: " + ", ".join(d for d in job.deps if d in failed) + " failed"
+                    pending.remove(job)
+                    continue
+                if not all(d in finished for d in job.deps):
+                    continue
                 pending.remove(job)
-                continue
-            if not all(d in finished for d in job.deps):
-                continue
-            pending.remove(job)
-            fp = job.fingerprint()
-            covered = job.covered_by and ledger.is_done(job.covered_by, graph.jobs[job.covered_by].fingerprint())
-            if (ledger.is_done(job.name, fp) or covered) and not job.always_run:
-                log(f"[skip] {job.name} (done, inputs unchanged)")
-                ledger.clear_state(job.name)
-                finished.add(job.name)
-                continue
-            if job.resource_kind == "driver" or executor.split_jobs is False:
-                # in this process, now (later jobs of this pass may read it)
-                _run_here(job, fp, ledger, executor, log, stats, finished, failed)
-                continue
-            ready.append((job, fp))
-        if ready:
-            for job, _ in ready:
-                log(f"[run ] {job.name}")
-            now = time.perf_counter()
-            for (job, _), handle in zip(ready, executor.submit(ready), strict=True):
-                ledger.set_state(job.name, "running", job_id=handle.job_id, log=handle.log, executor=executor.name)
-                flying[job.name] = (job, handle, now)
-            stats.max_in_flight = max(stats.max_in_flight, len(flying))
-        landed = [name for name, (_, h, _) in flying.items() if h.done()]
-        for name in landed:
-            job, handle, t0 = flying.pop(name)
-            try:
-                outcome = handle.result()
-            except Exception as err:  # noqa: BLE001 - any failure of a job is reported with its log
-                failed[name] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-                ledger.set_state(name, "failed", job_id=handle.job_id, log=handle.log, error=failed[name],
-                                 executor=executor.name)
-                log(f"[fail] {name}: {failed[name]} (log: {handle.log})")
-                continue
-            stats.jobs.append({"name": name, "kind": job.kind, "where": executor.name,
-                               "in_flight_s": time.perf_counter() - t0, "duration_s": outcome.duration_s,
-                               "load_s": outcome.load_s, "waited_s": outcome.waited_s})
-            ledger.clear_state(name)
-            finished.add(name)
-            log(f"[done] {name} in {outcome.duration_s:.1f} s")
-        if flying and not landed and not ready:
-            time.sleep(executor.poll_s)
+                fp = job.fingerprint()
+                covered = job.covered_by and ledger.is_done(job.covered_by, graph.jobs[job.covered_by].fingerprint())
+                if (ledger.is_done(job.name, fp) or covered) and not job.always_run:
+                    log(f"[skip] {job.name} (done, inputs unchanged)")
+                    ledger.clear_state(job.name)
+                    finished.add(job.name)
+                    continue
+                if job.resource_kind == "driver" or executor.split_jobs is False:
+                    # in this process, now (later jobs of this pass may read it)
+                    _run_here(job, fp, ledger, executor, log, stats, finished, failed)
+                    continue
+                ready.append((job, fp))
+            if ready:
+                for job, _ in ready:
+                    log(f"[run ] {job.name}")
+                now = time.perf_counter()
+                for (job, _), handle in zip(ready, executor.submit(ready), strict=True):
+                    ledger.set_state(job.name, "running", job_id=handle.job_id, log=handle.log, executor=executor.name)
+                    flying[job.name] = (job, handle, now)
+                stats.max_in_flight = max(stats.max_in_flight, len(flying))
+            landed = [name for name, (_, h, _) in flying.items() if h.done()]
+            for name in landed:
+                job, handle, t0 = flying.pop(name)
+                try:
+                    outcome = handle.result()
+                except Exception as err:  # noqa: BLE001 - any failure of a job is reported with its log
+                    failed[name] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+                    ledger.set_state(name, "failed", job_id=handle.job_id, log=handle.log, error=failed[name],
+                                     executor=executor.name)
+                    log(f"[fail] {name}: {failed[name]} (log: {handle.log})")
+                    continue
+                stats.jobs.append({"name": name, "kind": job.kind, "where": executor.name,
+                                   "in_flight_s": time.perf_counter() - t0, "duration_s": outcome.duration_s,
+                                   "load_s": outcome.load_s, "waited_s": outcome.waited_s})
+                ledger.clear_state(name)
+                finished.add(name)
+                log(f"[done] {name} in {outcome.duration_s:.1f} s")
+            if flying and not landed and not ready:
+                time.sleep(executor.poll_s)
+    except BaseException:  # Ctrl-C, or the driver failing: what is in flight is cancelled, and recorded so
+        _cancel_in_flight(flying, ledger, executor.name)
+        raise
     stats.wall_s = time.perf_counter() - t_start
     if failed:
         lines = [f"  {name}: {why}" + (f" (log: {ledger.state(name).get('log')})" if ledger.state(name) else "")
@@ -392,6 +407,18 @@ def run_graph(graph: Graph, ledger: Ledger, executor: Executor, log: Log = print
         raise StudyJobsFailed(f"{len(failed)} job(s) of the study did not finish; rerun the same command to run "
                               "them (finished jobs are kept):\n" + "\n".join(lines))
     return stats
+
+
+def _cancel_in_flight(flying: dict[str, tuple[Job, Handle, float]], ledger: Ledger, executor: str) -> None:
+    """Cancel the jobs in flight when the study stops; those cancelled show ``cancelled``
+    in ``--status`` (not ``interrupted``, which says a job may still be running)."""
+    for name, (_, handle, _) in flying.items():
+        try:
+            cancelled = handle.cancel()
+        except Exception:  # noqa: BLE001 - cannot tell (the scheduler is unreachable): left as running
+            continue
+        if cancelled:
+            ledger.set_state(name, "cancelled", job_id=handle.job_id, log=handle.log, executor=executor)
 
 
 def _run_here(job: Job, fp: str, ledger: Ledger, executor: Executor, log: Log, stats: RunStats,
@@ -421,8 +448,9 @@ def _run_here(job: Job, fp: str, ledger: Ledger, executor: Executor, log: Log, s
 
 def job_states(graph: Graph, ledger: Ledger) -> list[tuple[str, str, str]]:
     """``(job, state, detail)`` for every job: ``done``; ``running`` (the job id; while no
-    study holds the run directory's lock a job left running is ``interrupted``, rerun to
-    resume); ``failed`` (the path of its log); ``waiting`` (for the jobs it reads, or to be run)."""
+    study holds the run directory's lock a job left running is ``interrupted``: its study
+    was killed, the job may still run; rerun to resume); ``cancelled`` (by its study when it
+    stopped); ``failed`` (the path of its log); ``waiting`` (for the jobs it reads, or to be run)."""
     live = StudyLock(ledger.run_dir).held_elsewhere()
     done: set[str] = set()
     rows = []
@@ -444,11 +472,15 @@ def job_states(graph: Graph, ledger: Ledger) -> list[tuple[str, str, str]]:
             where = f"job {state.get('job_id')}" + (f", log {state['log']}" if state.get("log") else "")
             rows.append((job.name, "running" if live else "interrupted", where if live else
                          f"{where}; rerun to resume"))
+        elif state.get("state") == "cancelled":
+            rows.append((job.name, "cancelled", f"job {state.get('job_id')} cancelled when its study stopped; "
+                                                "rerun to run it"))
         elif state.get("state") == "failed":
             rows.append((job.name, "failed", f"log {state.get('log')}: {state.get('error', '')}"))
         else:
             blocked = [d for d in job.deps if d not in done]
-            rows.append((job.name, "waiting", f"for {', '.join(blocked)}" if blocked else "ready"))
+            named = ", ".join(blocked[:3]) + (f" and {len(blocked) - 3} more" if len(blocked) > 3 else "")
+            rows.append((job.name, "waiting", f"for {named}" if blocked else "ready"))
     return rows
 
 

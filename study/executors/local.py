@@ -29,6 +29,9 @@ class _Done:
         assert self.outcome is not None
         return self.outcome
 
+    def cancel(self) -> bool:
+        return False  # ran already
+
 
 class LocalExecutor:
     """Runs each job now, in this process (the driver runs jobs inline: ``split_jobs`` is

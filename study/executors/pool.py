@@ -97,7 +97,7 @@ def pool_worker(queue: str, idle_s: float, poll_s: float) -> int:
         waited_s = max(0.0, free_since - queued_at) if free_since is not None else 0.0
         _note_running(run_dir, name, me)
         try:
-            outcome = dataclasses.replace(execute_job(name, fingerprint, run, run_dir, print), waited_s=waited_s)
+            outcome = dataclasses.replace(execute_job(name, fingerprint, run, run_dir, print, skip_done=True), waited_s=waited_s)
         except Exception as err:
             _write_atomic(done / f"{seq}.result", pickle.dumps(("error", _sendable(err))))
             task.unlink(missing_ok=True)
@@ -190,8 +190,14 @@ class _PoolHandle:
             raise value
         return value
 
-    def cancel(self) -> None:
-        (self._queue / "todo" / f"{self._seq}.task").unlink(missing_ok=True)
+    def cancel(self) -> bool:
+        """Take the job out of the queue; False once a worker has claimed it (the worker
+        finishes it, records it done, then sees the study's stop file and exits)."""
+        try:
+            (self._queue / "todo" / f"{self._seq}.task").unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
 
 MAX_FAILED_WORKERS = 3

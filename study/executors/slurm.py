@@ -48,10 +48,28 @@ class _SubmititHandle:
         return bool(self._job.done())
 
     def result(self) -> JobOutcome:
-        return self._job.result()
+        from submitit.core.utils import UncompletedJobError
 
-    def cancel(self) -> None:
-        self._job.cancel(check=False)
+        try:
+            return self._job.result()
+        except UncompletedJobError:  # its process ended before writing a result: say so, and where to look
+            raise SlurmJobLost(
+                f"SLURM job {self.job_id} ended without a result (state {self._state()}: killed, pre-empted, out "
+                f"of time or out of memory); submitit's logs: {self._job.paths.stdout} and {self.log}") from None
+
+    def _state(self) -> str:
+        try:
+            return str(self._job.state)
+        except Exception:  # noqa: BLE001 - sacct unreachable: the message goes on without it
+            return "unknown"
+
+    def cancel(self) -> bool:
+        self._job.cancel(check=False)  # scancel (or the local executor's kill); an ended job is left as it is
+        return True
+
+
+class SlurmJobLost(RuntimeError):
+    """A SLURM job ended (killed, pre-empted, timed out) before its job sent a result back."""
 
 
 class SubmititBase:
@@ -92,7 +110,7 @@ class SubmititExecutor(SubmititBase):
         for kind, indices in by_kind.items():
             executor = self._executors[kind]
             calls = [functools.partial(execute_job, jobs[i][0].name, jobs[i][1], Packed.of(jobs[i][0].run),
-                                       str(self.run_dir), print, exit_fast=True) for i in indices]
+                                       str(self.run_dir), print, exit_fast=True, skip_done=True) for i in indices]
             if len(calls) == 1:
                 submitted = [executor.submit(calls[0])]
             else:

@@ -101,6 +101,12 @@ def same_tables(out: Path, reference: Path) -> None:
             raise AssertionError(f"{name} differs from the local run's: {err}") from None
 
 
+def starts(out: Path) -> dict[str, int]:
+    """How many times each job of a run started (the header lines of its log)."""
+    return {lines[0].split()[1]: sum(1 for line in lines if line.startswith("== ") and " pid " in line)
+            for lines in (log.read_text().splitlines() for log in (out / "logs").rglob("*.log")) if lines}
+
+
 def ran(lines: list[str]) -> list[str]:
     return [line.split()[-1] for line in lines if line.startswith("[run ]")]
 
@@ -128,7 +134,8 @@ def test_slurm_through_submitit_gives_the_same_tables_and_reruns_only_a_killed_j
     first: list[str] = []
     with pytest.raises(StudyJobsFailed, match="fold-1") as failure:
         run_study(config, log=first.append)
-    assert "submitit" in str(failure.value)  # the failed job's log is named
+    # what happened and where to look (not the tail of submitit's own output)
+    assert "ended without a result (state" in str(failure.value) and "_log.out" in str(failure.value)
     status = "\n".join(study_status(config))
     assert f"failed      {FOLD_JOB}" in status and f"waiting     {RUN_JOB}" in status
     assert "done        extract/w2v2-cn/esd" in status and "done        sed" in status
@@ -154,6 +161,9 @@ def test_dask_with_a_worker_killed_mid_run_gives_the_same_tables(inputs, local_r
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # no silent retry: the study fails
         with pytest.raises(StudyJobsFailed, match="fold-1"):
             run_study(config, log=lambda _: None)
+        # the dead worker's finished jobs are not run again (released, or skipped as done): each ran once
+        runs = starts(folder / "out")
+        assert runs.pop(FOLD_JOB) == 1 and len(runs) >= 6 and set(runs.values()) == {1}, sorted(runs.items())
         again: list[str] = []
         run_study(config, log=again.append)
     assert set(ran(again)) == {FOLD_JOB, RUN_JOB, "finetune/table1"}

@@ -84,6 +84,9 @@ class _Future:
     def result(self) -> JobOutcome:
         return self._future.result()
 
+    def cancel(self) -> bool:
+        return self._future.cancel()
+
 
 class ThreadExecutor:
     """Jobs on threads; later jobs sleep less, so jobs finish in another order than sent."""
@@ -298,3 +301,51 @@ def test_local_study_keeps_one_job_per_run_in_this_process(stubbed, tmp_path):
     assert stubbed == ["prepare", "splits", "prepare", "splits", "extract", "extract", "probes", "finetune_run",
                        "table_one"]
     assert (config.out / "logs" / "probes.log").read_text().startswith("== probes on ")
+
+
+class _Stuck:
+    """A job in flight when the user presses Ctrl-C (raised while the driver polls)."""
+
+    def __init__(self, job_id: str, cancellable: bool) -> None:
+        self.job_id, self.log, self.cancellable = job_id, f"/jobs/{job_id}.err", cancellable
+
+    def done(self) -> bool:
+        raise KeyboardInterrupt
+
+    def result(self) -> JobOutcome:
+        raise AssertionError("never landed")
+
+    def cancel(self) -> bool:
+        return self.cancellable  # False: already taken by a worker that will finish it
+
+
+class _StuckExecutor:
+    name, split_jobs, poll_s = "stuck", True, 0.0
+
+    def submit(self, jobs):
+        return [_Stuck(f"9{i}", cancellable=job.name != "prepare/b") for i, (job, _) in enumerate(jobs)]
+
+    def close(self) -> None:
+        pass
+
+
+def test_jobs_cancelled_when_the_study_stops_show_cancelled_not_interrupted(tmp_path):
+    graph = Graph()
+    for name in ("prepare/a", "prepare/b"):
+        graph.add(Job(name, "prepare", (), lambda: "fp", lambda log: []))
+    ledger = Ledger(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_graph(graph, ledger, _StuckExecutor(), log=lambda _line: None)
+    assert ledger.state("prepare/a")["state"] == "cancelled" and ledger.state("prepare/a")["job_id"] == "90"
+    assert ledger.state("prepare/b")["state"] == "running"  # not cancellable: it may still finish
+    rows = {name: (state, detail) for name, state, detail in job_states(graph, ledger)}
+    assert rows["prepare/a"] == ("cancelled", "job 90 cancelled when its study stopped; rerun to run it")
+    assert rows["prepare/b"][0] == "interrupted" and "rerun to resume" in rows["prepare/b"][1]
+
+
+def test_status_names_each_job_waited_for_once_and_a_long_list_short(stubbed, tmp_path):
+    graph = runner.build_graph(_config(tmp_path), split=True)
+    assert all(len(set(job.deps)) == len(job.deps) for job in graph)  # a corpus read twice is one dependency
+    rows = {name: detail for name, state, detail in job_states(graph, Ledger(tmp_path / "run")) if state == "waiting"}
+    report = graph.jobs["report"]
+    assert len(report.deps) > 3 and rows["report"] == f"for {', '.join(report.deps[:3])} and {len(report.deps) - 3} more"

@@ -102,3 +102,23 @@ def test_outside_submitit_a_job_process_exits_as_usual(tmp_path):
     done = _python(code, tmp_path)
     assert done.returncode == 0 and (tmp_path / "teardown-ran").exists()  # no result of submitit's: exit as usual
     assert Ledger(tmp_path / "run").is_done("sed", "fp")
+
+
+def test_a_job_sent_again_after_it_finished_is_not_run_again(tmp_path):
+    (tmp_path / "a").touch()
+    calls: list[str] = []
+
+    def run(log):
+        calls.append("ran")
+        return [tmp_path / "a"]
+
+    first = execute_job("probes", "fp1", run, str(tmp_path), skip_done=True)
+    again = execute_job("probes", "fp1", run, str(tmp_path), skip_done=True)  # a scheduler's retry
+    assert calls == ["ran"] and again.outputs == first.outputs == (str(tmp_path / "a"),)
+    log = (tmp_path / "logs" / "probes.log").read_text()
+    assert log.count(" pid ") == 1 and "sent again" in log and "not run again" in log
+    execute_job("probes", "fp2", run, str(tmp_path), skip_done=True)  # other inputs: it runs
+    (tmp_path / "a").unlink()
+    execute_job("probes", "fp2", run, str(tmp_path), skip_done=True)  # its output is gone: it runs
+    execute_job("probes", "fp2", lambda log: [], str(tmp_path))  # the driver's own call always runs
+    assert calls == ["ran"] * 3
