@@ -165,17 +165,28 @@ def run_bench(out: Path, executors: Sequence[str], folds: int = 5, max_overhead_
         from featstore.errors import unknown_name
 
         raise unknown_name("executor", unknown[0], BENCH_EXECUTORS)
-    out = Path(out)
-    inputs = make_inputs(out / "inputs")
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     figures = []
-    for name in executors:
-        kind, pool = BENCH_EXECUTORS[name]
-        config = load_study_config(write_study(inputs, out / f"{stamp}-{name}", kind, folds, pool))
+    for name, path in zip(executors, write_studies(out, executors, folds), strict=True):
+        kind = BENCH_EXECUTORS[name][0]
+        config = load_study_config(path)
         stats: list[RunStats] = []
         run_study(config, log=lambda _line: None, stats=stats)
         figures.append(measure(name, stats[0], build_graph(config, split=kind != "local"), max_overhead_s))
     return figures
+
+
+def write_studies(out: Path, executors: Sequence[str], folds: int = 5) -> list[Path]:
+    """The benchmark's inputs under ``out/inputs`` and one study TOML per executor, each in
+    a folder of its own (``out/<time>-<executor>/study.toml``): a demo-sized study to run
+    by hand (``crossling study --config PATH``) before a real one."""
+    out = Path(out)
+    inputs = make_inputs(out / "inputs")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    paths = []
+    for name in executors:
+        kind, pool = BENCH_EXECUTORS[name]
+        paths.append(write_study(inputs, out / f"{stamp}-{name}", kind, folds, pool))
+    return paths
 
 
 def header(folds: int) -> str:

@@ -256,3 +256,43 @@ def test_demo_options_default_to_the_demo_config():
              "listeners": "listeners_per_group"}
     for option, field in pairs.items():
         assert params[option].default == defaults[field], option
+
+
+def _docs_rows() -> dict[tuple[str, str], tuple[str, str]]:
+    """(command, option) -> (default, meaning) of every option row in docs/cli.md."""
+    from pathlib import Path
+
+    rows, section = {}, None
+    for line in (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text().splitlines():
+        if (m := re.match(r"^### `crossling (.+)`", line)) is not None:
+            section = m.group(1)
+        elif (r := re.match(r"^\| `([^`]+)` \| ([^|]*) \| (.*) \|$", line)) is not None and section:
+            rows[(section, r.group(1))] = (r.group(2).strip(), r.group(3).strip())
+    return rows
+
+
+def test_docs_cli_shows_each_option_s_default_and_help():
+    def norm(text: str) -> str:
+        text = " ".join((text or "").split()).rstrip(".")
+        return text[:1].lower() + text[1:]
+
+    rows, wrong = _docs_rows(), []
+    for path, cmd in LEAVES:
+        for p in cmd.params:
+            if p.param_type_name != "option" or p.hidden or p.name == "help":
+                continue
+            key = (" ".join(path), " / ".join(p.opts + p.secondary_opts))
+            if key not in rows:  # named in a sentence, not a table row (test above)
+                continue
+            default, meaning = rows[key]
+            if p.required:
+                want = "required"
+            elif p.secondary_opts:  # a --x / --no-x pair: the side that is the default
+                want = (p.opts[0] if p.default else p.secondary_opts[0]).lstrip("-")
+            else:
+                want = "" if p.default is None or p.default is False else str(p.default)
+            if default != want:
+                wrong.append(f"{key}: default {default!r} in docs/cli.md, {want!r} in --help")
+            if not norm(meaning).startswith(norm(p.help)):  # the docs may add to the help, not differ
+                wrong.append(f"{key}: docs/cli.md says {meaning!r}, --help says {p.help!r}")
+    assert not wrong, "\n".join(wrong)

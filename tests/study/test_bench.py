@@ -4,6 +4,7 @@ its JSON, and a real run of the local executor."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -60,3 +61,19 @@ def test_study_bench_on_the_local_executor_prints_json_and_refuses_an_unknown_ex
     assert local["graph_width_finetune"] == 1 and local["ran_at_once"] == 1  # a run's folds in one job here
     bad = CliRunner().invoke(app, ["study-bench", "--out", str(tmp_path), "--executors", "local,sge"])
     assert bad.exit_code == 2 and "unknown executor 'sge'" in bad.output and "slurm-pool" in bad.output
+
+
+def test_write_only_leaves_a_study_per_executor_to_run_by_hand(tmp_path):
+    from cli import app
+    from study.config import load_study_config
+
+    result = CliRunner().invoke(app, ["study-bench", "--out", str(tmp_path), "--executors", "slurm-pool,dask",
+                                      "--folds", "3", "--write-only"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["slurm-pool", "dask"]
+    for line, (kind, pool) in zip(lines, [("slurm", 2), ("dask", 0)], strict=True):
+        path = Path(line.split("--config ")[1])
+        config = load_study_config(path)  # its corpus and model are there: it can run as it is
+        assert (config.executor.kind, config.executor.pool, config.finetune.folds) == (kind, pool, 3)
+        assert config.executor.cluster == "local" and not config.out.exists()  # nothing ran
