@@ -112,7 +112,11 @@ class DaskExecutor:
             spec = self.resources.get(job.resource_kind)
             extra = {"resources": {"GPU": spec.gpus}} if spec is not None and spec.gpus and self._has_gpu else {}
             key = f"{safe_file_stem(job.name.replace('/', '~'), 'job name')}-{uuid.uuid4().hex[:8]}"
-            future = self.client.submit(execute_job, job.name, fp, Packed.of(job.run), str(self.run_dir), print, skip_done=True, key=key,
+            # a worker's print goes to its own log on a cluster, but to this terminal from a local
+            # cluster's processes: there the job's lines go to its log file only
+            echo = None if self._cluster is not None else print
+            future = self.client.submit(execute_job, job.name, fp, Packed.of(job.run), str(self.run_dir), echo,
+                                        skip_done=True, key=key,
                                         pure=False, **extra)
             handles.append(_DaskHandle(future, str(job_log_path(self.run_dir, job.name))))
         self._handles = [h for h in self._handles if not h.done()] + handles  # only those in flight
