@@ -77,3 +77,18 @@ def test_write_only_leaves_a_study_per_executor_to_run_by_hand(tmp_path):
         config = load_study_config(path)  # its corpus and model are there: it can run as it is
         assert (config.executor.kind, config.executor.pool, config.finetune.folds) == (kind, pool, 3)
         assert config.executor.cluster == "local" and not config.out.exists()  # nothing ran
+
+
+def test_json_on_stdout_is_all_there_is_with_a_local_dask_cluster(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "cli.py"), "study-bench", "--out", str(tmp_path), "--executors",
+                           "dask", "--folds", "2", "--json"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout)  # the workers' job lines go to the job logs, not this stdout
+    dask, = record["executors"]
+    assert dask["executor"] == "dask" and dask["jobs_sent"] >= 6 and dask["load_mean_s"] > 0
