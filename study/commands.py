@@ -122,7 +122,8 @@ def study_bench(
     max_overhead_s: Annotated[float, typer.Option(help="Pass when the mean scheduling overhead per job is at "
                                                        "most this, seconds.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures (and the machine) as JSON instead "
-                                                         "of lines.")] = False,
+                                                         "of lines (with --write-only: executor -> study TOML).")
+                         ] = False,
     write_only: Annotated[bool, typer.Option("--write-only", help="Write the demo-sized study's inputs and one "
                                                                  "study TOML per executor, print their paths, run "
                                                                  "nothing (to try an executor by hand).")] = False,
@@ -136,14 +137,20 @@ def study_bench(
     from study.bench import BENCH_EXECUTORS, bench_record, header, run_bench
 
     names = [e.strip() for e in executors.split(",") if e.strip()]
+    if not names:
+        _fail(f"--executors: give one or more of {', '.join(BENCH_EXECUTORS)}")
     for name in names:  # before the first executor's run, not after it
         if name not in BENCH_EXECUTORS:
             _fail(f"--executors: {unknown_name('executor', name, BENCH_EXECUTORS)}")
     if write_only:
         from study.bench import write_studies
 
-        for name, path in zip(names, write_studies(out, names, folds), strict=True):
-            print_line(f"{name}: crossling study --config {path}")
+        paths = dict(zip(names, write_studies(out, names, folds), strict=True))
+        if as_json:
+            print(json.dumps({name: str(path) for name, path in paths.items()}, indent=2))
+        else:
+            for name, path in paths.items():
+                print_line(f"{name}: crossling study --config {path}")
         return
     figures = run_bench(out, names, folds=folds, max_overhead_s=max_overhead_s)
     if as_json:

@@ -171,14 +171,17 @@ class Graph:
 class JobOutcome:
     """What a finished job sends back: its outputs, its own run time and, of that, the
     time its process took to load the job's code (importing what it uses: a fresh process
-    pays it once per job, a Dask worker once), seconds; ``waited_s``: how long it sat in a
-    slurm pool's queue while the worker that took it was still running an earlier job (the
-    pool's width, not the executor's overhead: :mod:`study.executors.pool`)."""
+    pays it once per job, a Dask worker once), seconds; when its run began and ended (wall
+    clock, seconds since the epoch) and in which process (``host:pid``): what the driver
+    needs to tell a wait for a busy worker from the executor's overhead
+    (:meth:`RunStats.waited_s`)."""
 
     outputs: tuple[str, ...]
     duration_s: float
     load_s: float = 0.0
-    waited_s: float = 0.0
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    worker: str = ""
 
 
 def job_log_path(run_dir: str | Path, name: str) -> Path:
@@ -204,7 +207,9 @@ def execute_job(name: str, fingerprint: str, run: JobRun, run_dir: str, echo: Lo
         with path.open("a", encoding="utf-8") as stream:
             stream.write(f"== {name}: sent again on {socket.gethostname()} but done already with these inputs; "
                          "not run again\n")
-        return JobOutcome(tuple((Ledger(run_dir).record(name) or {}).get("outputs", ())), 0.0)
+        now = time.time()
+        return JobOutcome(tuple((Ledger(run_dir).record(name) or {}).get("outputs", ())), 0.0, started_at=now,
+                          ended_at=now, worker=_process_id())
     with path.open("a", encoding="utf-8") as stream:
         def log(line: str) -> None:
             stream.write(f"{line}\n")
@@ -217,7 +222,7 @@ def execute_job(name: str, fingerprint: str, run: JobRun, run_dir: str, echo: Lo
                      + (f" slurm job {os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else "") + "\n")
         stream.flush()
         _fault_drill(name, run_dir)
-        t0 = time.perf_counter()
+        t0, started_at = time.perf_counter(), time.time()
         load_s = 0.0
         try:
             if isinstance(run, Packed):
@@ -233,7 +238,12 @@ def execute_job(name: str, fingerprint: str, run: JobRun, run_dir: str, echo: Lo
                      + "\n")
     if exit_fast:
         atexit.register(_exit_at_once)
-    return JobOutcome(outputs, elapsed, load_s)
+    return JobOutcome(outputs, elapsed, load_s, started_at=started_at, ended_at=started_at + elapsed,
+                      worker=_process_id())
+
+
+def _process_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _exit_at_once() -> None:
@@ -314,26 +324,54 @@ class Executor(Protocol):
 @dataclass
 class RunStats:
     """What :func:`run_graph` measured: per job, submission to completion as the driver saw
-    it and the job's own run time (seconds); the most jobs in flight at once."""
+    it, the job's own run time (seconds), when it was submitted, began and ended (wall
+    clock) and in which process; the most jobs in flight (submitted, not landed) at once."""
 
     jobs: list[dict[str, Any]] = field(default_factory=list)
     max_in_flight: int = 0
     wall_s: float = 0.0
 
+    def _sent(self) -> list[dict[str, Any]]:
+        return [j for j in self.jobs if j["where"] != "driver"]
+
     def overhead_s(self) -> list[float]:
         """Scheduling overhead of each job that ran: seconds in flight beyond its own run time
         (which includes loading its code: :meth:`load_s`) and beyond its wait for a busy
-        pool worker (:meth:`waited_s`)."""
-        return [max(0.0, j["in_flight_s"] - j["duration_s"] - j.get("waited_s", 0.0))
-                for j in self.jobs if j["where"] != "driver"]
+        worker (:meth:`waited_s`)."""
+        return [max(0.0, j["in_flight_s"] - j["duration_s"] - w) for j, w in zip(self._sent(), self.waited_s(),
+                                                                                  strict=True)]
 
     def waited_s(self) -> list[float]:
-        """Seconds each job sent away waited in a slurm pool's queue for a busy worker (0 elsewhere)."""
-        return [j.get("waited_s", 0.0) for j in self.jobs if j["where"] != "driver"]
+        """Seconds each job sent away waited for a busy worker: while it was queued (from its
+        submission to its start), how long the process that ran it was running other jobs
+        (a Dask worker, a slurm pool worker; 0 for a process of its own). That is the
+        executor's width (two workers, say), not its overhead. Wall clocks of the driver
+        and the workers: exact on one machine, as good as their clocks' sync across nodes."""
+        sent = self._sent()
+        waits = []
+        for j in sent:
+            start, queued = j.get("started_at", 0.0), j.get("submitted_at", 0.0)
+            busy = 0.0
+            if j.get("worker") and start > queued > 0:
+                for k in sent:
+                    if k is not j and k.get("worker") == j["worker"]:
+                        busy += max(0.0, min(k.get("ended_at", 0.0), start) - max(k.get("started_at", 0.0), queued))
+            waits.append(busy)
+        return waits
 
     def load_s(self) -> list[float]:
         """Seconds each job sent away spent loading its code (imports) inside its run time."""
-        return [j.get("load_s", 0.0) for j in self.jobs if j["where"] != "driver"]
+        return [j.get("load_s", 0.0) for j in self._sent()]
+
+    def ran_at_once(self) -> int:
+        """The most jobs that were running at the same moment (their run times overlapping)."""
+        edges = sorted((t, step) for j in self.jobs if j.get("ended_at", 0.0) > j.get("started_at", 0.0) > 0
+                       for t, step in ((j["started_at"], 1), (j["ended_at"], -1)))
+        running = most = 0
+        for _, step in edges:  # at equal times an end (-1) sorts before a start (+1)
+            running += step
+            most = max(most, running)
+        return most
 
 
 def run_graph(graph: Graph, ledger: Ledger, executor: Executor, log: Log = print) -> RunStats:
@@ -347,6 +385,7 @@ def run_graph(graph: Graph, ledger: Ledger, executor: Executor, log: Log = print
     finished: set[str] = set()
     failed: dict[str, str] = {}
     flying: dict[str, tuple[Job, Handle, float]] = {}
+    sent_at: dict[str, float] = {}  # wall clock of each job's submission
     try:
         while pending or flying:
             ready: list[tuple[Job, str]] = []
@@ -373,10 +412,11 @@ def run_graph(graph: Graph, ledger: Ledger, executor: Executor, log: Log = print
             if ready:
                 for job, _ in ready:
                     log(f"[run ] {job.name}")
-                now = time.perf_counter()
+                now, submitted_at = time.perf_counter(), time.time()
                 for (job, _), handle in zip(ready, executor.submit(ready), strict=True):
                     ledger.set_state(job.name, "running", job_id=handle.job_id, log=handle.log, executor=executor.name)
                     flying[job.name] = (job, handle, now)
+                    sent_at[job.name] = submitted_at
                 stats.max_in_flight = max(stats.max_in_flight, len(flying))
             landed = [name for name, (_, h, _) in flying.items() if h.done()]
             for name in landed:
@@ -391,7 +431,9 @@ def run_graph(graph: Graph, ledger: Ledger, executor: Executor, log: Log = print
                     continue
                 stats.jobs.append({"name": name, "kind": job.kind, "where": executor.name,
                                    "in_flight_s": time.perf_counter() - t0, "duration_s": outcome.duration_s,
-                                   "load_s": outcome.load_s, "waited_s": outcome.waited_s})
+                                   "load_s": outcome.load_s, "submitted_at": sent_at.pop(name, 0.0),
+                                   "started_at": outcome.started_at, "ended_at": outcome.ended_at,
+                                   "worker": outcome.worker})
                 ledger.clear_state(name)
                 finished.add(name)
                 log(f"[done] {name} in {outcome.duration_s:.1f} s")
@@ -440,7 +482,8 @@ def _run_here(job: Job, fp: str, ledger: Ledger, executor: Executor, log: Log, s
         log(f"[fail] {job.name}: {failed[job.name]}")
         return
     stats.jobs.append({"name": job.name, "kind": job.kind, "where": "driver" if executor.split_jobs else "local",
-                       "in_flight_s": time.perf_counter() - t0, "duration_s": outcome.duration_s, "load_s": outcome.load_s})
+                       "in_flight_s": time.perf_counter() - t0, "duration_s": outcome.duration_s, "load_s": outcome.load_s,
+                       "started_at": outcome.started_at, "ended_at": outcome.ended_at, "worker": outcome.worker})
     ledger.clear_state(job.name)
     finished.add(job.name)
     say(f"[done] {job.name} in {outcome.duration_s:.1f} s")

@@ -43,7 +43,9 @@ class _DaskHandle:
             future.release()
 
     def cancel(self) -> bool:
-        if self._future is None:  # its result was read: finished
+        """Cancel the task; False once it has ended. A task already running in a worker of
+        a cluster that goes on (an external one) runs to its end and records itself done."""
+        if self._future is None or self._future.done():  # finished (its result read, or not yet)
             return False
         self._future.cancel()
         return True
@@ -88,7 +90,7 @@ class DaskExecutor:
         if settings.scheduler:
             try:
                 self.client = Client(settings.scheduler)
-            except (OSError, TimeoutError) as err:
+            except (OSError, TimeoutError, ValueError) as err:  # ValueError: not an address
                 raise DaskSchedulerError(
                     f"cannot reach the Dask scheduler {settings.scheduler} ({type(err).__name__}: {err}); start it "
                     "(`dask scheduler`) and its workers, or check the address ([executor] scheduler or "
@@ -116,7 +118,7 @@ class DaskExecutor:
             # cluster's processes: there the job's lines go to its log file only
             echo = None if self._cluster is not None else print
             future = self.client.submit(execute_job, job.name, fp, Packed.of(job.run), str(self.run_dir), echo,
-                                        skip_done=True, key=key,
+                                        skip_done=not job.always_run, key=key,
                                         pure=False, **extra)
             handles.append(_DaskHandle(future, str(job_log_path(self.run_dir, job.name))))
         self._handles = [h for h in self._handles if not h.done()] + handles  # only those in flight

@@ -12,7 +12,7 @@ The queue (``<run dir>/jobs/pool/<session>/<kind>/``, one ``<session>`` per ``cr
 study``, so a worker left from an earlier study never takes a job of this one):
 
 - ``todo/<seq>.task``: a job to run (name, fingerprint, its pickled work, run directory,
-  when it was queued), written by the driver atomically;
+  whether a record of it done skips it), written by the driver atomically;
 - ``claimed/<seq>.task@<worker>``: taken by a worker (an atomic rename: one worker each);
 - ``done/<seq>.result``: what the job sent back (its outcome, or its error), written by the
   worker atomically once the job has recorded itself done in the ledger
@@ -25,7 +25,6 @@ worker's log; the next ``crossling study`` runs it again (and only it).
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 import pickle
@@ -83,7 +82,6 @@ def pool_worker(queue: str, idle_s: float, poll_s: float) -> int:
     todo, claimed, done = folder / "todo", folder / "claimed", folder / "done"
     me = _worker_id()
     n_run, last = 0, time.monotonic()
-    free_since: float | None = None  # wall clock when this worker's last job ended
     while not (folder.parent / STOP_FILE).exists():
         task = _claim(todo, claimed, me)
         if task is None:
@@ -91,13 +89,11 @@ def pool_worker(queue: str, idle_s: float, poll_s: float) -> int:
                 break
             time.sleep(poll_s)
             continue
-        name, fingerprint, run, run_dir, queued_at = pickle.loads(task.read_bytes())  # noqa: S301 - the driver's own
+        name, fingerprint, run, run_dir, skip_done = pickle.loads(task.read_bytes())  # noqa: S301 - the driver's own
         seq = task.name.split("@")[0].removesuffix(".task")
-        # queued while this worker still ran an earlier job: the pool's width, not its overhead
-        waited_s = max(0.0, free_since - queued_at) if free_since is not None else 0.0
         _note_running(run_dir, name, me)
         try:
-            outcome = dataclasses.replace(execute_job(name, fingerprint, run, run_dir, print, skip_done=True), waited_s=waited_s)
+            outcome = execute_job(name, fingerprint, run, run_dir, print, skip_done=skip_done)
         except Exception as err:
             _write_atomic(done / f"{seq}.result", pickle.dumps(("error", _sendable(err))))
             task.unlink(missing_ok=True)
@@ -107,7 +103,7 @@ def pool_worker(queue: str, idle_s: float, poll_s: float) -> int:
         # worker gone and reports the job failed
         _write_atomic(done / f"{seq}.result", pickle.dumps(("ok", outcome)))
         task.unlink(missing_ok=True)
-        n_run, last, free_since = n_run + 1, time.monotonic(), time.time()
+        n_run, last = n_run + 1, time.monotonic()
     return n_run
 
 
@@ -232,7 +228,7 @@ class PoolExecutor(SubmititBase):
             for sub in ("todo", "claimed", "done"):
                 (queue / sub).mkdir(parents=True, exist_ok=True)
             seq = f"{next(self._seq):06d}"
-            task = (job.name, fingerprint, Packed.of(job.run), str(self.run_dir), time.time())
+            task = (job.name, fingerprint, Packed.of(job.run), str(self.run_dir), not job.always_run)
             _write_atomic(queue / "todo" / f"{seq}.task", pickle.dumps(task))
             handles.append(_PoolHandle(self, kind, seq, str(job_log_path(self.run_dir, job.name))))
         for kind in {job.resource_kind for job, _ in jobs}:

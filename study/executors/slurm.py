@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study.graph import Job, JobOutcome, Packed, execute_job
+from study.graph import Job, JobOutcome, Packed, execute_job, job_log_path
 
 if TYPE_CHECKING:
     from study.config import ExecutorSettings, ResourceSpec
@@ -39,10 +39,12 @@ def submitit_parameters(spec: ResourceSpec, kind: str) -> dict[str, Any]:
 
 
 class _SubmititHandle:
-    def __init__(self, job: Any) -> None:
+    def __init__(self, job: Any, job_log: str) -> None:
         self._job = job
         self.job_id = str(job.job_id)
         self.log = str(job.paths.stderr)
+        self.job_log = job_log
+        self.cancelled = False
 
     def done(self) -> bool:
         return bool(self._job.done())
@@ -54,8 +56,9 @@ class _SubmititHandle:
             return self._job.result()
         except UncompletedJobError:  # its process ended before writing a result: say so, and where to look
             raise SlurmJobLost(
-                f"SLURM job {self.job_id} ended without a result (state {self._state()}: killed, pre-empted, out "
-                f"of time or out of memory); submitit's logs: {self._job.paths.stdout} and {self.log}") from None
+                f"SLURM job {self.job_id} ended without sending its result (killed, pre-empted, out of time or out "
+                f"of memory; scheduler state {self._state()}); the job's log: {self.job_log}; submitit's output: "
+                f"{self._job.paths.stdout}") from None
 
     def _state(self) -> str:
         try:
@@ -64,7 +67,12 @@ class _SubmititHandle:
             return "unknown"
 
     def cancel(self) -> bool:
-        self._job.cancel(check=False)  # scancel (or the local executor's kill); an ended job is left as it is
+        """scancel (the local executor: a signal to its process), once; False for a job
+        that has ended (its result or error is what it is) or was cancelled already."""
+        if self.cancelled or self._job.done():
+            return False
+        self._job.cancel(check=False)
+        self.cancelled = True
         return True
 
 
@@ -110,20 +118,21 @@ class SubmititExecutor(SubmititBase):
         for kind, indices in by_kind.items():
             executor = self._executors[kind]
             calls = [functools.partial(execute_job, jobs[i][0].name, jobs[i][1], Packed.of(jobs[i][0].run),
-                                       str(self.run_dir), print, exit_fast=True, skip_done=True) for i in indices]
+                                       str(self.run_dir), print, exit_fast=True,
+                                       skip_done=not jobs[i][0].always_run) for i in indices]
             if len(calls) == 1:
                 submitted = [executor.submit(calls[0])]
             else:
                 with executor.batch():
                     submitted = [executor.submit(call) for call in calls]
             for i, job in zip(indices, submitted, strict=True):
-                handles[i] = _SubmititHandle(job)
+                handles[i] = _SubmititHandle(job, str(job_log_path(self.run_dir, jobs[i][0].name)))
         done = [h for h in handles if h is not None]
         self._handles += done
         return done
 
     def close(self) -> None:
-        """Cancel jobs still queued or running (the study stopped: a rerun resubmits them)."""
+        """Cancel jobs still queued or running (the study stopped: a rerun resubmits them),
+        each once (a second signal would cut short submitit's own clean-up)."""
         for handle in self._handles:
-            if not handle.done():
-                handle.cancel()
+            handle.cancel()

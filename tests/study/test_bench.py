@@ -21,28 +21,35 @@ def _graph(folds: int) -> Graph:
     return graph
 
 
+def _job(name, worker, submitted, started, duration, in_flight, load):
+    return {"name": name, "where": "slurm-pool", "worker": worker, "submitted_at": submitted, "started_at": started,
+            "ended_at": started + duration, "duration_s": duration, "in_flight_s": in_flight, "load_s": load}
+
+
 def test_figures_from_a_run_s_stats():
-    jobs = [  # in flight = overhead + waited + run time (of which loading)
-        {"name": "prepare/esd", "where": "slurm", "in_flight_s": 1.5, "duration_s": 1.0, "load_s": 0.5},
-        {"name": "finetune/r/fold-0", "where": "slurm", "in_flight_s": 10.0, "duration_s": 8.0, "load_s": 4.0,
-         "waited_s": 0.5},
-        {"name": "finetune/r/fold-1", "where": "slurm", "in_flight_s": 9.0, "duration_s": 6.0, "load_s": 0.0,
-         "waited_s": 2.0},
+    jobs = [  # in flight = overhead + wait for a busy worker + run time (of which loading)
+        _job("prepare/esd", "w1", 100.0, 100.5, 1.0, 1.5, 0.5),  # its worker's first job: no wait
+        _job("finetune/r/fold-0", "w1", 101.0, 101.6, 8.0, 10.0, 4.0),  # waited 0.5 s for prepare/esd to end
+        _job("finetune/r/fold-1", "w1", 101.0, 109.6, 6.0, 15.0, 0.0),  # waited 0.5 s + all of fold-0 (8 s)
+        _job("finetune/r/fold-2", "w2", 101.0, 102.0, 6.0, 7.2, 4.0),  # another worker: no wait
         {"name": "report", "where": "driver", "in_flight_s": 3.0, "duration_s": 0.1},  # not sent: not counted
     ]
-    figures = measure("slurm-pool", RunStats(jobs=jobs, max_in_flight=2, wall_s=20.0), _graph(2), max_overhead_s=1.0)
-    assert figures.jobs_sent == 3 and figures.graph_jobs == 3 and figures.work_s == pytest.approx(15.1)
-    assert figures.overhead_mean_s == pytest.approx((0.5 + 1.5 + 1.0) / 3)  # 1.0: at the target
-    assert figures.overhead_max_s == pytest.approx(1.5) and figures.waited_mean_s == pytest.approx(2.5 / 3)
-    assert figures.load_mean_s == pytest.approx(1.5) and figures.total_mean_s == pytest.approx(2.5)
-    assert figures.passed and (figures.graph_width, figures.graph_width_finetune, figures.ran_at_once) == (2, 2, 2)
+    stats = RunStats(jobs=jobs, max_in_flight=3, wall_s=20.0)
+    assert stats.waited_s() == pytest.approx([0.0, 0.5, 8.5, 0.0])
+    assert stats.overhead_s() == pytest.approx([0.5, 1.5, 0.5, 1.2]) and stats.ran_at_once() == 2  # fold-0 and 2
+    figures = measure("slurm-pool", stats, _graph(3), max_overhead_s=1.0)
+    assert figures.jobs_sent == 4 and figures.graph_jobs == 4 and figures.work_s == pytest.approx(21.1)
+    assert figures.overhead_mean_s == pytest.approx(0.925) and figures.overhead_max_s == pytest.approx(1.5)
+    assert figures.waited_mean_s == pytest.approx(2.25) and figures.load_mean_s == pytest.approx(2.125)
+    assert figures.total_mean_s == pytest.approx(3.05) and figures.passed
+    assert (figures.graph_width, figures.graph_width_finetune, figures.sent_at_once, figures.ran_at_once) == (3, 3, 3, 2)
     line = figures.line()
-    for part in ("3 jobs sent", "overhead per job mean 1.00 s, max 1.50 s [PASS <= 1 s]",
-                 "waiting for a busy pool worker", "mean 0.83 s", "overhead + loading 2.50 s per job [FAIL <= 1 s]",
-                 "graph allows 2 (2 fine-tuning), ran 2"):
+    for part in ("4 jobs sent", "scheduling overhead per job mean 0.93 s [PASS <= 1 s], max 1.50 s",
+                 "waiting for a busy worker", "mean 2.25 s", "overhead + loading 3.05 s per job [FAIL <= 1 s]",
+                 "graph allows 3 (3 fine-tuning), sent together 3, ran 2"):
         assert part in line, (part, line)
     slower = measure("slurm", RunStats(jobs=jobs[:1], wall_s=2.0), _graph(1), max_overhead_s=0.4)
-    assert not slower.passed and "[FAIL <= 0.4 s]" in slower.line() and "busy pool worker" not in slower.line()
+    assert not slower.passed and "[FAIL <= 0.4 s]" in slower.line() and "busy worker" not in slower.line()
 
 
 def test_study_bench_on_the_local_executor_prints_json_and_refuses_an_unknown_executor(tmp_path):
@@ -58,7 +65,7 @@ def test_study_bench_on_the_local_executor_prints_json_and_refuses_an_unknown_ex
     assert local["executor"] == "local" and local["jobs_sent"] == local["graph_jobs"] >= 6
     assert 0 <= local["overhead_mean_s"] < 0.5 and local["load_mean_s"] == 0 and local["waited_mean_s"] == 0
     assert local["work_s"] > 0 and local["wall_s"] >= local["work_s"] and local["passed"]
-    assert local["graph_width_finetune"] == 1 and local["ran_at_once"] == 1  # a run's folds in one job here
+    assert local["graph_width_finetune"] == 1 and local["ran_at_once"] == local["sent_at_once"] == 1  # one job
     bad = CliRunner().invoke(app, ["study-bench", "--out", str(tmp_path), "--executors", "local,sge"])
     assert bad.exit_code == 2 and "unknown executor 'sge'" in bad.output and "slurm-pool" in bad.output
 
@@ -77,6 +84,11 @@ def test_write_only_leaves_a_study_per_executor_to_run_by_hand(tmp_path):
         config = load_study_config(path)  # its corpus and model are there: it can run as it is
         assert (config.executor.kind, config.executor.pool, config.finetune.folds) == (kind, pool, 3)
         assert config.executor.cluster == "local" and not config.out.exists()  # nothing ran
+    listed = CliRunner().invoke(app, ["study-bench", "--out", str(tmp_path), "--executors", "dask", "--write-only",
+                                      "--json"])
+    assert listed.exit_code == 0 and list(json.loads(listed.output)) == ["dask"]
+    none = CliRunner().invoke(app, ["study-bench", "--out", str(tmp_path), "--executors", " , "])
+    assert none.exit_code == 2 and "give one or more of local, slurm, slurm-pool, dask" in none.output
 
 
 def test_json_on_stdout_is_all_there_is_with_a_local_dask_cluster(tmp_path):

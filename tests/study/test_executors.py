@@ -135,7 +135,7 @@ def test_slurm_through_submitit_gives_the_same_tables_and_reruns_only_a_killed_j
     with pytest.raises(StudyJobsFailed, match="fold-1") as failure:
         run_study(config, log=first.append)
     # what happened and where to look (not the tail of submitit's own output)
-    assert "ended without a result (state" in str(failure.value) and "_log.out" in str(failure.value)
+    assert "ended without sending its result" in str(failure.value) and "_log.out" in str(failure.value)
     status = "\n".join(study_status(config))
     assert f"failed      {FOLD_JOB}" in status and f"waiting     {RUN_JOB}" in status
     assert "done        extract/w2v2-cn/esd" in status and "done        sed" in status

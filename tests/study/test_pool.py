@@ -42,7 +42,7 @@ def _queue(tmp_path: Path, runs) -> Path:
         (queue / sub).mkdir(parents=True, exist_ok=True)
     for i, (name, run) in enumerate(runs):
         _write(queue / "todo" / f"{i:06d}.task", pickle.dumps((name, f"fp-{name}", Packed.of(run), str(tmp_path),
-                                                                            time.time())))
+                                                                            True)))
     return queue
 
 
@@ -129,17 +129,21 @@ def _slow(name: str, folder: str, seconds: float):
     return run
 
 
-def test_a_job_queued_behind_a_busy_worker_records_its_wait_apart_from_the_overhead(tmp_path):
+def test_a_job_queued_behind_a_busy_worker_counts_its_wait_apart_from_the_overhead(tmp_path):
     # one worker, two jobs queued at once: the second waits while the first runs (0.4 s)
+    queued = time.time()
     queue = _queue(tmp_path, [("a", _slow("a", str(tmp_path), 0.4)), ("b", _out("b", str(tmp_path)))])
     assert pool_worker(str(queue), idle_s=0.1, poll_s=0.01) == 2
     results = _results(queue)
     first, second = results["000000.result"][1], results["000001.result"][1]
-    assert first.waited_s == 0.0  # taken by a worker that had run nothing yet
-    assert first.duration_s >= 0.4 and first.duration_s <= second.waited_s <= first.duration_s + 2.0
-    stats = RunStats(jobs=[{"where": "slurm", "in_flight_s": 0.5 + o.waited_s + o.duration_s,
-                            "duration_s": o.duration_s, "waited_s": o.waited_s} for o in (first, second)])
-    assert stats.overhead_s() == pytest.approx([0.5, 0.5]) and stats.waited_s() == [first.waited_s, second.waited_s]
+    assert first.worker == second.worker and first.duration_s >= 0.4 and second.started_at >= first.ended_at
+    stats = RunStats(jobs=[{"where": "slurm", "worker": o.worker, "submitted_at": queued, "started_at": o.started_at,
+                            "ended_at": o.ended_at, "duration_s": o.duration_s,
+                            "in_flight_s": o.ended_at + 0.5 - queued} for o in (first, second)])
+    waited = stats.waited_s()
+    assert waited[0] == 0.0 and waited[1] == pytest.approx(first.ended_at - first.started_at)  # all of a's run
+    assert stats.overhead_s()[1] == pytest.approx(second.started_at - queued - waited[1] + 0.5)
+    assert stats.ran_at_once() == 1
 
 
 @pytest.mark.parametrize("stop", [False, True])
@@ -148,7 +152,7 @@ def test_a_worker_stops_when_idle_or_told(tmp_path, stop):
     if stop:
         (queue.parent / STOP_FILE).touch()
         _write(queue / "todo" / "000000.task", pickle.dumps(("a", "fp", Packed.of(_out("a", str(tmp_path))),
-                                                                 str(tmp_path), time.time())))
+                                                                 str(tmp_path), True)))
     assert pool_worker(str(queue), idle_s=0.1, poll_s=0.01) == 0
     assert (queue / "todo" / "000000.task").exists() == stop  # told to stop: it takes nothing more
 
