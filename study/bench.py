@@ -158,6 +158,18 @@ def measure(name: str, result: RunStats, graph: Graph, max_overhead_s: float = 2
         sent_at_once=max(result.max_in_flight, 1), ran_at_once=result.ran_at_once(), max_overhead_s=max_overhead_s)
 
 
+def check_executors(names: Sequence[str]) -> None:
+    """Raise a :class:`~featstore.errors.CrosslingError` unless ``names`` is one or more of
+    :data:`BENCH_EXECUTORS` (before any executor runs)."""
+    from featstore.errors import CrosslingError, unknown_name
+
+    if not names:
+        raise CrosslingError(f"give one or more of {', '.join(BENCH_EXECUTORS)}")
+    for name in names:
+        if name not in BENCH_EXECUTORS:
+            raise unknown_name("executor", name, BENCH_EXECUTORS)
+
+
 def run_bench(out: Path, executors: Sequence[str], folds: int = 5, max_overhead_s: float = 2.0
               ) -> list[ExecutorFigures]:
     """Run the benchmark study on each of ``executors`` (in its own folder under ``out``)
@@ -165,11 +177,6 @@ def run_bench(out: Path, executors: Sequence[str], folds: int = 5, max_overhead_
     from study.config import load_study_config
     from study.runner import build_graph, run_study
 
-    unknown = [e for e in executors if e not in BENCH_EXECUTORS]
-    if unknown:
-        from featstore.errors import unknown_name
-
-        raise unknown_name("executor", unknown[0], BENCH_EXECUTORS)
     figures = []
     for name, path in zip(executors, write_studies(out, executors, folds), strict=True):
         kind = BENCH_EXECUTORS[name][0]
@@ -184,6 +191,7 @@ def write_studies(out: Path, executors: Sequence[str], folds: int = 5) -> list[P
     """The benchmark's inputs under ``out/inputs`` and one study TOML per executor, each in
     a folder of its own (``out/<time>-<executor>/study.toml``): a demo-sized study to run
     by hand (``crossling study --config PATH``) before a real one."""
+    check_executors(executors)
     out = Path(out)
     inputs = make_inputs(out / "inputs")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())

@@ -133,15 +133,14 @@ def study_bench(
     exits 1 when an executor misses the target."""
     import json
 
-    from featstore.errors import unknown_name
-    from study.bench import BENCH_EXECUTORS, bench_record, header, run_bench
+    from featstore.errors import CrosslingError
+    from study.bench import bench_record, check_executors, header, run_bench
 
     names = [e.strip() for e in executors.split(",") if e.strip()]
-    if not names:
-        _fail(f"--executors: give one or more of {', '.join(BENCH_EXECUTORS)}")
-    for name in names:  # before the first executor's run, not after it
-        if name not in BENCH_EXECUTORS:
-            _fail(f"--executors: {unknown_name('executor', name, BENCH_EXECUTORS)}")
+    try:
+        check_executors(names)  # before the first executor's run, not after it
+    except CrosslingError as err:
+        _fail(f"--executors: {error_message(err)}")
     if write_only:
         from study.bench import write_studies
 

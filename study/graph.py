@@ -99,7 +99,7 @@ class Job:
     ----------
     name : the ledger name (``extract/w2v2-cn/esd``, ``finetune/<run>/fold-2`` ...)
     kind : one of :data:`JOB_KINDS` (decides its resources)
-    deps : names of the jobs it reads
+    deps : names of the jobs it reads (each kept once)
     fingerprint : computed by the driver once ``deps`` are done
     run : ``run(log) -> output paths``; runs where the executor sends it (picklable with
         cloudpickle for the slurm and dask executors)
@@ -121,6 +121,7 @@ class Job:
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
             raise ValueError(f"job {self.name}: unknown kind {self.kind!r}; known: {', '.join(JOB_KINDS)}")
+        self.deps = tuple(dict.fromkeys(self.deps))  # each once, in order (a corpus read twice is one dep)
 
     @property
     def resource_kind(self) -> str:

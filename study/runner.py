@@ -117,7 +117,7 @@ def build_graph(config: StudyConfig, *, split: bool = False) -> Graph:
 
     def add(name: str, kind: str, deps: list[str | None], fp: Callable[[], str], run: Callable,
             covered_by: str | None = None) -> str:
-        graph.add(Job(name, kind, tuple(dict.fromkeys(d for d in deps if d)), fp, run, covered_by))  # each once
+        graph.add(Job(name, kind, tuple(d for d in deps if d), fp, run, covered_by))
         return name
 
     prepared: dict[str, str] = {}

@@ -54,6 +54,8 @@ class PoolWorkerLost(RuntimeError):
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    # not featstore.io.atomic_write: its temporary name keeps the suffix (".x.tmp-1.task"),
+    # which the workers' "*.task" listing (pathlib globs match dot files) could claim mid-write
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
